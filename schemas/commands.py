@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 
 class Command(BaseModel):
@@ -21,10 +21,32 @@ class Command(BaseModel):
     correlation_id: str | None = None
 
 
+def storable(value: Any, path: str = "") -> Any:
+    """Reject document keys a document store cannot hold as field names.
+
+    Payloads and results become read-model documents, where a key starting
+    with ``$``, containing ``.`` or a NUL would be refused at write time —
+    after the job was accepted. Refusing them here keeps every accepted job
+    projectable.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"key {where!r} may not start with '$' or contain '.' or NUL")
+            storable(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            storable(item, f"{path}[{index}]")
+    return value
+
+
 class SubmitJob(Command):
     type: Literal["SubmitJob"] = "SubmitJob"
-    job_type: str
+    job_type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    _storable_payload = field_validator("payload")(storable)
 
 
 class StartJob(Command):
@@ -39,6 +61,8 @@ class CompleteJob(Command):
     type: Literal["CompleteJob"] = "CompleteJob"
     attempt: int = Field(ge=1)
     result: Any = None
+
+    _storable_result = field_validator("result")(storable)
 
 
 class FailJob(Command):

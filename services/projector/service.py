@@ -1,0 +1,103 @@
+"""The projector's consumer loop: jobs.events → JobProjection → commit.
+
+Offsets are committed only after the batch is durable in MongoDB (and any
+dead letters acknowledged by the broker), so a crash replays at most one batch,
+which the projection absorbs as duplicates. A record that is not a job event,
+or that the database refuses for good, goes to ``jobs.dlq``; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from pydantic import ValidationError
+
+from schemas import parse_event, topics
+from services.common.kafka import make_producer, send_dead_letters
+from services.common.readmodel import connect, ensure_indexes
+from services.projector.projection import JobProjection
+from services.projector.settings import ProjectorSettings
+
+log = structlog.get_logger(component="projector")
+
+STAGE = "projector"
+
+
+class _ForgetOnRebalance(ConsumerRebalanceListener):
+    def __init__(self, projection: JobProjection) -> None:
+        self._projection = projection
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self._projection.forget()
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self._projection.forget()
+
+
+async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
+    mongo = connect(settings)
+    db = mongo[settings.mongo_db]
+    await ensure_indexes(db)
+    projection = JobProjection(db, settings.cache_jobs)
+    producer = make_producer(settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_poll_records=settings.batch_max_records,
+    )
+    consumer.subscribe([topics.EVENTS], listener=_ForgetOnRebalance(projection))
+    await producer.start()
+    await consumer.start()
+    log.info("projector started", topic=topics.EVENTS, group=settings.group_id)
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
+            records = [record for batch in batches.values() for record in batch]
+            if not records:
+                continue
+            await _project(records, projection, producer)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await mongo.close()
+        log.info("projector stopped")
+
+
+async def _project(records, projection: JobProjection, producer) -> None:
+    dead, decoded = [], []
+    for record in records:
+        try:
+            decoded.append((record, parse_event(record.value)))
+        except (ValidationError, ValueError, TypeError) as error:
+            dead.append((record, f"not a job event: {error}"))
+    source = {(event.job_id, event.seq): record for record, event in decoded}
+    outcome = await _until_durable(projection, [event for _, event in decoded])
+    for gap in outcome.gaps:
+        log.error(
+            "sequence gap in jobs.events; event not applied",
+            job_id=gap.job_id,
+            expected=gap.expected,
+            got=gap.got,
+        )
+    for event, reason in outcome.rejected:
+        dead.append((source[(event.job_id, event.seq)], f"read model refused the event: {reason}"))
+    await send_dead_letters(producer, dead, STAGE)
+
+
+async def _until_durable(projection: JobProjection, events):
+    """Apply a batch, retrying while the database is unreachable: never skip, never commit early."""
+    delay = 0.1
+    while True:
+        try:
+            return await projection.apply(events)
+        except Exception as error:  # connection loss, timeouts: the batch is retried as a whole
+            log.warning("read model write failed; retrying", error=repr(error), retry_in_s=delay)
+            projection.forget()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

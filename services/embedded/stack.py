@@ -95,6 +95,7 @@ class EmbeddedStack:
             JOBLEDGER_FETCH_MAX_WAIT_MS=str(s.fetch_max_wait_ms),
             JOBLEDGER_LINGER_MS=str(s.linger_ms),
             JOBLEDGER_PORT=str(s.api_port),
+            JOBLEDGER_STATE_DIR=str(s.data_dir / "processor"),
             PYTHONUNBUFFERED="1",
         )
         for key, value in os.environ.items():  # service-specific settings pass through
@@ -161,7 +162,7 @@ class EmbeddedStack:
         deadline = time.monotonic() + self.settings.start_timeout_s
         async with httpx.AsyncClient(base_url=self.api_url, timeout=2) as client:
             while True:
-                self._check_alive()
+                self.check_alive()
                 try:
                     if (await client.get("/readyz")).status_code == 200:
                         return
@@ -180,7 +181,7 @@ class EmbeddedStack:
         if out is not None:
             out.close()
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.logs / (name + '.log')}")

@@ -61,6 +61,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        datadir=str(settings.state_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         topic_allow_declare=False,

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from pydantic import Field
 
 from services.common.settings import ConnectionSettings
@@ -11,6 +13,7 @@ class ProcessorSettings(ConnectionSettings):
     handler_modules: list[str] = Field(
         ["services.processor.builtin"], description="modules whose @handler functions are loaded"
     )
+    state_dir: Path = Field(Path("var/processor"), description="faust's working directory")
     decider_enabled: bool = True
     runner_enabled: bool = True
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long running jobs may finish on stop")

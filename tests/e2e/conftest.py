@@ -1,0 +1,108 @@
+"""One real embedded stack per test session: Tansu, SecantusDB and the three
+services as subprocesses on free loopback ports, stopped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import AsyncMongoClient
+
+from schemas import TERMINAL, JobStatus
+from services.embedded.stack import EmbeddedStack, StackSettings
+from services.ingest.settings import DEV_API_KEY
+
+JOB_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    stack = EmbeddedStack(
+        StackSettings(
+            data_dir=data_dir,
+            broker_port=0,
+            mongo_port=0,
+            s3_port=0,
+            api_port=0,
+            broker_storage="memory",
+            mongo_storage="memory",
+            partitions=4,
+        )
+    )
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+@pytest.fixture(scope="session")
+async def api(stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=30
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def anonymous(stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def db(stack):
+    client = AsyncMongoClient(stack.settings.mongo_url, tz_aware=True)
+    yield client[stack.settings.mongo_db]
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def producer(stack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def read_topic(stack: EmbeddedStack, topic: str, until, timeout_s: float = JOB_TIMEOUT_S) -> list:
+    """Records of ``topic`` from the start, until ``until(records)`` holds."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: condition not met after {len(records)} records")
+            batches = await consumer.getmany(timeout_ms=200)
+            records.extend(record for batch in batches.values() for record in batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_job(api: httpx.AsyncClient, job_id: str, states=TERMINAL, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+    """Poll ``GET /jobs/{id}`` until the job is in one of ``states``."""
+    deadline = time.monotonic() + timeout_s
+    wanted = {JobStatus(state).value for state in states}
+    while True:
+        response = await api.get(f"/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if job["state"] in wanted:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
+        await asyncio.sleep(0.05)

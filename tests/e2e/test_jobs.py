@@ -1,0 +1,213 @@
+"""A job's life through the real wire: HTTP → jobs.commands → decider →
+jobs.events → projector → MongoDB → HTTP."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from schemas import JobStatus, parse_command, parse_event, topics
+from services.common.readmodel import JOB_EVENTS
+from tests.e2e.conftest import read_topic, wait_for_job
+
+pytestmark = pytest.mark.e2e
+
+
+async def submit(api, job_type: str, payload: dict | None = None, **headers) -> str:
+    response = await api.post("/jobs", json={"type": job_type, "payload": payload or {}}, headers=headers)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["state"] == "PENDING"
+    assert body["links"]["self"] == f"/jobs/{body['id']}"
+    assert response.headers["location"] == f"/jobs/{body['id']}"
+    return body["id"]
+
+
+async def test_a_sleep_job_runs_to_success_and_its_events_are_seq_1_to_n(api, db):
+    job_id = await submit(api, "sleep", {"seconds": 0.2})
+
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "SUCCEEDED"
+    assert job["result"] == {"slept": 0.2}
+    assert job["attempt"] == 1
+    assert job["started_at"] <= job["finished_at"]
+    stored = [doc async for doc in db[JOB_EVENTS].find({"job_id": job_id}).sort("seq", 1)]
+    assert [doc["seq"] for doc in stored] == list(range(1, len(stored) + 1))
+    assert [doc["type"] for doc in stored] == [
+        "jobledger.job.submitted",
+        "jobledger.job.queued",
+        "jobledger.job.started",
+        "jobledger.job.succeeded",
+    ]
+    assert job["version"] == len(stored)
+    # The stored events are the log's events: chained, and they parse back.
+    events = [parse_event(doc["event"]) for doc in stored]
+    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:]))
+
+
+async def test_the_job_passes_through_queued_and_running(api, stack):
+    job_id = await submit(api, "sleep", {"seconds": 0.5})
+    await wait_for_job(api, job_id)
+
+    records = await read_topic(
+        stack, topics.EVENTS, lambda rs: sum(r.key == job_id.encode() for r in rs) >= 4
+    )
+    events = [parse_event(r.value) for r in records if r.key == job_id.encode()]
+
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert [type(e).__name__ for e in events] == ["JobSubmitted", "JobQueued", "JobStarted", "JobSucceeded"]
+    for record in records:
+        if record.key == job_id.encode():
+            assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+
+
+async def test_a_failing_job_ends_failed_with_its_error_text(api):
+    job_id = await submit(api, "fail", {"message": "the disk is full"})
+
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "FAILED"
+    assert job["error"] == "the disk is full"
+    assert job["error_type"] == "IntentionalFailure"
+
+
+async def test_a_job_can_be_read_right_after_it_was_accepted(api):
+    job_id = await submit(api, "noop")
+
+    response = await api.get(f"/jobs/{job_id}")
+
+    assert response.status_code == 200
+    assert response.json()["state"] in {s.value for s in JobStatus}
+
+
+async def test_jobs_are_listed_newest_first(api):
+    ids = [await submit(api, "noop") for _ in range(3)]
+    for job_id in ids:
+        await wait_for_job(api, job_id)
+
+    listed = (await api.get("/jobs", params={"limit": 3})).json()["items"]
+
+    assert [job["id"] for job in listed] == list(reversed(ids))
+
+
+async def test_jobs_can_be_listed_by_state(api):
+    job_id = await submit(api, "fail")
+    await wait_for_job(api, job_id)
+
+    listed = (await api.get("/jobs", params={"state": "FAILED", "limit": 1000})).json()["items"]
+
+    assert job_id in [job["id"] for job in listed]
+    assert {job["state"] for job in listed} == {"FAILED"}
+
+
+# --- errors are problem documents ---------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic abc"}])
+async def test_job_routes_need_a_valid_api_key(anonymous, headers):
+    for method, path in [("post", "/jobs"), ("get", "/jobs"), ("get", "/jobs/some-id")]:
+        kwargs = {"json": {"type": "noop"}} if method == "post" else {}
+        response = await getattr(anonymous, method)(path, headers=headers, **kwargs)
+
+        assert response.status_code == 401, (method, path)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["status"] == 401
+
+
+async def test_an_unknown_job_is_a_404_problem(api):
+    response = await api.get("/jobs/does-not-exist")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 404
+    assert problem["instance"] == "/jobs/does-not-exist"
+    assert "does-not-exist" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "sleep", "payload": {"seconds": -1}}, "payload.seconds"),
+        ({"type": "sleep", "payload": {"seconds": 3601}}, "payload.seconds"),
+        ({"type": "sleep", "payload": {"seconds": "soon"}}, "payload.seconds"),
+        ({"type": "sleep", "payload": {}}, "payload.seconds"),
+        ({"type": "sleep", "payload": {"seconds": 1, "extra": 1}}, "payload.extra"),
+        ({"type": "no-such-type", "payload": {}}, "type"),
+        ({"payload": {}}, "type"),
+        ({"type": "noop", "priority": "high"}, "priority"),
+        ({"type": "noop", "payload": []}, "payload"),
+    ],
+)
+async def test_bad_input_is_a_422_problem_naming_the_field(api, body, field):
+    response = await api.post("/jobs", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    assert field in [error["field"] for error in problem["errors"]]
+    assert field in problem["detail"]
+
+
+async def test_malformed_json_is_a_422_problem(api):
+    response = await api.post("/jobs", content=b'{"type": ', headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_rejected_input_appends_nothing_to_the_log(api, stack):
+    bad = f"bad-{uuid.uuid4()}"
+    for body in ({"type": "sleep", "payload": {"seconds": -1}}, {"type": "nope"}, {"type": "noop", "x": 1}):
+        response = await api.post("/jobs", json=body, headers={"X-Correlation-Id": bad})
+        assert response.status_code == 422
+    good = f"good-{uuid.uuid4()}"
+    await submit(api, "noop", **{"X-Correlation-Id": good})
+
+    records = await read_topic(
+        stack, topics.COMMANDS, lambda rs: any(parse_command(r.value).correlation_id == good for r in rs)
+    )
+
+    assert not [r for r in records if parse_command(r.value).correlation_id == bad]
+
+
+# --- poison messages ----------------------------------------------------------
+
+
+async def test_poison_records_go_to_the_dlq_and_do_not_stop_the_consumers(api, stack, producer):
+    poison = f"poison-{uuid.uuid4()}".encode()
+    await producer.send_and_wait(topics.COMMANDS, key=b"poison-command", value=poison)
+    await producer.send_and_wait(topics.EVENTS, key=b"poison-event", value=poison + b"{not json")
+
+    job_id = await submit(api, "noop")
+    job = await wait_for_job(api, job_id)
+    assert job["state"] == "SUCCEEDED"
+
+    dead = await read_topic(stack, topics.DLQ, lambda rs: sum(r.value.startswith(poison) for r in rs) >= 2)
+    stages = {dict(r.headers)["jobledger-stage"] for r in dead if r.value.startswith(poison)}
+    assert stages == {b"decider", b"projector"}
+    for record in dead:
+        if record.value.startswith(poison):
+            headers = dict(record.headers)
+            assert headers["jobledger-error"]
+            assert headers["jobledger-source-topic"] in {topics.COMMANDS.encode(), topics.EVENTS.encode()}
+
+
+# --- operations ---------------------------------------------------------------
+
+
+async def test_health_and_readiness(anonymous):
+    assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
+    ready = await anonymous.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"broker": "ok", "database": "ok"}
+
+
+async def test_the_openapi_document_describes_the_job_routes(anonymous):
+    spec = (await anonymous.get("/openapi.json")).json()
+
+    assert {"/jobs", "/jobs/{job_id}", "/healthz", "/readyz"} <= spec["paths"].keys()

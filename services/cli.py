@@ -10,6 +10,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from services.common.kafka import ensure_topics, wait_for_broker
+from services.common.settings import ConnectionSettings
 from services.embedded.stack import EmbeddedStack, StackSettings
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
@@ -59,7 +61,7 @@ async def _serve(stack: EmbeddedStack) -> None:
         if starting.done():
             starting.result()
             key = next(iter(IngestSettings().api_keys), DEV_API_KEY)
-            console.print(
+            message = (
                 f"\n[bold green]jobledger is up[/]\n"
                 f"  API      {stack.api_url}\n"
                 f"  docs     {stack.api_url}/docs\n"
@@ -71,6 +73,7 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"-H 'Content-Type: application/json' -d '{{\"type\": \"sleep\", \"payload\": {{\"seconds\": 2}}}}'\n"
                 f"Ctrl-C stops everything.\n"
             )
+            console.print(message, soft_wrap=True, highlight=False)
             while not stopping.is_set():
                 await _watch(stack, stopping)
         else:
@@ -86,6 +89,21 @@ async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:
         await asyncio.wait_for(stopping.wait(), 1.0)
     except asyncio.TimeoutError:
         stack.check_alive()
+
+
+@app.command()
+def topics(
+    partitions: Optional[int] = typer.Option(None, help="Partitions of each topic (default: JOBLEDGER_PARTITIONS or 8)."),
+) -> None:
+    """Create the jobledger topics that are missing (jobs.commands, jobs.events, jobs.dlq)."""
+    settings = ConnectionSettings(**({"partitions": partitions} if partitions else {}))
+    created = asyncio.run(_create_topics(settings))
+    console.print(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+async def _create_topics(settings: ConnectionSettings) -> list[str]:
+    await wait_for_broker(settings, timeout_s=120)
+    return await ensure_topics(settings)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-from pydantic import Field
+from typing import Annotated, Any
+
+import orjson
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from services.common.settings import ConnectionSettings
 
@@ -9,9 +13,9 @@ DEV_API_KEY = "jl-dev-key"
 class IngestSettings(ConnectionSettings):
     host: str = Field("127.0.0.1", description="address the HTTP API binds")
     port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API")
-    api_keys: dict[str, str] = Field(
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
         {DEV_API_KEY: "default"},
-        description='API key → tenant, as JSON: JOBLEDGER_API_KEYS=\'{"key": "tenant"}\'',
+        description="API key → tenant: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2' or a JSON object",
     )
     handler_modules: list[str] = Field(
         ["services.processor.builtin"], description="modules declaring the job types ingest accepts"
@@ -21,3 +25,20 @@ class IngestSettings(ConnectionSettings):
         10_000, ge=0, description="accepted jobs remembered to answer reads before they are projected"
     )
     produce_timeout_s: float = Field(10.0, gt=0, description="how long a submit waits for the broker's ack")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return orjson.loads(value)
+        keys = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key, separator, tenant = item.partition("=")
+            if not separator or not key or not tenant:
+                raise ValueError(f"API keys are 'key=tenant' pairs separated by commas; got {item!r}")
+            keys[key] = tenant
+        if not keys:
+            raise ValueError("at least one API key is needed")
+        return keys

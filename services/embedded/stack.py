@@ -47,6 +47,16 @@ class StackSettings(ConnectionSettings):
     start_timeout_s: float = 60.0
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so ``finally: stack.stop()`` runs
+    when a supervisor (or ``timeout``) ends the process, leaving no orphans."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -80,8 +81,8 @@ def install(app: FastAPI) -> None:
         errors = []
         for item in error.errors():
             location = tuple(item["loc"])
-            if location and location[0] in ("body", "query", "path", "header"):
-                location = location[1:] if location[0] == "body" else location
+            if location[:1] == ("body",):  # body fields are named as in the body
+                location = location[1:]
             errors.append(field_error(location, item["msg"]))
         return invalid(errors).response(request.url.path)
 
@@ -92,7 +93,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        import structlog
-
         structlog.get_logger(component="ingest").exception("unhandled error", path=request.url.path)
         return Problem(500, "internal", "Internal error", "The error was logged.").response(request.url.path)

@@ -1,6 +1,6 @@
 # jobledger — `make run` starts the embedded stack, `make test` runs the tests.
-# Both install what they need first: uv (pinned, into .tools/), the Python
-# dependencies from uv.lock (into .venv/), and s3rver from package-lock.json.
+# Both install what they need first: uv (pinned, into .tools/) and the Python
+# dependencies from uv.lock (into .venv/), which include the broker and database.
 
 SHELL := /bin/bash
 UV_VERSION := 0.13.8
@@ -21,11 +21,7 @@ $(UV):
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	@touch $@
-
-install: .venv/.installed node_modules/.installed ## install everything (idempotent)
+install: .venv/.installed ## install everything (idempotent)
 
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up
@@ -39,11 +35,10 @@ test: install ## unit and end-to-end tests against the real embedded stack
 test-unit: install ## the fast unit tests only
 	$(UV) run --frozen pytest tests/unit
 
-# The durable (s3rver) broker stalls under a 2,000-job burst for now; see README.
-BENCH_ARGS ?= --memory
+BENCH_ARGS ?=
 
 bench: install ## throughput and latency against the raw broker/database limits (BENCH_ARGS=…)
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
 
 clean: ## remove installed tools and local data
-	rm -rf .venv $(TOOLS) node_modules var .pytest_cache
+	rm -rf .venv $(TOOLS) var .pytest_cache

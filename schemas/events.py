@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from schemas.options import JobOptions, Priority
+
 SOURCE = "/jobledger/processor"
 """CloudEvents ``source`` of every job event: the decider is their only writer."""
 
@@ -74,19 +76,32 @@ class Event(BaseModel):
 class JobSubmittedData(EventData):
     job_type: str
     payload: dict[str, Any]
+    options: JobOptions = Field(default_factory=JobOptions)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 class JobQueuedData(EventData):
-    """A job is ready to run. It carries the work, so runners need no lookup."""
+    """An attempt is ready to run. It carries the work, so runners need no lookup."""
 
     attempt: int = Field(ge=1)
     job_type: str
     payload: dict[str, Any]
+    priority: Priority = Priority.NORMAL
+    timeout_s: float | None = None
 
 
 class JobStartedData(EventData):
+    """``runner_id`` holds the attempt's lease; only its reports count."""
+
     attempt: int = Field(ge=1)
     runner_id: str
+
+
+class JobProgressedData(EventData):
+    attempt: int = Field(ge=1)
+    percent: float = Field(ge=0, le=100)
+    message: str | None = None
 
 
 class JobSucceededData(EventData):
@@ -94,10 +109,42 @@ class JobSucceededData(EventData):
     result: Any = None
 
 
-class JobFailedData(EventData):
+class AttemptFailure(EventData):
+    """Why an attempt failed. ``error_type`` is the handler's exception class,
+    or ``timeout`` / ``lost`` when the processor ended the attempt."""
+
     attempt: int = Field(ge=1)
     error: str
     error_type: str | None = None
+
+
+class JobRetryScheduledData(AttemptFailure):
+    """The attempt failed with attempts left: the next one is queued at ``retry_at``."""
+
+    retry_at: AwareDatetime
+
+
+class JobFailedData(AttemptFailure):
+    """The attempt failed and it was the last one (or the error was not retryable)."""
+
+
+class JobCancelRequestedData(EventData):
+    """The running attempt is asked to stop; it is cancelled at ``deadline`` at the latest."""
+
+    attempt: int = Field(ge=1)
+    reason: str | None = None
+    deadline: AwareDatetime
+
+
+class JobCancelledData(EventData):
+    attempt: int = Field(ge=0, description="the attempt that was running or queued; 0 if none had begun")
+    reason: str | None = None
+
+
+class JobRetriedData(EventData):
+    """A finished job was sent round again by hand; attempts count from ``attempt``."""
+
+    attempt: int = Field(ge=1, description="the first attempt of the fresh budget")
 
 
 class JobSubmitted(Event):
@@ -115,9 +162,19 @@ class JobStarted(Event):
     data: JobStartedData
 
 
+class JobProgressed(Event):
+    type: Literal["jobledger.job.progressed"] = "jobledger.job.progressed"
+    data: JobProgressedData
+
+
 class JobSucceeded(Event):
     type: Literal["jobledger.job.succeeded"] = "jobledger.job.succeeded"
     data: JobSucceededData
+
+
+class JobRetryScheduled(Event):
+    type: Literal["jobledger.job.retry_scheduled"] = "jobledger.job.retry_scheduled"
+    data: JobRetryScheduledData
 
 
 class JobFailed(Event):
@@ -125,16 +182,47 @@ class JobFailed(Event):
     data: JobFailedData
 
 
+class JobCancelRequested(Event):
+    type: Literal["jobledger.job.cancel_requested"] = "jobledger.job.cancel_requested"
+    data: JobCancelRequestedData
+
+
+class JobCancelled(Event):
+    type: Literal["jobledger.job.cancelled"] = "jobledger.job.cancelled"
+    data: JobCancelledData
+
+
+class JobRetried(Event):
+    type: Literal["jobledger.job.retried"] = "jobledger.job.retried"
+    data: JobRetriedData
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     JobSubmitted,
     JobQueued,
     JobStarted,
+    JobProgressed,
     JobSucceeded,
+    JobRetryScheduled,
     JobFailed,
+    JobCancelRequested,
+    JobCancelled,
+    JobRetried,
 )
 
 AnyEvent = Annotated[
-    Union[JobSubmitted, JobQueued, JobStarted, JobSucceeded, JobFailed],
+    Union[
+        JobSubmitted,
+        JobQueued,
+        JobStarted,
+        JobProgressed,
+        JobSucceeded,
+        JobRetryScheduled,
+        JobFailed,
+        JobCancelRequested,
+        JobCancelled,
+        JobRetried,
+    ],
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter(AnyEvent)

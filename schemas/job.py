@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.chain import GENESIS
+from schemas.options import JobOptions
 
 
 class JobStatus(StrEnum):
     PENDING = "PENDING"
-    """Accepted; waiting to be queued."""
+    """Accepted; waiting to be queued: for ``run_at`` or, between attempts, for the backoff."""
     QUEUED = "QUEUED"
     """Ready for a runner."""
     RUNNING = "RUNNING"
@@ -32,6 +33,15 @@ RECENT_COMMANDS_KEPT = 32
 """How many applied command ids a job remembers to drop redelivered commands."""
 
 
+class AttemptError(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempt: int
+    error: str
+    error_type: str | None = None
+    at: AwareDatetime
+
+
 class Job(BaseModel):
     """One job as of its ``version``-th event. Immutable: ``evolve`` returns a new one."""
 
@@ -41,19 +51,35 @@ class Job(BaseModel):
     tenant: str
     job_type: str
     payload: dict[str, Any]
+    options: JobOptions = Field(default_factory=JobOptions)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
     status: JobStatus
     version: int = Field(ge=0, description="seq of the last applied event")
     last_hash: str = GENESIS
-    attempt: int = 0
+    attempt: int = Field(0, description="the current (or last) attempt; 0 before the first is queued")
+    budget_start: int = Field(1, description="first attempt of the current budget (a manual retry starts a new one)")
+    due_at: AwareDatetime | None = Field(None, description="a PENDING job is queued at this time")
     runner_id: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    errors: tuple[AttemptError, ...] = Field((), description="every failed attempt, oldest first")
+    cancel_requested_at: AwareDatetime | None = None
+    cancel_deadline: AwareDatetime | None = None
+    cancel_reason: str | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     recent_commands: tuple[str, ...] = ()
+
+    @property
+    def attempts_left(self) -> int:
+        """Attempts the current budget still allows after the current one."""
+        return self.options.max_attempts - (self.attempt - self.budget_start + 1)
 
     def applied(self, command_id: str) -> bool:
         return command_id in self.recent_commands

@@ -13,6 +13,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DECIDER_GROUP = "jobledger-processor"
+"""faust app id of the processor: the decider's consumer group (on jobs.commands)."""
+RUNNER_GROUP = "jobledger-runner"
+PROJECTOR_GROUP = "jobledger-projector"
+
+
 class ConnectionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
 

@@ -26,6 +26,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         state.settings = settings
         state.registry = load_handlers(settings.handler_modules)
         state.accepted = AcceptedJobs(settings.accepted_cache_size)
+        state.idempotency_locks = {}
         state.mongo = connect(settings)
         state.db = state.mongo[settings.mongo_db]
         state.producer = make_producer(settings)

@@ -7,21 +7,56 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas import Job, JobStatus
+from schemas import Job, JobOptions, JobStatus, Priority
 
 
-class SubmitJobRequest(BaseModel):
+class SubmitJobRequest(JobOptions):
+    """A job: its type, its payload, and how to run it (every option has a default)."""
+
     model_config = ConfigDict(
+        frozen=True,
         extra="forbid",
-        json_schema_extra={"examples": [{"type": "sleep", "payload": {"seconds": 3}}]},
+        json_schema_extra={
+            "examples": [
+                {"type": "sleep", "payload": {"seconds": 3}},
+                {
+                    "type": "flaky",
+                    "payload": {"failures": 2},
+                    "max_attempts": 5,
+                    "backoff": {"base_s": 0.5, "factor": 2, "max_s": 30, "jitter": 0.2},
+                    "timeout_s": 60,
+                    "priority": "high",
+                    "labels": {"team": "ml"},
+                },
+            ]
+        },
     )
 
-    type: str = Field(min_length=1, max_length=200, description="job type, e.g. sleep, noop, fail")
+    type: str = Field(min_length=1, max_length=200, description="job type, e.g. sleep, noop, fail, flaky")
     payload: dict[str, Any] = Field(default_factory=dict, description="input of the job type")
+
+    def options(self) -> JobOptions:
+        return JobOptions(**self.model_dump(include=set(JobOptions.model_fields)))
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=1000, description="why; kept in the job's history")
+    grace_s: float = Field(10.0, ge=0, le=3600, description="how long a running job may take to stop")
 
 
 class JobLinks(BaseModel):
     self: str
+    events: str
+    stream: str
+    cancel: str
+    retry: str
+
+    @classmethod
+    def of(cls, job_id: str) -> "JobLinks":
+        path = job_path(job_id)
+        return cls(self=path, events=f"{path}/events", stream=f"{path}/stream", cancel=f"{path}/cancel", retry=f"{path}/retry")
 
 
 class JobAccepted(BaseModel):
@@ -30,15 +65,35 @@ class JobAccepted(BaseModel):
     links: JobLinks
 
 
+class AttemptErrorView(BaseModel):
+    attempt: int
+    error: str
+    error_type: str | None = None
+    at: datetime
+
+
 class JobView(BaseModel):
     id: str
     type: str
     state: JobStatus
     payload: dict[str, Any]
-    attempt: int
+    priority: Priority
+    labels: dict[str, str]
+    attempt: int = Field(description="the current (or last) attempt; 0 before the first")
+    max_attempts: int
+    attempts_left: int = Field(description="attempts after the current one before the job fails for good")
+    timeout_s: float | None = None
+    run_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(None, description="PENDING: when the job is queued (run_at or backoff)")
+    progress: float | None = Field(None, description="latest percent reported by the handler")
+    progress_message: str | None = None
     result: Any = None
     error: str | None = None
     error_type: str | None = None
+    errors: list[AttemptErrorView] = Field(default_factory=list, description="every failed attempt, oldest first")
+    cancel_requested_at: datetime | None = None
+    cancel_reason: str | None = None
+    idempotency_key: str | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -48,26 +103,46 @@ class JobView(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> "JobView":
+        options = job.options
         return cls(
             id=job.job_id,
             type=job.job_type,
             state=job.status,
             payload=job.payload,
+            priority=options.priority,
+            labels=options.labels,
             attempt=job.attempt,
+            max_attempts=options.max_attempts,
+            attempts_left=max(0, job.attempts_left) if job.attempt else options.max_attempts,
+            timeout_s=options.timeout_s,
+            run_at=options.run_at,
+            next_attempt_at=job.due_at,
+            progress=job.progress,
+            progress_message=job.progress_message,
             result=job.result,
             error=job.error,
             error_type=job.error_type,
+            errors=[AttemptErrorView(**error.model_dump()) for error in job.errors],
+            cancel_requested_at=job.cancel_requested_at,
+            cancel_reason=job.cancel_reason,
+            idempotency_key=job.idempotency_key,
             created_at=job.created_at,
             updated_at=job.updated_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             version=job.version,
-            links=JobLinks(self=job_path(job.job_id)),
+            links=JobLinks.of(job.job_id),
         )
 
 
 class JobList(BaseModel):
     items: list[JobView]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last page")
+
+
+class StatusView(BaseModel):
+    jobs: dict[str, int] = Field(description="jobs of this tenant per state")
+    lag: dict[str, int | None] = Field(description="records each consumer group has yet to process (null: unknown)")
 
 
 def job_path(job_id: str) -> str:

@@ -1,19 +1,54 @@
-"""HTTP routes: thin. They validate, append a command, or read a read model."""
+"""HTTP routes: thin. They validate, append a command, or read a read model.
+
+Commands on an existing job (cancel, retry) are first run through the pure
+decider against the job as the read model has it, so an impossible one is
+answered at once with a 409 problem document. The decider in the processor
+has the last word: if the read model lagged, it refuses the command there.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import uuid
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import ValidationError
 from pymongo import DESCENDING
+from sse_starlette import EventSourceResponse
 
-from schemas import JobStatus, SubmitJob, encode_command, topics
-from services.common.readmodel import JOBS, job_from_document
+from schemas import (
+    TERMINAL,
+    CancelJob,
+    Command,
+    Job,
+    JobStatus,
+    Priority,
+    Rejection,
+    RetryJob,
+    SubmitJob,
+    decide,
+    encode_command,
+    evolve,
+    parse_event,
+    topics,
+)
+from services.common.readmodel import JOB_EVENTS, JOBS, job_from_document
 from services.ingest.auth import tenant_of
-from services.ingest.models import JobAccepted, JobLinks, JobList, JobView, SubmitJobRequest, job_path
+from services.ingest.lag import consumer_lag
+from services.ingest.models import (
+    CancelRequest,
+    JobAccepted,
+    JobLinks,
+    JobList,
+    JobView,
+    StatusView,
+    SubmitJobRequest,
+    job_path,
+)
 from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid, pydantic_errors
 from services.processor.handlers import UnknownJobType
 
@@ -21,19 +56,26 @@ router = APIRouter()
 
 _PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
 PROBLEMS = {401: _PROBLEM, 422: _PROBLEM}
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")
+_TERMINAL_TYPES = {"jobledger.job.succeeded", "jobledger.job.failed", "jobledger.job.cancelled"}
 
 
 @router.post(
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    responses={**PROBLEMS, 503: _PROBLEM},
+    responses={200: {"model": JobAccepted, "description": "the job an earlier request with this Idempotency-Key created"}, **PROBLEMS, 503: _PROBLEM},
     summary="Submit a job",
     description="Answers 202 once the broker has acknowledged the SubmitJob command (acks=all): "
-    "an accepted job is never lost.",
+    "an accepted job is never lost. With an `Idempotency-Key` header, repeating the request returns the "
+    "original job (200) — even after a restart — and reusing the key for a different request is a 422.",
 )
 async def submit_job(
-    body: SubmitJobRequest, request: Request, response: Response, tenant: str = Depends(tenant_of)
+    body: SubmitJobRequest,
+    request: Request,
+    response: Response,
+    tenant: str = Depends(tenant_of),
+    idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
     state = request.app.state
     try:
@@ -42,7 +84,32 @@ async def submit_job(
         raise invalid([field_error(("type",), str(unknown))]) from None
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
-    job_id = str(uuid.uuid4())
+    fingerprint = _fingerprint(body)
+    if idempotency_key is not None:
+        job_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{tenant}\n{idempotency_key}"))
+        async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
+            try:
+                existing = await _find_job(state, job_id, tenant)
+                if existing is not None:
+                    if existing.request_hash != fingerprint:
+                        raise Problem(
+                            422,
+                            "idempotency-key-reused",
+                            "Idempotency-Key reused for a different request",
+                            f"The key {idempotency_key!r} was used for job {job_id} with another body.",
+                            errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
+                            job_id=job_id,
+                        )
+                    response.status_code = 200
+                    response.headers["Location"] = job_path(job_id)
+                    return JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
+                return await _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request)
+            finally:
+                state.idempotency_locks.pop(job_id, None)
+    return await _submit(state, response, body, payload, tenant, str(uuid.uuid4()), fingerprint, None, request)
+
+
+async def _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> JobAccepted:
     try:
         command = SubmitJob(
             command_id=str(uuid.uuid4()),
@@ -52,25 +119,112 @@ async def submit_job(
             correlation_id=request.headers.get("x-correlation-id"),
             job_type=body.type,
             payload=payload.model_dump(mode="json"),
+            options=body.options(),
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
         )
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors())) from None
     await _append(state, command)
     state.accepted.remember(command)
     response.headers["Location"] = job_path(job_id)
-    return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks(self=job_path(job_id)))
+    return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks.of(job_id))
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, responses={**PROBLEMS, 404: _PROBLEM}, summary="Get a job")
 async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobView:
+    return JobView.of(await _job_or_404(request.app.state, job_id, tenant))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: _PROBLEM, 409: _PROBLEM, 503: _PROBLEM},
+    summary="Cancel a job",
+    description="A PENDING or QUEUED job is cancelled at once. A RUNNING one is told through "
+    "`ctx.cancelled` and is cancelled after `grace_s` even if its handler ignores it. "
+    "A job that already ended → 409.",
+)
+async def cancel_job(
+    job_id: str, request: Request, body: CancelRequest | None = Body(None), tenant: str = Depends(tenant_of)
+) -> JobAccepted:
+    body = body or CancelRequest()
+    return await _command(
+        request, job_id, tenant, lambda **common: CancelJob(**common, reason=body.reason, grace_s=body.grace_s)
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: _PROBLEM, 409: _PROBLEM, 503: _PROBLEM},
+    summary="Run a FAILED or CANCELLED job again",
+    description="Queues a new attempt with a fresh attempt budget. Any other state → 409.",
+)
+async def retry_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobAccepted:
+    return await _command(request, job_id, tenant, lambda **common: RetryJob(**common))
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={**PROBLEMS, 404: _PROBLEM},
+    summary="A job's history: its events in seq order, as CloudEvents",
+)
+async def job_events(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> dict:
     state = request.app.state
-    document = await state.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
-    if document is not None:
-        return JobView.of(job_from_document(document))
-    accepted = state.accepted.get(job_id, tenant)
-    if accepted is not None:
-        return accepted
-    raise Problem(404, "job-not-found", "No such job", f"There is no job {job_id!r}.", job_id=job_id)
+    await _job_or_404(state, job_id, tenant)
+    cursor = state.db[JOB_EVENTS].find({"job_id": job_id, "tenant": tenant}).sort("seq", 1)
+    return {"items": [document["event"] async for document in cursor]}
+
+
+@router.get(
+    "/jobs/{job_id}/stream",
+    responses={**PROBLEMS, 404: _PROBLEM, 200: {"content": {"text/event-stream": {}}}},
+    summary="Server-sent events: each change of the job until it ends",
+    description="One SSE message per job event (`event:` its type, `id:` its seq, `data:` the job's state, "
+    "progress and the event). Closes after the job reaches SUCCEEDED, FAILED or CANCELLED. Send "
+    "`Last-Event-ID` to resume after a seq.",
+)
+async def job_stream(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    last_event_id: int = Header(0, ge=0, description="resume after this seq"),
+):
+    state = request.app.state
+    await _job_or_404(state, job_id, tenant)
+
+    async def messages():
+        job: Job | None = None
+        seen = 0
+        while True:
+            cursor = state.db[JOB_EVENTS].find({"job_id": job_id, "tenant": tenant, "seq": {"$gt": seen}}).sort("seq", 1)
+            async for document in cursor:
+                event = parse_event(document["event"])
+                if event.seq != seen + 1:
+                    break  # a gap: the projector has not written the missing one yet
+                job, seen = evolve(job, event), event.seq
+                if event.seq <= last_event_id:
+                    continue
+                yield {
+                    "id": str(event.seq),
+                    "event": event.type,
+                    "data": orjson.dumps(
+                        {
+                            "state": job.status,
+                            "progress": job.progress,
+                            "progress_message": job.progress_message,
+                            "event": document["event"],
+                        }
+                    ).decode(),
+                }
+            if job is not None and job.status in TERMINAL:
+                return
+            await asyncio.sleep(state.settings.stream_poll_s)
+
+    return EventSourceResponse(messages(), ping=15)
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")
@@ -79,12 +233,50 @@ async def list_jobs(
     tenant: str = Depends(tenant_of),
     limit: int = Query(50, ge=1, le=1000, description="how many jobs to return"),
     state: JobStatus | None = Query(None, description="only jobs in this state"),
+    type: str | None = Query(None, description="only jobs of this type"),
+    priority: Priority | None = Query(None, description="only jobs of this priority"),
+    label: list[str] = Query([], description="only jobs with this label, as key:value (repeat to require several)"),
+    created_after: datetime | None = Query(None, description="only jobs created at or after this time"),
+    created_before: datetime | None = Query(None, description="only jobs created before this time"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> JobList:
     query: dict = {"tenant": tenant}
     if state is not None:
         query["status"] = state.value
-    cursor = request.app.state.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
-    return JobList(items=[JobView.of(job_from_document(document)) async for document in cursor])
+    if type is not None:
+        query["job_type"] = type
+    if priority is not None:
+        query["options.priority"] = priority.value
+    for index, item in enumerate(label):
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise invalid([field_error(("query", "label", index), "a label filter is key:value")])
+        query[f"options.labels.{key}"] = value
+    created: dict = {}
+    if created_after is not None:
+        created["$gte"] = _aware(created_after, "created_after")
+    if created_before is not None:
+        created["$lt"] = _aware(created_before, "created_before")
+    if created:
+        query["created_at"] = created
+    if cursor is not None:
+        at, last_id = _decode_cursor(cursor)
+        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
+    found = request.app.state.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
+    jobs = [job_from_document(document) async for document in found]
+    next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return JobList(items=[JobView.of(job) for job in jobs[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/status", response_model=StatusView, responses=PROBLEMS, summary="Jobs per state and consumer lag")
+async def status(request: Request, tenant: str = Depends(tenant_of)) -> StatusView:
+    state = request.app.state
+    counts = {status.value: 0 for status in JobStatus}
+    pipeline = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+    async for row in await state.db[JOBS].aggregate(pipeline):
+        counts[row["_id"]] = row["n"]
+    lag = await consumer_lag(state.settings)
+    return StatusView(jobs=counts, lag=lag)
 
 
 @router.get("/healthz", summary="The process is alive", tags=["operations"])
@@ -111,7 +303,44 @@ async def readyz(request: Request) -> dict:
     return {"status": "ready", "checks": checks}
 
 
-async def _append(state, command: SubmitJob) -> None:
+# --- helpers ---------------------------------------------------------------------
+
+
+async def _find_job(state, job_id: str, tenant: str) -> Job | None:
+    document = await state.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
+    if document is not None:
+        return job_from_document(document)
+    return state.accepted.get(job_id, tenant)
+
+
+async def _job_or_404(state, job_id: str, tenant: str) -> Job:
+    job = await _find_job(state, job_id, tenant)
+    if job is None:
+        raise Problem(404, "job-not-found", "No such job", f"There is no job {job_id!r}.", job_id=job_id)
+    return job
+
+
+async def _command(request: Request, job_id: str, tenant: str, build) -> JobAccepted:
+    state = request.app.state
+    job = await _job_or_404(state, job_id, tenant)
+    command: Command = build(
+        command_id=str(uuid.uuid4()),
+        job_id=job_id,
+        tenant=tenant,
+        issued_at=datetime.now(timezone.utc),
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
+    try:
+        decide(command, job)
+    except Rejection as rejection:
+        raise Problem(
+            409, rejection.code, "The job cannot do that now", rejection.detail, job_id=job_id, state=job.status.value
+        ) from None
+    await _append(state, command)
+    return JobAccepted(id=job_id, state=job.status, links=JobLinks.of(job_id))
+
+
+async def _append(state, command: Command) -> None:
     """Append a command and wait for the broker's acknowledgement, or answer 503."""
     try:
         future = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
@@ -124,3 +353,29 @@ async def _append(state, command: SubmitJob) -> None:
             f"The command was not acknowledged ({type(error).__name__}); nothing was accepted. Retry later.",
             headers={"Retry-After": "1"},
         ) from None
+
+
+def _fingerprint(body: SubmitJobRequest) -> str:
+    """The request as the job will run it: equal bodies (defaults filled in) hash equal."""
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise invalid([field_error(("query", name), "give a time zone, e.g. 2026-01-01T00:00:00Z")])
+    return value
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = orjson.dumps([job.created_at.isoformat(), job.job_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, job_id = orjson.loads(raw)
+        return datetime.fromisoformat(at), str(job_id)
+    except (ValueError, TypeError):
+        raise invalid([field_error(("query", "cursor"), "not a cursor from a previous page")]) from None

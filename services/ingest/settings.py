@@ -4,7 +4,7 @@ import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from services.common.settings import ConnectionSettings
+from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded default's key. Set JOBLEDGER_API_KEYS anywhere else."""
@@ -42,3 +42,8 @@ class IngestSettings(ConnectionSettings):
         if not keys:
             raise ValueError("at least one API key is needed")
         return keys
+    consumer_groups: dict[str, str] = Field(
+        {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP},
+        description="consumer groups whose lag GET /status reports (name → group id)",
+    )
+    stream_poll_s: float = Field(0.2, gt=0, description="how often a job's event stream looks for new events")

@@ -7,19 +7,46 @@ same ``apply_next`` as the projector. The state therefore can never be ahead
 of the log: after a crash, a command whose events did not reach the broker is
 decided again (its offset was not committed, because faust flushes the
 producer before it commits), and one whose events did is recognised by its id.
+
+Time enters through :class:`Deadlines`: an index of when each job this worker
+decides next needs attention (``run_at``, backoff, timeout, cancel grace,
+lease). A timer sends the due commands from :mod:`schemas.timers` to
+``jobs.commands``, where the decider handles them like any other command.
+Leases are the one thing the log does not hold: heartbeats emit no events. A
+restored RUNNING job therefore gets a fresh lease from the moment it was
+restored, so a restart never fails a live attempt early.
 """
 
 from __future__ import annotations
 
+import heapq
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import faust
 import structlog
 from pydantic import ValidationError
 
-from schemas import Job, Rejection, SequenceGap, apply_next, decide, fold, parse_command, parse_event, topics
+from schemas import (
+    Heartbeat,
+    Job,
+    JobStatus,
+    Rejection,
+    ReportProgress,
+    SequenceGap,
+    apply_next,
+    decide,
+    due_commands,
+    encode_command,
+    fold,
+    next_deadline,
+    parse_command,
+    parse_event,
+    topics,
+)
 from services.common.kafka import MAX_BATCH_BYTES, dead_letter_headers
 from services.processor.settings import ProcessorSettings
+from services.processor.transport import ProcessorApp
 
 log = structlog.get_logger(component="decider")
 
@@ -27,8 +54,51 @@ STAGE = "decider"
 EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
 
 
+class Deadlines:
+    """When each job next needs the decider: a heap with lazy deletion.
+
+    An entry is only a hint; when it pops, the job's deadlines are computed
+    again from its current state, so stale entries cost a lookup and no more.
+    """
+
+    RECHECK_S = 5.0
+    """After a timer command was sent, look again this much later (it may have been refused)."""
+
+    def __init__(self, lease_s: float) -> None:
+        self.lease = timedelta(seconds=lease_s)
+        self._heap: list[tuple[datetime, str]] = []
+        self._leases: dict[str, datetime] = {}
+
+    def track(self, job: Job, now: datetime) -> None:
+        if job.status is JobStatus.RUNNING:
+            self._leases.setdefault(job.job_id, now + self.lease)
+        else:
+            self._leases.pop(job.job_id, None)
+        when = next_deadline(job, self._leases.get(job.job_id))
+        if when is not None:
+            heapq.heappush(self._heap, (when, job.job_id))
+
+    def renew(self, job: Job, now: datetime) -> None:
+        self._leases[job.job_id] = now + self.lease
+        self.track(job, now)
+
+    def lease_of(self, job_id: str) -> datetime | None:
+        return self._leases.get(job_id)
+
+    def due(self, now: datetime) -> list[str]:
+        job_ids = []
+        while self._heap and self._heap[0][0] <= now:
+            job_ids.append(heapq.heappop(self._heap)[1])
+        return list(dict.fromkeys(job_ids))
+
+    def recheck(self, job_id: str, now: datetime) -> None:
+        heapq.heappush(self._heap, (now + timedelta(seconds=self.RECHECK_S), job_id))
+
+
 class JobStateTable(faust.Table):
     """Job states keyed by job id, restored by folding ``jobs.events``."""
+
+    deadlines: Deadlines
 
     def on_key_set(self, key: Any, value: Any) -> None:
         # No changelog record: the events the decider sent are this table's changelog.
@@ -54,11 +124,13 @@ class JobStateTable(faust.Table):
             if job is not None:
                 store[event.job_id] = job
                 store._key_partition[event.job_id] = record.message.partition
+                self.deadlines.track(job, _now())
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
-    app = faust.App(
+    app = ProcessorApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
         datadir=str(settings.state_dir),
@@ -93,6 +165,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             changelog_topic=events,
         )
     )
+    deadlines = Deadlines(settings.lease_s)
+    states.deadlines = deadlines
     app.job_states = states  # for tests and tools
 
     if settings.decider_enabled:
@@ -102,7 +176,26 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             async for record in stream.events():
                 await _decide_one(record, states, events, dlq)
 
+        @app.timer(settings.timer_interval_s)
+        async def fire_deadlines() -> None:
+            now = _now()
+            for job_id in deadlines.due(now):
+                job = states.get(job_id)
+                if job is None:
+                    continue
+                due = due_commands(job, now, deadlines.lease_of(job_id))
+                for command in due:
+                    await commands.send(key=job_id.encode(), value=encode_command(command))
+                if due:
+                    deadlines.recheck(job_id, now)
+                else:
+                    deadlines.track(job, now)
+
     return app
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 async def _decide_one(record, states, events, dlq) -> None:
@@ -123,11 +216,18 @@ async def _decide_one(record, states, events, dlq) -> None:
         await _dead_letter(dlq, message, error)
         return
     if not decided:
+        if isinstance(command, (Heartbeat, ReportProgress)):
+            states.deadlines.renew(job, _now())
         return
     key = command.job_id.encode()
     for event in decided:
         await events.send(key=key, value=event.to_bytes(), headers=EVENT_HEADERS)
-    states[command.job_id] = fold(decided, job)
+    after = fold(decided, job)
+    states[command.job_id] = after
+    if isinstance(command, ReportProgress):
+        states.deadlines.renew(after, _now())
+    else:
+        states.deadlines.track(after, _now())
 
 
 async def _dead_letter(dlq, message, error) -> None:

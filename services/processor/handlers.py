@@ -12,14 +12,21 @@
 
 Ingest validates submitted payloads against the same declaration, so a job
 that was accepted can always be run. A handler returns the job's result (any
-JSON value) or raises; the runner turns either into a command.
+JSON value) or raises; the runner turns either into a command. Raising
+:class:`PermanentError` fails the job at once, whatever attempts are left.
+
+A handler learns about its job through :class:`JobContext`: ``ctx.attempt``,
+``await ctx.progress(percent, message)``, and ``ctx.cancelled`` (``True``
+once someone asked to cancel the job; stop soon, the attempt is cancelled
+after the grace period anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -38,13 +45,32 @@ class UnknownJobType(JobledgerError):
         super().__init__(f"unknown job type {job_type!r}; known types: {', '.join(self.known)}")
 
 
-@dataclass(frozen=True)
+class PermanentError(JobledgerError):
+    """Raise from a handler to fail the job now: retrying would not help."""
+
+
+@dataclass
 class JobContext:
-    """What a running handler knows about its job."""
+    """What a running handler knows about its job, and how it talks back."""
 
     job_id: str
     attempt: int
     tenant: str
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    latest_progress: tuple[float, str | None] | None = None
+    """Set by :meth:`progress`; the runner sends it on, coalesced (see docs)."""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel was requested: finish up and return or raise."""
+        return self.cancel_requested.is_set()
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far the job is (0–100). Cheap: call it as often as you like."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress must be within 0..100, got {percent}")
+        self.latest_progress = (float(percent), message)
+        await asyncio.sleep(0)
 
 
 Handler = Callable[[JobContext, Any], Awaitable[Any]]

@@ -1,58 +1,84 @@
 """The runner: takes queued attempts from ``jobs.events``, runs their handlers,
-and reports back to the decider as commands (Start, then Complete or Fail).
+and reports back to the decider as commands.
 
-Runners form their own consumer group, so they scale apart from deciders. A
-runner never writes job state: if the decider refuses a report (the job was
-cancelled meanwhile, say), the report is dropped there. Command ids derive from
-the queued event's id, so a redelivered event yields the same commands, which
-the decider recognises.
+An attempt goes through three steps here:
+
+1. **waiting** — its ``JobQueued`` was read. Waiting attempts sit in a buffer
+   (up to ``runner_prefetch``) ordered by priority, then log order, so with a
+   backlog ``high`` starts before ``normal`` before ``low``.
+2. **claimed** — a slot was free, so the runner sent ``StartJob``. It runs
+   nothing until its own ``JobStarted`` comes back: the decider grants each
+   attempt to one runner only, so a replayed or rebalanced ``JobQueued`` never
+   runs twice. A ``JobStarted`` naming another runner drops the claim.
+3. **running** — the handler runs with its timeout. Heartbeats keep the lease;
+   progress is sent coalesced; a ``JobCancelRequested`` sets ``ctx.cancelled``;
+   an event that ends the attempt (the decider timed it out, say) cancels the
+   task. The result goes back as ``CompleteJob`` or ``FailJob``.
+
+Runners form their own consumer group, so they scale apart from deciders.
+Reports are not awaited inside a slot: the offset of a ``JobQueued`` is
+committed only once its report was acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import socket
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import mode
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
 from schemas import (
     CompleteJob,
     FailJob,
+    Heartbeat,
+    JobCancelled,
+    JobCancelRequested,
     JobFailed,
     JobQueued,
+    JobRetryScheduled,
     JobStarted,
     JobSucceeded,
+    ReportProgress,
     StartJob,
     encode_command,
     parse_event,
     topics,
 )
 from services.common.kafka import make_producer
-from services.processor.handlers import HandlerRegistry, JobContext
+from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
 from services.processor.settings import ProcessorSettings
 
 log = structlog.get_logger(component="runner")
 
 _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
-_LATER = (JobStarted, JobSucceeded, JobFailed)
+_ENDED = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
+CLAIM_TIMEOUT_S = 30.0
+"""A claim whose JobStarted (or refusal) was not seen by then is given up."""
+
+AttemptKey = tuple[str, int]
 
 
-def report_id(queued_event_id: str, report: str) -> str:
-    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{queued_event_id}/{report}"))
+def report_id(queued_event_id: str, runner_id: str, report: str) -> str:
+    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{queued_event_id}/{runner_id}/{report}"))
 
 
 class Offsets:
-    """Which offsets may be committed while jobs finish out of order."""
+    """Which offsets may be committed while attempts finish out of order."""
 
     def __init__(self) -> None:
         self._pending: dict[TopicPartition, set[int]] = {}
         self._next: dict[TopicPartition, int] = {}
+        self._held: dict[TopicPartition, int] = {}
 
     def seen(self, tp: TopicPartition, offset: int) -> None:
         self._next[tp] = max(self._next.get(tp, 0), offset + 1)
@@ -63,15 +89,69 @@ class Offsets:
     def done(self, tp: TopicPartition, offset: int) -> None:
         self._pending.get(tp, set()).discard(offset)
 
-    def committable(self) -> dict[TopicPartition, int]:
-        return {
-            tp: min(self._pending[tp]) if self._pending.get(tp) else next_offset
-            for tp, next_offset in self._next.items()
-        }
+    def hold(self, tp: TopicPartition, offset: int) -> None:
+        """Commit nothing past ``offset`` (records skipped now, to be read again)."""
+        self._held.setdefault(tp, offset)
 
-    def forget(self) -> None:
-        self._pending.clear()
-        self._next.clear()
+    def release(self, tp: TopicPartition) -> int | None:
+        return self._held.pop(tp, None)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        found = {}
+        for tp, next_offset in self._next.items():
+            candidates = [next_offset, *self._pending.get(tp, ())]
+            if tp in self._held:
+                candidates.append(self._held[tp])
+            found[tp] = min(candidates)
+        return found
+
+    def forget(self, partitions=None) -> None:
+        for table in (self._pending, self._next, self._held):
+            for tp in list(table if partitions is None else partitions):
+                table.pop(tp, None)
+
+
+@dataclass(eq=False)
+class Attempt:
+    tp: TopicPartition
+    offset: int
+    queued: JobQueued
+    state: str = "waiting"
+    """waiting → claimed → running → done"""
+    claimed_at: float = 0.0
+    ctx: JobContext | None = None
+    task: asyncio.Task | None = None
+    sent_progress: tuple[float, str | None] | None = None
+    ended_by_decider: bool = False
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.queued.job_id, self.queued.data.attempt)
+
+
+@dataclass
+class Buffer:
+    """Waiting attempts, highest priority first, then oldest first."""
+
+    heap: list = field(default_factory=list)
+    order: itertools.count = field(default_factory=itertools.count)
+    size: int = 0
+
+    def push(self, attempt: Attempt) -> None:
+        heapq.heappush(self.heap, (attempt.queued.data.priority.rank, next(self.order), attempt))
+        self.size += 1
+
+    def pop(self) -> Attempt | None:
+        while self.heap:
+            attempt = heapq.heappop(self.heap)[2]
+            if attempt.state == "waiting":
+                self.size -= 1
+                return attempt
+        return None
+
+    def discard(self) -> None:
+        """One waiting attempt left the buffer by other means (it stays in the heap, marked)."""
+        self.size -= 1
 
 
 class Runner(mode.Service):
@@ -80,35 +160,49 @@ class Runner(mode.Service):
         self.settings = settings
         self.registry = registry
         self.runner_id = settings.runner_id or f"{socket.gethostname()}:{os.getpid()}"
-        self._slots = asyncio.Semaphore(settings.runner_concurrency)
-        self._running: set[asyncio.Task] = set()
+        self._free = settings.runner_concurrency
+        self._attempts: dict[AttemptKey, Attempt] = {}
+        self._buffer = Buffer()
         self._offsets = Offsets()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer = None
+        self._last_commit = 0.0
+        self._last_heartbeat = 0.0
+        self._last_progress = 0.0
+
+    # --- lifecycle -------------------------------------------------------------
 
     async def on_start(self) -> None:
         self._producer = make_producer(self.settings)
         self._consumer = AIOKafkaConsumer(
-            topics.EVENTS,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.runner_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_poll_interval_ms=24 * 3600 * 1000,
+            session_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
+            rebalance_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.group_session_timeout_s / 3) * 1000),
         )
+        self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
         await self._producer.start()
 
     async def on_stop(self) -> None:
-        if self._running:
-            await asyncio.wait(self._running, timeout=self.settings.shutdown_grace_s)
-            for task in self._running:
+        running = [a.task for a in self._attempts.values() if a.task is not None and not a.task.done()]
+        if running:
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
+            for task in running:
                 task.cancel()
+        if self._producer is not None:
+            await self._producer.flush()
         if self._consumer is not None:
             await self._commit()
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+
+    # --- the consumer loop -------------------------------------------------------
 
     @mode.Service.task
     async def _consume(self) -> None:
@@ -122,79 +216,188 @@ class Runner(mode.Service):
             job_types=self.registry.names(),
         )
         while not self.should_stop:
-            saturated = self._slots.locked()
-            assigned = consumer.assignment()
-            if saturated:
-                consumer.pause(*assigned)
-            else:
-                consumer.resume(*assigned)
-            batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.runner_concurrency * 4)
-            records = [(tp, record) for tp, batch in batches.items() for record in batch]
-            # Attempts already taken further on in this batch (a replay) are not run again.
-            taken = set()
-            decoded = []
-            for tp, record in records:
-                try:
-                    event = parse_event(record.value)
-                except (ValidationError, ValueError, TypeError):
-                    event = None  # the projector dead-letters what is not a job event
-                decoded.append((tp, record, event))
-                if isinstance(event, _LATER):
-                    taken.add((event.job_id, event.data.attempt))
-            for tp, record, event in decoded:
-                self._offsets.seen(tp, record.offset)
-                if isinstance(event, JobQueued) and (event.job_id, event.data.attempt) not in taken:
-                    await self._slots.acquire()
-                    self._offsets.started(tp, record.offset)
-                    task = asyncio.create_task(self._run(tp, record.offset, event))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
-            await self._commit()
+            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    self._offsets.seen(tp, record.offset)
+                    try:
+                        event = parse_event(record.value)
+                    except (ValidationError, ValueError, TypeError):
+                        continue  # the projector dead-letters what is not a job event
+                    self._observe(tp, record.offset, event)
+            self._refill()
+            await self._dispatch()
+            if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+                await self._commit()
+
+    def _observe(self, tp: TopicPartition, offset: int, event) -> None:
+        if isinstance(event, JobQueued):
+            key = (event.job_id, event.data.attempt)
+            if key in self._attempts:
+                return
+            if self._buffer.size >= self.settings.runner_prefetch:
+                self._offsets.hold(tp, offset)  # read it again once the buffer has room
+                return
+            attempt = Attempt(tp, offset, event)
+            self._attempts[key] = attempt
+            self._offsets.started(tp, offset)
+            self._buffer.push(attempt)
+            return
+        data = getattr(event, "data", None)
+        attempt = self._attempts.get((event.job_id, getattr(data, "attempt", 0)))
+        if attempt is None:
+            return
+        if isinstance(event, JobStarted):
+            if event.data.runner_id == self.runner_id and attempt.state == "claimed":
+                self._run(attempt)
+            elif attempt.state in ("waiting", "claimed"):
+                self._drop(attempt)  # another runner holds this attempt
+        elif isinstance(event, JobCancelRequested):
+            if attempt.ctx is not None:
+                attempt.ctx.cancel_requested.set()
+        elif isinstance(event, _ENDED):
+            if attempt.state == "running" and attempt.task is not None and not attempt.task.done():
+                attempt.ended_by_decider = True
+                attempt.task.cancel()
+            elif attempt.state in ("waiting", "claimed"):
+                self._drop(attempt)
+
+    def _refill(self) -> None:
+        """Read skipped records again once the buffer has room for them."""
+        if self._buffer.size > self.settings.runner_prefetch // 2:
+            return
+        for tp in list(self._consumer.assignment()):
+            offset = self._offsets.release(tp)
+            if offset is not None:
+                self._consumer.seek(tp, offset)
+
+    async def _dispatch(self) -> None:
+        now = time.monotonic()
+        for attempt in list(self._attempts.values()):
+            if attempt.state == "claimed" and now - attempt.claimed_at > CLAIM_TIMEOUT_S:
+                log.warning("claim not answered; giving it up", job_id=attempt.queued.job_id)
+                self._drop(attempt)
+        while self._free > 0:
+            attempt = self._buffer.pop()
+            if attempt is None:
+                return
+            attempt.state = "claimed"
+            attempt.claimed_at = now
+            self._free -= 1
+            await self._send(StartJob, attempt, "start")
+
+    def _drop(self, attempt: Attempt) -> None:
+        if attempt.state == "waiting":
+            self._buffer.discard()
+        elif attempt.state == "claimed":
+            self._free += 1
+        attempt.state = "done"
+        self._attempts.pop(attempt.key, None)
+        self._offsets.done(attempt.tp, attempt.offset)
 
     async def _commit(self) -> None:
-        committable = {
-            tp: offset for tp, offset in self._offsets.committable().items() if tp in self._consumer.assignment()
-        }
+        self._last_commit = time.monotonic()
+        assignment = self._consumer.assignment()
+        committable = {tp: offset for tp, offset in self._offsets.committable().items() if tp in assignment}
         if committable:
             try:
                 await self._consumer.commit(committable)
             except Exception as error:  # a rebalance: the new owner re-reads from the last commit
                 log.warning("runner commit failed", error=repr(error))
-                self._offsets.forget()
 
-    async def _run(self, tp: TopicPartition, offset: int, queued: JobQueued) -> None:
-        try:
-            await self._attempt(queued)
-        finally:
-            self._offsets.done(tp, offset)
-            self._slots.release()
+    def revoked(self, partitions) -> None:
+        for attempt in list(self._attempts.values()):
+            if attempt.tp in partitions and attempt.state == "waiting":
+                self._drop(attempt)
+        self._offsets.forget(partitions)
 
-    async def _attempt(self, queued: JobQueued) -> None:
-        common = dict(job_id=queued.job_id, tenant=queued.tenant, correlation_id=queued.correlation_id, attempt=queued.data.attempt)
-        await self._report(StartJob(command_id=report_id(queued.event_id, "start"), issued_at=_now(), runner_id=self.runner_id, **common))
-        ctx = JobContext(job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant)
+    # --- running an attempt -------------------------------------------------------
+
+    def _run(self, attempt: Attempt) -> None:
+        queued = attempt.queued
+        attempt.state = "running"
+        attempt.ctx = JobContext(job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant)
+        attempt.task = asyncio.create_task(self._attempt(attempt))
+
+    async def _attempt(self, attempt: Attempt) -> None:
+        queued = attempt.queued
+        report = None
         try:
             job_handler = self.registry.get(queued.data.job_type)
             payload = job_handler.payload.model_validate(queued.data.payload)
-            result = await job_handler.run(ctx, payload)
-            report = CompleteJob(command_id=report_id(queued.event_id, "complete"), issued_at=_now(), result=result, **common)
+            result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
+            report = (CompleteJob, "complete", {"result": result})
         except asyncio.CancelledError:
-            raise
+            if not attempt.ended_by_decider:
+                raise
+            log.info("attempt ended by the decider", job_id=queued.job_id, attempt=queued.data.attempt)
+        except TimeoutError:
+            error = f"attempt timed out after {queued.data.timeout_s:g} s"
+            report = (FailJob, "fail", {"error": error, "error_type": "timeout"})
         except Exception as error:
             log.info("job attempt failed", job_id=queued.job_id, attempt=queued.data.attempt, error=repr(error))
-            report = FailJob(
-                command_id=report_id(queued.event_id, "fail"),
-                issued_at=_now(),
-                error=str(error) or type(error).__name__,
-                error_type=type(error).__name__,
-                **common,
+            report = (
+                FailJob,
+                "fail",
+                {
+                    "error": str(error) or type(error).__name__,
+                    "error_type": type(error).__name__,
+                    "retryable": not isinstance(error, PermanentError),
+                },
             )
-        await self._report(report)
+        finally:
+            attempt.state = "done"
+            self._free += 1
+            self._attempts.pop(attempt.key, None)
+        if report is None:
+            self._offsets.done(attempt.tp, attempt.offset)
+            return
+        command_class, name, fields = report
+        future = await self._send(command_class, attempt, name, **fields)
+        future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
 
-    async def _report(self, command) -> None:
-        future = await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
-        await future
+    async def _send(self, command_class, attempt: Attempt, name: str, **fields):
+        queued = attempt.queued
+        command = command_class(
+            command_id=report_id(queued.event_id, self.runner_id, name),
+            job_id=queued.job_id,
+            tenant=queued.tenant,
+            correlation_id=queued.correlation_id,
+            issued_at=datetime.now(timezone.utc),
+            attempt=queued.data.attempt,
+            runner_id=self.runner_id,
+            **fields,
+        )
+        return await self._producer.send(topics.COMMANDS, key=queued.job_id.encode(), value=encode_command(command))
+
+    @mode.Service.timer(0.2)
+    async def _keep_leases(self) -> None:
+        """Heartbeats for every running attempt; progress, coalesced per interval."""
+        now = time.monotonic()
+        heartbeat_due = now - self._last_heartbeat >= self.settings.heartbeat_interval_s
+        progress_due = now - self._last_progress >= self.settings.progress_interval_s
+        if progress_due:
+            self._last_progress = now
+        if heartbeat_due:
+            self._last_heartbeat = now
+        for attempt in list(self._attempts.values()):
+            if attempt.state != "running" or attempt.ctx is None:
+                continue
+            latest = attempt.ctx.latest_progress
+            if progress_due and latest is not None and latest != attempt.sent_progress:
+                attempt.sent_progress = latest
+                await self._send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
+            elif heartbeat_due:
+                await self._send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.runner._commit()
+        self.runner.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        return None

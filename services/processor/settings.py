@@ -2,12 +2,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.common.settings import ConnectionSettings
+from services.common.settings import DECIDER_GROUP, RUNNER_GROUP, ConnectionSettings
 
 
 class ProcessorSettings(ConnectionSettings):
-    app_id: str = Field("jobledger-processor", description="faust app id: the decider's consumer group")
-    runner_group_id: str = Field("jobledger-runner", description="consumer group of the runners")
+    app_id: str = Field(DECIDER_GROUP, description="faust app id: the decider's consumer group")
+    runner_group_id: str = Field(RUNNER_GROUP, description="consumer group of the runners")
     runner_concurrency: int = Field(3, ge=1, description="jobs one processor process runs at once")
     runner_id: str = Field("", description="name reported in JobStarted; default host:pid")
     handler_modules: list[str] = Field(
@@ -17,3 +17,18 @@ class ProcessorSettings(ConnectionSettings):
     decider_enabled: bool = True
     runner_enabled: bool = True
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long running jobs may finish on stop")
+    lease_s: float = Field(
+        30.0, gt=0, description="an attempt whose runner sent no heartbeat for this long is failed as lost"
+    )
+    progress_interval_s: float = Field(
+        1.0, gt=0, description="a running job sends at most one progress event per this interval"
+    )
+    runner_prefetch: int = Field(
+        1000, ge=1, description="queued attempts a runner holds in memory to pick the highest priority from"
+    )
+    timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
+    commit_interval_s: float = Field(0.5, gt=0, description="how often the runner commits its offsets")
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.lease_s / 3

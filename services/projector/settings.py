@@ -1,9 +1,9 @@
 from pydantic import Field
 
-from services.common.settings import ConnectionSettings
+from services.common.settings import PROJECTOR_GROUP, ConnectionSettings
 
 
 class ProjectorSettings(ConnectionSettings):
-    group_id: str = Field("jobledger-projector", description="consumer group of the projector")
+    group_id: str = Field(PROJECTOR_GROUP, description="consumer group of the projector")
     batch_max_records: int = Field(2_000, ge=1, description="records folded per bulk write")
     cache_jobs: int = Field(50_000, ge=0, description="job states kept in memory between batches")

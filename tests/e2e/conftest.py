@@ -17,6 +17,8 @@ from services.embedded.stack import EmbeddedStack, StackSettings
 from services.ingest.settings import DEV_API_KEY
 
 JOB_TIMEOUT_S = 90.0
+LEASE_S = 3.0
+"""Short, so a killed runner's attempt is declared lost within the test."""
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,8 @@ async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
             broker_storage="memory",
             mongo_storage="memory",
             partitions=4,
+            separate_runner=True,  # so a test can kill the runner mid-attempt
+            service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3"},
         )
     )
     await stack.start()

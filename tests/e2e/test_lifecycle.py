@@ -1,0 +1,331 @@
+"""The job lifecycle on the real wire: retries, timeouts, lost runners, cancel,
+manual retry, idempotent submit, run_at, priorities, progress and queries."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from tests.e2e.conftest import LEASE_S, wait_for_job
+
+pytestmark = pytest.mark.e2e
+
+
+async def post_job(api, job_type: str, payload: dict | None = None, **options) -> str:
+    response = await api.post("/jobs", json={"type": job_type, "payload": payload or {}, **options})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+async def events_of(api, job_id: str) -> list[dict]:
+    response = await api.get(f"/jobs/{job_id}/events")
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+async def wait_until(api, job_id: str, condition, timeout_s: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        job = (await api.get(f"/jobs/{job_id}")).json()
+        if condition(job):
+            return job
+        assert asyncio.get_running_loop().time() < deadline, f"job {job_id} is still {job['state']}"
+        await asyncio.sleep(0.05)
+
+
+def short_type(event: dict) -> str:
+    return event["type"].rsplit(".", 1)[-1]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- retries and timeouts ----------------------------------------------------------
+
+
+async def test_a_flaky_job_succeeds_on_attempt_3_after_visible_backoff(api):
+    backoff = {"base_s": 0.3, "factor": 2, "max_s": 10, "jitter": 0}
+    job_id = await post_job(api, "flaky", {"failures": 2}, max_attempts=3, backoff=backoff)
+
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "SUCCEEDED"
+    assert job["attempt"] == 3
+    assert job["result"] == {"succeeded_on_attempt": 3}
+    assert [(e["attempt"], e["error_type"]) for e in job["errors"]] == [(1, "IntentionalFailure"), (2, "IntentionalFailure")]
+    events = await events_of(api, job_id)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    scheduled = [e for e in events if short_type(e) == "retry_scheduled"]
+    assert [round((at(e["data"]["retry_at"]) - at(e["time"])).total_seconds(), 3) for e in scheduled] == [0.3, 0.6]
+    queued = [e for e in events if short_type(e) == "queued"]
+    assert [e["data"]["attempt"] for e in queued] == [1, 2, 3]
+    for retry, requeued in zip(scheduled, queued[1:]):
+        assert at(requeued["time"]) >= at(retry["data"]["retry_at"]), "no attempt before its backoff"
+
+
+async def test_the_last_failure_ends_failed_with_every_attempts_error(api):
+    job_id = await post_job(api, "fail", {"message": "nope"}, max_attempts=2, backoff={"base_s": 0})
+
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "FAILED"
+    assert job["attempts_left"] == 0
+    assert [e["error"] for e in job["errors"]] == ["nope", "nope"]
+
+
+async def test_a_non_retryable_error_fails_at_once(api):
+    job_id = await post_job(api, "fail", {"retryable": False}, max_attempts=5)
+
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "FAILED"
+    assert job["attempt"] == 1
+    assert job["error_type"] == "PermanentError"
+
+
+async def test_a_hanging_attempt_is_timed_out(api):
+    job_id = await post_job(api, "sleep", {"seconds": 60, "ignore_cancel": True}, timeout_s=1, max_attempts=1)
+
+    job = await wait_for_job(api, job_id, timeout_s=30)
+
+    assert job["state"] == "FAILED"
+    assert job["error_type"] == "timeout"
+    assert "timed out after 1 s" in job["error"]
+
+
+async def test_a_killed_runner_leads_to_a_retry_not_a_stuck_job(api, stack):
+    job_id = await post_job(api, "sleep", {"seconds": 3}, max_attempts=2, backoff={"base_s": 0})
+    running = await wait_for_job(api, job_id, states={"RUNNING"})
+    assert running["attempt"] == 1
+
+    stack.kill("runner")
+    stack.start_runner()
+
+    job = await wait_for_job(api, job_id)
+    assert job["state"] == "SUCCEEDED"
+    assert job["attempt"] == 2
+    assert [e["error_type"] for e in job["errors"]] == ["lost"]
+    lost = job["errors"][0]
+    assert at(lost["at"]) - at(running["started_at"]) >= timedelta(seconds=LEASE_S * 0.9)
+
+
+# --- cancel and manual retry ---------------------------------------------------------
+
+
+async def test_a_pending_job_is_cancelled_at_once(api):
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    job_id = await post_job(api, "noop", run_at=later)
+    await wait_for_job(api, job_id, states={"PENDING"})
+
+    response = await api.post(f"/jobs/{job_id}/cancel", json={"reason": "not needed"})
+
+    assert response.status_code == 202, response.text
+    job = await wait_for_job(api, job_id)
+    assert job["state"] == "CANCELLED"
+    assert job["cancel_reason"] == "not needed"
+    assert job["attempt"] == 0
+
+
+async def test_a_running_job_is_told_and_stops(api):
+    job_id = await post_job(api, "sleep", {"seconds": 60})
+    await wait_for_job(api, job_id, states={"RUNNING"})
+
+    response = await api.post(f"/jobs/{job_id}/cancel")
+
+    assert response.status_code == 202
+    job = await wait_for_job(api, job_id, timeout_s=30)
+    assert job["state"] == "CANCELLED"
+    assert job["cancel_requested_at"] is not None
+
+
+async def test_a_running_job_that_ignores_the_cancel_is_cancelled_after_the_grace(api):
+    job_id = await post_job(api, "sleep", {"seconds": 60, "ignore_cancel": True})
+    await wait_for_job(api, job_id, states={"RUNNING"})
+
+    await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 1})
+
+    job = await wait_for_job(api, job_id, timeout_s=30)
+    assert job["state"] == "CANCELLED"
+    requested, finished = at(job["cancel_requested_at"]), at(job["finished_at"])
+    assert finished - requested >= timedelta(seconds=1)
+
+
+async def test_cancelling_a_finished_job_is_a_409_problem(api):
+    job_id = await post_job(api, "noop")
+    await wait_for_job(api, job_id)
+
+    response = await api.post(f"/jobs/{job_id}/cancel")
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:jobledger:problem:invalid-transition"
+    assert response.json()["state"] == "SUCCEEDED"
+
+
+async def test_a_failed_job_is_retried_by_hand_with_a_fresh_budget(api):
+    job_id = await post_job(api, "fail", max_attempts=1)
+    await wait_for_job(api, job_id)
+
+    response = await api.post(f"/jobs/{job_id}/retry")
+
+    assert response.status_code == 202, response.text
+    job = await wait_until(api, job_id, lambda job: job["state"] == "FAILED" and job["attempt"] == 2)
+    assert len(job["errors"]) == 2
+    types = [short_type(e) for e in await events_of(api, job_id)]
+    assert "retried" in types
+
+
+async def test_retrying_a_job_that_did_not_fail_is_a_409_problem(api):
+    job_id = await post_job(api, "noop")
+    await wait_for_job(api, job_id)
+
+    response = await api.post(f"/jobs/{job_id}/retry")
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:jobledger:problem:invalid-transition"
+
+
+# --- idempotent submit and run_at ----------------------------------------------------
+
+
+async def test_one_idempotency_key_yields_one_job(api, db):
+    key = f"order-{uuid.uuid4()}"
+    body = {"type": "sleep", "payload": {"seconds": 0.1}}
+
+    first = await api.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    again = await api.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    await wait_for_job(api, first.json()["id"])
+    later = await api.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    misuse = await api.post("/jobs", json={**body, "payload": {"seconds": 2}}, headers={"Idempotency-Key": key})
+
+    assert first.status_code == 202
+    assert again.status_code == 200 and later.status_code == 200
+    assert first.json()["id"] == again.json()["id"] == later.json()["id"]
+    assert later.json()["state"] == "SUCCEEDED"
+    assert misuse.status_code == 422
+    assert misuse.json()["type"] == "urn:jobledger:problem:idempotency-key-reused"
+    assert misuse.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    assert await db["job_events"].count_documents({"job_id": first.json()["id"], "type": "jobledger.job.submitted"}) == 1
+
+
+async def test_a_job_for_later_waits_for_its_run_at(api):
+    run_at = datetime.now(timezone.utc) + timedelta(seconds=2)
+    job_id = await post_job(api, "noop", run_at=run_at.isoformat())
+
+    pending = await wait_for_job(api, job_id, states={"PENDING"})
+    assert abs(at(pending["next_attempt_at"]) - run_at) < timedelta(milliseconds=1)
+
+    job = await wait_for_job(api, job_id)
+    assert job["state"] == "SUCCEEDED"
+    assert at(job["started_at"]) >= run_at
+
+
+# --- priorities ----------------------------------------------------------------------
+
+
+async def test_a_high_priority_job_overtakes_a_low_backlog(api):
+    lows = [await post_job(api, "sleep", {"seconds": 0.4}, priority="low") for _ in range(12)]
+    high = await post_job(api, "noop", priority="high")
+
+    finished = [await wait_for_job(api, job_id) for job_id in [*lows, high]]
+
+    started = {job["id"]: at(job["started_at"]) for job in finished}
+    overtaken = [job_id for job_id in lows if started[job_id] > started[high]]
+    assert len(overtaken) >= 6, f"high started after {12 - len(overtaken)} of 12 low jobs"
+
+
+# --- progress and streams ----------------------------------------------------------------
+
+
+async def test_the_stream_pushes_progress_in_order_and_closes_at_the_end(api):
+    job_id = await post_job(api, "sleep", {"seconds": 2.5})
+
+    messages = []
+    async with api.stream("GET", f"/jobs/{job_id}/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = {}
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event["event"] = line.split(":", 1)[1].strip()
+            elif line.startswith("id:"):
+                event["id"] = int(line.split(":", 1)[1])
+            elif line.startswith("data:"):
+                event["data"] = orjson.loads(line.split(":", 1)[1])
+            elif not line and event:
+                messages.append(event)
+                event = {}
+
+    kinds = [m["event"].rsplit(".", 1)[-1] for m in messages]
+    assert kinds[:3] == ["submitted", "queued", "started"]
+    assert kinds[-1] == "succeeded"
+    assert [m["id"] for m in messages] == list(range(1, len(messages) + 1))
+    progress = [m["data"]["progress"] for m in messages if m["event"].endswith("progressed")]
+    assert len(progress) >= 2
+    assert progress == sorted(progress)
+    assert messages[-1]["data"]["state"] == "SUCCEEDED"
+
+
+async def test_the_stream_resumes_after_last_event_id(api):
+    job_id = await post_job(api, "noop")
+    await wait_for_job(api, job_id)
+
+    response = await api.get(f"/jobs/{job_id}/stream", headers={"Last-Event-ID": "2"})
+
+    ids = [int(line.split(":", 1)[1]) for line in response.text.splitlines() if line.startswith("id:")]
+    assert ids == [3, 4]
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+async def test_jobs_are_filtered_by_label_and_paged_with_a_cursor(api):
+    batch = uuid.uuid4().hex
+    ids = [await post_job(api, "noop", labels={"batch": batch}, priority="low") for _ in range(5)]
+    await post_job(api, "noop", labels={"batch": "other"})
+    for job_id in ids:
+        await wait_for_job(api, job_id)
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"label": f"batch:{batch}", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/jobs", params=params)).json()
+        seen += [job["id"] for job in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == 3
+    assert seen == list(reversed(ids)), "newest first, each job once"
+    low = (await api.get("/jobs", params={"label": f"batch:{batch}", "priority": "low", "type": "noop"})).json()
+    assert len(low["items"]) == 5
+    bad = await api.get("/jobs", params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422
+
+
+async def test_status_counts_jobs_per_state_and_reports_lag(api):
+    job_id = await post_job(api, "noop")
+    await wait_for_job(api, job_id)
+
+    status = (await api.get("/status")).json()
+
+    assert status["jobs"]["SUCCEEDED"] >= 1
+    assert set(status["jobs"]) == {"PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"}
+    assert set(status["lag"]) == {"decider", "runner", "projector"}
+
+
+async def test_a_runner_runs_up_to_its_concurrency_at_once(api):
+    ids = await asyncio.gather(*(post_job(api, "sleep", {"seconds": 1}) for _ in range(6)))
+
+    jobs = [await wait_for_job(api, job_id) for job_id in ids]
+
+    assert {job["state"] for job in jobs} == {"SUCCEEDED"}
+    intervals = [(at(job["started_at"]), at(job["finished_at"])) for job in jobs]
+    overlapping = max(sum(start <= moment < end for start, end in intervals) for moment, _ in intervals)
+    assert 2 <= overlapping <= 3, "the default concurrency is 3 per runner"

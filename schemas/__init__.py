@@ -17,6 +17,7 @@ from schemas.commands import (
     CompleteJob,
     ExpireAttempt,
     FailJob,
+    GrantSlot,
     Heartbeat,
     ReportProgress,
     RetryJob,
@@ -48,6 +49,7 @@ from schemas.events import (
     JobQueued,
     JobRetried,
     JobRetryScheduled,
+    JobSlotRequested,
     JobStarted,
     JobSubmitted,
     JobSucceeded,
@@ -56,6 +58,18 @@ from schemas.events import (
 )
 from schemas.job import TERMINAL, AttemptError, Job, JobStatus
 from schemas.options import Backoff, JobOptions, Priority
+from schemas.slots import (
+    SlotEntry,
+    SlotRelease,
+    SlotRequest,
+    SlotState,
+    decide_slots,
+    encode_slot_message,
+    grant_command,
+    parse_slot_message,
+    slot_key,
+    slot_messages,
+)
 from schemas.timers import deadlines, due_commands, next_deadline
 
 __all__ = [
@@ -73,6 +87,7 @@ __all__ = [
     "Event",
     "ExpireAttempt",
     "FailJob",
+    "GrantSlot",
     "Heartbeat",
     "InvalidTransition",
     "Job",
@@ -86,6 +101,7 @@ __all__ = [
     "JobQueued",
     "JobRetried",
     "JobRetryScheduled",
+    "JobSlotRequested",
     "JobStarted",
     "JobStatus",
     "JobSubmitted",
@@ -97,6 +113,10 @@ __all__ = [
     "ReportProgress",
     "RetryJob",
     "SequenceGap",
+    "SlotEntry",
+    "SlotRelease",
+    "SlotRequest",
+    "SlotState",
     "StaleAttempt",
     "StartJob",
     "SubmitJob",
@@ -104,8 +124,11 @@ __all__ = [
     "apply_next",
     "deadlines",
     "decide",
+    "decide_slots",
     "due_commands",
     "encode_command",
+    "encode_slot_message",
+    "grant_command",
     "event_hash",
     "event_type_name",
     "evolve",
@@ -113,5 +136,8 @@ __all__ = [
     "next_deadline",
     "parse_command",
     "parse_event",
+    "parse_slot_message",
+    "slot_key",
+    "slot_messages",
     "topics",
 ]

@@ -107,6 +107,12 @@ class RetryJob(Command):
     type: Literal["RetryJob"] = "RetryJob"
 
 
+class GrantSlot(Command):
+    """The slot decider gave the job one of its concurrency key's slots."""
+
+    type: Literal["GrantSlot"] = "GrantSlot"
+
+
 class WakeJob(Command):
     """Timer: a PENDING job's start time (``run_at`` or backoff) has come."""
 
@@ -137,6 +143,7 @@ AnyCommand = Annotated[
         RetryJob,
         WakeJob,
         ExpireAttempt,
+        GrantSlot,
     ],
     Field(discriminator="type"),
 ]

@@ -26,6 +26,7 @@ from schemas.commands import (
     CompleteJob,
     ExpireAttempt,
     FailJob,
+    GrantSlot,
     Heartbeat,
     ReportProgress,
     RetryJob,
@@ -59,6 +60,8 @@ from schemas.events import (
     JobRetriedData,
     JobRetryScheduled,
     JobRetryScheduledData,
+    JobSlotRequested,
+    JobSlotRequestedData,
     JobStarted,
     JobStartedData,
     JobSubmitted,
@@ -103,8 +106,15 @@ def _submitted(command: SubmitJob) -> list[Emitted]:
     )
     emitted: list[Emitted] = [(JobSubmitted, submitted)]
     if options.due(command.issued_at) is None:
-        emitted.append(_queued(command.job_id, command.job_type, command.payload, options, attempt=1))
+        emitted.append(_next_attempt(command.job_id, command.job_type, command.payload, options, 1, holds_slot=False))
     return emitted
+
+
+def _next_attempt(job_id: str, job_type: str, payload: dict, options, attempt: int, holds_slot: bool) -> Emitted:
+    """Queue the attempt, or first ask for a slot of the job's concurrency key."""
+    if options.concurrency_key is not None and not holds_slot:
+        return (JobSlotRequested, JobSlotRequestedData(concurrency_key=options.concurrency_key, limit=options.concurrency_limit))
+    return _queued(job_id, job_type, payload, options, attempt)
 
 
 def _queued(job_id: str, job_type: str, payload: dict, options, attempt: int) -> Emitted:
@@ -122,8 +132,15 @@ def _queued(job_id: str, job_type: str, payload: dict, options, attempt: int) ->
 
 def _wake(command: WakeJob, job: Job) -> list[Emitted]:
     _require_status(job, command, JobStatus.PENDING)
-    if job.due_at is not None and command.issued_at < job.due_at:
-        raise NotDue(job.job_id, f"job {job.job_id} is due at {job.due_at.isoformat()}")
+    if job.due_at is None or command.issued_at < job.due_at:
+        raise NotDue(job.job_id, f"job {job.job_id} is not due")
+    return [_next_attempt(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1, job.holds_slot)]
+
+
+def _grant(command: GrantSlot, job: Job) -> list[Emitted]:
+    _require_status(job, command, JobStatus.PENDING)
+    if not job.awaiting_slot:
+        raise InvalidTransition(job.job_id, f"job {job.job_id} is not waiting for a slot")
     return [_queued(job.job_id, job.job_type, job.payload, job.options, attempt=job.attempt + 1)]
 
 
@@ -210,12 +227,13 @@ def _retry(command: RetryJob, job: Job) -> list[Emitted]:
     attempt = job.attempt + 1
     return [
         (JobRetried, JobRetriedData(attempt=attempt)),
-        _queued(job.job_id, job.job_type, job.payload, job.options, attempt=attempt),
+        _next_attempt(job.job_id, job.job_type, job.payload, job.options, attempt, holds_slot=False),
     ]
 
 
 _RULES = {
     WakeJob: _wake,
+    GrantSlot: _grant,
     StartJob: _start,
     Heartbeat: _heartbeat,
     ReportProgress: _progress,
@@ -251,17 +269,21 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         raise SequenceGap(event.job_id, 1, event.seq)
     update = job.touched(event.occurred_at, event.seq, event.hash, event.causation_id)
     at = event.occurred_at
-    if isinstance(event, JobQueued):
+    ended = {"finished_at": at, "holds_slot": False, "awaiting_slot": False}
+    if isinstance(event, JobSlotRequested):
+        update.update(due_at=None, awaiting_slot=True)
+    elif isinstance(event, JobQueued):
         update.update(
             status=JobStatus.QUEUED, attempt=event.data.attempt, due_at=None, runner_id=None,
             progress=None, progress_message=None, started_at=None,
+            awaiting_slot=False, holds_slot=job.options.concurrency_key is not None,
         )
     elif isinstance(event, JobStarted):
         update.update(status=JobStatus.RUNNING, runner_id=event.data.runner_id, started_at=at)
     elif isinstance(event, JobProgressed):
         update.update(progress=event.data.percent, progress_message=event.data.message)
     elif isinstance(event, JobSucceeded):
-        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, finished_at=at, progress=100.0)
+        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, progress=100.0, **ended)
     elif isinstance(event, JobRetryScheduled):
         update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job, event, at))
     elif isinstance(event, JobFailed):
@@ -270,12 +292,12 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
             error=event.data.error,
             error_type=event.data.error_type,
             errors=_with_error(job, event, at),
-            finished_at=at,
+            **ended,
         )
     elif isinstance(event, JobCancelRequested):
         update.update(cancel_requested_at=at, cancel_deadline=event.data.deadline, cancel_reason=event.data.reason)
     elif isinstance(event, JobCancelled):
-        update.update(status=JobStatus.CANCELLED, due_at=None, finished_at=at, cancel_reason=event.data.reason)
+        update.update(status=JobStatus.CANCELLED, due_at=None, cancel_reason=event.data.reason, **ended)
     elif isinstance(event, JobRetried):
         update.update(
             status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, error=None, error_type=None,

@@ -91,6 +91,13 @@ class JobQueuedData(EventData):
     timeout_s: float | None = None
 
 
+class JobSlotRequestedData(EventData):
+    """The job waits PENDING for a slot of its concurrency key."""
+
+    concurrency_key: str
+    limit: int = Field(ge=1)
+
+
 class JobStartedData(EventData):
     """``runner_id`` holds the attempt's lease; only its reports count."""
 
@@ -157,6 +164,11 @@ class JobQueued(Event):
     data: JobQueuedData
 
 
+class JobSlotRequested(Event):
+    type: Literal["jobledger.job.slot_requested"] = "jobledger.job.slot_requested"
+    data: JobSlotRequestedData
+
+
 class JobStarted(Event):
     type: Literal["jobledger.job.started"] = "jobledger.job.started"
     data: JobStartedData
@@ -199,6 +211,7 @@ class JobRetried(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     JobSubmitted,
+    JobSlotRequested,
     JobQueued,
     JobStarted,
     JobProgressed,
@@ -213,6 +226,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 AnyEvent = Annotated[
     Union[
         JobSubmitted,
+        JobSlotRequested,
         JobQueued,
         JobStarted,
         JobProgressed,

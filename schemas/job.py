@@ -60,6 +60,8 @@ class Job(BaseModel):
     attempt: int = Field(0, description="the current (or last) attempt; 0 before the first is queued")
     budget_start: int = Field(1, description="first attempt of the current budget (a manual retry starts a new one)")
     due_at: AwareDatetime | None = Field(None, description="a PENDING job is queued at this time")
+    awaiting_slot: bool = Field(False, description="PENDING until the slot decider grants a slot of its concurrency key")
+    holds_slot: bool = Field(False, description="holds a slot of its concurrency key (from queued until it ends)")
     runner_id: str | None = None
     progress: float | None = None
     progress_message: str | None = None

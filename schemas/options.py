@@ -11,7 +11,9 @@ import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_LABELS = 32
 
@@ -65,6 +67,19 @@ class JobOptions(BaseModel):
     run_at: AwareDatetime | None = Field(None, description="UTC time before which the job stays PENDING")
     priority: Priority = Field(Priority.NORMAL, description="with a backlog, high starts before normal before low")
     labels: dict[str, str] = Field(default_factory=dict, description="string map for filtering, e.g. {'team': 'ml'}")
+    concurrency_key: str | None = Field(
+        None, min_length=1, max_length=200, description="jobs sharing this key (per tenant) are limited in how many run at once"
+    )
+    concurrency_limit: int = Field(1, ge=1, le=10_000, description="how many jobs with the key may hold a slot at once")
+    on_conflict: Literal["queue", "reject"] = Field(
+        "queue", description="queue: wait PENDING for a slot, in submit order; reject: refuse the submit (409) while the key is full"
+    )
+
+    @model_validator(mode="after")
+    def _concurrency(self) -> "JobOptions":
+        if self.concurrency_key is None and (self.concurrency_limit != 1 or self.on_conflict != "queue"):
+            raise ValueError("concurrency_limit and on_conflict need a concurrency_key")
+        return self
 
     @field_validator("labels")
     @classmethod

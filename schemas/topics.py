@@ -1,7 +1,9 @@
 """Topic names: the one place they are spelled.
 
-Every topic is keyed by job id, so all commands and events of one job land on
-the same partition number of each topic (co-partitioned) and stay in order.
+The job topics are keyed by job id, so all commands and events of one job land
+on the same partition number of each topic (co-partitioned) and stay in order.
+The slot topics are keyed by concurrency key: one key's requests and releases
+meet on one partition, whatever partitions its jobs live on.
 """
 
 from typing import Final
@@ -15,7 +17,14 @@ EVENTS: Final = "jobs.events"
 DLQ: Final = "jobs.dlq"
 """Records that could not be processed, with the error and the original bytes."""
 
-ALL: Final = (COMMANDS, EVENTS, DLQ)
+SLOTS: Final = "jobs.slots"
+"""Slot requests and releases of jobs that share a concurrency key, keyed by that key."""
+
+SLOT_STATE: Final = "jobs.slots.state"
+"""Changelog of the slot holders and waiting lists per concurrency key (compacted)."""
+
+ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE)
+COMPACTED: Final = (SLOT_STATE,)
 
 CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
 """Kafka header ``content-type`` of every record on ``jobs.events`` (structured mode)."""

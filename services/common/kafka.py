@@ -52,7 +52,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
                 name,
                 num_partitions=settings.partitions,
                 replication_factor=1,
-                topic_configs=INFINITE_RETENTION if name == topics.EVENTS else {},
+                topic_configs=_topic_config(name),
             )
             for name in names
             if name not in existing
@@ -65,6 +65,14 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
         return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+def _topic_config(name: str) -> dict[str, str]:
+    if name == topics.EVENTS:
+        return INFINITE_RETENTION
+    if name in topics.COMPACTED:
+        return {"cleanup.policy": "compact"}
+    return {}
 
 
 async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0) -> None:

@@ -83,6 +83,8 @@ class JobView(BaseModel):
     max_attempts: int
     attempts_left: int = Field(description="attempts after the current one before the job fails for good")
     timeout_s: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     run_at: datetime | None = None
     next_attempt_at: datetime | None = Field(None, description="PENDING: when the job is queued (run_at or backoff)")
     progress: float | None = Field(None, description="latest percent reported by the handler")
@@ -115,6 +117,8 @@ class JobView(BaseModel):
             max_attempts=options.max_attempts,
             attempts_left=max(0, job.attempts_left) if job.attempt else options.max_attempts,
             timeout_s=options.timeout_s,
+            concurrency_key=options.concurrency_key,
+            concurrency_limit=options.concurrency_limit if options.concurrency_key else None,
             run_at=options.run_at,
             next_attempt_at=job.due_at,
             progress=job.progress,

@@ -64,7 +64,12 @@ _TERMINAL_TYPES = {"jobledger.job.succeeded", "jobledger.job.failed", "jobledger
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    responses={200: {"model": JobAccepted, "description": "the job an earlier request with this Idempotency-Key created"}, **PROBLEMS, 503: _PROBLEM},
+    responses={
+        200: {"model": JobAccepted, "description": "the job an earlier request with this Idempotency-Key created"},
+        **PROBLEMS,
+        409: _PROBLEM,
+        503: _PROBLEM,
+    },
     summary="Submit a job",
     description="Answers 202 once the broker has acknowledged the SubmitJob command (acks=all): "
     "an accepted job is never lost. With an `Idempotency-Key` header, repeating the request returns the "
@@ -110,6 +115,8 @@ async def submit_job(
 
 
 async def _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> JobAccepted:
+    if body.concurrency_key is not None and body.on_conflict == "reject":
+        await _refuse_when_key_is_full(state, tenant, body.concurrency_key, body.concurrency_limit)
     try:
         command = SubmitJob(
             command_id=str(uuid.uuid4()),
@@ -353,6 +360,26 @@ async def _append(state, command: Command) -> None:
             f"The command was not acknowledged ({type(error).__name__}); nothing was accepted. Retry later.",
             headers={"Retry-After": "1"},
         ) from None
+
+
+async def _refuse_when_key_is_full(state, tenant: str, key: str, limit: int) -> None:
+    """``on_conflict: reject``: 409 while ``limit`` jobs with the key have not ended.
+
+    Judged from the read model, so a job submitted a moment ago by another
+    request may not count yet; the slot decider still keeps the limit.
+    """
+    active = await state.db[JOBS].count_documents(
+        {"tenant": tenant, "options.concurrency_key": key, "status": {"$nin": [status.value for status in TERMINAL]}},
+        limit=limit,
+    )
+    if active >= limit:
+        raise Problem(
+            409,
+            "concurrency-limit-reached",
+            "The concurrency key is busy",
+            f"{active} job(s) with concurrency key {key!r} have not ended (limit {limit}).",
+            concurrency_key=key,
+        )
 
 
 def _fingerprint(body: SubmitJobRequest) -> str:

@@ -20,6 +20,7 @@ restored, so a restart never fails a live attempt early.
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,14 +35,20 @@ from schemas import (
     Rejection,
     ReportProgress,
     SequenceGap,
+    SlotState,
     apply_next,
     decide,
+    decide_slots,
     due_commands,
     encode_command,
+    encode_slot_message,
     fold,
+    grant_command,
     next_deadline,
     parse_command,
     parse_event,
+    parse_slot_message,
+    slot_messages,
     topics,
 )
 from services.common.kafka import MAX_BATCH_BYTES, dead_letter_headers
@@ -93,6 +100,18 @@ class Deadlines:
 
     def recheck(self, job_id: str, now: datetime) -> None:
         heapq.heappush(self._heap, (now + timedelta(seconds=self.RECHECK_S), job_id))
+
+
+@dataclass
+class Wiring:
+    """The topics and tables the processor's agents read and write."""
+
+    states: "JobStateTable"
+    slot_states: faust.Table
+    commands: faust.TopicT
+    events: faust.TopicT
+    slots: faust.TopicT
+    dlq: faust.TopicT
 
 
 class JobStateTable(faust.Table):
@@ -165,16 +184,36 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             changelog_topic=events,
         )
     )
+    # Slot holders per concurrency key; a faust changelog of their own (compacted).
+    slot_states = app.tables.add(
+        faust.Table(
+            app,
+            name="slot-state",
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=settings.partitions,
+            changelog_topic=app.topic(
+                topics.SLOT_STATE, partitions=settings.partitions, key_serializer="json", value_serializer="json"
+            ),
+        )
+    )
+    slots = app.topic(topics.SLOTS, partitions=settings.partitions, **key_value)
     deadlines = Deadlines(settings.lease_s)
     states.deadlines = deadlines
     app.job_states = states  # for tests and tools
+    wiring = Wiring(states=states, slot_states=slot_states, commands=commands, events=events, slots=slots, dlq=dlq)
 
     if settings.decider_enabled:
 
         @app.agent(commands, name="decider")
         async def decider(stream) -> None:
             async for record in stream.events():
-                await _decide_one(record, states, events, dlq)
+                await _decide_one(record, wiring)
+
+        @app.agent(slots, name="slots")
+        async def slot_decider(stream) -> None:
+            async for record in stream.events():
+                await _decide_slot(record, wiring)
 
         @app.timer(settings.timer_interval_s)
         async def fire_deadlines() -> None:
@@ -198,12 +237,13 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def _decide_one(record, states, events, dlq) -> None:
+async def _decide_one(record, wiring: Wiring) -> None:
     message = record.message
+    states = wiring.states
     try:
         command = parse_command(message.value)
     except (ValidationError, ValueError, TypeError) as error:
-        await _dead_letter(dlq, message, f"not a job command: {error}")
+        await _dead_letter(wiring.dlq, message, f"not a job command: {error}")
         return
     job: Job | None = states.get(command.job_id)
     try:
@@ -213,21 +253,44 @@ async def _decide_one(record, states, events, dlq) -> None:
         return
     except Exception as error:  # a bug must not stop the partition
         log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
-        await _dead_letter(dlq, message, error)
+        await _dead_letter(wiring.dlq, message, error)
         return
     if not decided:
         if isinstance(command, (Heartbeat, ReportProgress)):
             states.deadlines.renew(job, _now())
         return
+    after = fold(decided, job)
+    # Slot messages first, acknowledged: if we crash before the events are in the
+    # log, the command is decided again and sends them again (they are idempotent);
+    # the other order could lose a release and block the key for good.
+    for slot_message in slot_messages(job, decided, after):
+        delivery = await wiring.slots.send(key=slot_message.key.encode(), value=encode_slot_message(slot_message))
+        await delivery
     key = command.job_id.encode()
     for event in decided:
-        await events.send(key=key, value=event.to_bytes(), headers=EVENT_HEADERS)
-    after = fold(decided, job)
+        await wiring.events.send(key=key, value=event.to_bytes(), headers=EVENT_HEADERS)
     states[command.job_id] = after
     if isinstance(command, ReportProgress):
         states.deadlines.renew(after, _now())
     else:
         states.deadlines.track(after, _now())
+
+
+async def _decide_slot(record, wiring: Wiring) -> None:
+    """The slot decider: grant slots of one concurrency key in request order."""
+    message = record.message
+    try:
+        slot_message = parse_slot_message(message.value)
+    except (ValidationError, ValueError, TypeError) as error:
+        await _dead_letter(wiring.dlq, message, f"not a slot message: {error}")
+        return
+    stored = wiring.slot_states.get(slot_message.key)
+    state = SlotState.model_validate(stored) if stored is not None else None
+    after, granted = decide_slots(state, slot_message)
+    for entry in granted:
+        command = grant_command(entry, _now())
+        await wiring.commands.send(key=entry.job_id.encode(), value=encode_command(command))
+    wiring.slot_states[slot_message.key] = after.model_dump(mode="json")
 
 
 async def _dead_letter(dlq, message, error) -> None:

@@ -329,3 +329,65 @@ async def test_a_runner_runs_up_to_its_concurrency_at_once(api):
     intervals = [(at(job["started_at"]), at(job["finished_at"])) for job in jobs]
     overlapping = max(sum(start <= moment < end for start, end in intervals) for moment, _ in intervals)
     assert 2 <= overlapping <= 3, "the default concurrency is 3 per runner"
+
+
+# --- concurrency keys ------------------------------------------------------------------------
+
+
+async def test_jobs_sharing_a_concurrency_key_never_overlap(api):
+    key = f"provider-{uuid.uuid4().hex[:8]}"
+    ids = [await post_job(api, "sleep", {"seconds": 0.2}, concurrency_key=key, concurrency_limit=1) for _ in range(10)]
+
+    jobs = [await wait_for_job(api, job_id) for job_id in ids]
+
+    assert {job["state"] for job in jobs} == {"SUCCEEDED"}
+    intervals = []
+    for job_id in ids:
+        events = await events_of(api, job_id)
+        started = next(at(e["time"]) for e in events if short_type(e) == "started")
+        ended = next(at(e["time"]) for e in events if short_type(e) == "succeeded")
+        assert "slot_requested" in [short_type(e) for e in events]
+        intervals.append((started, ended))
+    intervals.sort()
+    for (_, end), (next_start, _) in zip(intervals, intervals[1:]):
+        assert next_start >= end, "a job with the key started before the previous one ended"
+
+
+async def test_a_concurrency_limit_of_two_runs_two_at_a_time(api):
+    key = f"pair-{uuid.uuid4().hex[:8]}"
+    ids = [await post_job(api, "sleep", {"seconds": 0.5}, concurrency_key=key, concurrency_limit=2) for _ in range(4)]
+
+    jobs = [await wait_for_job(api, job_id) for job_id in ids]
+
+    intervals = [(at(job["started_at"]), at(job["finished_at"])) for job in jobs]
+    most = max(sum(start <= moment < end for start, end in intervals) for moment, _ in intervals)
+    assert most <= 2
+
+
+async def test_on_conflict_reject_refuses_while_the_key_is_busy(api):
+    key = f"exclusive-{uuid.uuid4().hex[:8]}"
+    first = await post_job(api, "sleep", {"seconds": 30}, concurrency_key=key, on_conflict="reject")
+    await wait_for_job(api, first, states={"RUNNING"})
+
+    response = await api.post("/jobs", json={"type": "noop", "concurrency_key": key, "on_conflict": "reject"})
+
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:jobledger:problem:concurrency-limit-reached"
+    await api.post(f"/jobs/{first}/cancel")
+    await wait_for_job(api, first)
+    later = await api.post("/jobs", json={"type": "noop", "concurrency_key": key, "on_conflict": "reject"})
+    assert later.status_code == 202
+    assert (await wait_for_job(api, later.json()["id"]))["state"] == "SUCCEEDED"
+
+
+async def test_a_cancelled_waiting_job_gives_its_place_up(api):
+    key = f"queue-{uuid.uuid4().hex[:8]}"
+    holder = await post_job(api, "sleep", {"seconds": 1}, concurrency_key=key)
+    waiting = await post_job(api, "noop", concurrency_key=key)
+    after = await post_job(api, "noop", concurrency_key=key)
+
+    await api.post(f"/jobs/{waiting}/cancel")
+
+    assert (await wait_for_job(api, waiting))["state"] == "CANCELLED"
+    assert (await wait_for_job(api, holder))["state"] == "SUCCEEDED"
+    assert (await wait_for_job(api, after))["state"] == "SUCCEEDED"

@@ -23,8 +23,16 @@ SLOTS: Final = "jobs.slots"
 SLOT_STATE: Final = "jobs.slots.state"
 """Changelog of the slot holders and waiting lists per concurrency key (compacted)."""
 
-ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE)
-COMPACTED: Final = (SLOT_STATE,)
+SCHEDULES: Final = "jobs.schedules"
+"""Schedules, keyed by schedule id: created, deleted, and each tick submitted."""
+
+SCHEDULE_STATE: Final = "jobs.schedules.state"
+"""Changelog of the processor's schedule table (compacted)."""
+
+ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE)
+COMPACTED: Final = (SLOT_STATE, SCHEDULE_STATE)
+FOREVER: Final = (EVENTS, SCHEDULES)
+"""Topics kept with infinite retention: the logs of record."""
 
 CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
 """Kafka header ``content-type`` of every record on ``jobs.events`` (structured mode)."""

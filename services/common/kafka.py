@@ -68,7 +68,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
 
 
 def _topic_config(name: str) -> dict[str, str]:
-    if name == topics.EVENTS:
+    if name in topics.FOREVER:
         return INFINITE_RETENTION
     if name in topics.COMPACTED:
         return {"cleanup.policy": "compact"}

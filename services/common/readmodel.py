@@ -13,10 +13,12 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import AnyEvent, Job
+from schemas.schedules import Schedule
 from services.common.settings import ConnectionSettings
 
 JOBS = "jobs"
 JOB_EVENTS = "job_events"
+SCHEDULES = "schedules"
 
 
 def connect(settings: ConnectionSettings) -> AsyncMongoClient:
@@ -26,6 +28,7 @@ def connect(settings: ConnectionSettings) -> AsyncMongoClient:
 async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[JOBS].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
     await db[JOB_EVENTS].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+    await db[SCHEDULES].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -52,3 +55,17 @@ def event_document(event: AnyEvent) -> dict[str, Any]:
         "occurred_at": event.occurred_at,
         "event": event.wire_dict(),
     }
+
+
+def schedule_document(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "_id": schedule.schedule_id,
+        "tenant": schedule.tenant,
+        "created_at": schedule.created_at,
+        "deleted": schedule.deleted_at is not None,
+        "schedule": schedule.model_dump(),
+    }
+
+
+def schedule_from_document(document: dict[str, Any]) -> Schedule:
+    return Schedule.model_validate(document["schedule"])

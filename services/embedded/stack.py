@@ -80,6 +80,7 @@ def tansu_binary() -> str:
 class EmbeddedStack:
     settings: StackSettings
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _commands: dict[str, tuple[list[str], dict | None, bool | None]] = field(default_factory=dict)
     echo_services: bool = False
     """True: services log to this terminal; False: every process logs to a file."""
 
@@ -180,10 +181,10 @@ class EmbeddedStack:
         self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
         await self.wait_ready()
 
-    def start_runner(self) -> None:
-        """A runner-only processor process (``separate_runner``)."""
+    def start_runner(self, name: str = "runner") -> None:
+        """A runner-only processor process: more of them share the work."""
         env = {**self.service_env(), "JOBLEDGER_DECIDER_ENABLED": "false"}
-        self._spawn("runner", [sys.executable, "-m", "services.processor"], env=env)
+        self._spawn(name, [sys.executable, "-m", "services.processor"], env=env)
 
     def kill(self, name: str) -> None:
         """``kill -9`` a process and its children, as a crash would."""
@@ -205,7 +206,13 @@ class EmbeddedStack:
                     raise TimeoutError(f"the API at {self.api_url} was not ready in time; see {self.logs}")
                 await asyncio.sleep(0.1)
 
+    def restart(self, name: str) -> None:
+        """Stop a service cleanly (SIGTERM) and start it again as it was."""
+        self.stop_service(name)
+        self._spawn(name, *self._commands[name])
+
     def _spawn(self, name: str, argv: list[str], env: dict | None = None, echo: bool | None = None) -> None:
+        self._commands[name] = (argv, env, echo)
         echo = self.echo_services if echo is None else echo
         out = None if echo else open(self.logs / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(

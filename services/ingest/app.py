@@ -13,6 +13,8 @@ from services.ingest import problems
 from services.ingest.accepted import AcceptedJobs
 from services.ingest.problems import Problem
 from services.ingest.routes import router
+from services.ingest.schedules import AcceptedSchedules
+from services.ingest.schedules import router as schedule_router
 from services.ingest.settings import IngestSettings
 from services.processor.handlers import load_handlers
 
@@ -27,6 +29,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         state.registry = load_handlers(settings.handler_modules)
         state.accepted = AcceptedJobs(settings.accepted_cache_size)
         state.idempotency_locks = {}
+        state.accepted_schedules = AcceptedSchedules()
         state.mongo = connect(settings)
         state.db = state.mongo[settings.mongo_db]
         state.producer = make_producer(settings)
@@ -56,4 +59,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         return await call_next(request)
 
     app.include_router(router)
+    app.include_router(schedule_router)
     return app

@@ -348,9 +348,13 @@ async def _command(request: Request, job_id: str, tenant: str, build) -> JobAcce
 
 
 async def _append(state, command: Command) -> None:
+    await append_record(state, topics.COMMANDS, command.job_id, encode_command(command))
+
+
+async def append_record(state, topic: str, key: str, value: bytes) -> None:
     """Append a command and wait for the broker's acknowledgement, or answer 503."""
     try:
-        future = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
+        future = await state.producer.send(topic, key=key.encode(), value=value)
         await asyncio.wait_for(future, state.settings.produce_timeout_s)
     except Exception as error:
         raise Problem(

@@ -51,6 +51,15 @@ from schemas import (
     slot_messages,
     topics,
 )
+from schemas.schedules import (
+    Schedule,
+    encode_schedule_command,
+    evolve_schedule,
+    parse_schedule_command,
+    tick_command,
+    ticked,
+    ticks_due,
+)
 from services.common.kafka import MAX_BATCH_BYTES, dead_letter_headers
 from services.processor.settings import ProcessorSettings
 from services.processor.transport import ProcessorApp
@@ -112,6 +121,8 @@ class Wiring:
     events: faust.TopicT
     slots: faust.TopicT
     dlq: faust.TopicT
+    schedules: faust.TopicT
+    schedule_states: faust.Table
 
 
 class JobStateTable(faust.Table):
@@ -198,10 +209,34 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         )
     )
     slots = app.topic(topics.SLOTS, partitions=settings.partitions, **key_value)
+    schedule_states = app.tables.add(
+        faust.Table(
+            app,
+            name="schedule-state",
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=settings.partitions,
+            changelog_topic=app.topic(
+                topics.SCHEDULE_STATE, partitions=settings.partitions, key_serializer="json", value_serializer="json"
+            ),
+        )
+    )
+    schedules = app.topic(topics.SCHEDULES, partitions=settings.partitions, **key_value)
     deadlines = Deadlines(settings.lease_s)
     states.deadlines = deadlines
     app.job_states = states  # for tests and tools
-    wiring = Wiring(states=states, slot_states=slot_states, commands=commands, events=events, slots=slots, dlq=dlq)
+    wiring = Wiring(
+        states=states,
+        slot_states=slot_states,
+        commands=commands,
+        events=events,
+        slots=slots,
+        dlq=dlq,
+        schedules=schedules,
+        schedule_states=schedule_states,
+    )
+    submitted_ticks: dict[str, datetime] = {}
+    """Latest tick the timer submitted per schedule, until the table records it."""
 
     if settings.decider_enabled:
 
@@ -214,6 +249,29 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         async def slot_decider(stream) -> None:
             async for record in stream.events():
                 await _decide_slot(record, wiring)
+
+        @app.agent(schedules, name="schedules")
+        async def schedule_keeper(stream) -> None:
+            async for record in stream.events():
+                await _keep_schedule(record, wiring)
+
+        @app.timer(settings.schedule_interval_s)
+        async def fire_schedules() -> None:
+            now = _now()
+            for schedule_id, stored in list(schedule_states.items()):
+                schedule = Schedule.model_validate(stored)
+                seen = submitted_ticks.get(schedule_id)
+                if seen is not None and (schedule.last_tick is None or seen > schedule.last_tick):
+                    schedule = schedule.model_copy(update={"last_tick": seen})
+                for tick in ticks_due(schedule, now):
+                    # The job first, acknowledged; then the record that moves the schedule on.
+                    delivery = await commands.send(
+                        key=tick_command(schedule, tick, now).job_id.encode(),
+                        value=encode_command(tick_command(schedule, tick, now)),
+                    )
+                    await delivery
+                    await schedules.send(key=schedule_id.encode(), value=encode_schedule_command(ticked(schedule, tick, now)))
+                    submitted_ticks[schedule_id] = tick
 
         @app.timer(settings.timer_interval_s)
         async def fire_deadlines() -> None:
@@ -291,6 +349,20 @@ async def _decide_slot(record, wiring: Wiring) -> None:
         command = grant_command(entry, _now())
         await wiring.commands.send(key=entry.job_id.encode(), value=encode_command(command))
     wiring.slot_states[slot_message.key] = after.model_dump(mode="json")
+
+
+async def _keep_schedule(record, wiring: Wiring) -> None:
+    message = record.message
+    try:
+        command = parse_schedule_command(message.value)
+    except (ValidationError, ValueError, TypeError) as error:
+        await _dead_letter(wiring.dlq, message, f"not a schedule command: {error}")
+        return
+    stored = wiring.schedule_states.get(command.schedule_id)
+    before = Schedule.model_validate(stored) if stored is not None else None
+    after = evolve_schedule(before, command)
+    if after is not None and after != before:
+        wiring.schedule_states[command.schedule_id] = after.model_dump(mode="json")
 
 
 async def _dead_letter(dlq, message, error) -> None:

@@ -27,6 +27,7 @@ class ProcessorSettings(ConnectionSettings):
         1000, ge=1, description="queued attempts a runner holds in memory to pick the highest priority from"
     )
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
+    schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")
     commit_interval_s: float = Field(0.5, gt=0, description="how often the runner commits its offsets")
 
     @property

@@ -1,4 +1,5 @@
-"""The projector's consumer loop: jobs.events → JobProjection → commit.
+"""The projector's consumer loop: jobs.events → JobProjection, jobs.schedules →
+ScheduleProjection, then commit.
 
 Offsets are committed only after the batch is durable in MongoDB (and any
 dead letters acknowledged by the broker), so a crash replays at most one batch,
@@ -15,9 +16,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from pydantic import ValidationError
 
 from schemas import parse_event, topics
+from schemas.schedules import parse_schedule_command
 from services.common.kafka import make_producer, send_dead_letters
 from services.common.readmodel import connect, ensure_indexes
 from services.projector.projection import JobProjection
+from services.projector.schedules import ScheduleProjection
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
@@ -41,6 +44,7 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> Non
     db = mongo[settings.mongo_db]
     await ensure_indexes(db)
     projection = JobProjection(db, settings.cache_jobs)
+    schedules = ScheduleProjection(db)
     producer = make_producer(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -50,17 +54,18 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> Non
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_poll_records=settings.batch_max_records,
     )
-    consumer.subscribe([topics.EVENTS], listener=_ForgetOnRebalance(projection))
+    consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=_ForgetOnRebalance(projection))
     await producer.start()
     await consumer.start()
-    log.info("projector started", topic=topics.EVENTS, group=settings.group_id)
+    log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
             records = [record for batch in batches.values() for record in batch]
             if not records:
                 continue
-            await _project(records, projection, producer)
+            await _project([r for r in records if r.topic == topics.EVENTS], projection, producer)
+            await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], schedules, producer)
             await consumer.commit()
     finally:
         await consumer.stop()
@@ -90,7 +95,18 @@ async def _project(records, projection: JobProjection, producer) -> None:
     await send_dead_letters(producer, dead, STAGE)
 
 
-async def _until_durable(projection: JobProjection, events):
+async def _project_schedules(records, schedules: ScheduleProjection, producer) -> None:
+    dead, commands = [], []
+    for record in records:
+        try:
+            commands.append(parse_schedule_command(record.value))
+        except (ValidationError, ValueError, TypeError) as error:
+            dead.append((record, f"not a schedule command: {error}"))
+    await _until_durable(schedules, commands)
+    await send_dead_letters(producer, dead, STAGE)
+
+
+async def _until_durable(projection: JobProjection | ScheduleProjection, events):
     """Apply a batch, retrying while the database is unreachable: never skip, never commit early."""
     delay = 0.1
     while True:

@@ -391,3 +391,73 @@ async def test_a_cancelled_waiting_job_gives_its_place_up(api):
     assert (await wait_for_job(api, waiting))["state"] == "CANCELLED"
     assert (await wait_for_job(api, holder))["state"] == "SUCCEEDED"
     assert (await wait_for_job(api, after))["state"] == "SUCCEEDED"
+
+
+async def test_several_runner_processes_share_the_work(api, stack):
+    stack.start_runner("runner-2")
+    try:
+        runners: set[str] = set()
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(runners) < 2:
+            assert asyncio.get_running_loop().time() < deadline, f"only {runners} ran jobs"
+            ids = await asyncio.gather(*(post_job(api, "noop") for _ in range(8)))
+            for job_id in ids:
+                job = await wait_for_job(api, job_id)
+                started = [e for e in await events_of(api, job_id) if short_type(e) == "started"]
+                runners.update(e["data"]["runner_id"] for e in started)
+                assert job["state"] == "SUCCEEDED"
+    finally:
+        stack.stop_service("runner-2")
+
+
+# --- schedules (last: they restart the processor) ---------------------------------------------
+
+
+async def test_bad_schedules_are_422_problems_naming_the_field(api):
+    for body, field in [
+        ({"cron": "every minute", "job": {"type": "noop"}}, "cron"),
+        ({"cron": "* * * * *", "timezone": "Mars/Olympus", "job": {"type": "noop"}}, "timezone"),
+        ({"cron": "* * * * *", "job": {"type": "sleep", "payload": {"seconds": -1}}}, "job.payload.seconds"),
+        ({"cron": "* * * * *", "job": {"type": "noop", "priority": "urgent"}}, "job.priority"),
+    ]:
+        response = await api.post("/schedules", json=body)
+        assert response.status_code == 422, response.text
+        assert field in [error["field"] for error in response.json()["errors"]]
+
+
+async def test_a_schedule_submits_one_job_per_tick_also_across_a_processor_restart(api, stack):
+    from schemas.schedules import Schedule, ScheduleSpec, tick_job_id, ticks_due
+
+    created = await api.post("/schedules", json={"cron": "* * * * * */2", "job": {"type": "noop", "labels": {"k": "v"}}})
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    assert (await api.get(f"/schedules/{schedule_id}")).status_code == 200
+
+    async def jobs_of_schedule() -> list[dict]:
+        page = await api.get("/jobs", params={"label": f"schedule:{schedule_id}", "limit": 1000})
+        return page.json()["items"]
+
+    while len(await jobs_of_schedule()) < 2:
+        await asyncio.sleep(0.2)
+    stack.restart("processor")
+    before_restart = len(await jobs_of_schedule())
+    while len(await jobs_of_schedule()) < before_restart + 2:
+        await asyncio.sleep(0.2)
+    deleted = await api.delete(f"/schedules/{schedule_id}")
+    assert deleted.status_code == 202 and deleted.json()["deleted"] is True
+    await asyncio.sleep(3)  # let the last ticks in flight land
+
+    view = (await api.get(f"/schedules/{schedule_id}")).json()
+    spec = ScheduleSpec(cron=view["cron"], timezone=view["timezone"], job_type="noop")
+    schedule = Schedule(schedule_id=schedule_id, tenant="default", spec=spec, created_at=at(view["created_at"]))
+    expected = ticks_due(schedule, at(view["last_tick"]))
+    jobs = await jobs_of_schedule()
+    assert sorted(job["id"] for job in jobs) == sorted(tick_job_id(schedule_id, tick) for tick in expected), (
+        "every tick from creation to the last one has exactly one job"
+    )
+    tick_of = {tick_job_id(schedule_id, tick): tick for tick in expected}
+    for job in jobs:
+        assert job["labels"] == {"k": "v", "schedule": schedule_id}
+        assert at(job["created_at"]) >= tick_of[job["id"]], "no job before its tick"
+    listed = (await api.get("/schedules")).json()["items"]
+    assert schedule_id not in [item["id"] for item in listed]

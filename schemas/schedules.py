@@ -1,0 +1,180 @@
+"""Schedules: a cron expression, a time zone and a job template.
+
+A schedule lives on ``jobs.schedules`` (keyed by schedule id) as the commands
+that created and deleted it. The processor folds them into its schedule
+table and, for each tick that has come, submits one job whose id derives from
+the schedule id and the tick time. That id is the schedule's idempotency key:
+a tick submitted twice (a restart between the submit and the record of it)
+is refused by the job decider as a job that already exists, so no tick is
+doubled; and because the last submitted tick is kept, none is missed — after
+an outage the missed ticks are submitted, oldest first (at most
+``MAX_CATCH_UP`` of them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from schemas.commands import SubmitJob, storable
+from schemas.options import JobOptions
+
+MAX_CATCH_UP = 1000
+"""Most ticks submitted at once after the scheduler was away."""
+
+_TICK_NAMESPACE = uuid.UUID("c4a1e2f3-5b6d-4c7e-8f9a-0b1c2d3e4f50")
+
+
+class ScheduleSpec(BaseModel):
+    """When to run (``cron`` in ``timezone``) and what (a job template)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cron: str = Field(
+        description="cron expression, e.g. '*/5 * * * *'; an optional sixth field, last, is seconds ('* * * * * */10')"
+    )
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    job_type: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+    _storable_payload = field_validator("payload")(storable)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if len(cron.split()) not in (5, 6) or not croniter.is_valid(cron):
+            raise ValueError(f"{cron!r} is not a cron expression (five fields, or six with seconds last)")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{name!r} is not an IANA time zone") from None
+        return name
+
+
+class ScheduleCommand(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: str
+    schedule_id: str
+    tenant: str
+    issued_at: AwareDatetime
+
+
+class CreateSchedule(ScheduleCommand):
+    type: Literal["CreateSchedule"] = "CreateSchedule"
+    spec: ScheduleSpec
+
+
+class DeleteSchedule(ScheduleCommand):
+    type: Literal["DeleteSchedule"] = "DeleteSchedule"
+
+
+class ScheduleTicked(ScheduleCommand):
+    """The job of ``tick`` was submitted (acknowledged): the next one is after it."""
+
+    type: Literal["ScheduleTicked"] = "ScheduleTicked"
+    tick: AwareDatetime
+
+
+AnyScheduleCommand = Annotated[Union[CreateSchedule, DeleteSchedule, ScheduleTicked], Field(discriminator="type")]
+_SCHEDULE_COMMAND = TypeAdapter(AnyScheduleCommand)
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schedule_id: str
+    tenant: str
+    spec: ScheduleSpec
+    created_at: AwareDatetime
+    deleted_at: AwareDatetime | None = None
+    last_tick: AwareDatetime | None = Field(None, description="the latest tick whose job was submitted")
+
+
+def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Schedule | None:
+    """The schedule after ``command``. Idempotent: creating one that exists,
+    deleting one twice or recording an older tick changes nothing."""
+    if isinstance(command, CreateSchedule):
+        if schedule is not None:
+            return schedule
+        return Schedule(
+            schedule_id=command.schedule_id, tenant=command.tenant, spec=command.spec, created_at=command.issued_at
+        )
+    if schedule is None:
+        return None
+    if isinstance(command, ScheduleTicked):
+        if schedule.last_tick is not None and command.tick <= schedule.last_tick:
+            return schedule
+        return schedule.model_copy(update={"last_tick": command.tick})
+    if schedule.deleted_at is not None:
+        return schedule
+    return schedule.model_copy(update={"deleted_at": command.issued_at})
+
+
+def next_tick(schedule: Schedule, after: datetime | None = None) -> datetime:
+    start = after or schedule.last_tick or schedule.created_at
+    zone = ZoneInfo(schedule.spec.timezone)
+    return croniter(schedule.spec.cron, start.astimezone(zone)).get_next(datetime).astimezone(timezone.utc)
+
+
+def ticks_due(schedule: Schedule, now: datetime) -> list[datetime]:
+    """Ticks after the last submitted one (or the creation) up to ``now``, oldest first."""
+    if schedule.deleted_at is not None:
+        return []
+    ticks: list[datetime] = []
+    tick = next_tick(schedule)
+    while tick <= now and len(ticks) < MAX_CATCH_UP:
+        ticks.append(tick)
+        tick = next_tick(schedule, tick)
+    return ticks
+
+
+def ticked(schedule: Schedule, tick: datetime, now: datetime) -> ScheduleTicked:
+    return ScheduleTicked(
+        command_id=str(uuid.uuid5(_TICK_NAMESPACE, f"{schedule.schedule_id}@{tick.isoformat()}/ticked")),
+        schedule_id=schedule.schedule_id,
+        tenant=schedule.tenant,
+        issued_at=now,
+        tick=tick,
+    )
+
+
+def tick_job_id(schedule_id: str, tick: datetime) -> str:
+    return str(uuid.uuid5(_TICK_NAMESPACE, f"{schedule_id}@{tick.isoformat()}"))
+
+
+def tick_command(schedule: Schedule, tick: datetime, now: datetime) -> SubmitJob:
+    """The job of one tick. Same schedule and tick, same job id and command id."""
+    spec = schedule.spec
+    job_id = tick_job_id(schedule.schedule_id, tick)
+    labels = {**spec.options.labels, "schedule": schedule.schedule_id}
+    return SubmitJob(
+        command_id=str(uuid.uuid5(_TICK_NAMESPACE, f"{job_id}/submit")),
+        job_id=job_id,
+        tenant=schedule.tenant,
+        issued_at=now,
+        correlation_id=schedule.schedule_id,
+        job_type=spec.job_type,
+        payload=spec.payload,
+        options=spec.options.model_copy(update={"labels": labels}),
+        idempotency_key=f"schedule:{schedule.schedule_id}@{tick.isoformat()}",
+    )
+
+
+def parse_schedule_command(raw: bytes | str) -> CreateSchedule | DeleteSchedule | ScheduleTicked:
+    return _SCHEDULE_COMMAND.validate_json(raw)
+
+
+def encode_schedule_command(command: ScheduleCommand) -> bytes:
+    return command.model_dump_json().encode()

@@ -1,0 +1,191 @@
+"""``/schedules``: cron schedules that submit a job at every tick.
+
+Like jobs, schedules are commands on a log (``jobs.schedules``); the processor
+fires their ticks and the projector folds them into the ``schedules`` read
+model this router reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas import topics
+from schemas.schedules import (
+    CreateSchedule,
+    DeleteSchedule,
+    Schedule,
+    ScheduleCommand,
+    ScheduleSpec,
+    encode_schedule_command,
+    evolve_schedule,
+    next_tick,
+)
+from services.common.readmodel import SCHEDULES, schedule_from_document
+from services.ingest.auth import tenant_of
+from services.ingest.models import SubmitJobRequest
+from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid, pydantic_errors
+from services.ingest.routes import append_record
+from services.processor.handlers import UnknownJobType
+
+router = APIRouter(tags=["schedules"])
+_PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {"type": "sleep", "payload": {"seconds": 5}}}
+            ]
+        },
+    )
+
+    cron: str = Field(description="cron expression (five fields; a sixth, last, is seconds)")
+    timezone: str = Field("UTC", description="IANA time zone the expression is read in")
+    job: SubmitJobRequest = Field(description="the job each tick submits, as for POST /jobs")
+
+
+class ScheduleView(BaseModel):
+    id: str
+    cron: str
+    timezone: str
+    job: dict[str, Any]
+    created_at: datetime
+    last_tick: datetime | None = Field(None, description="the latest tick whose job was submitted")
+    next_tick: datetime | None = Field(None, description="when the next job is due (none once deleted)")
+    deleted: bool
+    jobs: str = Field(description="the jobs of this schedule: GET /jobs?label=schedule:<id>")
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> "ScheduleView":
+        spec = schedule.spec
+        deleted = schedule.deleted_at is not None
+        return cls(
+            id=schedule.schedule_id,
+            cron=spec.cron,
+            timezone=spec.timezone,
+            job={"type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json")},
+            created_at=schedule.created_at,
+            last_tick=schedule.last_tick,
+            next_tick=None if deleted else next_tick(schedule),
+            deleted=deleted,
+            jobs=f"/jobs?label=schedule:{schedule.schedule_id}",
+        )
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleView]
+
+
+class AcceptedSchedules:
+    """Read-your-writes for schedules, as for jobs: the accepted, not yet projected ones."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._schedules: OrderedDict[str, Schedule] = OrderedDict()
+
+    def remember(self, schedule: Schedule) -> None:
+        self._schedules[schedule.schedule_id] = schedule
+        while len(self._schedules) > self._capacity:
+            self._schedules.popitem(last=False)
+
+    def get(self, schedule_id: str, tenant: str) -> Schedule | None:
+        schedule = self._schedules.get(schedule_id)
+        return schedule if schedule is not None and schedule.tenant == tenant else None
+
+
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=ScheduleView,
+    responses={401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    summary="Create a cron schedule",
+    description="Each tick of `cron` (read in `timezone`) submits one job from the template — exactly "
+    "one, also across processor restarts; ticks missed while no processor ran are submitted on start.",
+)
+async def create_schedule(
+    body: ScheduleRequest, request: Request, response: Response, tenant: str = Depends(tenant_of)
+) -> ScheduleView:
+    state = request.app.state
+    try:
+        payload = state.registry.validate(body.job.type, body.job.payload)
+    except UnknownJobType as unknown:
+        raise invalid([field_error(("job", "type"), str(unknown))]) from None
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors(), ("job", "payload"))) from None
+    try:
+        spec = ScheduleSpec(
+            cron=body.cron,
+            timezone=body.timezone,
+            job_type=body.job.type,
+            payload=payload.model_dump(mode="json"),
+            options=body.job.options(),
+        )
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors())) from None
+    command = CreateSchedule(
+        command_id=str(uuid.uuid4()),
+        schedule_id=str(uuid.uuid4()),
+        tenant=tenant,
+        issued_at=datetime.now(timezone.utc),
+        spec=spec,
+    )
+    await _append(state, command)
+    schedule = evolve_schedule(None, command)
+    state.accepted_schedules.remember(schedule)
+    response.headers["Location"] = f"/schedules/{schedule.schedule_id}"
+    return ScheduleView.of(schedule)
+
+
+@router.get("/schedules", response_model=ScheduleList, responses={401: _PROBLEM}, summary="List schedules")
+async def list_schedules(request: Request, tenant: str = Depends(tenant_of)) -> ScheduleList:
+    cursor = request.app.state.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", -1)
+    return ScheduleList(items=[ScheduleView.of(schedule_from_document(document)) async for document in cursor])
+
+
+@router.get(
+    "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: _PROBLEM, 404: _PROBLEM}, summary="Get a schedule"
+)
+async def get_schedule(schedule_id: str, request: Request, tenant: str = Depends(tenant_of)) -> ScheduleView:
+    return ScheduleView.of(await _schedule_or_404(request.app.state, schedule_id, tenant))
+
+
+@router.delete(
+    "/schedules/{schedule_id}",
+    status_code=202,
+    response_model=ScheduleView,
+    responses={401: _PROBLEM, 404: _PROBLEM, 503: _PROBLEM},
+    summary="Delete a schedule",
+    description="No tick after this request submits a job. Jobs already submitted are not touched.",
+)
+async def delete_schedule(schedule_id: str, request: Request, tenant: str = Depends(tenant_of)) -> ScheduleView:
+    state = request.app.state
+    schedule = await _schedule_or_404(state, schedule_id, tenant)
+    command = DeleteSchedule(
+        command_id=str(uuid.uuid4()), schedule_id=schedule_id, tenant=tenant, issued_at=datetime.now(timezone.utc)
+    )
+    await _append(state, command)
+    deleted = evolve_schedule(schedule, command)
+    state.accepted_schedules.remember(deleted)
+    return ScheduleView.of(deleted)
+
+
+async def _schedule_or_404(state, schedule_id: str, tenant: str) -> Schedule:
+    document = await state.db[SCHEDULES].find_one({"_id": schedule_id, "tenant": tenant})
+    accepted = state.accepted_schedules.get(schedule_id, tenant)
+    if accepted is not None and (document is None or accepted.deleted_at is not None):
+        return accepted
+    if document is None:
+        raise Problem(404, "schedule-not-found", "No such schedule", f"There is no schedule {schedule_id!r}.")
+    return schedule_from_document(document)
+
+
+async def _append(state, command: ScheduleCommand) -> None:
+    await append_record(state, topics.SCHEDULES, command.schedule_id, encode_schedule_command(command))

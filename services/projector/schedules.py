@@ -1,0 +1,40 @@
+"""ScheduleProjection: folds ``jobs.schedules`` into the ``schedules`` read model
+with the same ``evolve_schedule`` the processor's scheduler uses."""
+
+from __future__ import annotations
+
+from pymongo import ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from schemas.schedules import ScheduleCommand, evolve_schedule
+from services.common.readmodel import SCHEDULES, schedule_document, schedule_from_document
+
+
+class ScheduleProjection:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
+
+    def forget(self) -> None:
+        """Nothing is cached: every batch reads what it folds."""
+
+    async def apply(self, commands: list[ScheduleCommand]) -> int:
+        """Fold a batch in one find and one bulk write; returns schedules written."""
+        if not commands:
+            return 0
+        ids = list({command.schedule_id for command in commands})
+        stored = {
+            document["_id"]: schedule_from_document(document)
+            async for document in self._db[SCHEDULES].find({"_id": {"$in": ids}})
+        }
+        changed = {}
+        for command in commands:
+            before = stored.get(command.schedule_id)
+            after = evolve_schedule(before, command)
+            if after is not None and after != before:
+                stored[command.schedule_id] = changed[command.schedule_id] = after
+        if changed:
+            await self._db[SCHEDULES].bulk_write(
+                [ReplaceOne({"_id": key}, schedule_document(schedule), upsert=True) for key, schedule in changed.items()],
+                ordered=False,
+            )
+        return len(changed)

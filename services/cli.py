@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -104,6 +105,108 @@ def topics(
 async def _create_topics(settings: ConnectionSettings) -> list[str]:
     await wait_for_broker(settings, timeout_s=120)
     return await ensure_topics(settings)
+
+
+audit = typer.Typer(help="Check and export the job log (jobs.events) for auditors.", no_args_is_help=True)
+app.add_typer(audit, name="audit")
+
+
+@audit.command("verify")
+def audit_verify(
+    job: Optional[str] = typer.Option(None, "--job", help="Check only this job's chain."),
+    file: Optional[Path] = typer.Option(
+        None, "--file", exists=True, dir_okay=False, help="Check an exported JSONL copy instead of the live topic."
+    ),
+) -> None:
+    """Check every job's hash chain in the log: gapless seq, linked prevhash, correct hash. Exits 1 at a break."""
+    from schemas.chain import ChainCheck
+    from services import audit as tools
+
+    chain = ChainCheck()
+
+    def take(raw: bytes, where: str) -> None:
+        if job is not None and f'"{job}"'.encode() not in raw:
+            return
+        tools.verify(chain, raw, where)
+
+    with _bar("verifying") as (bar, task):
+        if file is not None:
+            bar.update(task, total=None)
+            for line, raw in enumerate(tools.file_records(file), start=1):
+                take(raw, f"line {line}")
+                bar.advance(task)
+        else:
+
+            async def walk() -> None:
+                async for raw in tools.log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
+                    take(raw, "topic")
+                    bar.advance(task)
+
+            asyncio.run(walk())
+    if chain.broken:
+        for link in chain.broken:
+            console.print(f"[red]broken[/] job {link.job_id} at seq {link.seq}: {link.reason}")
+        console.print(f"[red]{len(chain.broken)} broken chain(s)[/] in {chain.events} events of {len(chain.jobs)} jobs")
+        raise typer.Exit(1)
+    console.print(f"[green]intact[/]: {chain.events} events, {len(chain.jobs)} jobs, every chain verified")
+
+
+@audit.command("export")
+def audit_export(
+    job: Optional[str] = typer.Option(None, "--job", help="Only this job's events."),
+    since: Optional[datetime] = typer.Option(None, "--since", help="Only events at or after this time (UTC if no zone)."),
+    until: Optional[datetime] = typer.Option(None, "--until", help="Only events at or before this time (UTC if no zone)."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl (the records, byte for byte) or csv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
+) -> None:
+    """Write the history for auditors, hash chain included, in log order per job."""
+    import json
+    import sys
+
+    from services import audit as tools
+
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter("use jsonl or csv", param_hint="--format")
+    since, until = _utc(since), _utc(until)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    exporter = tools.Exporter(out, fmt)
+
+    async def walk(bar, task) -> None:
+        async for raw in tools.log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
+            bar.advance(task)
+            event = json.loads(raw)
+            if tools.selected(event, job, since, until):
+                exporter.write(raw, event)
+
+    try:
+        with _bar("exporting") as (bar, task):
+            asyncio.run(walk(bar, task))
+    finally:
+        if output:
+            out.close()
+    console.print(f"exported {exporter.count} events" + (f" to {output}" if output else ""))
+
+
+def _utc(value: Optional[datetime]) -> Optional[datetime]:
+    from datetime import timezone
+
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+class _bar:
+    """A rich progress bar on standard error."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self.progress, self.progress.add_task("", total=None)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from schemas import (
     decide,
     encode_command,
     evolve,
+    fold,
     parse_event,
     topics,
 )
@@ -138,9 +139,27 @@ async def _submit(state, response, body, payload, tenant, job_id, fingerprint, i
     return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks.of(job_id))
 
 
-@router.get("/jobs/{job_id}", response_model=JobView, responses={**PROBLEMS, 404: _PROBLEM}, summary="Get a job")
-async def get_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobView:
-    return JobView.of(await _job_or_404(request.app.state, job_id, tenant))
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    responses={**PROBLEMS, 404: _PROBLEM},
+    summary="Get a job (optionally as it was at a past moment)",
+)
+async def get_job(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    as_of: datetime | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
+) -> JobView:
+    state = request.app.state
+    if as_of is None:
+        return JobView.of(await _job_or_404(state, job_id, tenant))
+    await _job_or_404(state, job_id, tenant)
+    query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": _aware(as_of, "as_of")}}
+    job = fold([parse_event(document["event"]) async for document in _sorted_events(state, query)])
+    if job is None:
+        raise Problem(404, "job-not-found", "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
+    return JobView.of(job)
 
 
 @router.post(
@@ -179,11 +198,29 @@ async def retry_job(job_id: str, request: Request, tenant: str = Depends(tenant_
     responses={**PROBLEMS, 404: _PROBLEM},
     summary="A job's history: its events in seq order, as CloudEvents",
 )
-async def job_events(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> dict:
+async def job_events(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
+) -> dict:
     state = request.app.state
     await _job_or_404(state, job_id, tenant)
-    cursor = state.db[JOB_EVENTS].find({"job_id": job_id, "tenant": tenant}).sort("seq", 1)
-    return {"items": [document["event"] async for document in cursor]}
+    query: dict = {"job_id": job_id, "tenant": tenant}
+    if until is not None:
+        if until.isdigit():
+            query["seq"] = {"$lte": int(until)}
+        else:
+            try:
+                moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
+            except ValueError:
+                raise invalid([field_error(("query", "until"), "a seq (integer) or an ISO 8601 time")]) from None
+            query["occurred_at"] = {"$lte": _aware(moment, "until")}
+    return {"items": [document["event"] async for document in _sorted_events(state, query)]}
+
+
+def _sorted_events(state, query: dict):
+    return state.db[JOB_EVENTS].find(query).sort("seq", 1)
 
 
 @router.get(

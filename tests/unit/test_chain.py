@@ -1,0 +1,47 @@
+"""The hash chain check an auditor runs over a copy of the log."""
+
+from __future__ import annotations
+
+from schemas.chain import ChainCheck
+from tests.unit.test_decider import complete, given_history, start, submit
+
+
+def wire_log() -> list[dict]:
+    _, log = given_history(submit(payload={"n": 1}), start(), complete())
+    return [event.wire_dict() for event in log]
+
+
+def check(events) -> ChainCheck:
+    chain = ChainCheck()
+    for event in events:
+        chain.add(event)
+    return chain
+
+
+def test_an_untouched_log_verifies_and_redeliveries_are_not_breaks():
+    events = wire_log()
+
+    chain = check(events + events[1:2])
+
+    assert chain.broken == []
+    assert chain.events == 5
+
+
+def test_an_edited_event_breaks_at_that_event():
+    events = wire_log()
+    events[1]["data"]["payload"] = {"n": 2}
+
+    [link] = check(events).broken
+
+    assert (link.seq, link.reason) == (2, "hash does not match the event's content")
+
+
+def test_a_removed_event_is_a_gap_and_a_reordered_hash_is_caught():
+    events = wire_log()
+
+    [gap] = check([events[0], events[2], events[3]]).broken
+    forged = [events[0], {**events[1], "prevhash": "f" * 64}]
+    [link] = check(forged).broken
+
+    assert gap.seq == 3 and "missing" in gap.reason
+    assert link.reason == "prevhash is not the previous event's hash"

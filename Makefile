@@ -8,7 +8,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install run run-memory test test-unit bench clean
+.PHONY: help install run run-memory test test-unit bench schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ BENCH_ARGS ?=
 
 bench: install ## throughput and latency against the raw broker/database limits (BENCH_ARGS=…)
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
+
+schemas: install ## regenerate schemas/json/ and schemas/asyncapi.yaml from the models
+	$(UV) run --frozen python -m schemas.generate
 
 clean: ## remove installed tools and local data
 	rm -rf .venv $(TOOLS) var .pytest_cache

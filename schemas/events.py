@@ -15,6 +15,7 @@ the one before it (see :mod:`schemas.chain`), so a consumer deduplicates by
 from __future__ import annotations
 
 from datetime import timezone
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import orjson
@@ -23,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     TypeAdapter,
     field_validator,
 )
@@ -59,6 +61,9 @@ class Event(BaseModel):
     data: EventData
 
     SCHEMA_VERSION: ClassVar[int] = 1
+    """Version of this type's ``data`` that the decider writes now."""
+
+    _recorded: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("occurred_at")
     @classmethod
@@ -71,6 +76,11 @@ class Event(BaseModel):
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.wire_dict())
+
+    def recorded(self) -> dict[str, Any]:
+        """The event as the log holds it: for an upcast event, the older form it
+        was written in (its ``hash`` covers that form; the log is never rewritten)."""
+        return self._recorded if self._recorded is not None else self.wire_dict()
 
 
 class JobSubmittedData(EventData):
@@ -155,8 +165,12 @@ class JobRetriedData(EventData):
 
 
 class JobSubmitted(Event):
+    """Version 2 added ``options``, ``idempotency_key`` and ``request_hash``."""
+
     type: Literal["jobledger.job.submitted"] = "jobledger.job.submitted"
     data: JobSubmittedData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class JobQueued(Event):
@@ -247,11 +261,46 @@ def event_type_name(cls: type[Event]) -> str:
     return cls.model_fields["type"].default
 
 
+def _submitted_v1_to_v2(event: dict[str, Any]) -> dict[str, Any]:
+    """v1 knew no options: the job ran with what are now the defaults, and had no
+    idempotency key. (The defaults are spelled out, not taken from JobOptions,
+    so a later change of a default does not change how old jobs replay.)"""
+    data = dict(event["data"])
+    data.setdefault(
+        "options",
+        {"max_attempts": 1, "backoff": {"base_s": 1.0, "factor": 2.0, "max_s": 300.0, "jitter": 0.2}, "priority": "normal"},
+    )
+    data.setdefault("idempotency_key", None)
+    data.setdefault("request_hash", None)
+    return {**event, "schemaversion": 2, "data": data}
+
+
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("jobledger.job.submitted", 1): _submitted_v1_to_v2,
+}
+"""(type, version) → function lifting a recorded event one version up. Old
+records are upcast when read; the log keeps them as they were written."""
+
+
+def upcast(event: dict[str, Any]) -> dict[str, Any]:
+    """Lift a decoded event to the version this code reads, step by step."""
+    while (step := UPCASTERS.get((event.get("type"), event.get("schemaversion")))) is not None:
+        event = step(event)
+    return event
+
+
 def parse_event(raw: bytes | str | dict[str, Any]) -> AnyEvent:
-    """Decode one ``jobs.events`` record into its typed event.
+    """Decode one ``jobs.events`` record into its typed event, upcasting older versions.
 
     Raises ``pydantic.ValidationError`` for anything that is not a job event.
     """
-    if isinstance(raw, dict):
-        return _EVENT.validate_python(raw)
-    return _EVENT.validate_json(raw)
+    if isinstance(raw, (bytes, str)):
+        event = _EVENT.validate_json(raw)
+        if event.schema_version == type(event).SCHEMA_VERSION:
+            return event  # the common case: one pass, no upcasting
+        raw = orjson.loads(raw)
+    current = upcast(raw)
+    event = _EVENT.validate_python(current)
+    if current is not raw:
+        event._recorded = raw
+    return event

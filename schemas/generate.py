@@ -1,0 +1,189 @@
+"""Write the contract files: ``schemas/json/`` and ``schemas/asyncapi.yaml``.
+
+    python -m schemas.generate          # what ``make schemas`` runs
+    python -m schemas.generate --check  # exit 1 if the files are stale
+
+One JSON Schema per event type and version, per command, and per message of
+the slot and schedule topics, generated from the pydantic models; and an
+AsyncAPI 3 document describing the topics, their keys, headers and messages.
+A test fails when the files on disk differ from what this writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from schemas import topics
+from schemas.commands import AnyCommand
+from schemas.events import EVENT_TYPES, event_type_name
+from schemas.schedules import AnyScheduleCommand
+from schemas.slots import AnySlotMessage
+
+HERE = Path(__file__).parent
+VERSION = "1.0.0"
+
+
+def _members(annotated) -> list[type[BaseModel]]:
+    union = typing.get_args(annotated)[0]
+    return list(typing.get_args(union))
+
+
+def _schema(model: type[BaseModel], schema_id: str) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": schema_id, **schema}
+
+
+def contract_files() -> dict[str, str]:
+    """Relative path → file content, for every generated file."""
+    files: dict[str, dict[str, Any]] = {}
+    messages: dict[str, dict[str, Any]] = {}
+    for event_class in EVENT_TYPES:
+        name = event_type_name(event_class)
+        path = f"json/events/{name}.v{event_class.SCHEMA_VERSION}.json"
+        files[path] = _schema(event_class, f"urn:jobledger:schema:{name}:v{event_class.SCHEMA_VERSION}")
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": (event_class.__doc__ or "").strip().split("\n")[0] or None,
+            "contentType": topics.CLOUDEVENTS_CONTENT_TYPE,
+            "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
+            "payload": {"$ref": f"./{path}"},
+            "bindings": {"kafka": {"key": {"type": "string", "description": "the job id"}}},
+        }
+    for group, union, key in (
+        ("commands", AnyCommand, "the job id"),
+        ("slots", AnySlotMessage, "tenant/concurrency key"),
+        ("schedules", AnyScheduleCommand, "the schedule id"),
+    ):
+        for model in _members(union):
+            kind = model.model_fields["type" if "type" in model.model_fields else "kind"].default
+            path = f"json/{group}/{kind}.json"
+            files[path] = _schema(model, f"urn:jobledger:schema:{group}:{kind}")
+            messages[f"{group}.{kind}"] = {
+                "name": kind,
+                "title": kind,
+                "contentType": "application/json",
+                "payload": {"$ref": f"./{path}"},
+                "bindings": {"kafka": {"key": {"type": "string", "description": key}}},
+            }
+    for message in messages.values():
+        if message.get("summary") is None:
+            message.pop("summary", None)
+
+    def refs(prefix: str) -> dict[str, Any]:
+        return {
+            name.split(".", 1)[-1] if prefix != "jobledger" else name: {"$ref": f"#/components/messages/{name}"}
+            for name in messages
+            if name.startswith(prefix)
+        }
+
+    channels = {
+        "commands": {
+            "address": topics.COMMANDS,
+            "description": "Intents, keyed by job id; co-partitioned with jobs.events.",
+            "messages": refs("commands."),
+        },
+        "events": {
+            "address": topics.EVENTS,
+            "description": "The log of record: CloudEvents 1.0 in structured mode, keyed by job id, kept forever. "
+            "Per job, seq runs 1, 2, 3… and each event's prevhash is the previous event's hash.",
+            "messages": refs("jobledger"),
+        },
+        "slots": {
+            "address": topics.SLOTS,
+            "description": "Slot requests and releases of jobs sharing a concurrency key, keyed by tenant/key.",
+            "messages": refs("slots."),
+        },
+        "schedules": {
+            "address": topics.SCHEDULES,
+            "description": "Schedules, keyed by schedule id: created, deleted, and each tick submitted.",
+            "messages": refs("schedules."),
+        },
+        "dlq": {
+            "address": topics.DLQ,
+            "description": "Records that could not be processed: original key, value and headers, plus "
+            f"{topics.DLQ_HEADER_PREFIX}error, -stage, -source-topic, -source-partition, -source-offset headers.",
+            "messages": {},
+        },
+    }
+    asyncapi = {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "jobledger",
+            "version": VERSION,
+            "description": "The topics of jobledger, an event-sourced job service over Kafka. "
+            "Downstream consumers subscribe to jobs.events; `pip install` the project and "
+            "`from schemas import parse_event` to read it typed and upcast.",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": {
+            "consumeJobEvents": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/events"},
+                "summary": "Follow every state change of every job.",
+            },
+            "sendCommands": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/commands"},
+                "summary": "What ingest, runners and timers append; only the decider reads it.",
+            },
+        },
+        "components": {
+            "messages": messages,
+            "schemas": {
+                "CloudEventsHeaders": {
+                    "type": "object",
+                    "properties": {"content-type": {"type": "string", "const": topics.CLOUDEVENTS_CONTENT_TYPE}},
+                }
+            },
+        },
+    }
+    rendered = {path: json.dumps(schema, indent=2, sort_keys=True) + "\n" for path, schema in files.items()}
+    rendered["asyncapi.yaml"] = yaml.safe_dump(asyncapi, sort_keys=False, width=100, allow_unicode=True)
+    return rendered
+
+
+def stale(root: Path = HERE) -> list[str]:
+    """Generated files that are missing, differ, or should no longer exist."""
+    wanted = contract_files()
+    found = {str(path.relative_to(root)) for path in (root / "json").rglob("*.json")}
+    differing = [path for path, text in wanted.items() if not (root / path).exists() or (root / path).read_text() != text]
+    return sorted(differing + [path for path in found - wanted.keys()])
+
+
+def write(root: Path = HERE) -> list[str]:
+    wanted = contract_files()
+    for path in (root / "json").rglob("*.json"):
+        if str(path.relative_to(root)) not in wanted:
+            path.unlink()
+    for path, text in wanted.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return sorted(wanted)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m schemas.generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
+    args = parser.parse_args()
+    if args.check:
+        outdated = stale()
+        for path in outdated:
+            print(f"stale: schemas/{path}", file=sys.stderr)
+        sys.exit(1 if outdated else 0)
+    written = write()
+    print(f"wrote {len(written)} files under schemas/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The published contract files match the models: change a model, run `make schemas`."""
+
+from __future__ import annotations
+
+import json
+
+from schemas.generate import HERE, contract_files, stale
+
+
+def test_the_generated_contract_files_are_up_to_date():
+    outdated = stale()
+
+    assert not outdated, f"stale contract files (run `make schemas`): {outdated}"
+
+
+def test_every_event_type_has_a_versioned_schema_and_an_asyncapi_message():
+    files = contract_files()
+
+    events = [path for path in files if path.startswith("json/events/")]
+    assert "json/events/jobledger.job.submitted.v2.json" in events
+    schema = json.loads(files["json/events/jobledger.job.queued.v1.json"])
+    assert {"id", "subject", "seq", "prevhash", "hash", "schemaversion"} <= set(schema["properties"])
+    assert (HERE / "asyncapi.yaml").read_text().startswith("asyncapi: 3.0.0")

@@ -22,8 +22,16 @@ from services.common.settings import ConnectionSettings
 CSV_COLUMNS = ["subject", "seq", "type", "time", "tenant", "id", "causationid", "correlationid", "prevhash", "hash", "data"]
 
 
-async def log_records(settings: ConnectionSettings, on_total: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
-    """Every record value of ``jobs.events`` up to its end when called, partition by partition."""
+async def log_records(
+    settings: ConnectionSettings,
+    on_total: Callable[[int], None] | None = None,
+    start: dict[int, int] | None = None,
+    ends_out: dict[int, int] | None = None,
+) -> AsyncIterator[bytes]:
+    """Every record value of ``jobs.events``, partition by partition, from
+    ``start`` (partition → offset) if given, until a fetch at the end finds
+    nothing more. Where each partition was read up to goes into ``ends_out``,
+    to read on from there later."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -36,22 +44,26 @@ async def log_records(settings: ConnectionSettings, on_total: Callable[[int], No
         tps = [TopicPartition(topics.EVENTS, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
+        if start is not None:
+            starts = {tp: max(offset, start.get(tp.partition, offset)) for tp, offset in starts.items()}
         if on_total is not None:
             on_total(sum(ends[tp] - starts[tp] for tp in tps))
         for tp in tps:
-            if ends[tp] <= starts[tp]:
-                continue
             consumer.assign([tp])
             consumer.seek(tp, starts[tp])
-            done = False
-            while not done:
-                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
-                for record in batches.get(tp, []):
-                    if record.offset >= ends[tp]:
-                        done = True
-                        break
+            position = starts[tp]
+            while True:
+                # Read past the end offset asked for until a fetch comes back empty:
+                # an end offset read right after a write may be behind the log.
+                batches = await consumer.getmany(tp, timeout_ms=200 if position >= ends[tp] else 1000, max_records=5000)
+                records = batches.get(tp, [])
+                if not records and position >= ends[tp]:
+                    break
+                for record in records:
+                    position = record.offset + 1
                     yield record.value
-                    done = record.offset + 1 >= ends[tp]
+            if ends_out is not None:
+                ends_out[tp.partition] = max(position, ends[tp])
     finally:
         await consumer.stop()
 

@@ -107,6 +107,65 @@ async def _create_topics(settings: ConnectionSettings) -> list[str]:
     return await ensure_topics(settings)
 
 
+@app.command()
+def replay(
+    swap: bool = typer.Option(False, "--swap", help="Put the rebuilt read models in place of the live ones."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt collections (jobs_replay, job_events_replay)."),
+) -> None:
+    """Rebuild the job read models from jobs.events into fresh collections and
+    compare them with the live ones. Exits 1 if they differ (and then never swaps)."""
+    from services import replay as tools
+    from services.common.readmodel import connect
+
+    settings = ConnectionSettings()
+    suffix = "_replay"
+
+    async def run() -> tools.Comparison:
+        mongo = connect(settings)
+        db = mongo[settings.mongo_db]
+        ends: dict[int, int] = {}
+        try:
+            with _bar("replaying jobs.events") as (bar, task):
+                read = await tools.rebuild(settings, db, suffix, _advance(bar, task), ends)
+            result = await tools.compare(db, suffix)
+            _report(read, result)
+            if swap and result.same:
+                with _bar("swapping, then applying the tail") as (bar, task):
+                    tail = await tools.swap(settings, db, suffix, ends, _advance(bar, task))
+                console.print(f"[green]swapped[/]: the live read models are the replay (+{tail} events since)")
+            elif not keep:
+                await tools.discard(db, suffix)
+            return result
+        finally:
+            await mongo.close()
+
+    if not asyncio.run(run()).same:
+        raise typer.Exit(1)
+
+
+def _advance(bar, task):
+    def progress(total, done: int) -> None:
+        if total is not None:
+            bar.update(task, total=total)
+        bar.advance(task, done)
+
+    return progress
+
+
+def _report(read: int, result) -> None:
+    console.print(
+        f"replayed {read} records: {result.identical} jobs identical to the live read model, "
+        f"{len(result.newer_live)} newer live (events after the replay began), "
+        f"{len(result.differing)} differing, {len(result.missing_live)} missing live; "
+        f"job_events {result.events_replayed} replayed / {result.events_live} live"
+    )
+    for job_id, fields in result.differing[:20]:
+        console.print(f"[red]differs[/] job {job_id}: {', '.join(fields)}")
+    for job_id in result.missing_live[:20]:
+        console.print(f"[red]missing live[/] job {job_id}")
+    console.print("[green]identical[/]" if result.same else "[red]the read models differ from the log[/]")
+
+
 audit = typer.Typer(help="Check and export the job log (jobs.events) for auditors.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 

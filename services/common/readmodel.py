@@ -25,9 +25,9 @@ def connect(settings: ConnectionSettings) -> AsyncMongoClient:
     return AsyncMongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5_000)
 
 
-async def ensure_indexes(db: AsyncDatabase) -> None:
-    await db[JOBS].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
-    await db[JOB_EVENTS].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+async def ensure_indexes(db: AsyncDatabase, jobs: str = JOBS, job_events: str = JOB_EVENTS) -> None:
+    await db[jobs].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+    await db[job_events].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
     await db[SCHEDULES].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
 
 

@@ -38,10 +38,14 @@ class BatchOutcome:
 
 
 class JobProjection:
-    def __init__(self, db: AsyncDatabase, cache_jobs: int = 50_000) -> None:
+    def __init__(
+        self, db: AsyncDatabase, cache_jobs: int = 50_000, jobs: str = JOBS, job_events: str = JOB_EVENTS
+    ) -> None:
         self._db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_jobs = cache_jobs
+        self._jobs = db[jobs]
+        self._events = db[job_events]
 
     def forget(self) -> None:
         """Drop cached states, e.g. when partitions move to another projector."""
@@ -80,7 +84,7 @@ class JobProjection:
         states = {job_id: self._cache[job_id] for job_id in job_ids if job_id in self._cache}
         missing = [job_id for job_id in job_ids if job_id not in states]
         if missing:
-            async for document in self._db[JOBS].find({"_id": {"$in": missing}}):
+            async for document in self._jobs.find({"_id": {"$in": missing}}):
                 states[document["_id"]] = job_from_document(document)
         return states
 
@@ -96,7 +100,7 @@ class JobProjection:
             for event in applied:
                 event_ops.append(InsertOne(event_document(event)))
                 event_jobs.append(job_id)
-        refused = await _bulk(self._db[JOB_EVENTS], event_ops, event_jobs)
+        refused = await _bulk(self._events, event_ops, event_jobs)
 
         job_ops, job_ids = [], []
         for job_id in changed:
@@ -113,7 +117,7 @@ class JobProjection:
                 )
             )
             job_ids.append(job_id)
-        refused.update(await _bulk(self._db[JOBS], job_ops, job_ids))
+        refused.update(await _bulk(self._jobs, job_ops, job_ids))
         return refused
 
     def _remember(self, job: Job) -> None:

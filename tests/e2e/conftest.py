@@ -4,6 +4,9 @@ services as subprocesses on free loopback ports, stopped at the end."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -110,3 +113,16 @@ async def wait_for_job(api: httpx.AsyncClient, job_id: str, states=TERMINAL, tim
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
         await asyncio.sleep(0.05)
+
+
+def jobledger(stack: EmbeddedStack, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
+    """Run the ``jobledger`` command line against the test stack."""
+    env = {
+        **os.environ,
+        "JOBLEDGER_KAFKA_BOOTSTRAP": stack.settings.kafka_bootstrap,
+        "JOBLEDGER_MONGO_URL": stack.settings.mongo_url,
+        "JOBLEDGER_MONGO_DB": stack.settings.mongo_db,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s
+    )

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import jobledger, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -46,13 +43,6 @@ async def test_events_until_a_seq_or_a_time(api):
     assert by_time == events
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.until"
     assert naive.status_code == 422
-
-
-def jobledger(stack, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JOBLEDGER_KAFKA_BOOTSTRAP": stack.settings.kafka_bootstrap}
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 async def test_audit_verify_passes_on_the_log_and_catches_one_flipped_byte_in_a_copy(api, stack, tmp_path):

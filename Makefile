@@ -26,7 +26,7 @@ install: .venv/.installed ## install everything (idempotent)
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up
 
-run-memory: install ## like run, with the broker's log in memory
+run-memory: install ## like run, with the log and the read models in memory
 	$(UV) run --frozen jobledger up --memory
 
 test: install ## unit and end-to-end tests against the real embedded stack

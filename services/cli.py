@@ -32,7 +32,7 @@ def main() -> None:
 @app.command()
 def up(
     memory: bool = typer.Option(
-        False, "--memory", help="Keep the broker's log in memory: faster, but lost when it stops."
+        False, "--memory", help="Keep the log and the read models in memory: faster, but gone when it stops."
     ),
     data_dir: Optional[Path] = typer.Option(None, help="Where logs and durable data live (default: ./var)."),
     api_port: Optional[int] = typer.Option(None, help="Port of the HTTP API (default: 8000)."),
@@ -41,6 +41,7 @@ def up(
     overrides = {}
     if memory:
         overrides["broker_storage"] = "memory"
+        overrides["mongo_storage"] = "memory"  # read models without their log would be a lost log
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if api_port is not None:

@@ -19,6 +19,8 @@ from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
 from services.common.kafka import make_producer, send_dead_letters
 from services.common.readmodel import connect, ensure_indexes
+from services.projector import positions
+from services.projector.positions import LogLost
 from services.projector.projection import JobProjection
 from services.projector.schedules import ScheduleProjection
 from services.projector.settings import ProjectorSettings
@@ -28,15 +30,49 @@ log = structlog.get_logger(component="projector")
 STAGE = "projector"
 
 
-class _ForgetOnRebalance(ConsumerRebalanceListener):
-    def __init__(self, projection: JobProjection) -> None:
+class _Rebalance(ConsumerRebalanceListener):
+    """Forget cached states when partitions move; on assignment, resume from the
+    positions stored with the read models and check the log still reaches them."""
+
+    def __init__(self, projection: JobProjection, db, settings: ProjectorSettings) -> None:
         self._projection = projection
+        self._db = db
+        self._settings = settings
+        self.consumer: AIOKafkaConsumer | None = None
+        self.lost: list = []
 
     async def on_partitions_revoked(self, revoked) -> None:
         self._projection.forget()
 
     async def on_partitions_assigned(self, assigned) -> None:
         self._projection.forget()
+        if not assigned:
+            return
+        stored = await positions.load(self._db, assigned)
+        lost = await self._confirmed_losses(stored, assigned)
+        if lost and not self._settings.allow_log_loss:
+            self.lost = lost
+            return
+        if lost:
+            log.error("jobs log lost; going on from what the broker holds (JOBLEDGER_ALLOW_LOG_LOSS)", lost=str(LogLost(lost)))
+            await positions.reset(self._db, [item.tp for item in lost])
+            for item in lost:
+                stored.pop(item.tp, None)
+        for tp, position in stored.items():
+            committed = await self.consumer.committed(tp)
+            if committed is None or committed < position:
+                self.consumer.seek(tp, position)
+
+    async def _confirmed_losses(self, stored, assigned) -> list:
+        """A loss seen three times a second apart (an end offset read during a write can lag)."""
+        lost: list = []
+        for attempt in range(3):
+            lost = positions.lost_partitions(stored, await self.consumer.end_offsets(list(assigned)))
+            if not lost:
+                return []
+            if attempt < 2:
+                await asyncio.sleep(1.0)
+        return lost
 
 
 async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
@@ -54,18 +90,23 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> Non
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_poll_records=settings.batch_max_records,
     )
-    consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=_ForgetOnRebalance(projection))
+    rebalance = _Rebalance(projection, db, settings)
+    rebalance.consumer = consumer
+    consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=rebalance)
     await producer.start()
     await consumer.start()
     log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
+            if rebalance.lost:
+                raise LogLost(rebalance.lost)
             records = [record for batch in batches.values() for record in batch]
             if not records:
                 continue
             await _project([r for r in records if r.topic == topics.EVENTS], projection, producer)
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], schedules, producer)
+            await positions.save(db, {tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
             await consumer.commit()
     finally:
         await consumer.stop()

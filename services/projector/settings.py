@@ -7,3 +7,8 @@ class ProjectorSettings(ConnectionSettings):
     group_id: str = Field(PROJECTOR_GROUP, description="consumer group of the projector")
     batch_max_records: int = Field(2_000, ge=1, description="records folded per bulk write")
     cache_jobs: int = Field(50_000, ge=0, description="job states kept in memory between batches")
+    allow_log_loss: bool = Field(
+        False,
+        description="when the broker's log ends before what the read models hold: false stops the projector "
+        "(exit 3); true logs it and goes on from what the broker has",
+    )

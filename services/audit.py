@@ -27,8 +27,9 @@ async def log_records(
     on_total: Callable[[int], None] | None = None,
     start: dict[int, int] | None = None,
     ends_out: dict[int, int] | None = None,
+    topic: str = topics.EVENTS,
 ) -> AsyncIterator[bytes]:
-    """Every record value of ``jobs.events``, partition by partition, from
+    """Every record value of ``topic`` (``jobs.events``), partition by partition, from
     ``start`` (partition → offset) if given, until a fetch at the end finds
     nothing more. Where each partition was read up to goes into ``ends_out``,
     to read on from there later."""
@@ -40,8 +41,8 @@ async def log_records(
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topics.EVENTS) or ())
-        tps = [TopicPartition(topics.EVENTS, p) for p in partitions]
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
         if start is not None:

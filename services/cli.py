@@ -111,10 +111,10 @@ async def _create_topics(settings: ConnectionSettings) -> list[str]:
 @app.command()
 def replay(
     swap: bool = typer.Option(False, "--swap", help="Put the rebuilt read models in place of the live ones."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt collections (jobs_replay, job_events_replay)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt collections (*_replay) to inspect them."),
 ) -> None:
-    """Rebuild the job read models from jobs.events into fresh collections and
-    compare them with the live ones. Exits 1 if they differ (and then never swaps)."""
+    """Rebuild the read models (jobs, job_events, schedules) from the logs into fresh
+    collections and compare them with the live ones. Exits 1 if they differ (and then never swaps)."""
     from services import replay as tools
     from services.common.readmodel import connect
 
@@ -164,6 +164,8 @@ def _report(read: int, result) -> None:
         console.print(f"[red]differs[/] job {job_id}: {', '.join(fields)}")
     for job_id in result.missing_live[:20]:
         console.print(f"[red]missing live[/] job {job_id}")
+    for schedule_id in result.schedules_differing[:20]:
+        console.print(f"[red]differs[/] schedule {schedule_id}")
     console.print("[green]identical[/]" if result.same else "[red]the read models differ from the log[/]")
 
 

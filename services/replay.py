@@ -1,8 +1,10 @@
-"""Replay: rebuild the job read models from ``jobs.events`` into fresh
-collections, compare them with the live ones, and swap them in.
+"""Replay: rebuild the read models from the logs into fresh collections —
+``jobs`` and ``job_events`` from ``jobs.events``, ``schedules`` from
+``jobs.schedules`` — compare them with the live ones, and swap them in.
 
-The fold is the projector's own :class:`JobProjection`, pointed at other
-collections: there is no second implementation to drift. The swap renames
+The folds are the projector's own :class:`JobProjection` and
+:class:`ScheduleProjection`, pointed at other collections: there is no second
+implementation to drift. The swap renames
 each rebuilt collection over the live one (``dropTarget``), which is atomic
 per collection, so the API keeps serving throughout.
 """
@@ -16,11 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import parse_event
+from schemas import parse_event, topics
+from schemas.schedules import parse_schedule_command
 from services.audit import log_records
-from services.common.readmodel import JOB_EVENTS, JOBS, ensure_indexes
+from services.common.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
 from services.common.settings import ConnectionSettings
 from services.projector.projection import JobProjection
+from services.projector.schedules import ScheduleProjection
 
 BATCH = 2000
 
@@ -36,10 +40,11 @@ class Comparison:
     """jobs the live model has at a later version: events that came after the replay read the log"""
     events_replayed: int = 0
     events_live: int = 0
+    schedules_differing: list[str] = field(default_factory=list)
 
     @property
     def same(self) -> bool:
-        return not self.differing and not self.missing_live
+        return not self.differing and not self.missing_live and not self.schedules_differing
 
 
 async def rebuild(
@@ -52,10 +57,19 @@ async def rebuild(
     """Fold the whole log into ``jobs<suffix>`` and ``job_events<suffix>``;
     returns events read and stores the offsets it read up to in ``ends``."""
     jobs, job_events = JOBS + suffix, JOB_EVENTS + suffix
-    await db[jobs].drop()
-    await db[job_events].drop()
+    await discard(db, suffix)
     await ensure_indexes(db, jobs, job_events)
-    return await fold_log(settings, JobProjection(db, cache_jobs=200_000, jobs=jobs, job_events=job_events), progress, ends_out=ends)
+    read = await fold_log(settings, JobProjection(db, cache_jobs=200_000, jobs=jobs, job_events=job_events), progress, ends_out=ends)
+    await db[SCHEDULES + suffix].create_index([("tenant", 1), ("created_at", -1)])  # exists even when empty
+    schedules = ScheduleProjection(db, SCHEDULES + suffix)
+    commands = []
+    async for raw in log_records(settings, topic=topics.SCHEDULES):
+        try:
+            commands.append(parse_schedule_command(raw))
+        except (ValidationError, ValueError, TypeError):
+            pass
+    await schedules.apply(commands)
+    return read
 
 
 async def fold_log(
@@ -118,7 +132,24 @@ async def compare(db: AsyncDatabase, suffix: str) -> Comparison:
             chunk = []
     if chunk:
         await check(chunk)
+    live_schedules = {doc["_id"]: doc async for doc in db[SCHEDULES].find({})}
+    async for document in db[SCHEDULES + suffix].find({}):
+        if _schedule_differs(document, live_schedules.get(document["_id"])):
+            result.schedules_differing.append(document["_id"])
     return result
+
+
+def _schedule_differs(rebuilt: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    """Differs, unless the live one only ticked on after the replay read the log."""
+    if live is None:
+        return True
+    if live == rebuilt:
+        return False
+    mine, theirs = rebuilt["schedule"], live["schedule"]
+    ticked_on = (theirs.get("last_tick") is not None) and (
+        mine.get("last_tick") is None or theirs["last_tick"] >= mine["last_tick"]
+    )
+    return not ticked_on or {**mine, "last_tick": None} != {**theirs, "last_tick": None}
 
 
 async def swap(
@@ -135,9 +166,11 @@ async def swap(
     Returns the events of that tail."""
     await db[JOB_EVENTS + suffix].rename(JOB_EVENTS, dropTarget=True)
     await db[JOBS + suffix].rename(JOBS, dropTarget=True)
+    await db[SCHEDULES + suffix].rename(SCHEDULES, dropTarget=True)
+    await ensure_indexes(db)
     return await fold_log(settings, JobProjection(db, cache_jobs=0), progress, start=ends)
 
 
 async def discard(db: AsyncDatabase, suffix: str) -> None:
-    await db[JOBS + suffix].drop()
-    await db[JOB_EVENTS + suffix].drop()
+    for name in (JOBS, JOB_EVENTS, SCHEDULES):
+        await db[name + suffix].drop()

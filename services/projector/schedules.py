@@ -11,8 +11,8 @@ from services.common.readmodel import SCHEDULES, schedule_document, schedule_fro
 
 
 class ScheduleProjection:
-    def __init__(self, db: AsyncDatabase) -> None:
-        self._db = db
+    def __init__(self, db: AsyncDatabase, collection: str = SCHEDULES) -> None:
+        self._collection = db[collection]
 
     def forget(self) -> None:
         """Nothing is cached: every batch reads what it folds."""
@@ -24,7 +24,7 @@ class ScheduleProjection:
         ids = list({command.schedule_id for command in commands})
         stored = {
             document["_id"]: schedule_from_document(document)
-            async for document in self._db[SCHEDULES].find({"_id": {"$in": ids}})
+            async for document in self._collection.find({"_id": {"$in": ids}})
         }
         changed = {}
         for command in commands:
@@ -33,7 +33,7 @@ class ScheduleProjection:
             if after is not None and after != before:
                 stored[command.schedule_id] = changed[command.schedule_id] = after
         if changed:
-            await self._db[SCHEDULES].bulk_write(
+            await self._collection.bulk_write(
                 [ReplaceOne({"_id": key}, schedule_document(schedule), upsert=True) for key, schedule in changed.items()],
                 ordered=False,
             )

@@ -1,11 +1,27 @@
-"""``make bench``: jobledger end to end against the raw limits of its own broker
-and database, measured in the same run on the same machine.
+"""``make bench``: jobledger against the raw limits of its own broker and
+database, measured in the same run on the same machine.
 
-    python -m bench [--jobs 2000] [--clients 32] [--memory]
+    python -m bench [--memory] [--scenarios raw,throughput,latency,ingest,projector,replay]
+                    [--jobs 10000] [--clients 16] [--batch 100] [--runner-concurrency 64]
 
-Prints a table and writes bench/results/bench-<time>.json. Ratios say how much
-of the bounding resource's raw rate the pipeline achieves: a job costs
-MESSAGES_PER_JOB broker messages and EVENTS_PER_JOB read-model events.
+Scenarios (all by default, on one fresh embedded stack):
+
+- raw (always): broker produce and consume msg/s with the services' client
+  settings; database bulk upserts/s.
+- throughput: ``--jobs`` no-op jobs submitted by ``--clients`` concurrent HTTP
+  clients in ``POST /jobs:batch`` requests of ``--batch``; submit → SUCCEEDED
+  visible in the read model; jobs/s.
+- latency: single ``POST /jobs`` at a fixed offered load of 20% of the measured
+  peak for 15 s; submit → SUCCEEDED visible p50/p95/p99.
+- ingest: accepted jobs/s (202s) with the processor stopped, single and batch.
+- projector: the projector's fold (``JobProjection``) from a pre-filled
+  ``jobs.events`` into empty read models; events/s.
+- replay: ``jobledger replay``'s rebuild of the whole log; events/s.
+
+Every figure is printed with its ratio to the raw limit that bounds it, and
+written to ``bench/results/bench-<time>.json`` and ``.png``. The runner runs
+``--runner-concurrency`` no-op jobs at once (the default of 3 is for real work;
+a no-op pipeline measures the pipeline, not the handlers).
 """
 
 from __future__ import annotations
@@ -17,7 +33,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -27,16 +43,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas import JobStatus
+from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold, parse_event, topics
 from services.common.kafka import ensure_topics, make_producer
-from services.common.readmodel import JOBS
+from services.common.readmodel import JOBS, ensure_indexes
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
+from services.projector.projection import JobProjection
 
 MESSAGES_PER_JOB = 7
-"""SubmitJob, StartJob, CompleteJob commands + Submitted, Queued, Started, Succeeded events."""
+"""SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
 EVENTS_PER_JOB = 4
+SCENARIOS = ("raw", "throughput", "latency", "ingest", "projector", "replay")
 RESULTS = Path(__file__).parent / "results"
+HEADERS = {"Authorization": f"Bearer {DEV_API_KEY}"}
 console = Console()
 
 
@@ -46,20 +65,12 @@ def _progress() -> Progress:
     )
 
 
-class _Silent:
-    """A progress display that shows nothing (warm-up)."""
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def add_task(self, *args, **kwargs) -> int:
-        return 0
-
-    def advance(self, task) -> None:
-        return None
+# --- raw limits -------------------------------------------------------------------------
 
 
 async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:
@@ -118,137 +129,424 @@ async def raw_database(stack: EmbeddedStack, count: int, batch: int = 1000) -> d
     return {"bulk_upserts_per_s": count / elapsed}
 
 
-async def end_to_end(stack: EmbeddedStack, jobs: int, clients: int, quiet: bool = False) -> dict:
-    """Submit ``jobs`` noop jobs over HTTP; time each from submit to SUCCEEDED in the read model."""
-    submitted: dict[str, float] = {}
-    finished: dict[str, float] = {}
+# --- the pipeline --------------------------------------------------------------------------
+
+
+class Watch:
+    """Polls the read model for submitted jobs turning SUCCEEDED, every
+    ``interval_s``: coarse under saturation (the poll itself loads the database
+    it measures), fine at low load."""
+
+    def __init__(self, stack: EmbeddedStack, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.mongo = AsyncMongoClient(stack.settings.mongo_url)
+        self.jobs = self.mongo[stack.settings.mongo_db][JOBS]
+        self.submitted: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+
+    async def run(self, until_all: asyncio.Event, on_done=None) -> None:
+        # Incremental and indexed: a query over thousands of pending ids is a
+        # collection scan in the embedded database and loaded it more than the
+        # projector it measures.
+        await self.jobs.create_index([("status", 1), ("finished_at", 1)])
+        since = datetime.fromtimestamp(0, timezone.utc)
+        polls = 0
+        while not until_all.is_set() or len(self.finished) < len(self.submitted):
+            now = time.perf_counter()
+            newest = since
+            cursor = self.jobs.find(
+                {"status": JobStatus.SUCCEEDED.value, "finished_at": {"$gte": since}}, {"_id": 1, "finished_at": 1}
+            )
+            async for document in cursor:
+                self._done(document["_id"], now, on_done)
+                newest = max(newest, document["finished_at"].replace(tzinfo=timezone.utc))
+            # finished_at is the runner's time, and the projector may write jobs in another
+            # order: keep a margin, and now and then sweep the few ids still pending.
+            since = newest - timedelta(seconds=30)
+            polls += 1
+            if polls % 20 == 0:
+                pending = [job_id for job_id in self.submitted if job_id not in self.finished]
+                for offset in range(0, min(len(pending), 2000), 500):
+                    query = {"_id": {"$in": pending[offset : offset + 500]}, "status": JobStatus.SUCCEEDED.value}
+                    async for document in self.jobs.find(query, {"_id": 1}):
+                        self._done(document["_id"], now, on_done)
+            await asyncio.sleep(self.interval_s)
+
+    def _done(self, job_id: str, now: float, on_done) -> None:
+        if job_id in self.submitted and job_id not in self.finished:
+            self.finished[job_id] = now
+            if on_done:
+                on_done()
+
+    def latencies_ms(self) -> list[float]:
+        return [(self.finished[job_id] - sent) * 1000 for job_id, sent in self.submitted.items() if job_id in self.finished]
+
+    async def close(self) -> None:
+        await self.mongo.close()
+
+
+async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) -> dict:
+    watch = Watch(stack, interval_s=0.25)
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(jobs):
-        queue.put_nowait(i)
-
-    async def client_loop(http: httpx.AsyncClient, bar, task) -> None:
-        while True:
-            try:
-                queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            sent = time.perf_counter()
-            response = await http.post("/jobs", json={"type": "noop"})
-            response.raise_for_status()
-            submitted[response.json()["id"]] = sent
-            bar.advance(task)
-
-    mongo = AsyncMongoClient(stack.settings.mongo_url)
-    collection = mongo[stack.settings.mongo_db][JOBS]
+    for start in range(0, jobs, batch):
+        queue.put_nowait(min(batch, jobs - start))
     done = asyncio.Event()
-
-    async def watch(bar, task) -> None:
-        while not done.is_set() or len(finished) < len(submitted):
-            pending = [job_id for job_id in submitted if job_id not in finished]
-            if pending:
-                now = time.perf_counter()
-                cursor = collection.find({"_id": {"$in": pending}, "status": JobStatus.SUCCEEDED.value}, {"_id": 1})
-                async for document in cursor:
-                    finished[document["_id"]] = now
-                    bar.advance(task)
-            await asyncio.sleep(0.01)
-
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"Authorization": f"Bearer {DEV_API_KEY}"}
-    started = time.perf_counter()
-    try:
-        with _progress() if not quiet else _Silent() as bar:
-            sent_task = bar.add_task("submitted", total=jobs)
-            done_task = bar.add_task("succeeded", total=jobs)
-            watcher = asyncio.create_task(watch(bar, done_task))
-            async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, limits=limits, timeout=60) as http:
-                await asyncio.gather(*(client_loop(http, bar, sent_task) for _ in range(clients)))
-            submit_s = time.perf_counter() - started
-            done.set()
-            await asyncio.wait_for(watcher, timeout=600)
-    finally:
-        await mongo.close()
-    total_s = max(finished.values()) - started
-    latencies = sorted((finished[job_id] - submitted[job_id]) * 1000 for job_id in submitted)
+    with _progress() as bar:
+        sent_task = bar.add_task("submitted (batches)", total=jobs)
+        done_task = bar.add_task("succeeded", total=jobs)
+
+        async def client(http: httpx.AsyncClient) -> None:
+            while True:
+                try:
+                    size = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                sent = time.perf_counter()
+                response = await http.post("/jobs:batch", json={"jobs": [{"type": "noop"}] * size})
+                response.raise_for_status()
+                for item in response.json()["items"]:
+                    watch.submitted[item["id"]] = sent
+                bar.advance(sent_task, size)
+
+        watcher = asyncio.create_task(watch.run(done, lambda: bar.advance(done_task)))
+        started = time.perf_counter()
+        async with httpx.AsyncClient(base_url=stack.api_url, headers=HEADERS, limits=limits, timeout=120) as http:
+            await asyncio.gather(*(client(http) for _ in range(clients)))
+        submit_s = time.perf_counter() - started
+        done.set()
+        await asyncio.wait_for(watcher, timeout=900)
+    await watch.close()
+    total_s = max(watch.finished.values()) - started
+    latencies = watch.latencies_ms()
     return {
         "jobs": jobs,
         "clients": clients,
+        "batch": batch,
         "accepted_jobs_per_s": jobs / submit_s,
         "jobs_per_s": jobs / total_s,
         "latency_ms_p50": statistics.median(latencies),
-        "latency_ms_p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "latency_ms_p99": _percentile(latencies, 0.99),
+        "latency_resolution_ms": watch.interval_s * 1000,
     }
 
 
+async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
+    """Open loop: one POST /jobs every 1/rate s, whatever the answers take."""
+    watch = Watch(stack)
+    done = asyncio.Event()
+    watcher = asyncio.create_task(watch.run(done))
+    count = max(1, int(rate * seconds))
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=HEADERS, timeout=60) as http:
+
+        async def one() -> None:
+            sent = time.perf_counter()
+            response = await http.post("/jobs", json={"type": "noop"})
+            response.raise_for_status()
+            watch.submitted[response.json()["id"]] = sent
+
+        with console.status(f"latency at {rate:.0f} jobs/s offered for {seconds:.0f} s …"):
+            started = time.perf_counter()
+            tasks = []
+            for i in range(count):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one()))
+            await asyncio.gather(*tasks)
+            done.set()
+            await asyncio.wait_for(watcher, timeout=300)
+    await watch.close()
+    latencies = watch.latencies_ms()
+    return {
+        "offered_jobs_per_s": rate,
+        "jobs": count,
+        "latency_ms_p50": statistics.median(latencies),
+        "latency_ms_p95": _percentile(latencies, 0.95),
+        "latency_ms_p99": _percentile(latencies, 0.99),
+    }
+
+
+async def ingest_only(stack: EmbeddedStack, jobs: int, clients: int, batch: int) -> dict:
+    """Accepted jobs/s with nothing downstream competing for the CPU but the broker."""
+    with console.status("stopping the processor and projector for the ingest figure …"):
+        await asyncio.to_thread(stack.stop_service, "processor")
+        await asyncio.to_thread(stack.stop_service, "projector")
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=HEADERS, limits=limits, timeout=120) as http:
+        single = list(range(jobs // 4))
+
+        async def post_single() -> None:
+            while single:
+                single.pop()
+                (await http.post("/jobs", json={"type": "noop"})).raise_for_status()
+
+        with console.status("ingest: single submits …"):
+            started = time.perf_counter()
+            await asyncio.gather(*(post_single() for _ in range(clients)))
+            single_rate = (jobs // 4) / (time.perf_counter() - started)
+        batches = [batch] * (jobs // batch)
+
+        async def post_batches() -> None:
+            while batches:
+                size = batches.pop()
+                (await http.post("/jobs:batch", json={"jobs": [{"type": "noop"}] * size})).raise_for_status()
+
+        with console.status("ingest: batch submits …"):
+            started = time.perf_counter()
+            count = len(batches) * batch
+            await asyncio.gather(*(post_batches() for _ in range(clients)))
+            batch_rate = count / (time.perf_counter() - started)
+    return {"single_accepted_per_s": single_rate, "batch_accepted_per_s": batch_rate}
+
+
+async def projector_fold(stack: EmbeddedStack, jobs: int) -> dict:
+    """Pre-fill a topic with the events of ``jobs`` finished jobs, then fold them
+    with the projector's JobProjection into empty collections."""
+    topic = f"bench.events.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.settings, [topic])
+    producer = make_producer(stack.settings)
+    await producer.start()
+    now = datetime.now(timezone.utc)
+    try:
+        with console.status(f"projector: writing the events of {jobs} jobs …"):
+            futures = []
+            for i in range(jobs):
+                job_id = f"bench-{i}"
+                common = dict(job_id=job_id, tenant="bench", issued_at=now)
+                job, events = None, []
+                for command in (
+                    SubmitJob(command_id=f"{job_id}/s", job_type="noop", **common),
+                    StartJob(command_id=f"{job_id}/r", attempt=1, runner_id="bench", **common),
+                    CompleteJob(command_id=f"{job_id}/c", attempt=1, runner_id="bench", **common),
+                ):
+                    decided = decide(command, job)
+                    events += decided
+                    job = fold(decided, job)
+                for event in events:
+                    futures.append(await producer.send(topic, key=job_id.encode(), value=event.to_bytes()))
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    mongo = AsyncMongoClient(stack.settings.mongo_url)
+    db = mongo["bench_fold"]
+    await ensure_indexes(db)
+    projection = JobProjection(db)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    total = jobs * EVENTS_PER_JOB
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}])
+        await consumer.seek_to_beginning()
+        applied = 0
+        with _progress() as bar:
+            task = bar.add_task("projector fold", total=total)
+            started = time.perf_counter()
+            while applied < total:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                events = [parse_event(r.value) for records in batches.values() for r in records]
+                if events:
+                    outcome = await projection.apply(events)
+                    applied += len(events)
+                    bar.advance(task, len(events))
+                    assert not outcome.gaps and not outcome.rejected
+            elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await mongo.drop_database("bench_fold")
+        await mongo.close()
+    return {"events": total, "events_per_s": total / elapsed}
+
+
+async def replay_rate(stack: EmbeddedStack) -> dict:
+    from services.replay import discard, rebuild
+
+    mongo = AsyncMongoClient(stack.settings.mongo_url, tz_aware=True)
+    db = mongo[stack.settings.mongo_db]
+    read = 0
+    try:
+        with _progress() as bar:
+            task = bar.add_task("replay", total=None)
+
+            def progress(total, done):
+                if total is not None:
+                    bar.update(task, total=total)
+                bar.advance(task, done)
+
+            started = time.perf_counter()
+            read = await rebuild(stack.settings, db, "_bench", progress, {})
+            elapsed = time.perf_counter() - started
+        await discard(db, "_bench")
+    finally:
+        await mongo.close()
+    return {"events": read, "events_per_s": read / elapsed}
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
 async def run(args: argparse.Namespace) -> dict:
-    data_dir = Path(tempfile.mkdtemp(prefix="jobledger-bench-"))
+    wanted = [name.strip() for name in args.scenarios.split(",")]
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
     settings = StackSettings(
-        data_dir=data_dir,
+        data_dir=Path(tempfile.mkdtemp(prefix="jobledger-bench-")),
         broker_port=0,
         mongo_port=0,
         s3_port=0,
         api_port=0,
         broker_storage="memory" if args.memory else "s3",
         mongo_storage="disk",
+        service_env={"runner_concurrency": str(args.runner_concurrency)},
     )
     stack = EmbeddedStack(settings)
+    result: dict = {"at": datetime.now(timezone.utc).isoformat(), "broker_storage": settings.broker_storage, "args": vars(args)}
     with console.status(f"starting the embedded stack (broker log: {settings.broker_storage}) …"):
         await stack.start()
     try:
+        raw = {}  # always measured: every ratio needs it
         with console.status("raw broker produce/consume …"):
-            broker = await raw_broker(stack, args.raw_messages)
+            raw.update(await raw_broker(stack, args.raw_messages))
         with console.status("raw database bulk upserts …"):
-            database = await raw_database(stack, args.raw_upserts)
-        with console.status("warming up: waiting for the processor to join its groups …"):
-            await end_to_end(stack, 1, 1, quiet=True)
-        e2e = await end_to_end(stack, args.jobs, args.clients)
+            raw.update(await raw_database(stack, args.raw_upserts))
+        result["raw"] = raw
+        if "throughput" in wanted or "latency" in wanted:
+            with console.status("warming up: waiting for the processor to join its groups …"):
+                await throughput_warmup(stack)
+        if "throughput" in wanted:
+            result["throughput"] = await throughput(stack, args.jobs, args.clients, args.batch)
+        if "latency" in wanted:
+            peak = result.get("throughput", {}).get("jobs_per_s", 50.0)
+            result["latency"] = await latency(stack, max(1.0, 0.2 * peak), args.latency_seconds)
+        if "projector" in wanted:
+            result["projector"] = await projector_fold(stack, args.fold_jobs)
+        if "replay" in wanted:
+            result["replay"] = await replay_rate(stack)
+        if "ingest" in wanted:  # last: it stops the processor and the projector
+            result["ingest"] = await ingest_only(stack, args.ingest_jobs, args.clients, args.batch)
     finally:
+        # Blocking on purpose: awaited, the stop would itself be cancelled when
+        # SIGTERM or Ctrl-C cancels this task, and the stack would outlive us.
         with console.status("stopping …"):
-            await asyncio.to_thread(stack.stop)
-    broker_limit = min(broker["produce_msgs_per_s"], broker["consume_msgs_per_s"])
-    return {
-        "at": datetime.now(timezone.utc).isoformat(),
-        "broker_storage": settings.broker_storage,
-        "raw": {**broker, **database},
-        "end_to_end": e2e,
-        "ratios": {
-            "broker": e2e["jobs_per_s"] * MESSAGES_PER_JOB / broker_limit,
-            "database": e2e["jobs_per_s"] * EVENTS_PER_JOB / database["bulk_upserts_per_s"],
-            "ingest_vs_produce": e2e["accepted_jobs_per_s"] / broker["produce_msgs_per_s"],
-        },
-    }
+            stack.stop()
+    result["ratios"] = ratios(result)
+    return result
+
+
+async def throughput_warmup(stack: EmbeddedStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=HEADERS, timeout=60) as http:
+        job_id = (await http.post("/jobs", json={"type": "noop"})).json()["id"]
+        deadline = time.monotonic() + 120
+        while (await http.get(f"/jobs/{job_id}")).json()["state"] != "SUCCEEDED":
+            if time.monotonic() > deadline:
+                raise TimeoutError("the warm-up job did not finish")
+            await asyncio.sleep(0.05)
+
+
+def ratios(result: dict) -> dict:
+    raw = result.get("raw", {})
+    if not raw:
+        return {}
+    broker = min(raw["produce_msgs_per_s"], raw["consume_msgs_per_s"])
+    database = raw["bulk_upserts_per_s"]
+    found = {}
+    if "throughput" in result:
+        jobs_per_s = result["throughput"]["jobs_per_s"]
+        found["throughput_vs_broker"] = jobs_per_s * MESSAGES_PER_JOB / broker
+        found["throughput_vs_database"] = jobs_per_s * EVENTS_PER_JOB / database
+    if "ingest" in result:
+        found["ingest_single_vs_produce"] = result["ingest"]["single_accepted_per_s"] / raw["produce_msgs_per_s"]
+        found["ingest_batch_vs_produce"] = result["ingest"]["batch_accepted_per_s"] / raw["produce_msgs_per_s"]
+    if "projector" in result:
+        found["projector_vs_database"] = result["projector"]["events_per_s"] / database
+    if "replay" in result:
+        found["replay_vs_database"] = result["replay"]["events_per_s"] / database
+    return found
 
 
 def report(result: dict) -> None:
-    raw, e2e, ratios = result["raw"], result["end_to_end"], result["ratios"]
+    raw, r = result.get("raw", {}), result["ratios"]
     table = Table(title=f"jobledger bench — broker log: {result['broker_storage']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_column("ratio to its raw limit", justify="right")
-    table.add_row("raw broker produce", f"{raw['produce_msgs_per_s']:,.0f} msg/s", "")
-    table.add_row("raw broker consume", f"{raw['consume_msgs_per_s']:,.0f} msg/s", "")
-    table.add_row("raw database bulk upsert", f"{raw['bulk_upserts_per_s']:,.0f} ops/s", "")
-    table.add_row(
-        "end-to-end no-op jobs",
-        f"{e2e['jobs_per_s']:,.1f} jobs/s",
-        f"{ratios['broker']:.1%} of broker ({MESSAGES_PER_JOB} msg/job); "
-        f"{ratios['database']:.1%} of database ({EVENTS_PER_JOB} events/job)",
-    )
-    table.add_row(
-        "accepted (202) while submitting",
-        f"{e2e['accepted_jobs_per_s']:,.1f} jobs/s",
-        f"{ratios['ingest_vs_produce']:.1%} of raw produce",
-    )
-    table.add_row("submit → SUCCEEDED visible p50", f"{e2e['latency_ms_p50']:,.1f} ms", "")
-    table.add_row("submit → SUCCEEDED visible p99", f"{e2e['latency_ms_p99']:,.1f} ms", "")
+    table.add_column("ratio to the raw limit that bounds it", justify="right")
+    if raw:
+        table.add_row("raw broker produce", f"{raw['produce_msgs_per_s']:,.0f} msg/s", "")
+        table.add_row("raw broker consume", f"{raw['consume_msgs_per_s']:,.0f} msg/s", "")
+        table.add_row("raw database bulk upsert", f"{raw['bulk_upserts_per_s']:,.0f} ops/s", "")
+    if "throughput" in result:
+        t = result["throughput"]
+        table.add_row(
+            f"end to end, {t['jobs']:,} no-op jobs",
+            f"{t['jobs_per_s']:,.1f} jobs/s",
+            f"{r['throughput_vs_broker']:.1%} of broker ({MESSAGES_PER_JOB} msg/job); "
+            f"{r['throughput_vs_database']:.1%} of database ({EVENTS_PER_JOB} events/job)",
+        )
+        table.add_row("  submit → SUCCEEDED p50 / p99 (saturated)", f"{t['latency_ms_p50']:,.0f} / {t['latency_ms_p99']:,.0f} ms", "")
+    if "latency" in result:
+        lat = result["latency"]
+        table.add_row(
+            f"latency at {lat['offered_jobs_per_s']:.0f} jobs/s offered (20% of peak)",
+            f"p50 {lat['latency_ms_p50']:,.0f} · p95 {lat['latency_ms_p95']:,.0f} · p99 {lat['latency_ms_p99']:,.0f} ms",
+            "",
+        )
+    if "ingest" in result:
+        i = result["ingest"]
+        table.add_row("ingest only, single POST /jobs", f"{i['single_accepted_per_s']:,.0f} jobs/s", f"{r['ingest_single_vs_produce']:.1%} of raw produce")
+        table.add_row("ingest only, POST /jobs:batch", f"{i['batch_accepted_per_s']:,.0f} jobs/s", f"{r['ingest_batch_vs_produce']:.1%} of raw produce")
+    if "projector" in result:
+        table.add_row("projector fold", f"{result['projector']['events_per_s']:,.0f} events/s", f"{r['projector_vs_database']:.1%} of raw bulk upsert")
+    if "replay" in result:
+        table.add_row(f"replay ({result['replay']['events']:,} events)", f"{result['replay']['events_per_s']:,.0f} events/s", f"{r['replay_vs_database']:.1%} of raw bulk upsert")
     console.print(table)
+
+
+def chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values = [], []
+    names = {
+        "throughput_vs_broker": "end-to-end\nvs broker",
+        "throughput_vs_database": "end-to-end\nvs database",
+        "ingest_single_vs_produce": "ingest single\nvs produce",
+        "ingest_batch_vs_produce": "ingest batch\nvs produce",
+        "projector_vs_database": "projector\nvs bulk upsert",
+        "replay_vs_database": "replay\nvs bulk upsert",
+    }
+    for key, label in names.items():
+        if key in result["ratios"]:
+            labels.append(label)
+            values.append(100 * result["ratios"][key])
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    bars = axis.bar(labels, values, color="#3b6ea8")
+    axis.bar_label(bars, fmt="%.1f%%")
+    axis.set_ylabel("% of the raw limit measured in the same run")
+    axis.set_title(f"jobledger bench — broker log: {result['broker_storage']} — {result['at'][:19]}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=2000, help="no-op jobs submitted over HTTP (default 2000)")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (default 32)")
     parser.add_argument("--memory", action="store_true", help="keep the broker's log in memory instead of on disk")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
+    parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs of the throughput scenario (default 10000)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
+    parser.add_argument("--batch", type=int, default=100, help="jobs per POST /jobs:batch (default 100)")
+    parser.add_argument("--runner-concurrency", type=int, default=64, help="no-op jobs a runner runs at once (default 64)")
+    parser.add_argument("--latency-seconds", type=float, default=15.0, help="length of the latency scenario (default 15)")
+    parser.add_argument("--ingest-jobs", type=int, default=4000, help="jobs of the ingest scenario (default 4000)")
+    parser.add_argument("--fold-jobs", type=int, default=5000, help="jobs whose events the projector folds (default 5000)")
     parser.add_argument("--raw-messages", type=int, default=20_000, help="records for the raw broker figure")
     parser.add_argument("--raw-upserts", type=int, default=10_000, help="documents for the raw database figure")
     args = parser.parse_args()
@@ -256,9 +554,10 @@ def main() -> None:
     result = asyncio.run(run(args))
     report(result)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench-{result['at'][:19].replace(':', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    console.print(f"written: {path}")
+    stem = RESULTS / f"bench-{result['at'][:19].replace(':', '')}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
+    chart(result, stem.with_suffix(".png"))
+    console.print(f"written: {stem}.json and .png")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,32 @@ class JobAccepted(BaseModel):
     links: JobLinks
 
 
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"jobs": [{"type": "noop"}, {"type": "sleep", "payload": {"seconds": 1}}]}]},
+    )
+
+    jobs: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="up to 1,000 jobs, each as the body of POST /jobs"
+    )
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: int = Field(description="202 accepted; 409, 422 or 503 with a problem document")
+    id: str | None = None
+    state: JobStatus | None = None
+    links: JobLinks | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchAccepted(BaseModel):
+    accepted: int
+    rejected: int
+    items: list[BatchItem]
+
+
 class AttemptErrorView(BaseModel):
     attempt: int
     error: str

@@ -38,6 +38,9 @@ class Problem(Exception):
         self.extensions = extensions
 
     def response(self, instance: str) -> JSONResponse:
+        return JSONResponse(self.body(instance), status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+
+    def body(self, instance: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": TYPE_PREFIX + self.code,
             "title": self.title,
@@ -49,7 +52,7 @@ class Problem(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extensions)
-        return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+        return body
 
 
 def invalid(errors: list[dict[str, Any]]) -> Problem:

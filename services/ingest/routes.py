@@ -41,6 +41,9 @@ from services.common.readmodel import JOB_EVENTS, JOBS, job_from_document
 from services.ingest.auth import tenant_of
 from services.ingest.lag import consumer_lag
 from services.ingest.models import (
+    BatchAccepted,
+    BatchItem,
+    BatchRequest,
     CancelRequest,
     JobAccepted,
     JobLinks,
@@ -118,8 +121,16 @@ async def submit_job(
 async def _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> JobAccepted:
     if body.concurrency_key is not None and body.on_conflict == "reject":
         await _refuse_when_key_is_full(state, tenant, body.concurrency_key, body.concurrency_limit)
+    command = _submit_command(body, payload, tenant, job_id, fingerprint, idempotency_key, request)
+    await _append(state, command)
+    state.accepted.remember(command)
+    response.headers["Location"] = job_path(job_id)
+    return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks.of(job_id))
+
+
+def _submit_command(body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> SubmitJob:
     try:
-        command = SubmitJob(
+        return SubmitJob(
             command_id=str(uuid.uuid4()),
             job_id=job_id,
             tenant=tenant,
@@ -133,10 +144,70 @@ async def _submit(state, response, body, payload, tenant, job_id, fingerprint, i
         )
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors())) from None
-    await _append(state, command)
-    state.accepted.remember(command)
-    response.headers["Location"] = job_path(job_id)
-    return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks.of(job_id))
+
+
+@router.post(
+    "/jobs:batch",
+    response_model=BatchAccepted,
+    responses={**PROBLEMS, 503: _PROBLEM},
+    summary="Submit up to 1,000 jobs in one request",
+    description="Each item is validated on its own and answered in `items` at its index: `status` 202 with "
+    "the job's `id`, or 422 (or 409, 503) with a problem document naming the bad field. Valid items are "
+    "appended as one produce batch and answered only once the broker acknowledged them (acks=all). "
+    "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
+)
+async def submit_batch(
+    request: Request, body: BatchRequest, tenant: str = Depends(tenant_of)
+) -> BatchAccepted:
+    state = request.app.state
+    results: list[BatchItem | None] = [None] * len(body.jobs)
+    commands: list[tuple[int, SubmitJob]] = []
+    for index, raw in enumerate(body.jobs):
+        try:
+            try:
+                item = SubmitJobRequest.model_validate(raw)
+            except ValidationError as error:
+                raise invalid(pydantic_errors(error.errors())) from None
+            try:
+                payload = state.registry.validate(item.type, item.payload)
+            except UnknownJobType as unknown:
+                raise invalid([field_error(("type",), str(unknown))]) from None
+            except ValidationError as error:
+                raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
+            if item.concurrency_key is not None and item.on_conflict == "reject":
+                await _refuse_when_key_is_full(state, tenant, item.concurrency_key, item.concurrency_limit)
+            command = _submit_command(item, payload, tenant, str(uuid.uuid4()), _fingerprint(item), None, request)
+            commands.append((index, command))
+        except Problem as problem:
+            results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
+    futures = []
+    for index, command in commands:
+        try:
+            futures.append(
+                await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
+            )
+        except Exception as error:  # the producer's buffer refused it
+            futures.append(error)
+    timeout = state.settings.produce_timeout_s
+    acks = await asyncio.gather(
+        *(asyncio.wait_for(f, timeout) if not isinstance(f, Exception) else _raise(f) for f in futures),
+        return_exceptions=True,
+    )
+    for (index, command), ack in zip(commands, acks):
+        if isinstance(ack, BaseException):
+            problem = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
+            results[index] = BatchItem(index=index, status=503, problem=problem.body(f"/jobs:batch#{index}"))
+            continue
+        state.accepted.remember(command)
+        results[index] = BatchItem(
+            index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
+        )
+    accepted = sum(1 for item in results if item.status == 202)
+    return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results)
+
+
+async def _raise(error: Exception):
+    raise error
 
 
 @router.get(

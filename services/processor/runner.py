@@ -62,8 +62,12 @@ log = structlog.get_logger(component="runner")
 
 _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
 _ENDED = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
-CLAIM_TIMEOUT_S = 30.0
-"""A claim whose JobStarted (or refusal) was not seen by then is given up."""
+CLAIM_RESEND_S = 60.0
+"""A claim not answered by then is sent again (same command id: the decider
+applies it once). Every StartJob is answered in the log in the end — by a
+JobStarted, or by the event that changed the job meanwhile — but a backlogged
+decider may take long, and giving the claim up would leave the attempt to be
+started later with nobody running it."""
 
 AttemptKey = tuple[str, int]
 
@@ -274,9 +278,10 @@ class Runner(mode.Service):
     async def _dispatch(self) -> None:
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
-            if attempt.state == "claimed" and now - attempt.claimed_at > CLAIM_TIMEOUT_S:
-                log.warning("claim not answered; giving it up", job_id=attempt.queued.job_id)
-                self._drop(attempt)
+            if attempt.state == "claimed" and now - attempt.claimed_at > CLAIM_RESEND_S:
+                log.warning("claim not answered yet; sending it again", job_id=attempt.queued.job_id)
+                attempt.claimed_at = now
+                await self._send(StartJob, attempt, "start")
         while self._free > 0:
             attempt = self._buffer.pop()
             if attempt is None:

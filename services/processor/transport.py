@@ -5,6 +5,9 @@ setting to change it. A broker may hold a fetch that long when a partition
 has no new data (the embedded broker does: its latency follows this value),
 so every decision would wait up to 1.5 s. The decider needs the same short
 wait as every other consumer here (``JOBLEDGER_FETCH_MAX_WAIT_MS``).
+
+It also keeps faust's stuck-stream check away from table changelogs, which no
+agent streams.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Read by AIOKafkaConsumer.start() when it builds its fetcher.
         consumer._fetch_max_wait_ms = self.consumer.app.conf.fetch_max_wait_ms
         return consumer
+
+    def verify_event_path(self, now: float, tp) -> None:
+        # A table's changelog (jobs.events for the decider's states) is read at
+        # recovery and never streamed by an agent; faust would log "Stream has
+        # not started processing" for it as an ERROR every second.
+        if tp.topic in self.consumer.app.tables.changelog_topics:
+            return None
+        return super().verify_event_path(now, tp)
 
 
 class _Consumer(faust_aiokafka.Consumer):

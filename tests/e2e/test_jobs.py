@@ -217,3 +217,34 @@ async def test_the_openapi_document_describes_the_job_routes(anonymous):
     spec = (await anonymous.get("/openapi.json")).json()
 
     assert {"/jobs", "/jobs/{job_id}", "/healthz", "/readyz"} <= spec["paths"].keys()
+
+
+async def test_a_batch_accepts_the_valid_items_and_names_the_bad_ones(api, stack):
+    body = {
+        "jobs": [
+            {"type": "noop"},
+            {"type": "sleep", "payload": {"seconds": -1}},
+            {"type": "noop", "priority": "high", "labels": {"batch": "b1"}},
+            {"type": "nope"},
+        ]
+    }
+
+    response = await api.post("/jobs:batch", json=body)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (2, 2)
+    items = result["items"]
+    assert [item["status"] for item in items] == [202, 422, 202, 422]
+    assert items[1]["problem"]["errors"][0]["field"] == "payload.seconds"
+    assert items[3]["problem"]["errors"][0]["field"] == "type"
+    for item in (items[0], items[2]):
+        assert (await wait_for_job(api, item["id"]))["state"] == "SUCCEEDED"
+
+
+async def test_a_batch_has_limits(api):
+    too_many = await api.post("/jobs:batch", json={"jobs": [{"type": "noop"}] * 1001})
+    empty = await api.post("/jobs:batch", json={"jobs": []})
+
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "jobs"
+    assert empty.status_code == 422

@@ -97,7 +97,8 @@ async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:
 def topics(
     partitions: Optional[int] = typer.Option(None, help="Partitions of each topic (default: JOBLEDGER_PARTITIONS or 8)."),
 ) -> None:
-    """Create the jobledger topics that are missing (jobs.commands, jobs.events, jobs.dlq)."""
+    """Create the jobledger topics that are missing: jobs.commands, jobs.events, jobs.dlq,
+    jobs.slots, jobs.schedules and the compacted *.state changelogs."""
     settings = ConnectionSettings(**({"partitions": partitions} if partitions else {}))
     created = asyncio.run(_create_topics(settings))
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")

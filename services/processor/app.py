@@ -195,32 +195,10 @@ def create_app(settings: ProcessorSettings) -> faust.App:
             changelog_topic=events,
         )
     )
-    # Slot holders per concurrency key; a faust changelog of their own (compacted).
-    slot_states = app.tables.add(
-        faust.Table(
-            app,
-            name="slot-state",
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=settings.partitions,
-            changelog_topic=app.topic(
-                topics.SLOT_STATE, partitions=settings.partitions, key_serializer="json", value_serializer="json"
-            ),
-        )
-    )
+    # Slot holders per concurrency key, schedules per id: faust changelogs of their own (compacted).
+    slot_states = _state_table(app, "slot-state", topics.SLOT_STATE, settings.partitions)
     slots = app.topic(topics.SLOTS, partitions=settings.partitions, **key_value)
-    schedule_states = app.tables.add(
-        faust.Table(
-            app,
-            name="schedule-state",
-            default=None,
-            beacon=app.tables.beacon,
-            partitions=settings.partitions,
-            changelog_topic=app.topic(
-                topics.SCHEDULE_STATE, partitions=settings.partitions, key_serializer="json", value_serializer="json"
-            ),
-        )
-    )
+    schedule_states = _state_table(app, "schedule-state", topics.SCHEDULE_STATE, settings.partitions)
     schedules = app.topic(topics.SCHEDULES, partitions=settings.partitions, **key_value)
     deadlines = Deadlines(settings.lease_s)
     states.deadlines = deadlines
@@ -289,6 +267,20 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                     deadlines.track(job, now)
 
     return app
+
+
+def _state_table(app: faust.App, name: str, changelog: str, partitions: int) -> faust.Table:
+    """A table of JSON documents whose changelog is the compacted topic ``changelog``."""
+    return app.tables.add(
+        faust.Table(
+            app,
+            name=name,
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=partitions,
+            changelog_topic=app.topic(changelog, partitions=partitions, key_serializer="json", value_serializer="json"),
+        )
+    )
 
 
 def _now() -> datetime:

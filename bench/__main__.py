@@ -43,7 +43,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold, parse_event, topics
+from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold, parse_event
 from services.common.kafka import ensure_topics, make_producer
 from services.common.readmodel import JOBS, ensure_indexes
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm

@@ -237,22 +237,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobRetried,
 )
 
-AnyEvent = Annotated[
-    Union[
-        JobSubmitted,
-        JobSlotRequested,
-        JobQueued,
-        JobStarted,
-        JobProgressed,
-        JobSucceeded,
-        JobRetryScheduled,
-        JobFailed,
-        JobCancelRequested,
-        JobCancelled,
-        JobRetried,
-    ],
-    Field(discriminator="type"),
-]
+AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]
+"""Any job event, told apart by ``type``: the classes of ``EVENT_TYPES``, listed once."""
 _EVENT = TypeAdapter(AnyEvent)
 
 

@@ -243,10 +243,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                     schedule = schedule.model_copy(update={"last_tick": seen})
                 for tick in ticks_due(schedule, now):
                     # The job first, acknowledged; then the record that moves the schedule on.
-                    delivery = await commands.send(
-                        key=tick_command(schedule, tick, now).job_id.encode(),
-                        value=encode_command(tick_command(schedule, tick, now)),
-                    )
+                    submit = tick_command(schedule, tick, now)
+                    delivery = await commands.send(key=submit.job_id.encode(), value=encode_command(submit))
                     await delivery
                     await schedules.send(key=schedule_id.encode(), value=encode_schedule_command(ticked(schedule, tick, now)))
                     submitted_ticks[schedule_id] = tick
@@ -287,13 +285,20 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+async def _parsed(record, wiring: Wiring, parse, what: str):
+    """The decoded record, or ``None`` after sending it to the dead-letter topic."""
+    try:
+        return parse(record.message.value)
+    except (ValidationError, ValueError, TypeError) as error:
+        await _dead_letter(wiring.dlq, record.message, f"not a {what}: {error}")
+        return None
+
+
 async def _decide_one(record, wiring: Wiring) -> None:
     message = record.message
     states = wiring.states
-    try:
-        command = parse_command(message.value)
-    except (ValidationError, ValueError, TypeError) as error:
-        await _dead_letter(wiring.dlq, message, f"not a job command: {error}")
+    command = await _parsed(record, wiring, parse_command, "job command")
+    if command is None:
         return
     job: Job | None = states.get(command.job_id)
     try:
@@ -328,11 +333,8 @@ async def _decide_one(record, wiring: Wiring) -> None:
 
 async def _decide_slot(record, wiring: Wiring) -> None:
     """The slot decider: grant slots of one concurrency key in request order."""
-    message = record.message
-    try:
-        slot_message = parse_slot_message(message.value)
-    except (ValidationError, ValueError, TypeError) as error:
-        await _dead_letter(wiring.dlq, message, f"not a slot message: {error}")
+    slot_message = await _parsed(record, wiring, parse_slot_message, "slot message")
+    if slot_message is None:
         return
     stored = wiring.slot_states.get(slot_message.key)
     state = SlotState.model_validate(stored) if stored is not None else None
@@ -344,11 +346,8 @@ async def _decide_slot(record, wiring: Wiring) -> None:
 
 
 async def _keep_schedule(record, wiring: Wiring) -> None:
-    message = record.message
-    try:
-        command = parse_schedule_command(message.value)
-    except (ValidationError, ValueError, TypeError) as error:
-        await _dead_letter(wiring.dlq, message, f"not a schedule command: {error}")
+    command = await _parsed(record, wiring, parse_schedule_command, "schedule command")
+    if command is None:
         return
     stored = wiring.schedule_states.get(command.schedule_id)
     before = Schedule.model_validate(stored) if stored is not None else None

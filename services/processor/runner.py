@@ -18,6 +18,13 @@ An attempt goes through three steps here:
 Runners form their own consumer group, so they scale apart from deciders.
 Reports are not awaited inside a slot: the offset of a ``JobQueued`` is
 committed only once its report was acknowledged.
+
+A rebalance can take a partition away while attempts on it are claimed or
+running. The answer to a claim, a cancel request or the decider ending an
+attempt then lands on a partition this runner no longer reads, so a second,
+group-less consumer (the *follower*) keeps reading those partitions until no
+attempt of ours is left on them. Without it a claim would hold its slot
+forever and its job would wait for the lease to run out.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ log = structlog.get_logger(component="runner")
 
 _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
 _ENDED = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
+_IN_FLIGHT = ("claimed", "running")
 CLAIM_RESEND_S = 60.0
 """A claim not answered by then is sent again (same command id: the decider
 applies it once). Every StartJob is answered in the log in the end — by a
@@ -168,6 +176,8 @@ class Runner(mode.Service):
         self._attempts: dict[AttemptKey, Attempt] = {}
         self._buffer = Buffer()
         self._offsets = Offsets()
+        self._following: dict[TopicPartition, int] = {}
+        """Lost partitions with attempts of ours in flight, and the next offset to read there."""
         self._consumer: AIOKafkaConsumer | None = None
         self._producer = None
         self._last_commit = 0.0
@@ -178,12 +188,8 @@ class Runner(mode.Service):
 
     async def on_start(self) -> None:
         self._producer = make_producer(self.settings)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        self._consumer = self._events_consumer(
             group_id=self.settings.runner_group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_poll_interval_ms=24 * 3600 * 1000,
             session_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
             rebalance_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
@@ -205,6 +211,15 @@ class Runner(mode.Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+
+    def _events_consumer(self, **kwargs) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            **kwargs,
+        )
 
     # --- the consumer loop -------------------------------------------------------
 
@@ -237,7 +252,10 @@ class Runner(mode.Service):
     def _observe(self, tp: TopicPartition, offset: int, event) -> None:
         if isinstance(event, JobQueued):
             key = (event.job_id, event.data.attempt)
-            if key in self._attempts:
+            known = self._attempts.get(key)
+            if known is not None:
+                if known.tp == tp and known.state in _IN_FLIGHT:
+                    self._offsets.started(tp, offset)  # its partition came back after a rebalance
                 return
             if self._buffer.size >= self.settings.runner_prefetch:
                 self._offsets.hold(tp, offset)  # read it again once the buffer has room
@@ -312,9 +330,54 @@ class Runner(mode.Service):
 
     def revoked(self, partitions) -> None:
         for attempt in list(self._attempts.values()):
-            if attempt.tp in partitions and attempt.state == "waiting":
+            if attempt.tp not in partitions:
+                continue
+            if attempt.state == "waiting":
                 self._drop(attempt)
+            elif attempt.state in _IN_FLIGHT:
+                following = self._following.get(attempt.tp, attempt.offset)
+                self._following[attempt.tp] = min(following, attempt.offset)
         self._offsets.forget(partitions)
+
+    def assigned(self, partitions) -> None:
+        for tp in partitions:
+            self._following.pop(tp, None)  # the group consumer reads it again from the last commit
+
+    @mode.Service.task
+    async def _follow(self) -> None:
+        """Read the lost partitions that still hold attempts of ours (see the module doc)."""
+        follower: AIOKafkaConsumer | None = None
+        try:
+            while not self.should_stop:
+                in_flight = {a.tp for a in self._attempts.values() if a.state in _IN_FLIGHT}
+                for tp in set(self._following) - in_flight:
+                    del self._following[tp]
+                if not self._following:
+                    await asyncio.sleep(0.2)
+                    continue
+                if follower is None:
+                    follower = self._events_consumer(group_id=None)
+                    await follower.start()
+                if follower.assignment() != set(self._following):
+                    log.info("following lost partitions until our attempts there end", partitions=sorted(tp.partition for tp in self._following))
+                    follower.assign(list(self._following))
+                    for tp, offset in self._following.items():
+                        follower.seek(tp, offset)
+                batches = await follower.getmany(timeout_ms=100, max_records=1000)
+                for tp, records in batches.items():
+                    for record in records:
+                        if tp not in self._following:
+                            break
+                        self._following[tp] = record.offset + 1
+                        try:
+                            event = parse_event(record.value)
+                        except (ValidationError, ValueError, TypeError):
+                            continue
+                        if not isinstance(event, JobQueued):  # new attempts there are the new owner's
+                            self._observe(tp, record.offset, event)
+        finally:
+            if follower is not None:
+                await follower.stop()
 
     # --- running an attempt -------------------------------------------------------
 
@@ -323,25 +386,46 @@ class Runner(mode.Service):
         attempt.state = "running"
         attempt.ctx = JobContext(job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant)
         attempt.task = asyncio.create_task(self._attempt(attempt))
+        # A callback, not a ``finally``: a task cancelled before its first step
+        # never runs its body, and would keep its slot (and heartbeat) for good.
+        attempt.task.add_done_callback(lambda task: self._finished(attempt, task))
+
+    def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
+        attempt.state = "done"
+        self._free += 1
+        self._attempts.pop(attempt.key, None)
+        if task.cancelled() and attempt.ended_by_decider:
+            self._offsets.done(attempt.tp, attempt.offset)
 
     async def _attempt(self, attempt: Attempt) -> None:
+        report = await self._outcome(attempt)
+        attempt.state = "done"  # no more heartbeats; the slot is freed when the report is on its way
+        if report is None:
+            self._offsets.done(attempt.tp, attempt.offset)
+            return
+        command_class, name, fields = report
+        future = await self._send(command_class, attempt, name, **fields)
+        future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
+
+    async def _outcome(self, attempt: Attempt) -> tuple | None:
+        """Run the handler: the report to send, or ``None`` when the decider ended the attempt."""
         queued = attempt.queued
-        report = None
         try:
             job_handler = self.registry.get(queued.data.job_type)
             payload = job_handler.payload.model_validate(queued.data.payload)
             result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
-            report = (CompleteJob, "complete", {"result": result})
+            return (CompleteJob, "complete", {"result": result})
         except asyncio.CancelledError:
             if not attempt.ended_by_decider:
                 raise
             log.info("attempt ended by the decider", job_id=queued.job_id, attempt=queued.data.attempt)
+            return None
         except TimeoutError:
             error = f"attempt timed out after {queued.data.timeout_s:g} s"
-            report = (FailJob, "fail", {"error": error, "error_type": "timeout"})
+            return (FailJob, "fail", {"error": error, "error_type": "timeout"})
         except Exception as error:
             log.info("job attempt failed", job_id=queued.job_id, attempt=queued.data.attempt, error=repr(error))
-            report = (
+            return (
                 FailJob,
                 "fail",
                 {
@@ -350,16 +434,6 @@ class Runner(mode.Service):
                     "retryable": not isinstance(error, PermanentError),
                 },
             )
-        finally:
-            attempt.state = "done"
-            self._free += 1
-            self._attempts.pop(attempt.key, None)
-        if report is None:
-            self._offsets.done(attempt.tp, attempt.offset)
-            return
-        command_class, name, fields = report
-        future = await self._send(command_class, attempt, name, **fields)
-        future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
 
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
         queued = attempt.queued
@@ -405,4 +479,4 @@ class _Rebalance(ConsumerRebalanceListener):
         self.runner.revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
-        return None
+        self.runner.assigned(set(assigned))

@@ -100,6 +100,10 @@ class AcceptedSchedules:
         schedule = self._schedules.get(schedule_id)
         return schedule if schedule is not None and schedule.tenant == tenant else None
 
+    def deleted_ids(self) -> set[str]:
+        """Schedules this replica accepted a deletion of: gone from listings at once."""
+        return {schedule_id for schedule_id, schedule in self._schedules.items() if schedule.deleted_at is not None}
+
 
 @router.post(
     "/schedules",
@@ -147,7 +151,9 @@ async def create_schedule(
 @router.get("/schedules", response_model=ScheduleList, responses={401: _PROBLEM}, summary="List schedules")
 async def list_schedules(request: Request, tenant: str = Depends(tenant_of)) -> ScheduleList:
     cursor = request.app.state.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", -1)
-    return ScheduleList(items=[ScheduleView.of(schedule_from_document(document)) async for document in cursor])
+    listed = [schedule_from_document(document) async for document in cursor]
+    deleted = request.app.state.accepted_schedules.deleted_ids()
+    return ScheduleList(items=[ScheduleView.of(schedule) for schedule in listed if schedule.schedule_id not in deleted])
 
 
 @router.get(
@@ -180,11 +186,16 @@ async def delete_schedule(schedule_id: str, request: Request, tenant: str = Depe
 async def _schedule_or_404(state, schedule_id: str, tenant: str) -> Schedule:
     document = await state.db[SCHEDULES].find_one({"_id": schedule_id, "tenant": tenant})
     accepted = state.accepted_schedules.get(schedule_id, tenant)
-    if accepted is not None and (document is None or accepted.deleted_at is not None):
-        return accepted
     if document is None:
-        raise Problem(404, "schedule-not-found", "No such schedule", f"There is no schedule {schedule_id!r}.")
-    return schedule_from_document(document)
+        if accepted is None:
+            raise Problem(404, "schedule-not-found", "No such schedule", f"There is no schedule {schedule_id!r}.")
+        return accepted
+    projected = schedule_from_document(document)
+    if accepted is not None and accepted.deleted_at is not None and projected.deleted_at is None:
+        # The accepted deletion on top of the read model, which may have moved on
+        # since (ticks in flight still land): never the stale accepted copy.
+        return projected.model_copy(update={"deleted_at": accepted.deleted_at})
+    return projected
 
 
 async def _append(state, command: ScheduleCommand) -> None:

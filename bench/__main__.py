@@ -33,7 +33,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -49,6 +49,8 @@ from services.common.readmodel import JOBS, ensure_indexes
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 from services.projector.projection import JobProjection
+
+from bench import stages
 
 MESSAGES_PER_JOB = 7
 """SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
@@ -133,48 +135,63 @@ async def raw_database(stack: EmbeddedStack, count: int, batch: int = 1000) -> d
 
 
 class Watch:
-    """Polls the read model for submitted jobs turning SUCCEEDED, every
-    ``interval_s``: coarse under saturation (the poll itself loads the database
-    it measures), fine at low load."""
+    """Sees submitted jobs turn SUCCEEDED in the read model through a change
+    stream: pushed by the database, so watching does not load what it measures
+    (polling did, and dominated the latency it reported). A sweep of the ids
+    still pending every ``sweep_s`` is the safety net."""
 
-    def __init__(self, stack: EmbeddedStack, interval_s: float = 0.005) -> None:
-        self.interval_s = interval_s
+    SUCCEEDED = [
+        {
+            "$match": {
+                "$or": [
+                    {"fullDocument.status": JobStatus.SUCCEEDED.value},
+                    {"updateDescription.updatedFields.status": JobStatus.SUCCEEDED.value},
+                ]
+            }
+        }
+    ]
+
+    def __init__(self, stack: EmbeddedStack, sweep_s: float = 2.0) -> None:
+        self.sweep_s = sweep_s
         self.mongo = AsyncMongoClient(stack.settings.mongo_url)
         self.jobs = self.mongo[stack.settings.mongo_db][JOBS]
         self.submitted: dict[str, float] = {}
         self.finished: dict[str, float] = {}
+        self.seen_at: dict[str, float] = {}
+        """Wall-clock time each job was seen SUCCEEDED, for the hop breakdown."""
+        self._stream = None
+
+    async def open(self) -> None:
+        """Start listening; call before submitting."""
+        self._stream = await self.jobs.watch(self.SUCCEEDED)
 
     async def run(self, until_all: asyncio.Event, on_done=None) -> None:
-        # Incremental and indexed: a query over thousands of pending ids is a
-        # collection scan in the embedded database and loaded it more than the
-        # projector it measures.
-        await self.jobs.create_index([("status", 1), ("finished_at", 1)])
-        since = datetime.fromtimestamp(0, timezone.utc)
-        polls = 0
-        while not until_all.is_set() or len(self.finished) < len(self.submitted):
-            now = time.perf_counter()
-            newest = since
-            cursor = self.jobs.find(
-                {"status": JobStatus.SUCCEEDED.value, "finished_at": {"$gte": since}}, {"_id": 1, "finished_at": 1}
-            )
-            async for document in cursor:
+        if self._stream is None:
+            await self.open()
+        listener = asyncio.create_task(self._listen(on_done))
+        try:
+            while not until_all.is_set() or len(self.finished) < len(self.submitted):
+                await asyncio.sleep(self.sweep_s)
+                await self._sweep(on_done)
+        finally:
+            listener.cancel()
+
+    async def _listen(self, on_done) -> None:
+        async for change in self._stream:
+            self._done(change["documentKey"]["_id"], time.perf_counter(), on_done)
+
+    async def _sweep(self, on_done) -> None:
+        pending = [job_id for job_id in self.submitted if job_id not in self.finished]
+        now = time.perf_counter()
+        for offset in range(0, min(len(pending), 2000), 500):
+            query = {"_id": {"$in": pending[offset : offset + 500]}, "status": JobStatus.SUCCEEDED.value}
+            async for document in self.jobs.find(query, {"_id": 1}):
                 self._done(document["_id"], now, on_done)
-                newest = max(newest, document["finished_at"].replace(tzinfo=timezone.utc))
-            # finished_at is the runner's time, and the projector may write jobs in another
-            # order: keep a margin, and now and then sweep the few ids still pending.
-            since = newest - timedelta(seconds=30)
-            polls += 1
-            if polls % 20 == 0:
-                pending = [job_id for job_id in self.submitted if job_id not in self.finished]
-                for offset in range(0, min(len(pending), 2000), 500):
-                    query = {"_id": {"$in": pending[offset : offset + 500]}, "status": JobStatus.SUCCEEDED.value}
-                    async for document in self.jobs.find(query, {"_id": 1}):
-                        self._done(document["_id"], now, on_done)
-            await asyncio.sleep(self.interval_s)
 
     def _done(self, job_id: str, now: float, on_done) -> None:
         if job_id in self.submitted and job_id not in self.finished:
             self.finished[job_id] = now
+            self.seen_at[job_id] = time.time()
             if on_done:
                 on_done()
 
@@ -182,11 +199,14 @@ class Watch:
         return [(self.finished[job_id] - sent) * 1000 for job_id, sent in self.submitted.items() if job_id in self.finished]
 
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
         await self.mongo.close()
 
 
 async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) -> dict:
-    watch = Watch(stack, interval_s=0.25)
+    watch = Watch(stack)
+    await watch.open()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for start in range(0, jobs, batch):
         queue.put_nowait(min(batch, jobs - start))
@@ -227,23 +247,26 @@ async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) 
         "jobs_per_s": jobs / total_s,
         "latency_ms_p50": statistics.median(latencies),
         "latency_ms_p99": _percentile(latencies, 0.99),
-        "latency_resolution_ms": watch.interval_s * 1000,
     }
 
 
 async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
     """Open loop: one POST /jobs every 1/rate s, whatever the answers take."""
     watch = Watch(stack)
+    await watch.open()
     done = asyncio.Event()
     watcher = asyncio.create_task(watch.run(done))
     count = max(1, int(rate * seconds))
+    marks: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=HEADERS, timeout=60) as http:
 
         async def one() -> None:
-            sent = time.perf_counter()
+            sent, posted = time.perf_counter(), time.time()
             response = await http.post("/jobs", json={"type": "noop"})
             response.raise_for_status()
-            watch.submitted[response.json()["id"]] = sent
+            job_id = response.json()["id"]
+            watch.submitted[job_id] = sent
+            marks[job_id] = {"posted": posted}
 
         with console.status(f"latency at {rate:.0f} jobs/s offered for {seconds:.0f} s …"):
             started = time.perf_counter()
@@ -258,12 +281,18 @@ async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
             await asyncio.wait_for(watcher, timeout=300)
     await watch.close()
     latencies = watch.latencies_ms()
+    with console.status("reading the log for the hop breakdown …"):
+        for job_id, recorded in (await stages.record_times(stack.settings.kafka_bootstrap, set(marks))).items():
+            marks[job_id].update(recorded)
+    for job_id, seen in watch.seen_at.items():
+        marks[job_id]["visible"] = seen
     return {
         "offered_jobs_per_s": rate,
         "jobs": count,
         "latency_ms_p50": statistics.median(latencies),
         "latency_ms_p95": _percentile(latencies, 0.95),
         "latency_ms_p99": _percentile(latencies, 0.99),
+        "hops": stages.breakdown(marks),
     }
 
 
@@ -505,6 +534,15 @@ def report(result: dict) -> None:
     if "replay" in result:
         table.add_row(f"replay ({result['replay']['events']:,} events)", f"{result['replay']['events_per_s']:,.0f} events/s", f"{r['replay_vs_database']:.1%} of raw bulk upsert")
     console.print(table)
+    hops = result.get("latency", {}).get("hops")
+    if hops:
+        where = Table(title="where the latency goes (latency scenario, per hop)")
+        where.add_column("hop")
+        where.add_column("p50", justify="right")
+        where.add_column("p95", justify="right")
+        for hop in hops:
+            where.add_row(hop["hop"], f"{hop['p50_ms']:,.1f} ms", f"{hop['p95_ms']:,.1f} ms")
+        console.print(where)
 
 
 def chart(result: dict, path: Path) -> None:

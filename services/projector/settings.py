@@ -7,6 +7,12 @@ class ProjectorSettings(ConnectionSettings):
     group_id: str = Field(PROJECTOR_GROUP, description="consumer group of the projector")
     batch_max_records: int = Field(2_000, ge=1, description="records folded per bulk write")
     cache_jobs: int = Field(50_000, ge=0, description="job states kept in memory between batches")
+    commit_interval_s: float = Field(
+        0.5,
+        ge=0,
+        description="how often the projector commits its consumer offsets; its position is saved with the "
+        "read models after every batch, so this only bounds how much a restart reads again",
+    )
     allow_log_loss: bool = Field(
         False,
         description="when the broker's log ends before what the read models hold: false stops the projector "

@@ -1,0 +1,75 @@
+"""Where a job's latency goes: the hops between the records of one job.
+
+Every command and event carries the time its producer appended it (the Kafka
+record timestamp). For the jobs of the latency scenario the gap between two
+consecutive records of the same job is one hop: the consumer noticing the
+record, the service's work, and the produce of the next record. The client's
+own clock brackets the two ends (the POST, and the job seen SUCCEEDED in the
+read model). All clocks are this machine's.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from schemas import parse_command, parse_event, topics
+
+HOPS = (
+    ("ingest: POST → SubmitJob appended", "posted", "SubmitJob"),
+    ("decider: SubmitJob → JobQueued", "SubmitJob", "JobQueued"),
+    ("runner: JobQueued → StartJob (claim)", "JobQueued", "StartJob"),
+    ("decider: StartJob → JobStarted", "StartJob", "JobStarted"),
+    ("runner: JobStarted → CompleteJob (run)", "JobStarted", "CompleteJob"),
+    ("decider: CompleteJob → JobSucceeded", "CompleteJob", "JobSucceeded"),
+    ("projector + poll: JobSucceeded → visible", "JobSucceeded", "visible"),
+)
+
+
+async def record_times(bootstrap: str, job_ids: set[str]) -> dict[str, dict[str, float]]:
+    """job id → record type → first append time (s since the epoch), for ``job_ids``."""
+    times: dict[str, dict[str, float]] = {}
+    for topic, parse in ((topics.COMMANDS, parse_command), (topics.EVENTS, parse_event)):
+        async for timestamp_ms, value in _records(bootstrap, topic):
+            try:
+                record = parse(value)
+            except (ValidationError, ValueError, TypeError):
+                continue
+            if record.job_id in job_ids:
+                times.setdefault(record.job_id, {}).setdefault(type(record).__name__, timestamp_ms / 1000)
+    return times
+
+
+async def _records(bootstrap: str, topic: str):
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        quiet = 0
+        while quiet < 3:  # a few empty fetches past the end offsets, which can lag a write
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    yield record.timestamp, record.value
+            done = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+            quiet = quiet + 1 if done and not batches else 0
+    finally:
+        await consumer.stop()
+
+
+def breakdown(times: dict[str, dict[str, float]]) -> list[dict]:
+    """Median and p95 of each hop over the jobs that have both ends of it, in ms."""
+    rows = []
+    for name, start, end in HOPS:
+        gaps = sorted(
+            (marks[end] - marks[start]) * 1000 for marks in times.values() if start in marks and end in marks
+        )
+        if gaps:
+            p95 = gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))]
+            rows.append({"hop": name, "p50_ms": statistics.median(gaps), "p95_ms": p95, "jobs": len(gaps)})
+    return rows

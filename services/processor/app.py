@@ -29,9 +29,11 @@ import structlog
 from pydantic import ValidationError
 
 from schemas import (
+    ExpireAttempt,
     Heartbeat,
     Job,
     JobStatus,
+    NotDue,
     Rejection,
     ReportProgress,
     SequenceGap,
@@ -302,9 +304,12 @@ async def _decide_one(record, wiring: Wiring) -> None:
         return
     job: Job | None = states.get(command.job_id)
     try:
+        _require_lease_ended(command, states.deadlines)
         decided = decide(command, job)
     except Rejection as rejection:
-        log.info("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
+        # A heartbeat is refused routinely: a runner keeps the lease from its claim on.
+        level = log.debug if isinstance(command, Heartbeat) else log.info
+        level("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
         return
     except Exception as error:  # a bug must not stop the partition
         log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
@@ -329,6 +334,17 @@ async def _decide_one(record, wiring: Wiring) -> None:
         states.deadlines.renew(after, _now())
     else:
         states.deadlines.track(after, _now())
+
+
+def _require_lease_ended(command, deadlines: Deadlines) -> None:
+    """A ``lost`` expiry is judged again when it is decided: heartbeats ahead of
+    it in the partition (a backlog delays both) may have renewed the lease since
+    the timer sent it. Leases are not in the log, so this check lives here and
+    not in the pure decider."""
+    if isinstance(command, ExpireAttempt) and command.reason == "lost":
+        lease = deadlines.lease_of(command.job_id)
+        if lease is not None and lease > command.issued_at:
+            raise NotDue(command.job_id, f"the lease of job {command.job_id} was renewed after the expiry was sent")
 
 
 async def _decide_slot(record, wiring: Wiring) -> None:

@@ -451,7 +451,12 @@ class Runner(mode.Service):
 
     @mode.Service.timer(0.2)
     async def _keep_leases(self) -> None:
-        """Heartbeats for every running attempt; progress, coalesced per interval."""
+        """Heartbeats for every claimed or running attempt; progress, coalesced per interval.
+
+        A claim is heartbeated too: the lease starts when the decider grants
+        the attempt, and under a backlog this runner may read that grant only
+        much later. Until the grant is decided the decider refuses them.
+        """
         now = time.monotonic()
         heartbeat_due = now - self._last_heartbeat >= self.settings.heartbeat_interval_s
         progress_due = now - self._last_progress >= self.settings.progress_interval_s
@@ -460,9 +465,9 @@ class Runner(mode.Service):
         if heartbeat_due:
             self._last_heartbeat = now
         for attempt in list(self._attempts.values()):
-            if attempt.state != "running" or attempt.ctx is None:
+            if attempt.state not in _IN_FLIGHT:
                 continue
-            latest = attempt.ctx.latest_progress
+            latest = attempt.ctx.latest_progress if attempt.ctx is not None else None
             if progress_due and latest is not None and latest != attempt.sent_progress:
                 attempt.sent_progress = latest
                 await self._send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])

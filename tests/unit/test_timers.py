@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from schemas import Backoff, ExpireAttempt, JobOptions, WakeJob, decide, deadlines, due_commands, fold, next_deadline
+import pytest
+
+from schemas import Backoff, ExpireAttempt, JobOptions, NotDue, WakeJob, decide, deadlines, due_commands, fold, next_deadline
+from services.processor.app import Deadlines, _require_lease_ended
 from tests.unit.test_decider import at, cancel, fail, given_history, start, submit
 
 
@@ -62,3 +65,17 @@ def test_a_deadline_at_exactly_now_is_due():
 
     assert due_commands(job, at(60) - timedelta(microseconds=1)) == []
     assert len(due_commands(job, at(60))) == 1
+
+
+def test_a_lost_expiry_is_refused_when_a_heartbeat_renewed_the_lease_after_it_was_sent():
+    """A backlog delays the heartbeats and the timer's expiry alike; the expiry is
+    judged against the lease as it is when the decider reaches it."""
+    job, _ = given_history(submit(), start(issued_at=at(0)))
+    leases = Deadlines(lease_s=30)
+    leases.track(job, at(0))
+    [expiry] = [c for c in due_commands(job, at(30), leases.lease_of(job.job_id)) if c.reason == "lost"]
+
+    _require_lease_ended(expiry, leases)  # nothing renewed it: the attempt is lost
+    leases.renew(job, at(31))  # a heartbeat queued ahead of the expiry
+    with pytest.raises(NotDue):
+        _require_lease_ended(expiry, leases)

@@ -53,6 +53,9 @@ from services.projector.projection import JobProjection
 from bench import stages
 
 MESSAGES_PER_JOB = 7
+HOPS_PER_JOB = 6
+"""Broker hops from SubmitJob to JobSucceeded in the read model: decider, runner,
+decider, runner, decider, projector."""
 """SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
 EVENTS_PER_JOB = 4
 SCENARIOS = ("raw", "throughput", "latency", "ingest", "projector", "replay")
@@ -109,6 +112,37 @@ async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:
     finally:
         await consumer.stop()
     return {"produce_msgs_per_s": count / produce_s, "consume_msgs_per_s": count / consume_s}
+
+
+async def raw_hop(stack: EmbeddedStack, pings: int = 100) -> dict:
+    """One record produced and seen by a consumer polling with the services'
+    settings: the least one hop of the pipeline can take."""
+    topic = f"bench.hop.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.settings, [topic])
+    tp = TopicPartition(topic, 0)
+    producer = make_producer(stack.settings)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
+    )
+    await producer.start()
+    await consumer.start()
+    samples = []
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+        for _ in range(pings):
+            sent = time.perf_counter()
+            await producer.send(topic, value=b"ping", partition=0)
+            while not (await consumer.getmany(tp, timeout_ms=1000)).get(tp):
+                pass
+            samples.append((time.perf_counter() - sent) * 1000)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {"hop_ms_p50": statistics.median(samples), "hop_ms_p99": _percentile(samples, 0.99)}
 
 
 async def raw_database(stack: EmbeddedStack, count: int, batch: int = 1000) -> dict:
@@ -442,6 +476,7 @@ async def run(args: argparse.Namespace) -> dict:
         raw = {}  # always measured: every ratio needs it
         with console.status("raw broker produce/consume …"):
             raw.update(await raw_broker(stack, args.raw_messages))
+            raw.update(await raw_hop(stack))
         with console.status("raw database bulk upserts …"):
             raw.update(await raw_database(stack, args.raw_upserts))
         result["raw"] = raw
@@ -489,6 +524,8 @@ def ratios(result: dict) -> dict:
         jobs_per_s = result["throughput"]["jobs_per_s"]
         found["throughput_vs_broker"] = jobs_per_s * MESSAGES_PER_JOB / broker
         found["throughput_vs_database"] = jobs_per_s * EVENTS_PER_JOB / database
+    if "latency" in result and "hop_ms_p50" in raw:
+        found["latency_vs_hops"] = result["latency"]["latency_ms_p50"] / (HOPS_PER_JOB * raw["hop_ms_p50"])
     if "ingest" in result:
         found["ingest_single_vs_produce"] = result["ingest"]["single_accepted_per_s"] / raw["produce_msgs_per_s"]
         found["ingest_batch_vs_produce"] = result["ingest"]["batch_accepted_per_s"] / raw["produce_msgs_per_s"]
@@ -508,6 +545,7 @@ def report(result: dict) -> None:
     if raw:
         table.add_row("raw broker produce", f"{raw['produce_msgs_per_s']:,.0f} msg/s", "")
         table.add_row("raw broker consume", f"{raw['consume_msgs_per_s']:,.0f} msg/s", "")
+        table.add_row("raw broker hop (produce → consumed)", f"p50 {raw['hop_ms_p50']:,.1f} · p99 {raw['hop_ms_p99']:,.1f} ms", "")
         table.add_row("raw database bulk upsert", f"{raw['bulk_upserts_per_s']:,.0f} ops/s", "")
     if "throughput" in result:
         t = result["throughput"]
@@ -523,7 +561,9 @@ def report(result: dict) -> None:
         table.add_row(
             f"latency at {lat['offered_jobs_per_s']:.0f} jobs/s offered (20% of peak)",
             f"p50 {lat['latency_ms_p50']:,.0f} · p95 {lat['latency_ms_p95']:,.0f} · p99 {lat['latency_ms_p99']:,.0f} ms",
-            "",
+            f"p50 = {r['latency_vs_hops']:.1f}× the floor of {HOPS_PER_JOB} raw hops ({HOPS_PER_JOB * raw['hop_ms_p50']:,.0f} ms)"
+            if "latency_vs_hops" in r
+            else "",
         )
     if "ingest" in result:
         i = result["ingest"]

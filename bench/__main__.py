@@ -78,6 +78,16 @@ def _percentile(values: list[float], q: float) -> float:
 # --- raw limits -------------------------------------------------------------------------
 
 
+def _consumer(stack: EmbeddedStack) -> AIOKafkaConsumer:
+    """A consumer outside any group, with the services' fetch settings."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=stack.settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
 async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:
     """Produce then consume ``count`` keyed records with the services' client settings."""
     topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
@@ -92,12 +102,7 @@ async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:
         produce_s = time.perf_counter() - started
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = _consumer(stack)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or {0}
@@ -121,11 +126,7 @@ async def raw_hop(stack: EmbeddedStack, pings: int = 100) -> dict:
     await ensure_topics(stack.settings, [topic])
     tp = TopicPartition(topic, 0)
     producer = make_producer(stack.settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
-    )
+    consumer = _consumer(stack)
     await producer.start()
     await consumer.start()
     samples = []
@@ -316,7 +317,7 @@ async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
     await watch.close()
     latencies = watch.latencies_ms()
     with console.status("reading the log for the hop breakdown …"):
-        for job_id, recorded in (await stages.record_times(stack.settings.kafka_bootstrap, set(marks))).items():
+        for job_id, recorded in (await stages.record_times(stack.settings, set(marks))).items():
             marks[job_id].update(recorded)
     for job_id, seen in watch.seen_at.items():
         marks[job_id]["visible"] = seen
@@ -395,12 +396,7 @@ async def projector_fold(stack: EmbeddedStack, jobs: int) -> dict:
     db = mongo["bench_fold"]
     await ensure_indexes(db)
     projection = JobProjection(db)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    consumer = _consumer(stack)
     await consumer.start()
     total = jobs * EVENTS_PER_JOB
     try:

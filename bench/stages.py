@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import statistics
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas import parse_command, parse_event, topics
+from services.audit import log_entries
+from services.common.settings import ConnectionSettings
 
 HOPS = (
     ("ingest: POST → SubmitJob appended", "posted", "SubmitJob"),
@@ -24,42 +25,22 @@ HOPS = (
     ("decider: StartJob → JobStarted", "StartJob", "JobStarted"),
     ("runner: JobStarted → CompleteJob (run)", "JobStarted", "CompleteJob"),
     ("decider: CompleteJob → JobSucceeded", "CompleteJob", "JobSucceeded"),
-    ("projector + poll: JobSucceeded → visible", "JobSucceeded", "visible"),
+    ("projector + watcher: JobSucceeded → visible", "JobSucceeded", "visible"),
 )
 
 
-async def record_times(bootstrap: str, job_ids: set[str]) -> dict[str, dict[str, float]]:
+async def record_times(settings: ConnectionSettings, job_ids: set[str]) -> dict[str, dict[str, float]]:
     """job id → record type → first append time (s since the epoch), for ``job_ids``."""
     times: dict[str, dict[str, float]] = {}
     for topic, parse in ((topics.COMMANDS, parse_command), (topics.EVENTS, parse_event)):
-        async for timestamp_ms, value in _records(bootstrap, topic):
+        async for entry in log_entries(settings, topic=topic):
             try:
-                record = parse(value)
+                record = parse(entry.value)
             except (ValidationError, ValueError, TypeError):
                 continue
             if record.job_id in job_ids:
-                times.setdefault(record.job_id, {}).setdefault(type(record).__name__, timestamp_ms / 1000)
+                times.setdefault(record.job_id, {}).setdefault(type(record).__name__, entry.timestamp / 1000)
     return times
-
-
-async def _records(bootstrap: str, topic: str):
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        quiet = 0
-        while quiet < 3:  # a few empty fetches past the end offsets, which can lag a write
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    yield record.timestamp, record.value
-            done = all([await consumer.position(tp) >= ends[tp] for tp in tps])
-            quiet = quiet + 1 if done and not batches else 0
-    finally:
-        await consumer.stop()
 
 
 def breakdown(times: dict[str, dict[str, float]]) -> list[dict]:

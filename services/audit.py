@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas import topics
 from schemas.chain import BrokenLink, ChainCheck
@@ -29,7 +29,19 @@ async def log_records(
     ends_out: dict[int, int] | None = None,
     topic: str = topics.EVENTS,
 ) -> AsyncIterator[bytes]:
-    """Every record value of ``topic`` (``jobs.events``), partition by partition, from
+    """Every record value of ``topic``: see :func:`log_entries`."""
+    async for record in log_entries(settings, on_total, start, ends_out, topic):
+        yield record.value
+
+
+async def log_entries(
+    settings: ConnectionSettings,
+    on_total: Callable[[int], None] | None = None,
+    start: dict[int, int] | None = None,
+    ends_out: dict[int, int] | None = None,
+    topic: str = topics.EVENTS,
+) -> AsyncIterator[ConsumerRecord]:
+    """Every record of ``topic`` (``jobs.events``), partition by partition, from
     ``start`` (partition → offset) if given, until a fetch at the end finds
     nothing more. Where each partition was read up to goes into ``ends_out``,
     to read on from there later."""
@@ -62,7 +74,7 @@ async def log_records(
                     break
                 for record in records:
                     position = record.offset + 1
-                    yield record.value
+                    yield record
             if ends_out is not None:
                 ends_out[tp.partition] = max(position, ends[tp])
     finally:

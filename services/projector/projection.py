@@ -1,14 +1,19 @@
 """JobProjection: folds batches of job events into the MongoDB read models.
 
 The same ``apply_next`` fold as the processor and replay. One ``find`` for the
-jobs a batch touches that are not cached, then one ``bulk_write`` per
-collection. Writes are idempotent:
+jobs a batch touches that are neither cached nor new, then one ``bulk_write``
+per collection. A job whose first event in the batch is its first event of all
+(seq 1) needs no lookup: its fold starts from nothing, and its document is
+inserted rather than replaced (an insert costs the database a fraction of a
+replacement). Writes are idempotent:
 
 - ``job_events`` is unique on ``_id`` (the event id) and ``(job_id, seq)``, so a
   redelivered event is a duplicate-key no-op;
 - a job document is only replaced by one with a higher ``version``. Every
   writer's document is the exact fold of the log up to its version, so the
-  highest version wins and a stale write is a duplicate-key no-op.
+  highest version wins and a stale write is a duplicate-key no-op. An insert
+  that finds the job already there (the batch is read again after a crash) is
+  sent again as that guarded replacement.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import structlog
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -53,8 +58,11 @@ class JobProjection:
 
     async def apply(self, events: list[AnyEvent]) -> BatchOutcome:
         outcome = BatchOutcome()
-        states = await self._states({event.job_id for event in events})
-        stored_versions = {job_id: job.version for job_id, job in states.items()}
+        first_seq: dict[str, int] = {}
+        for event in events:
+            first_seq.setdefault(event.job_id, event.seq)
+        states = await self._states(first_seq)
+        new = {job_id for job_id, seq in first_seq.items() if seq == 1 and job_id not in states}
         changed: dict[str, list[AnyEvent]] = {}
         for event in events:
             try:
@@ -70,7 +78,7 @@ class JobProjection:
         if not changed:
             return outcome
 
-        refused = await self._write(states, stored_versions, changed)
+        refused = await self._write(states, changed, new)
         for job_id, applied in changed.items():
             if job_id in refused:
                 outcome.rejected.extend((event, refused[job_id]) for event in applied)
@@ -80,45 +88,40 @@ class JobProjection:
                 self._remember(states[job_id])
         return outcome
 
-    async def _states(self, job_ids: set[str]) -> dict[str, Job]:
-        states = {job_id: self._cache[job_id] for job_id in job_ids if job_id in self._cache}
-        missing = [job_id for job_id in job_ids if job_id not in states]
+    async def _states(self, first_seq: dict[str, int]) -> dict[str, Job]:
+        """Cached or stored states of the jobs whose first event in the batch is not seq 1."""
+        states = {job_id: self._cache[job_id] for job_id in first_seq if job_id in self._cache}
+        missing = [job_id for job_id, seq in first_seq.items() if job_id not in states and seq > 1]
         if missing:
             async for document in self._jobs.find({"_id": {"$in": missing}}):
                 states[document["_id"]] = job_from_document(document)
         return states
 
-    async def _write(
-        self,
-        states: dict[str, Job],
-        stored_versions: dict[str, int],
-        changed: dict[str, list[AnyEvent]],
-    ) -> dict[str, str]:
+    async def _write(self, states: dict[str, Job], changed: dict[str, list[AnyEvent]], new: set[str]) -> dict[str, str]:
         """Write events then job documents; return job ids the database refused, with why."""
         event_ops, event_jobs = [], []
         for job_id, applied in changed.items():
             for event in applied:
                 event_ops.append(InsertOne(event_document(event)))
                 event_jobs.append(job_id)
-        refused = await _bulk(self._events, event_ops, event_jobs)
+        refused, _ = await _bulk(self._events, event_ops, event_jobs)
 
-        job_ops, job_ids = [], []
-        for job_id in changed:
-            if job_id in refused:
-                continue
-            job = states[job_id]
-            document = job_document(job)
-            del document["_id"]
-            job_ops.append(
-                UpdateOne(
-                    {"_id": job_id, "version": {"$lt": job.version}},
-                    {"$set": document},
-                    upsert=True,
-                )
-            )
-            job_ids.append(job_id)
-        refused.update(await _bulk(self._jobs, job_ops, job_ids))
+        job_ids = [job_id for job_id in changed if job_id not in refused]
+        ops = [InsertOne(job_document(states[job_id])) if job_id in new else self._replace(states[job_id]) for job_id in job_ids]
+        refused_jobs, duplicates = await _bulk(self._jobs, ops, job_ids)
+        refused.update(refused_jobs)
+        there_already = [job_id for job_id in duplicates if job_id in new]
+        if there_already:
+            more, _ = await _bulk(self._jobs, [self._replace(states[job_id]) for job_id in there_already], there_already)
+            refused.update(more)
         return refused
+
+    @staticmethod
+    def _replace(job: Job) -> ReplaceOne:
+        """The job's document, unless the stored one is as new already."""
+        document = job_document(job)
+        del document["_id"]
+        return ReplaceOne({"_id": job.job_id, "version": {"$lt": job.version}}, document, upsert=True)
 
     def _remember(self, job: Job) -> None:
         if self._cache_jobs <= 0:
@@ -129,21 +132,24 @@ class JobProjection:
             self._cache.popitem(last=False)
 
 
-async def _bulk(collection, ops: list, owners: list[str]) -> dict[str, str]:
-    """Run ``ops`` unordered; duplicates are success. Returns refused owners with the reason."""
+async def _bulk(collection, ops: list, owners: list[str]) -> tuple[dict[str, str], set[str]]:
+    """Run ``ops`` unordered. Returns the owners the database refused, with the
+    reason, and the owners whose write was a duplicate key (a success here)."""
     if not ops:
-        return {}
+        return {}, set()
     try:
         await collection.bulk_write(ops, ordered=False)
     except BulkWriteError as error:
-        refused = {}
+        refused, duplicates = {}, set()
         for write_error in error.details.get("writeErrors", []):
+            owner = owners[write_error["index"]]
             if write_error.get("code") == DUPLICATE_KEY:
-                continue
-            refused[owners[write_error["index"]]] = write_error.get("errmsg", "write refused")
+                duplicates.add(owner)
+            else:
+                refused[owner] = write_error.get("errmsg", "write refused")
         if error.details.get("writeConcernErrors"):
             raise
         if refused:
             log.error("read model refused writes", jobs=sorted(refused))
-        return refused
-    return {}
+        return refused, duplicates
+    return {}, set()

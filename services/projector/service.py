@@ -1,14 +1,16 @@
 """The projector's consumer loop: jobs.events → JobProjection, jobs.schedules →
 ScheduleProjection, then commit.
 
-Each batch's position is saved in MongoDB with the read models once the batch
-is durable there (and any dead letters acknowledged by the broker); on
-assignment the projector resumes from it. The consumer offsets are committed
-too, every ``commit_interval_s``, not after each batch: on the durable embedded
-broker a commit costs more than projecting a small batch. A crash therefore
-reads again at most the batches since the saved position, which the
-projection absorbs as duplicates. A record that is not a job event,
-or that the database refuses for good, goes to ``jobs.dlq``; the loop goes on.
+The projector's position is saved in MongoDB beside the read models, only
+ever for batches already durable there (and whose dead letters the broker
+acknowledged); on assignment the projector resumes from it. Positions are
+saved, and consumer offsets committed, every ``commit_interval_s``, when
+partitions are revoked and on the way out, not after each batch: under load a
+batch is a few events, and its position save and commit cost the database and
+the broker more than the batch itself. A crash therefore reads again at most
+the last interval's batches, which the projection absorbs as duplicates. A
+record that is not a job event, or that the database refuses for good, goes to
+``jobs.dlq``; the loop goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas import parse_event, topics
@@ -35,6 +38,46 @@ log = structlog.get_logger(component="projector")
 STAGE = "projector"
 
 
+class _Progress:
+    """Positions of the batches durable in the read models, saved (then
+    committed to the broker) on an interval rather than per batch."""
+
+    def __init__(self, db, consumer: AIOKafkaConsumer, interval_s: float) -> None:
+        self._db = db
+        self._consumer = consumer
+        self._interval_s = interval_s
+        self._pending: dict = {}
+        self._last = time.monotonic()
+
+    def done(self, batches) -> None:
+        self._pending.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
+
+    async def maybe_save(self) -> None:
+        if time.monotonic() - self._last >= self._interval_s:
+            await self.save()
+
+    async def save(self) -> None:
+        """Save the durable positions, then commit exactly them (never the
+        consumer's position, which may be ahead: a rebalance can call this
+        while a batch is being written)."""
+        self._last = time.monotonic()
+        if not self._pending:
+            return
+        durable, self._pending = self._pending, {}
+        await positions.save(self._db, durable)
+        try:
+            await self._consumer.commit(durable)
+        except KafkaError as error:  # e.g. the partitions moved meanwhile
+            log.warning("offset commit failed; the saved positions are used on restart", error=repr(error))
+
+    async def save_quietly(self) -> None:
+        """On revocation and on the way out; what fails here is read again (as duplicates)."""
+        try:
+            await self.save()
+        except Exception as error:
+            log.warning("position save failed; the last interval is read again", error=repr(error))
+
+
 class _Rebalance(ConsumerRebalanceListener):
     """Forget cached states when partitions move; on assignment, resume from the
     positions stored with the read models and check the log still reaches them."""
@@ -44,10 +87,13 @@ class _Rebalance(ConsumerRebalanceListener):
         self._db = db
         self._settings = settings
         self.consumer: AIOKafkaConsumer | None = None
+        self.progress: _Progress | None = None
         self.lost: list = []
 
     async def on_partitions_revoked(self, revoked) -> None:
         self._projection.forget()
+        if self.progress is not None and revoked:
+            await self.progress.save_quietly()
 
     async def on_partitions_assigned(self, assigned) -> None:
         self._projection.forget()
@@ -97,39 +143,28 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> Non
     )
     rebalance = _Rebalance(projection, db, settings)
     rebalance.consumer = consumer
+    progress = rebalance.progress = _Progress(db, consumer, settings.commit_interval_s)
     consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=rebalance)
     await producer.start()
     await consumer.start()
     log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
-    last_commit = time.monotonic()
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
             if rebalance.lost:
                 raise LogLost(rebalance.lost)
             records = [record for batch in batches.values() for record in batch]
-            if not records:
-                continue
-            await _project([r for r in records if r.topic == topics.EVENTS], projection, producer)
-            await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], schedules, producer)
-            await positions.save(db, {tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
-            if time.monotonic() - last_commit >= settings.commit_interval_s:
-                await consumer.commit()
-                last_commit = time.monotonic()
+            if records:
+                await _project([r for r in records if r.topic == topics.EVENTS], projection, producer)
+                await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], schedules, producer)
+                progress.done(batches)
+            await progress.maybe_save()
     finally:
-        await _commit_quietly(consumer)
+        await progress.save_quietly()
         await consumer.stop()
         await producer.stop()
         await mongo.close()
         log.info("projector stopped")
-
-
-async def _commit_quietly(consumer: AIOKafkaConsumer) -> None:
-    """The last commit on the way out; the saved positions cover it if it fails."""
-    try:
-        await consumer.commit()
-    except Exception as error:
-        log.warning("final offset commit failed; the saved positions are used on restart", error=repr(error))
 
 
 async def _project(records, projection: JobProjection, producer) -> None:

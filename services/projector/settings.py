@@ -10,8 +10,8 @@ class ProjectorSettings(ConnectionSettings):
     commit_interval_s: float = Field(
         0.5,
         ge=0,
-        description="how often the projector commits its consumer offsets; its position is saved with the "
-        "read models after every batch, so this only bounds how much a restart reads again",
+        description="how often the projector saves its position with the read models and commits its "
+        "consumer offsets; bounds how much a restart reads again (absorbed as duplicates)",
     )
     allow_log_loss: bool = Field(
         False,

@@ -183,6 +183,10 @@ class Runner(mode.Service):
         self._last_commit = 0.0
         self._last_heartbeat = 0.0
         self._last_progress = 0.0
+        self._stop_by: float | None = None
+        """Set on stop: the end of the grace for claims and running attempts."""
+        self._drained = asyncio.Event()
+        """Set once the consumer loop has ended (after the stop's claim drain)."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -199,9 +203,17 @@ class Runner(mode.Service):
         await self._producer.start()
 
     async def on_stop(self) -> None:
+        """Within ``shutdown_grace_s``: first hear the answers to our claims (a
+        granted claim then runs; one left unanswered would hold its job until
+        the lease ran out and burn an attempt), then let running attempts finish."""
+        self._stop_by = time.monotonic() + self.settings.shutdown_grace_s
+        try:
+            await asyncio.wait_for(self._drained.wait(), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            pass
         running = [a.task for a in self._attempts.values() if a.task is not None and not a.task.done()]
         if running:
-            await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
+            await asyncio.wait(running, timeout=max(0.0, self._stop_by - time.monotonic()))
             for task in running:
                 task.cancel()
         if self._producer is not None:
@@ -234,20 +246,32 @@ class Runner(mode.Service):
             concurrency=self.settings.runner_concurrency,
             job_types=self.registry.names(),
         )
-        while not self.should_stop:
-            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    self._offsets.seen(tp, record.offset)
-                    try:
-                        event = parse_event(record.value)
-                    except (ValidationError, ValueError, TypeError):
-                        continue  # the projector dead-letters what is not a job event
-                    self._observe(tp, record.offset, event)
-            self._refill()
-            await self._dispatch()
-            if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-                await self._commit()
+        try:
+            while not self.should_stop or self._claims_pending():
+                await self._consume_once(consumer)
+        finally:
+            self._drained.set()
+
+    def _claims_pending(self) -> bool:
+        """While stopping: claims not answered yet, and grace left to hear the answers."""
+        if self._stop_by is not None and time.monotonic() >= self._stop_by:
+            return False
+        return any(attempt.state == "claimed" for attempt in self._attempts.values())
+
+    async def _consume_once(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+        for tp, records in batches.items():
+            for record in records:
+                self._offsets.seen(tp, record.offset)
+                try:
+                    event = parse_event(record.value)
+                except (ValidationError, ValueError, TypeError):
+                    continue  # the projector dead-letters what is not a job event
+                self._observe(tp, record.offset, event)
+        self._refill()
+        await self._dispatch()
+        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+            await self._commit()
 
     def _observe(self, tp: TopicPartition, offset: int, event) -> None:
         if isinstance(event, JobQueued):
@@ -300,7 +324,7 @@ class Runner(mode.Service):
                 log.warning("claim not answered yet; sending it again", job_id=attempt.queued.job_id)
                 attempt.claimed_at = now
                 await self._send(StartJob, attempt, "start")
-        while self._free > 0:
+        while self._free > 0 and not self.should_stop:
             attempt = self._buffer.pop()
             if attempt is None:
                 return
@@ -348,7 +372,7 @@ class Runner(mode.Service):
         """Read the lost partitions that still hold attempts of ours (see the module doc)."""
         follower: AIOKafkaConsumer | None = None
         try:
-            while not self.should_stop:
+            while not self.should_stop or self._claims_pending():
                 in_flight = {a.tp for a in self._attempts.values() if a.state in _IN_FLIGHT}
                 for tp in set(self._following) - in_flight:
                     del self._following[tp]

@@ -36,6 +36,9 @@ def up(
     ),
     data_dir: Optional[Path] = typer.Option(None, help="Where logs and durable data live (default: ./var)."),
     api_port: Optional[int] = typer.Option(None, help="Port of the HTTP API (default: 8000)."),
+    replicas: int = typer.Option(
+        1, min=1, help="Processor and projector processes: each takes a share of the partitions (see docs/performance.md)."
+    ),
 ) -> None:
     """Start the embedded stack — broker, database, ingest, processor, projector — until Ctrl-C."""
     overrides = {}
@@ -46,6 +49,7 @@ def up(
         overrides["data_dir"] = data_dir
     if api_port is not None:
         overrides["api_port"] = api_port
+    overrides["replicas"] = replicas
     stack = EmbeddedStack(StackSettings(**overrides), echo_services=True)
     asyncio.run(_serve(stack))
 

@@ -32,6 +32,8 @@ from services.common.settings import ConnectionSettings
 
 REPO = Path(__file__).resolve().parents[2]
 S3_BUCKET = "tansu"
+INFRASTRUCTURE = ("database", "broker", "objectstore")
+"""Stopped last, once every service is down."""
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "jobledger", "AWS_SECRET_ACCESS_KEY": "jobledger-local"}
 
 
@@ -48,6 +50,9 @@ class StackSettings(ConnectionSettings):
     start_timeout_s: float = 60.0
     separate_runner: bool = Field(
         False, description="run the runner in its own process instead of inside the processor"
+    )
+    replicas: int = Field(
+        1, ge=1, description="processor and projector processes; each is a member of its consumer groups"
     )
     service_env: dict[str, str] = Field(
         default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
@@ -172,12 +177,15 @@ class EmbeddedStack:
 
     async def start_services(self) -> None:
         env = self.service_env()
-        self._spawn("projector", [sys.executable, "-m", "services.projector"], env=env)
+        for replica in range(1, self.settings.replicas + 1):
+            suffix = "" if replica == 1 else f"-{replica}"
+            processor_env = {**env, "JOBLEDGER_STATE_DIR": str(self.settings.data_dir / f"processor{suffix}")}
+            if self.settings.separate_runner:
+                processor_env["JOBLEDGER_RUNNER_ENABLED"] = "false"
+            self._spawn(f"projector{suffix}", [sys.executable, "-m", "services.projector"], env=env)
+            self._spawn(f"processor{suffix}", [sys.executable, "-m", "services.processor"], env=processor_env)
         if self.settings.separate_runner:
-            self._spawn("processor", [sys.executable, "-m", "services.processor"], env={**env, "JOBLEDGER_RUNNER_ENABLED": "false"})
             self.start_runner()
-        else:
-            self._spawn("processor", [sys.executable, "-m", "services.processor"], env=env)
         self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
         await self.wait_ready()
 
@@ -234,13 +242,10 @@ class EmbeddedStack:
             _terminate([process], timeout_s)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop the services, then the infrastructure; kill what does not stop in time."""
-        order = ["ingest", "runner", "processor", "projector", "database", "broker", "objectstore"]
-        services = [self.processes.pop(name) for name in order[:4] if name in self.processes]
-        _terminate(services, timeout_s)
-        rest = [self.processes.pop(name) for name in order[4:] if name in self.processes]
-        _terminate(rest + list(self.processes.values()), timeout_s)
-        self.processes.clear()
+        """Stop the services (ingest first), then the infrastructure; kill what does not stop in time."""
+        services = sorted((name for name in self.processes if name not in INFRASTRUCTURE), key=lambda name: name != "ingest")
+        _terminate([self.processes.pop(name) for name in services], timeout_s)
+        _terminate([self.processes.pop(name) for name in INFRASTRUCTURE if name in self.processes], timeout_s)
 
 
 def _terminate(processes: list[subprocess.Popen], timeout_s: float) -> None:

@@ -76,8 +76,15 @@ def _topic_config(name: str) -> dict[str, str]:
 
 
 async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0) -> None:
-    """Block until the broker answers a metadata request."""
+    """Block until the broker answers a metadata request.
+
+    Until a bootstrap server accepts a TCP connection, only that is tried: the
+    Kafka client would log an error for every refused attempt."""
     deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await _accepts_connections(settings.kafka_bootstrap):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no broker listens at {settings.kafka_bootstrap}")
+        await asyncio.sleep(0.1)
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2_000)
         try:
@@ -90,6 +97,18 @@ async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0)
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def _accepts_connections(bootstrap: str) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "localhost", int(port)), 2.0)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
 
 
 def dead_letter_headers(

@@ -283,10 +283,17 @@ async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) 
         submit_s = time.perf_counter() - started
         done.set()
         await asyncio.wait_for(watcher, timeout=900)
+    per_runner = {
+        group["_id"]: group["jobs"]
+        async for group in await watch.jobs.aggregate(
+            [{"$match": {"status": JobStatus.SUCCEEDED.value}}, {"$group": {"_id": "$runner_id", "jobs": {"$sum": 1}}}]
+        )
+    }
     await watch.close()
     total_s = max(watch.finished.values()) - started
     latencies = watch.latencies_ms()
     return {
+        "jobs_per_runner": per_runner,
         "jobs": jobs,
         "clients": clients,
         "batch": batch,
@@ -568,6 +575,9 @@ def report(result: dict) -> None:
             f"{r['throughput_vs_database']:.1%} of database ({EVENTS_PER_JOB} events/job)",
         )
         table.add_row("  submit → SUCCEEDED p50 / p99 (saturated)", f"{t['latency_ms_p50']:,.0f} / {t['latency_ms_p99']:,.0f} ms", "")
+        if len(t.get("jobs_per_runner", {})) > 1:
+            shares = sorted(t["jobs_per_runner"].values(), reverse=True)
+            table.add_row(f"  jobs per runner ({len(shares)} runners)", " / ".join(f"{n:,}" for n in shares), "")
     if "latency" in result:
         lat = result["latency"]
         table.add_row(

@@ -55,6 +55,19 @@ class Problem(Exception):
         return body
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised while a chunked body is read: an HTTP exception, so the
+    framework's body parsing lets it through instead of calling the body
+    malformed."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, "Request body too large")
+        self.max_bytes = max_bytes
+
+    def problem(self) -> Problem:
+        return Problem(413, "too-large", "Request body too large", f"The limit is {self.max_bytes} bytes.")
+
+
 def invalid(errors: list[dict[str, Any]]) -> Problem:
     """422 naming each bad field: ``{"field": "payload.seconds", "pointer": "/payload/seconds", "message": …}``."""
     detail = "; ".join(f"{error['field'] or 'body'}: {error['message']}" for error in errors)
@@ -88,6 +101,10 @@ def install(app: FastAPI) -> None:
                 location = location[1:]
             errors.append(field_error(location, item["msg"]))
         return invalid(errors).response(request.url.path)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
+        return error.problem().response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -166,6 +166,23 @@ async def test_malformed_json_is_a_422_problem(api):
     assert response.headers["content-type"] == "application/problem+json"
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_over_the_limit_is_a_413_problem(api, chunked):
+    body = b'{"type": "noop", "payload": {"blob": "' + b"x" * 1_100_000 + b'"}}'
+
+    async def chunks():
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+
+    response = await api.post("/jobs", content=chunks() if chunked else body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith(":too-large")
+    assert "1048576 bytes" in problem["detail"]
+
+
 async def test_rejected_input_appends_nothing_to_the_log(api, stack):
     bad = f"bad-{uuid.uuid4()}"
     for body in ({"type": "sleep", "payload": {"seconds": -1}}, {"type": "nope"}, {"type": "noop", "x": 1}):

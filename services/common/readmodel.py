@@ -27,6 +27,8 @@ def connect(settings: ConnectionSettings) -> AsyncMongoClient:
 
 async def ensure_indexes(db: AsyncDatabase, jobs: str = JOBS, job_events: str = JOB_EVENTS) -> None:
     await db[jobs].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+    # GET /jobs?state=…: a rare state (FAILED among millions of SUCCEEDED) would scan the tenant otherwise.
+    await db[jobs].create_index([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)])
     await db[job_events].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
     await db[SCHEDULES].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
 

@@ -64,6 +64,8 @@ HOPS_PER_JOB = 6
 """Broker hops from SubmitJob to JobSucceeded in the read model: decider, runner,
 decider, runner, decider, projector."""
 EVENTS_PER_JOB = 4
+OVERLOADED = 0.9
+"""The latency scenario completed less than this share of the load it offered."""
 SETTLE_S = 10.0
 """With ``--replicas``, the wait for every member's join before measuring."""
 SCENARIOS = ("raw", "throughput", "latency", "ingest", "projector", "replay")
@@ -338,6 +340,7 @@ async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
             await asyncio.wait_for(watcher, timeout=300)
     await watch.close()
     latencies = watch.latencies_ms()
+    completed_s = max(watch.finished.values()) - started
     with console.status("reading the log for the hop breakdown …"):
         for job_id, recorded in (await stages.record_times(stack.settings, set(marks))).items():
             marks[job_id].update(recorded)
@@ -345,6 +348,7 @@ async def latency(stack: EmbeddedStack, rate: float, seconds: float) -> dict:
         marks[job_id]["visible"] = seen
     return {
         "offered_jobs_per_s": rate,
+        "completed_jobs_per_s": count / completed_s,
         "jobs": count,
         "latency_ms_p50": statistics.median(latencies),
         "latency_ms_p95": _percentile(latencies, 0.95),
@@ -590,6 +594,12 @@ def report(result: dict) -> None:
             if "latency_vs_hops" in r
             else "",
         )
+        if lat.get("completed_jobs_per_s", lat["offered_jobs_per_s"]) < OVERLOADED * lat["offered_jobs_per_s"]:
+            table.add_row(
+                "  overloaded: jobs/s completed",
+                f"{lat['completed_jobs_per_s']:,.1f} jobs/s",
+                "under the offered load: the latency above is mostly queueing",
+            )
     if "ingest" in result:
         i = result["ingest"]
         table.add_row("ingest only, single POST /jobs", f"{i['single_accepted_per_s']:,.0f} jobs/s", f"{r['ingest_single_vs_produce']:.1%} of raw produce")

@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 S3_BUCKET = "tansu"
 INFRASTRUCTURE = ("database", "broker", "objectstore")
 """Stopped last, once every service is down."""
+DURABLE_FETCH_MAX_WAIT_MS = 25
+"""The embedded durable broker's fetch wait, unless JOBLEDGER_FETCH_MAX_WAIT_MS says otherwise."""
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "jobledger", "AWS_SECRET_ACCESS_KEY": "jobledger-local"}
 
 
@@ -57,6 +59,13 @@ class StackSettings(ConnectionSettings):
     service_env: dict[str, str] = Field(
         default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
     )
+
+    def model_post_init(self, context) -> None:
+        # Tansu holds a fetch for the whole wait, and on its durable storage each
+        # fetch lists the partition's objects: at 10 ms the polling alone overran
+        # the two cores once the log had grown (docs/performance.md).
+        if "fetch_max_wait_ms" not in self.model_fields_set and self.broker_storage == "s3":
+            self.fetch_max_wait_ms = DURABLE_FETCH_MAX_WAIT_MS
 
 
 def stop_on_sigterm() -> None:

@@ -307,8 +307,9 @@ async def _decide_one(record, wiring: Wiring) -> None:
         _require_lease_ended(command, states.deadlines)
         decided = decide(command, job)
     except Rejection as rejection:
-        # A heartbeat is refused routinely: a runner keeps the lease from its claim on.
-        level = log.debug if isinstance(command, Heartbeat) else log.info
+        # Routine refusals: a runner heartbeats its claims before the grant, and a
+        # timer's expiry may land after the report it was waiting for (a backlog).
+        level = log.debug if isinstance(command, (Heartbeat, ExpireAttempt)) else log.info
         level("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
         return
     except Exception as error:  # a bug must not stop the partition

@@ -87,12 +87,7 @@ async def submit_job(
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
     state = request.app.state
-    try:
-        payload = state.registry.validate(body.type, body.payload)
-    except UnknownJobType as unknown:
-        raise invalid([field_error(("type",), str(unknown))]) from None
-    except ValidationError as error:
-        raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
+    payload = _validated_payload(state, body)
     fingerprint = _fingerprint(body)
     if idempotency_key is not None:
         job_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{tenant}\n{idempotency_key}"))
@@ -116,6 +111,16 @@ async def submit_job(
             finally:
                 state.idempotency_locks.pop(job_id, None)
     return await _submit(state, response, body, payload, tenant, str(uuid.uuid4()), fingerprint, None, request)
+
+
+def _validated_payload(state, body: SubmitJobRequest):
+    """The payload as the job type's model, or a 422 naming ``type`` or the payload field."""
+    try:
+        return state.registry.validate(body.type, body.payload)
+    except UnknownJobType as unknown:
+        raise invalid([field_error(("type",), str(unknown))]) from None
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
 
 
 async def _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> JobAccepted:
@@ -168,35 +173,26 @@ async def submit_batch(
                 item = SubmitJobRequest.model_validate(raw)
             except ValidationError as error:
                 raise invalid(pydantic_errors(error.errors())) from None
-            try:
-                payload = state.registry.validate(item.type, item.payload)
-            except UnknownJobType as unknown:
-                raise invalid([field_error(("type",), str(unknown))]) from None
-            except ValidationError as error:
-                raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
+            payload = _validated_payload(state, item)
             if item.concurrency_key is not None and item.on_conflict == "reject":
                 await _refuse_when_key_is_full(state, tenant, item.concurrency_key, item.concurrency_limit)
             command = _submit_command(item, payload, tenant, str(uuid.uuid4()), _fingerprint(item), None, request)
             commands.append((index, command))
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
-    futures = []
+    unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
+    sent = []
     for index, command in commands:
         try:
-            futures.append(
-                await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
-            )
-        except Exception as error:  # the producer's buffer refused it
-            futures.append(error)
-    timeout = state.settings.produce_timeout_s
-    acks = await asyncio.gather(
-        *(asyncio.wait_for(f, timeout) if not isinstance(f, Exception) else _raise(f) for f in futures),
-        return_exceptions=True,
-    )
-    for (index, command), ack in zip(commands, acks):
+            delivery = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
+        except Exception:  # the producer's buffer refused it
+            results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
+            continue
+        sent.append((index, command, asyncio.wait_for(delivery, state.settings.produce_timeout_s)))
+    acks = await asyncio.gather(*(ack for _, _, ack in sent), return_exceptions=True)
+    for (index, command, _), ack in zip(sent, acks):
         if isinstance(ack, BaseException):
-            problem = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
-            results[index] = BatchItem(index=index, status=503, problem=problem.body(f"/jobs:batch#{index}"))
+            results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
             continue
         state.accepted.remember(command)
         results[index] = BatchItem(
@@ -204,10 +200,6 @@ async def submit_batch(
         )
     accepted = sum(1 for item in results if item.status == 202)
     return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results)
-
-
-async def _raise(error: Exception):
-    raise error
 
 
 @router.get(

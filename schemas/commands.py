@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from schemas.options import JobOptions
+from schemas.values import Moment, storable
 
 
 class Command(BaseModel):
@@ -19,28 +20,8 @@ class Command(BaseModel):
     command_id: str
     job_id: str
     tenant: str
-    issued_at: AwareDatetime
+    issued_at: Moment
     correlation_id: str | None = None
-
-
-def storable(value: Any, path: str = "") -> Any:
-    """Reject document keys a document store cannot hold as field names.
-
-    Payloads and results become read-model documents, where a key starting
-    with ``$``, containing ``.`` or a NUL would be refused at write time —
-    after the job was accepted. Refusing them here keeps every accepted job
-    projectable.
-    """
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(f"key {where!r} may not start with '$' or contain '.' or NUL")
-            storable(item, where)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            storable(item, f"{path}[{index}]")
-    return value
 
 
 class SubmitJob(Command):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from datetime import timedelta
-
 from schemas.chain import GENESIS, event_hash
 from schemas.commands import (
     AnyCommand,
@@ -71,6 +69,7 @@ from schemas.events import (
 )
 from schemas.job import AttemptError, Job, JobStatus
 from schemas.options import retry_at
+from schemas.values import later
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b7a-5c3e-9a2f-0b1e2d3c4f5a")
 Emitted = tuple[type[Event], EventData]
@@ -180,7 +179,7 @@ def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
     now = command.issued_at
     if command.reason == "timeout":
         timeout_s = job.options.timeout_s
-        if timeout_s is None or job.started_at is None or now < job.started_at + timedelta(seconds=timeout_s):
+        if timeout_s is None or job.started_at is None or now < later(job.started_at, timeout_s):
             raise NotDue(job.job_id, f"attempt {job.attempt} of job {job.job_id} has not timed out")
         return _attempt_failed(job, command, f"attempt timed out after {timeout_s:g} s", "timeout", True)
     if command.reason == "cancelled":
@@ -212,7 +211,7 @@ def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
     if job.status is JobStatus.RUNNING:
         if job.cancel_requested_at is not None:
             return []
-        deadline = command.issued_at + timedelta(seconds=command.grace_s)
+        deadline = later(command.issued_at, command.grace_s)
         return [
             (JobCancelRequested, JobCancelRequestedData(attempt=job.attempt, reason=command.reason, deadline=deadline))
         ]

@@ -8,12 +8,14 @@ A producer sets these on submit; they travel in ``SubmitJob`` and
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.values import Moment, label_key_problem, later
 
 MAX_LABELS = 32
 
@@ -64,7 +66,7 @@ class JobOptions(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, le=7 * 86_400, description="an attempt running longer is failed (error_type timeout) and retried"
     )
-    run_at: AwareDatetime | None = Field(None, description="UTC time before which the job stays PENDING")
+    run_at: Moment | None = Field(None, description="time (with a zone) before which the job stays PENDING")
     priority: Priority = Field(Priority.NORMAL, description="with a backlog, high starts before normal before low")
     labels: dict[str, str] = Field(default_factory=dict, description="string map for filtering, e.g. {'team': 'ml'}")
     concurrency_key: str | None = Field(
@@ -87,8 +89,9 @@ class JobOptions(BaseModel):
         if len(labels) > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels")
         for key, value in labels.items():
-            if not key or len(key) > 64 or key.startswith("$") or "." in key or "\x00" in key:
-                raise ValueError(f"label key {key!r} must be 1–64 characters without '$' at the start, '.' or NUL")
+            problem = label_key_problem(key)
+            if problem is not None:
+                raise ValueError(problem)
             if len(value) > 256:
                 raise ValueError(f"label {key!r} is longer than 256 characters")
         return labels
@@ -101,7 +104,7 @@ class JobOptions(BaseModel):
 
 
 def retry_at(options: JobOptions, job_id: str, failed_attempt: int, now: datetime) -> datetime:
-    return now + timedelta(seconds=options.backoff.delay_s(job_id, failed_attempt))
+    return later(now, options.backoff.delay_s(job_id, failed_attempt))
 
 
 def _unit(text: str) -> float:

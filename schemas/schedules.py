@@ -15,17 +15,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
+from functools import cache
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import croniter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from schemas.commands import SubmitJob, storable
-from schemas.options import JobOptions
+from schemas.commands import SubmitJob
+from schemas.options import MAX_LABELS, JobOptions
+from schemas.values import Moment, storable
 
 MAX_CATCH_UP = 1000
 """Most ticks submitted at once after the scheduler was away."""
+
+MAX_YEARS_BETWEEN_TICKS = 10
+"""A schedule must fire at least this often. Without a year field a cron
+expression repeats within eight years (29 February skips 2100) if it fires at
+all, so this refuses exactly the expressions that never fire ('0 0 31 2 *')."""
+
+SCHEDULE_LABEL = "schedule"
+"""Label every tick's job carries: the id of its schedule."""
+
+_HORIZON_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 _TICK_NAMESPACE = uuid.UUID("c4a1e2f3-5b6d-4c7e-8f9a-0b1c2d3e4f50")
 
@@ -50,16 +62,30 @@ class ScheduleSpec(BaseModel):
     def _cron(cls, cron: str) -> str:
         if len(cron.split()) not in (5, 6) or not croniter.is_valid(cron):
             raise ValueError(f"{cron!r} is not a cron expression (five fields, or six with seconds last)")
+        try:
+            croniter(cron, _HORIZON_START, max_years_between_matches=MAX_YEARS_BETWEEN_TICKS).get_next(datetime)
+        except (ValueError, OverflowError):  # CroniterBadDateError is a ValueError
+            raise ValueError(f"{cron!r} never fires (no time matches it in {MAX_YEARS_BETWEEN_TICKS} years)") from None
         return cron
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone") from None
+        if name not in _zones():
+            raise ValueError(f"{name[:100]!r} is not an IANA time zone, e.g. 'Europe/Berlin' or 'UTC'")
         return name
+
+    @model_validator(mode="after")
+    def _room_for_the_schedule_label(self) -> "ScheduleSpec":
+        labels = self.options.labels
+        if SCHEDULE_LABEL not in labels and len(labels) >= MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS - 1} labels: each tick's job also gets the label {SCHEDULE_LABEL!r}")
+        return self
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class ScheduleCommand(BaseModel):
@@ -68,7 +94,7 @@ class ScheduleCommand(BaseModel):
     command_id: str
     schedule_id: str
     tenant: str
-    issued_at: AwareDatetime
+    issued_at: Moment
 
 
 class CreateSchedule(ScheduleCommand):
@@ -84,7 +110,7 @@ class ScheduleTicked(ScheduleCommand):
     """The job of ``tick`` was submitted (acknowledged): the next one is after it."""
 
     type: Literal["ScheduleTicked"] = "ScheduleTicked"
-    tick: AwareDatetime
+    tick: Moment
 
 
 AnyScheduleCommand = Annotated[Union[CreateSchedule, DeleteSchedule, ScheduleTicked], Field(discriminator="type")]
@@ -97,9 +123,9 @@ class Schedule(BaseModel):
     schedule_id: str
     tenant: str
     spec: ScheduleSpec
-    created_at: AwareDatetime
-    deleted_at: AwareDatetime | None = None
-    last_tick: AwareDatetime | None = Field(None, description="the latest tick whose job was submitted")
+    created_at: Moment
+    deleted_at: Moment | None = None
+    last_tick: Moment | None = Field(None, description="the latest tick whose job was submitted")
 
 
 def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Schedule | None:
@@ -158,7 +184,7 @@ def tick_command(schedule: Schedule, tick: datetime, now: datetime) -> SubmitJob
     """The job of one tick. Same schedule and tick, same job id and command id."""
     spec = schedule.spec
     job_id = tick_job_id(schedule.schedule_id, tick)
-    labels = {**spec.options.labels, "schedule": schedule.schedule_id}
+    labels = {**spec.options.labels, SCHEDULE_LABEL: schedule.schedule_id}
     return SubmitJob(
         command_id=str(uuid.uuid5(_TICK_NAMESPACE, f"{job_id}/submit")),
         job_id=job_id,

@@ -13,10 +13,11 @@ the decider drops as already applied.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from schemas.commands import Command, ExpireAttempt, WakeJob
 from schemas.job import Job, JobStatus
+from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
 
@@ -30,7 +31,7 @@ def deadlines(job: Job, lease_expires_at: datetime | None = None) -> list[tuple[
         return []
     found = []
     if job.options.timeout_s is not None and job.started_at is not None:
-        found.append((job.started_at + timedelta(seconds=job.options.timeout_s), "timeout"))
+        found.append((later(job.started_at, job.options.timeout_s), "timeout"))
     if job.cancel_deadline is not None:
         found.append((job.cancel_deadline, "cancelled"))
     if lease_expires_at is not None:

@@ -75,7 +75,8 @@ def invalid(errors: list[dict[str, Any]]) -> Problem:
 
 
 def field_error(location: tuple[Any, ...], message: str) -> dict[str, Any]:
-    parts = [str(part) for part in location]
+    # A key may be the bad value itself (a lone surrogate): name it as its escape.
+    parts = [str(part).encode("utf-8", "backslashreplace").decode("utf-8") for part in location]
     return {
         "field": ".".join(parts),
         "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts),
@@ -102,12 +103,10 @@ def install(app: FastAPI) -> None:
             errors.append(field_error(location, item["msg"]))
         return invalid(errors).response(request.url.path)
 
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
-        return error.problem().response(request.url.path)
-
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if callable(getattr(error, "problem", None)):  # raised while the body was read: BodyTooLarge, UnfitBody
+            return error.problem().response(request.url.path)
         code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
         return Problem(error.status_code, code, str(error.detail), headers=error.headers).response(request.url.path)
 

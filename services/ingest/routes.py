@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
+import re
 import uuid
 from datetime import datetime, timezone
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pymongo import DESCENDING
 from sse_starlette import EventSourceResponse
 
@@ -37,8 +37,10 @@ from schemas import (
     parse_event,
     topics,
 )
+from schemas.values import INT64_MAX, Moment, label_key_problem
 from services.common.readmodel import JOB_EVENTS, JOBS, job_from_document
 from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
 from services.ingest.lag import consumer_lag
 from services.ingest.models import (
     BatchAccepted,
@@ -53,14 +55,13 @@ from services.ingest.models import (
     SubmitJobRequest,
     job_path,
 )
-from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid, pydantic_errors
-from services.processor.handlers import UnknownJobType
+from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid
+from services.ingest.submissions import idempotent_job_id, parse_request, submit_command
 
-router = APIRouter()
+router = APIRouter(route_class=ContractRoute)
 
 _PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
 PROBLEMS = {401: _PROBLEM, 422: _PROBLEM}
-_IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")
 _TERMINAL_TYPES = {"jobledger.job.succeeded", "jobledger.job.failed", "jobledger.job.cancelled"}
 
 
@@ -87,68 +88,50 @@ async def submit_job(
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
     state = request.app.state
-    payload = _validated_payload(state, body)
-    fingerprint = _fingerprint(body)
-    if idempotency_key is not None:
-        job_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{tenant}\n{idempotency_key}"))
-        async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
-            try:
-                existing = await _find_job(state, job_id, tenant)
-                if existing is not None:
-                    if existing.request_hash != fingerprint:
-                        raise Problem(
-                            422,
-                            "idempotency-key-reused",
-                            "Idempotency-Key reused for a different request",
-                            f"The key {idempotency_key!r} was used for job {job_id} with another body.",
-                            errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
-                            job_id=job_id,
-                        )
-                    response.status_code = 200
-                    response.headers["Location"] = job_path(job_id)
-                    return JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
-                return await _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request)
-            finally:
-                state.idempotency_locks.pop(job_id, None)
-    return await _submit(state, response, body, payload, tenant, str(uuid.uuid4()), fingerprint, None, request)
+    job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
+    command = _submit_command(state, body, tenant, job_id, request, idempotency_key)
+    if idempotency_key is None:
+        return await _submit(state, response, command, body)
+    async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
+        try:
+            existing = await _find_job(state, job_id, tenant)
+            if existing is None:
+                return await _submit(state, response, command, body)
+            if existing.request_hash != command.request_hash:
+                raise Problem(
+                    422,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused for a different request",
+                    f"The key {idempotency_key!r} was used for job {job_id} with another body.",
+                    errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
+                    job_id=job_id,
+                )
+            response.status_code = 200
+            response.headers["Location"] = job_path(job_id)
+            return JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
+        finally:
+            state.idempotency_locks.pop(job_id, None)
 
 
-def _validated_payload(state, body: SubmitJobRequest):
-    """The payload as the job type's model, or a 422 naming ``type`` or the payload field."""
-    try:
-        return state.registry.validate(body.type, body.payload)
-    except UnknownJobType as unknown:
-        raise invalid([field_error(("type",), str(unknown))]) from None
-    except ValidationError as error:
-        raise invalid(pydantic_errors(error.errors(), ("payload",))) from None
+def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
+    return submit_command(
+        state.registry,
+        body,
+        tenant=tenant,
+        job_id=job_id,
+        issued_at=datetime.now(timezone.utc),
+        idempotency_key=idempotency_key,
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
 
 
-async def _submit(state, response, body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> JobAccepted:
+async def _submit(state, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
     if body.concurrency_key is not None and body.on_conflict == "reject":
-        await _refuse_when_key_is_full(state, tenant, body.concurrency_key, body.concurrency_limit)
-    command = _submit_command(body, payload, tenant, job_id, fingerprint, idempotency_key, request)
+        await _refuse_when_key_is_full(state, command.tenant, body.concurrency_key, body.concurrency_limit)
     await _append(state, command)
     state.accepted.remember(command)
-    response.headers["Location"] = job_path(job_id)
-    return JobAccepted(id=job_id, state=JobStatus.PENDING, links=JobLinks.of(job_id))
-
-
-def _submit_command(body, payload, tenant, job_id, fingerprint, idempotency_key, request) -> SubmitJob:
-    try:
-        return SubmitJob(
-            command_id=str(uuid.uuid4()),
-            job_id=job_id,
-            tenant=tenant,
-            issued_at=datetime.now(timezone.utc),
-            correlation_id=request.headers.get("x-correlation-id"),
-            job_type=body.type,
-            payload=payload.model_dump(mode="json"),
-            options=body.options(),
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-        )
-    except ValidationError as error:
-        raise invalid(pydantic_errors(error.errors())) from None
+    response.headers["Location"] = job_path(command.job_id)
+    return JobAccepted(id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id))
 
 
 @router.post(
@@ -169,14 +152,10 @@ async def submit_batch(
     commands: list[tuple[int, SubmitJob]] = []
     for index, raw in enumerate(body.jobs):
         try:
-            try:
-                item = SubmitJobRequest.model_validate(raw)
-            except ValidationError as error:
-                raise invalid(pydantic_errors(error.errors())) from None
-            payload = _validated_payload(state, item)
+            item = parse_request(raw)
+            command = _submit_command(state, item, tenant, str(uuid.uuid4()), request)
             if item.concurrency_key is not None and item.on_conflict == "reject":
                 await _refuse_when_key_is_full(state, tenant, item.concurrency_key, item.concurrency_limit)
-            command = _submit_command(item, payload, tenant, str(uuid.uuid4()), _fingerprint(item), None, request)
             commands.append((index, command))
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
@@ -212,13 +191,13 @@ async def get_job(
     job_id: str,
     request: Request,
     tenant: str = Depends(tenant_of),
-    as_of: datetime | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
+    as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
 ) -> JobView:
     state = request.app.state
     if as_of is None:
         return JobView.of(await _job_or_404(state, job_id, tenant))
     await _job_or_404(state, job_id, tenant)
-    query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": _aware(as_of, "as_of")}}
+    query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": as_of}}
     job = fold([parse_event(document["event"]) async for document in _sorted_events(state, query)])
     if job is None:
         raise Problem(404, "job-not-found", "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
@@ -271,14 +250,7 @@ async def job_events(
     await _job_or_404(state, job_id, tenant)
     query: dict = {"job_id": job_id, "tenant": tenant}
     if until is not None:
-        if until.isdigit():
-            query["seq"] = {"$lte": int(until)}
-        else:
-            try:
-                moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
-            except ValueError:
-                raise invalid([field_error(("query", "until"), "a seq (integer) or an ISO 8601 time")]) from None
-            query["occurred_at"] = {"$lte": _aware(moment, "until")}
+        query.update(_until(until))
     return {"items": [document["event"] async for document in _sorted_events(state, query)]}
 
 
@@ -298,7 +270,7 @@ async def job_stream(
     job_id: str,
     request: Request,
     tenant: str = Depends(tenant_of),
-    last_event_id: int = Header(0, ge=0, description="resume after this seq"),
+    last_event_id: int = Header(0, ge=0, le=INT64_MAX, description="resume after this seq"),
 ):
     state = request.app.state
     await _job_or_404(state, job_id, tenant)
@@ -343,8 +315,8 @@ async def list_jobs(
     type: str | None = Query(None, description="only jobs of this type"),
     priority: Priority | None = Query(None, description="only jobs of this priority"),
     label: list[str] = Query([], description="only jobs with this label, as key:value (repeat to require several)"),
-    created_after: datetime | None = Query(None, description="only jobs created at or after this time"),
-    created_before: datetime | None = Query(None, description="only jobs created before this time"),
+    created_after: Moment | None = Query(None, description="only jobs created at or after this time (with a zone)"),
+    created_before: Moment | None = Query(None, description="only jobs created before this time (with a zone)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> JobList:
     query: dict = {"tenant": tenant}
@@ -358,12 +330,15 @@ async def list_jobs(
         key, sep, value = item.partition(":")
         if not sep or not key:
             raise invalid([field_error(("query", "label", index), "a label filter is key:value")])
+        problem = label_key_problem(key)
+        if problem is not None:
+            raise invalid([field_error(("query", "label", index), problem)])
         query[f"options.labels.{key}"] = value
     created: dict = {}
     if created_after is not None:
-        created["$gte"] = _aware(created_after, "created_after")
+        created["$gte"] = created_after
     if created_before is not None:
-        created["$lt"] = _aware(created_before, "created_before")
+        created["$lt"] = created_before
     if created:
         query["created_at"] = created
     if cursor is not None:
@@ -486,16 +461,19 @@ async def _refuse_when_key_is_full(state, tenant: str, key: str, limit: int) -> 
         )
 
 
-def _fingerprint(body: SubmitJobRequest) -> str:
-    """The request as the job will run it: equal bodies (defaults filled in) hash equal."""
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
+_SEQ = re.compile(r"[0-9]{1,19}")
+_MOMENT: TypeAdapter[datetime] = TypeAdapter(Moment)
 
 
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise invalid([field_error(("query", name), "give a time zone, e.g. 2026-01-01T00:00:00Z")])
-    return value
+def _until(until: str) -> dict:
+    """``?until=``: a seq (a non-negative 64-bit integer) or a time with a zone."""
+    if _SEQ.fullmatch(until) and int(until) <= INT64_MAX:
+        return {"seq": {"$lte": int(until)}}
+    try:  # ISO 8601 only: pydantic would also read "-1" as a Unix time
+        return {"occurred_at": {"$lte": _MOMENT.validate_python(datetime.fromisoformat(until))}}
+    except ValueError:  # ValidationError is one
+        message = "a seq (an integer from 0 to 2**63-1) or an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"
+        raise invalid([field_error(("query", "until"), message)]) from None
 
 
 def _encode_cursor(job: Job) -> str:
@@ -507,6 +485,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, job_id = orjson.loads(raw)
-        return datetime.fromisoformat(at), str(job_id)
+        return _MOMENT.validate_python(at), str(job_id)
     except (ValueError, TypeError):
         raise invalid([field_error(("query", "cursor"), "not a cursor from a previous page")]) from None

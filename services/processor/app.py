@@ -151,8 +151,8 @@ class JobStateTable(faust.Table):
             except SequenceGap as gap:
                 log.error("sequence gap while restoring job state", job_id=gap.job_id, expected=gap.expected, got=gap.got)
                 continue
-            except (ValidationError, ValueError, TypeError):
-                continue  # not a job event; the projector dead-letters it
+            except Exception:  # not a job event (the projector dead-letters it), or one no rule folds
+                continue
             if job is not None:
                 store[event.job_id] = job
                 store._key_partition[event.job_id] = record.message.partition
@@ -217,6 +217,8 @@ def create_app(settings: ProcessorSettings) -> faust.App:
     )
     submitted_ticks: dict[str, datetime] = {}
     """Latest tick the timer submitted per schedule, until the table records it."""
+    unfit_schedules: set[str] = set()
+    """Schedules that cannot tick, already reported."""
 
     if settings.decider_enabled:
 
@@ -239,13 +241,21 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         async def fire_schedules() -> None:
             now = _now()
             for schedule_id, stored in list(schedule_states.items()):
-                schedule = Schedule.model_validate(stored)
+                try:
+                    schedule = Schedule.model_validate(stored)
+                except ValidationError as error:
+                    _report_once(unfit_schedules, schedule_id, "stored schedule is not valid; skipped", error)
+                    continue
                 seen = submitted_ticks.get(schedule_id)
                 if seen is not None and (schedule.last_tick is None or seen > schedule.last_tick):
                     schedule = schedule.model_copy(update={"last_tick": seen})
-                for tick in ticks_due(schedule, now):
+                try:
+                    due = [(tick, tick_command(schedule, tick, now)) for tick in ticks_due(schedule, now)]
+                except Exception as error:  # a schedule recorded before today's rules; the others go on
+                    _report_once(unfit_schedules, schedule_id, "schedule cannot tick; skipped", error)
+                    continue
+                for tick, submit in due:
                     # The job first, acknowledged; then the record that moves the schedule on.
-                    submit = tick_command(schedule, tick, now)
                     delivery = await commands.send(key=submit.job_id.encode(), value=encode_command(submit))
                     await delivery
                     await schedules.send(key=schedule_id.encode(), value=encode_schedule_command(ticked(schedule, tick, now)))
@@ -258,7 +268,11 @@ def create_app(settings: ProcessorSettings) -> faust.App:
                 job = states.get(job_id)
                 if job is None:
                     continue
-                due = due_commands(job, now, deadlines.lease_of(job_id))
+                try:
+                    due = due_commands(job, now, deadlines.lease_of(job_id))
+                except Exception:  # one job's deadline must not stop the others'
+                    log.exception("deadline of a job could not be turned into a command", job_id=job_id)
+                    continue
                 for command in due:
                     await commands.send(key=job_id.encode(), value=encode_command(command))
                 if due:
@@ -287,12 +301,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def _parsed(record, wiring: Wiring, parse, what: str):
+def _report_once(reported: set[str], key: str, message: str, error: Exception) -> None:
+    if key not in reported:
+        reported.add(key)
+        log.error(message, key=key, error=f"{type(error).__name__}: {error}")
+
+
+async def _parsed(record, wiring: Wiring, parse, what: str, stage: str = STAGE):
     """The decoded record, or ``None`` after sending it to the dead-letter topic."""
     try:
         return parse(record.message.value)
-    except (ValidationError, ValueError, TypeError) as error:
-        await _dead_letter(wiring.dlq, record.message, f"not a {what}: {error}")
+    except Exception as error:  # ValidationError, and whatever else bytes can make a parser raise
+        await _dead_letter(wiring.dlq, record.message, f"not a {what}: {error}", stage=stage)
         return None
 
 
@@ -306,13 +326,16 @@ async def _decide_one(record, wiring: Wiring) -> None:
     try:
         _require_lease_ended(command, states.deadlines)
         decided = decide(command, job)
+        after = fold(decided, job)
+        to_slots = slot_messages(job, decided, after)
+        values = [event.to_bytes() for event in decided]
     except Rejection as rejection:
         # Routine refusals: a runner heartbeats its claims before the grant, and a
         # timer's expiry may land after the report it was waiting for (a backlog).
         level = log.debug if isinstance(command, (Heartbeat, ExpireAttempt)) else log.info
         level("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
         return
-    except Exception as error:  # a bug must not stop the partition
+    except Exception as error:  # a command no rule can decide (a bug, or a value no rule foresaw)
         log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
         await _dead_letter(wiring.dlq, message, error)
         return
@@ -320,16 +343,15 @@ async def _decide_one(record, wiring: Wiring) -> None:
         if isinstance(command, (Heartbeat, ReportProgress)):
             states.deadlines.renew(job, _now())
         return
-    after = fold(decided, job)
     # Slot messages first, acknowledged: if we crash before the events are in the
     # log, the command is decided again and sends them again (they are idempotent);
     # the other order could lose a release and block the key for good.
-    for slot_message in slot_messages(job, decided, after):
+    for slot_message in to_slots:
         delivery = await wiring.slots.send(key=slot_message.key.encode(), value=encode_slot_message(slot_message))
         await delivery
     key = command.job_id.encode()
-    for event in decided:
-        await wiring.events.send(key=key, value=event.to_bytes(), headers=EVENT_HEADERS)
+    for value in values:
+        await wiring.events.send(key=key, value=value, headers=EVENT_HEADERS)
     states[command.job_id] = after
     if isinstance(command, ReportProgress):
         states.deadlines.renew(after, _now())
@@ -350,31 +372,42 @@ def _require_lease_ended(command, deadlines: Deadlines) -> None:
 
 async def _decide_slot(record, wiring: Wiring) -> None:
     """The slot decider: grant slots of one concurrency key in request order."""
-    slot_message = await _parsed(record, wiring, parse_slot_message, "slot message")
+    slot_message = await _parsed(record, wiring, parse_slot_message, "slot message", stage="slots")
     if slot_message is None:
         return
-    stored = wiring.slot_states.get(slot_message.key)
-    state = SlotState.model_validate(stored) if stored is not None else None
-    after, granted = decide_slots(state, slot_message)
-    for entry in granted:
-        command = grant_command(entry, _now())
-        await wiring.commands.send(key=entry.job_id.encode(), value=encode_command(command))
-    wiring.slot_states[slot_message.key] = after.model_dump(mode="json")
+    try:
+        stored = wiring.slot_states.get(slot_message.key)
+        state = SlotState.model_validate(stored) if stored is not None else None
+        after, granted = decide_slots(state, slot_message)
+        grants = [grant_command(entry, _now()) for entry in granted]
+        document = after.model_dump(mode="json")
+    except Exception as error:  # one key's trouble must not stop the partition
+        log.exception("slot decider failed on a message", key=slot_message.key)
+        await _dead_letter(wiring.dlq, record.message, error, stage="slots")
+        return
+    for command in grants:
+        await wiring.commands.send(key=command.job_id.encode(), value=encode_command(command))
+    wiring.slot_states[slot_message.key] = document
 
 
 async def _keep_schedule(record, wiring: Wiring) -> None:
-    command = await _parsed(record, wiring, parse_schedule_command, "schedule command")
+    command = await _parsed(record, wiring, parse_schedule_command, "schedule command", stage="schedules")
     if command is None:
         return
-    stored = wiring.schedule_states.get(command.schedule_id)
-    before = Schedule.model_validate(stored) if stored is not None else None
-    after = evolve_schedule(before, command)
+    try:
+        stored = wiring.schedule_states.get(command.schedule_id)
+        before = Schedule.model_validate(stored) if stored is not None else None
+        after = evolve_schedule(before, command)
+    except Exception as error:
+        log.exception("scheduler failed on a schedule command", schedule_id=command.schedule_id)
+        await _dead_letter(wiring.dlq, record.message, error, stage="schedules")
+        return
     if after is not None and after != before:
         wiring.schedule_states[command.schedule_id] = after.model_dump(mode="json")
 
 
-async def _dead_letter(dlq, message, error) -> None:
+async def _dead_letter(dlq, message, error, stage: str = STAGE) -> None:
     headers = list(message.headers or ()) + dead_letter_headers(
-        stage=STAGE, error=error, topic=message.topic, partition=message.partition, offset=message.offset
+        stage=stage, error=error, topic=message.topic, partition=message.partition, offset=message.offset
     )
     await dlq.send(key=message.key, value=message.value, headers=headers)

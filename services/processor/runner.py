@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 import mode
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from schemas import (
@@ -76,6 +77,9 @@ applies it once). Every StartJob is answered in the log in the end — by a
 JobStarted, or by the event that changed the job meanwhile — but a backlogged
 decider may take long, and giving the claim up would leave the attempt to be
 started later with nobody running it."""
+
+MAX_ERROR_CHARS = 10_000
+"""An exception's message is cut to this length in the job's error."""
 
 AttemptKey = tuple[str, int]
 
@@ -263,15 +267,24 @@ class Runner(mode.Service):
         for tp, records in batches.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
-                try:
-                    event = parse_event(record.value)
-                except (ValidationError, ValueError, TypeError):
-                    continue  # the projector dead-letters what is not a job event
-                self._observe(tp, record.offset, event)
+                self._take(tp, record)
         self._refill()
         await self._dispatch()
         if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
             await self._commit()
+
+    def _take(self, tp: TopicPartition, record, follower: bool = False) -> None:
+        """Observe one record; what cannot be read or observed is skipped, never fatal."""
+        try:
+            event = parse_event(record.value)
+        except Exception:
+            return  # the projector dead-letters what is not a job event
+        if follower and isinstance(event, JobQueued):
+            return  # new attempts on a lost partition are the new owner's
+        try:
+            self._observe(tp, record.offset, event)
+        except Exception:
+            log.exception("runner could not observe an event; skipped", job_id=event.job_id, offset=record.offset)
 
     def _observe(self, tp: TopicPartition, offset: int, event) -> None:
         if isinstance(event, JobQueued):
@@ -393,12 +406,7 @@ class Runner(mode.Service):
                         if tp not in self._following:
                             break
                         self._following[tp] = record.offset + 1
-                        try:
-                            event = parse_event(record.value)
-                        except (ValidationError, ValueError, TypeError):
-                            continue
-                        if not isinstance(event, JobQueued):  # new attempts there are the new owner's
-                            self._observe(tp, record.offset, event)
+                        self._take(tp, record, follower=True)
         finally:
             if follower is not None:
                 await follower.stop()
@@ -428,7 +436,13 @@ class Runner(mode.Service):
             self._offsets.done(attempt.tp, attempt.offset)
             return
         command_class, name, fields = report
-        future = await self._send(command_class, attempt, name, **fields)
+        try:
+            future = await self._send(command_class, attempt, name, **fields)
+        except (ValidationError, MessageSizeTooLargeError) as error:  # the log cannot carry it: fail for good
+            log.warning("job report cannot be recorded; failing the job", job_id=attempt.queued.job_id, error=str(error))
+            reason = _first_error(error) if isinstance(error, ValidationError) else "larger than the broker accepts"
+            message = f"the handler's {name} report cannot be recorded: {reason}"
+            future = await self._send(FailJob, attempt, "fail", error=message, error_type="UnrecordableReport", retryable=False)
         future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
 
     async def _outcome(self, attempt: Attempt) -> tuple | None:
@@ -436,7 +450,10 @@ class Runner(mode.Service):
         queued = attempt.queued
         try:
             job_handler = self.registry.get(queued.data.job_type)
-            payload = job_handler.payload.model_validate(queued.data.payload)
+            try:
+                payload = job_handler.payload.model_validate(queued.data.payload)
+            except ValidationError as error:  # it will not validate on a later attempt either
+                raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {_first_error(error)}") from None
             result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
             return (CompleteJob, "complete", {"result": result})
         except asyncio.CancelledError:
@@ -453,7 +470,7 @@ class Runner(mode.Service):
                 FailJob,
                 "fail",
                 {
-                    "error": str(error) or type(error).__name__,
+                    "error": _text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
                     "error_type": type(error).__name__,
                     "retryable": not isinstance(error, PermanentError),
                 },
@@ -497,6 +514,17 @@ class Runner(mode.Service):
                 await self._send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
             elif heartbeat_due:
                 await self._send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
+
+
+def _text(text: str) -> str:
+    """``text`` as valid Unicode: an exception's message may hold lone surrogates."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return _text(f"{where}: {first['msg']}" if where else first["msg"])
 
 
 class _Rebalance(ConsumerRebalanceListener):

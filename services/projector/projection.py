@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from pymongo import InsertOne, ReplaceOne
@@ -38,8 +39,14 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     gaps: list[SequenceGap] = field(default_factory=list)
-    rejected: list[tuple[AnyEvent, str]] = field(default_factory=list)
-    """Events the database refused for good, with its reason: for the dead-letter topic."""
+    rejected: list[tuple[Any, str]] = field(default_factory=list)
+    """Items (events, schedule commands) refused for good, with the reason: for the dead-letter topic."""
+
+    def add(self, other: "BatchOutcome") -> None:
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.gaps.extend(other.gaps)
+        self.rejected.extend(other.rejected)
 
 
 class JobProjection:

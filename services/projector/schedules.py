@@ -8,6 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.schedules import ScheduleCommand, evolve_schedule
 from services.common.readmodel import SCHEDULES, schedule_document, schedule_from_document
+from services.projector.projection import BatchOutcome
 
 
 class ScheduleProjection:
@@ -17,10 +18,10 @@ class ScheduleProjection:
     def forget(self) -> None:
         """Nothing is cached: every batch reads what it folds."""
 
-    async def apply(self, commands: list[ScheduleCommand]) -> int:
-        """Fold a batch in one find and one bulk write; returns schedules written."""
+    async def apply(self, commands: list[ScheduleCommand]) -> BatchOutcome:
+        """Fold a batch in one find and one bulk write."""
         if not commands:
-            return 0
+            return BatchOutcome()
         ids = list({command.schedule_id for command in commands})
         stored = {
             document["_id"]: schedule_from_document(document)
@@ -37,4 +38,4 @@ class ScheduleProjection:
                 [ReplaceOne({"_id": key}, schedule_document(schedule), upsert=True) for key, schedule in changed.items()],
                 ordered=False,
             )
-        return len(changed)
+        return BatchOutcome(applied=len(commands))

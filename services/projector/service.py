@@ -21,7 +21,7 @@ import time
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
+from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
@@ -29,7 +29,7 @@ from services.common.kafka import make_producer, send_dead_letters
 from services.common.readmodel import connect, ensure_indexes
 from services.projector import positions
 from services.projector.positions import LogLost
-from services.projector.projection import JobProjection
+from services.projector.projection import BatchOutcome, JobProjection
 from services.projector.schedules import ScheduleProjection
 from services.projector.settings import ProjectorSettings
 
@@ -168,14 +168,9 @@ async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> Non
 
 
 async def _project(records, projection: JobProjection, producer) -> None:
-    dead, decoded = [], []
-    for record in records:
-        try:
-            decoded.append((record, parse_event(record.value)))
-        except (ValidationError, ValueError, TypeError) as error:
-            dead.append((record, f"not a job event: {error}"))
-    source = {(event.job_id, event.seq): record for record, event in decoded}
-    outcome = await _until_durable(projection, [event for _, event in decoded])
+    dead, decoded = _decoded(records, parse_event, "a job event")
+    source = {id(event): record for record, event in decoded}
+    outcome = await _until_durable(projection, [event for _, event in decoded], key=lambda event: event.job_id)
     for gap in outcome.gaps:
         log.error(
             "sequence gap in jobs.events; event not applied",
@@ -184,29 +179,69 @@ async def _project(records, projection: JobProjection, producer) -> None:
             got=gap.got,
         )
     for event, reason in outcome.rejected:
-        dead.append((source[(event.job_id, event.seq)], f"read model refused the event: {reason}"))
+        dead.append((source[id(event)], f"read model refused the event: {reason}"))
     await send_dead_letters(producer, dead, STAGE)
 
 
 async def _project_schedules(records, schedules: ScheduleProjection, producer) -> None:
-    dead, commands = [], []
-    for record in records:
-        try:
-            commands.append(parse_schedule_command(record.value))
-        except (ValidationError, ValueError, TypeError) as error:
-            dead.append((record, f"not a schedule command: {error}"))
-    await _until_durable(schedules, commands)
+    dead, decoded = _decoded(records, parse_schedule_command, "a schedule command")
+    source = {id(command): record for record, command in decoded}
+    outcome = await _until_durable(schedules, [command for _, command in decoded], key=lambda command: command.schedule_id)
+    for command, reason in outcome.rejected:
+        dead.append((source[id(command)], f"read model refused the command: {reason}"))
     await send_dead_letters(producer, dead, STAGE)
 
 
-async def _until_durable(projection: JobProjection | ScheduleProjection, events):
-    """Apply a batch, retrying while the database is unreachable: never skip, never commit early."""
+def _decoded(records, parse, what: str) -> tuple[list, list]:
+    """``(dead letters, (record, parsed) pairs)``: a record no parser reads is a dead letter."""
+    dead, decoded = [], []
+    for record in records:
+        try:
+            decoded.append((record, parse(record.value)))
+        except Exception as error:  # ValidationError, and whatever else bytes can make a parser raise
+            dead.append((record, f"not {what}: {error}"))
+    return dead, decoded
+
+
+def transient(error: BaseException) -> bool:
+    """An error that goes away by itself: the database unreachable, slow or failing over.
+    Anything else (a document the database or the driver refuses) stays, however often it is retried."""
+    if isinstance(error, BulkWriteError):
+        return bool(error.details.get("writeConcernErrors"))
+    return isinstance(error, (ConnectionFailure, ExecutionTimeout, WTimeoutError, WriteConcernError, OSError, TimeoutError))
+
+
+async def _until_durable(projection: JobProjection | ScheduleProjection, items: list, key) -> BatchOutcome:
+    """Apply a batch: retry it while the database is unreachable (never skip, never
+    commit early); when it fails for good, apply it again job by job (``key``), so
+    only the jobs that cannot be written are refused and the partition goes on."""
+    try:
+        return await _retrying(projection, items)
+    except Exception as error:
+        log.error("read model refused a batch; applying it job by job", error=repr(error), items=len(items))
+    outcome = BatchOutcome()
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    for group_key, group in groups.items():
+        try:
+            outcome.add(await _retrying(projection, group))
+        except Exception as error:
+            log.error("read model refused a job's events; dead-lettering them", key=group_key, error=repr(error))
+            projection.forget()
+            outcome.rejected.extend((item, f"{type(error).__name__}: {error}") for item in group)
+    return outcome
+
+
+async def _retrying(projection: JobProjection | ScheduleProjection, items: list) -> BatchOutcome:
     delay = 0.1
     while True:
         try:
-            return await projection.apply(events)
-        except Exception as error:  # connection loss, timeouts: the batch is retried as a whole
-            log.warning("read model write failed; retrying", error=repr(error), retry_in_s=delay)
+            return await projection.apply(items)
+        except Exception as error:
             projection.forget()
+            if not transient(error):
+                raise
+            log.warning("read model unreachable; retrying", error=repr(error), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

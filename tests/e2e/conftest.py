@@ -22,25 +22,32 @@ from services.ingest.settings import DEV_API_KEY
 JOB_TIMEOUT_S = 90.0
 LEASE_S = 3.0
 """Short, so a killed runner's attempt is declared lost within the test."""
+FUZZ_KEY = "jl-fuzz-key"
+"""Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
+API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz"
+
+
+def stack_settings(data_dir, **overrides) -> StackSettings:
+    """A test stack: free ports, a data directory of its own, short leases."""
+    settings = dict(
+        data_dir=data_dir,
+        broker_port=0,
+        mongo_port=0,
+        s3_port=0,
+        api_port=0,
+        broker_storage="memory",
+        mongo_storage="memory",
+        partitions=4,
+        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS},
+    )
+    settings.update(overrides)
+    return StackSettings(**settings)
 
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
-    data_dir = tmp_path_factory.mktemp("stack")
-    stack = EmbeddedStack(
-        StackSettings(
-            data_dir=data_dir,
-            broker_port=0,
-            mongo_port=0,
-            s3_port=0,
-            api_port=0,
-            broker_storage="memory",
-            mongo_storage="memory",
-            partitions=4,
-            separate_runner=True,  # so a test can kill the runner mid-attempt
-            service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3"},
-        )
-    )
+    # A separate runner process, so a test can kill the runner mid-attempt.
+    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("stack"), separate_runner=True))
     await stack.start()
     try:
         yield stack

@@ -1,12 +1,12 @@
 """``make bench``: jobledger against the raw limits of its own broker and
 database, measured in the same run on the same machine.
 
-    python -m bench [--memory] [--scenarios raw,throughput,latency,ingest,projector,replay]
-                    [--jobs 2000|10000] [--clients 16] [--batch 100] [--runner-concurrency 64]
+    python -m bench [--scenarios raw,throughput,latency,ingest,projector,replay]
+                    [--jobs 10000] [--clients 16] [--batch 100] [--runner-concurrency 64]
                     [--replicas 1]
 
-On the durable default log, as ``make run`` (``make bench``), or with
-``--memory`` on the in-memory one (``make bench-memory``).
+On the stack ``make run`` starts: Apache Kafka with its log on disk, the
+database on disk.
 
 Scenarios (all by default, on one fresh embedded stack):
 
@@ -50,8 +50,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold, parse_event
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import ensure_topics, make_producer, topic_partitions
 from services.common.readmodel import JOBS, ensure_indexes
+from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 from services.projector.projection import JobProjection
@@ -117,8 +118,7 @@ async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:
     consumer = _consumer(stack)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.assign(await topic_partitions(stack.settings, topic))
         await consumer.seek_to_beginning()
         seen = 0
         started = time.perf_counter()
@@ -428,7 +428,7 @@ async def projector_fold(stack: EmbeddedStack, jobs: int) -> dict:
     await consumer.start()
     total = jobs * EVENTS_PER_JOB
     try:
-        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}])
+        consumer.assign(await topic_partitions(stack.settings, topic))
         await consumer.seek_to_beginning()
         applied = 0
         with _progress() as bar:
@@ -485,17 +485,17 @@ async def run(args: argparse.Namespace) -> dict:
     settings = StackSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-bench-")),
         broker_port=0,
+        controller_port=0,
         mongo_port=0,
-        s3_port=0,
         api_port=0,
-        broker_storage="memory" if args.memory else "s3",
         mongo_storage="disk",
         service_env={"runner_concurrency": str(args.runner_concurrency)},
         replicas=args.replicas,
     )
     stack = EmbeddedStack(settings)
-    result: dict = {"at": datetime.now(timezone.utc).isoformat(), "broker_storage": settings.broker_storage, "args": vars(args)}
-    with console.status(f"starting the embedded stack (broker log: {settings.broker_storage}) …"):
+    broker = f"Apache Kafka {kafka.kafka_version()}"
+    result: dict = {"at": datetime.now(timezone.utc).isoformat(), "broker": broker, "args": vars(args)}
+    with console.status(f"starting the embedded stack ({broker}) …"):
         await stack.start()
     try:
         raw = {}  # always measured: every ratio needs it
@@ -567,7 +567,7 @@ def ratios(result: dict) -> dict:
 
 def report(result: dict) -> None:
     raw, r = result.get("raw", {}), result["ratios"]
-    table = Table(title=f"jobledger bench — broker log: {result['broker_storage']}")
+    table = Table(title=f"jobledger bench — {result['broker']}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio to the raw limit that bounds it", justify="right")
@@ -647,7 +647,7 @@ def chart(result: dict, path: Path) -> None:
     bars = axis.bar(labels, values, color="#3b6ea8")
     axis.bar_label(bars, fmt="%.1f%%")
     axis.set_ylabel("% of the raw limit measured in the same run")
-    axis.set_title(f"jobledger bench — broker log: {result['broker_storage']} — {result['at'][:19]}")
+    axis.set_title(f"jobledger bench — {result['broker']} — {result['at'][:19]}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -655,14 +655,8 @@ def chart(result: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--memory", action="store_true", help="keep the broker's log in memory instead of on disk")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="no-op jobs of the throughput scenario (default 2000 on the durable log, 10000 with --memory)",
-    )
+    parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs of the throughput scenario (default 10000)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--batch", type=int, default=100, help="jobs per POST /jobs:batch (default 100)")
     parser.add_argument(
@@ -675,8 +669,6 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=20_000, help="records for the raw broker figure")
     parser.add_argument("--raw-upserts", type=int, default=10_000, help="documents for the raw database figure")
     args = parser.parse_args()
-    if args.jobs is None:  # the durable embedded broker slows as its log grows: fewer jobs fit the budget
-        args.jobs = 10_000 if args.memory else 2_000
     stop_on_sigterm()
     result = asyncio.run(run(args))
     report(result)

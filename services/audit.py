@@ -13,10 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from schemas import topics
 from schemas.chain import BrokenLink, ChainCheck
+from services.common.kafka import topic_partitions
 from services.common.settings import ConnectionSettings
 
 CSV_COLUMNS = ["subject", "seq", "type", "time", "tenant", "id", "causationid", "correlationid", "prevhash", "hash", "data"]
@@ -53,8 +54,7 @@ async def log_entries(
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await topic_partitions(settings, topic)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
         if start is not None:

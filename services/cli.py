@@ -13,6 +13,7 @@ from rich.console import Console
 
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
+from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
@@ -31,25 +32,27 @@ def main() -> None:
 
 @app.command()
 def up(
-    memory: bool = typer.Option(
-        False, "--memory", help="Keep the log and the read models in memory: faster, but gone when it stops."
-    ),
     data_dir: Optional[Path] = typer.Option(None, help="Where logs and durable data live (default: ./var)."),
     api_port: Optional[int] = typer.Option(None, help="Port of the HTTP API (default: 8000)."),
     replicas: int = typer.Option(
         1, min=1, help="Processor and projector processes: each takes a share of the partitions (see docs/performance.md)."
     ),
 ) -> None:
-    """Start the embedded stack — broker, database, ingest, processor, projector — until Ctrl-C."""
+    """Start the embedded stack — Apache Kafka, the database, ingest, processor, projector — until Ctrl-C.
+
+    The first start fetches Kafka's pinned jars with `mvn` (Java 17+ and Maven needed);
+    the log and the read models stay under --data-dir across restarts."""
     overrides = {}
-    if memory:
-        overrides["broker_storage"] = "memory"
-        overrides["mongo_storage"] = "memory"  # read models without their log would be a lost log
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if api_port is not None:
         overrides["api_port"] = api_port
     overrides["replicas"] = replicas
+    try:
+        kafka.ensure_installed(say=lambda line: console.print(line, highlight=False))
+    except kafka.MissingTool as missing:
+        console.print(f"[red]cannot start the broker:[/] {missing}", highlight=False)
+        raise typer.Exit(1) from None
     stack = EmbeddedStack(StackSettings(**overrides), echo_services=True)
     asyncio.run(_serve(stack))
 
@@ -72,7 +75,7 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  API      {stack.api_url}\n"
                 f"  docs     {stack.api_url}/docs\n"
                 f"  API key  {key}   (header: Authorization: Bearer {key})\n"
-                f"  broker   {s.kafka_bootstrap}  (log: {s.broker_storage})\n"
+                f"  broker   {s.kafka_bootstrap}  (Apache Kafka {kafka.kafka_version()}, log: {s.broker_dir})\n"
                 f"  database {s.mongo_url}\n"
                 f"  data     {s.data_dir}\n\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "

@@ -1,8 +1,8 @@
 """Kafka plumbing shared by the services: producers, topics, dead letters.
 
-Nothing here needs an idempotent producer or transactions (the embedded
-broker has neither): exactly-once effects come from ``(job_id, seq)``
-deduplication downstream.
+Every producer is idempotent with ``acks=all``: a retried send after a lost
+acknowledgement is not written twice, and per partition nothing is reordered.
+Effects downstream stay exactly-once through ``(job_id, seq)`` deduplication.
 """
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ import asyncio
 from collections.abc import Iterable
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas import topics
-from services.common.settings import ConnectionSettings
+from services.common.settings import DECIDER_GROUP, ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
-"""Big batches: on the embedded broker's S3 storage every produce request is one object."""
+"""Room for a burst of commands in one produce request (a batch submit of 1,000 jobs)."""
 
 INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+"""Changelogs: segments roll every 10 minutes so the cleaner can drop superseded records."""
 
 
 def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer:
@@ -30,14 +32,19 @@ def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer
         acks="all",
         linger_ms=settings.linger_ms,
         max_batch_size=MAX_BATCH_BYTES,
-        enable_idempotence=False,
+        enable_idempotence=True,
         request_timeout_ms=15_000,
     )
     options.update(overrides)
     return AIOKafkaProducer(**options)
 
 
-async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = topics.ALL) -> list[str]:
+FAUST_LEADER_TOPIC = f"{DECIDER_GROUP}-__assignor-__leader"
+"""faust's leader-election topic of the processor app (one partition); faust
+declares it itself only where the broker creates topics on demand."""
+
+
+async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = (*topics.ALL, FAUST_LEADER_TOPIC)) -> list[str]:
     """Create the jobledger topics that are missing; return the ones created.
 
     All share one partition count so commands and events of a job are
@@ -50,7 +57,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
         wanted = [
             NewTopic(
                 name,
-                num_partitions=settings.partitions,
+                num_partitions=1 if name == FAUST_LEADER_TOPIC else settings.partitions,
                 replication_factor=1,
                 topic_configs=_topic_config(name),
             )
@@ -71,7 +78,7 @@ def _topic_config(name: str) -> dict[str, str]:
     if name in topics.FOREVER:
         return INFINITE_RETENTION
     if name in topics.COMPACTED:
-        return {"cleanup.policy": "compact"}
+        return COMPACTED
     return {}
 
 
@@ -109,6 +116,18 @@ async def _accepts_connections(bootstrap: str) -> bool:
         writer.close()
         return True
     return False
+
+
+async def topic_partitions(settings: ConnectionSettings, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``, for a consumer that assigns them itself (a
+    consumer that subscribed to nothing is not told a topic's partitions)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, partition["partition"]) for partition in sorted(described["partitions"], key=lambda p: p["partition"])]
 
 
 def dead_letter_headers(

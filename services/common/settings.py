@@ -34,9 +34,9 @@ class ConnectionSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     fetch_max_wait_ms: int = Field(
-        10, ge=0, description="how long a fetch may wait for data; bounds consumer latency"
+        500, ge=0, description="how long the broker may hold a fetch that finds no data (Kafka answers at once when data arrives)"
     )
     group_session_timeout_s: float = Field(
         10.0, gt=1, description="consumer-group session timeout: how soon a dead member's partitions move"
     )
-    linger_ms: int = Field(2, ge=0, description="how long a producer batches records")
+    linger_ms: int = Field(0, ge=0, description="how long a producer waits to batch records (records sent while a request is in flight are batched anyway)")

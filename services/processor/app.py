@@ -176,7 +176,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         web_enabled=False,
         table_standby_replicas=0,
         broker_commit_every=1000,
-        # Tansu holds a group join for about half the rebalance timeout: keep it short.
+        # A dead member's partitions move after the session timeout: keep it short.
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 3),

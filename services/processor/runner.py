@@ -73,10 +73,14 @@ _ENDED = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
 _IN_FLIGHT = ("claimed", "running")
 CLAIM_RESEND_S = 60.0
 """A claim not answered by then is sent again (same command id: the decider
-applies it once). Every StartJob is answered in the log in the end — by a
-JobStarted, or by the event that changed the job meanwhile — but a backlogged
-decider may take long, and giving the claim up would leave the attempt to be
-started later with nobody running it."""
+applies it once). Every StartJob of a job the decider knows is answered in the
+log in the end — by a JobStarted, or by the event that changed the job
+meanwhile — but a backlogged decider may take long."""
+CLAIM_RESENDS = 5
+"""After this many unanswered resends the claim is given up and its slot freed:
+a JobQueued of a job the decider does not know (a forged or dead-lettered
+record) is never answered. Should the decider grant it after all, nobody
+runs it, its lease runs out and the attempt is retried."""
 
 MAX_ERROR_CHARS = 10_000
 """An exception's message is cut to this length in the job's error."""
@@ -135,6 +139,7 @@ class Attempt:
     state: str = "waiting"
     """waiting → claimed → running → done"""
     claimed_at: float = 0.0
+    resends: int = 0
     ctx: JobContext | None = None
     task: asyncio.Task | None = None
     sent_progress: tuple[float, str | None] | None = None
@@ -334,8 +339,13 @@ class Runner(mode.Service):
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
             if attempt.state == "claimed" and now - attempt.claimed_at > CLAIM_RESEND_S:
-                log.warning("claim not answered yet; sending it again", job_id=attempt.queued.job_id)
                 attempt.claimed_at = now
+                attempt.resends += 1
+                if attempt.resends > CLAIM_RESENDS:
+                    log.error("claim never answered; giving it up", job_id=attempt.queued.job_id, attempt=attempt.queued.data.attempt)
+                    self._drop(attempt)
+                    continue
+                log.warning("claim not answered yet; sending it again", job_id=attempt.queued.job_id)
                 await self._send(StartJob, attempt, "start")
         while self._free > 0 and not self.should_stop:
             attempt = self._buffer.pop()

@@ -1,16 +1,22 @@
-"""faust's aiokafka transport with a configurable fetch wait.
+"""faust's aiokafka transport, adjusted in three places.
 
-faust creates its worker consumer with ``fetch_max_wait_ms=1500`` and no
-setting to change it. A broker may hold a fetch that long when a partition
-has no new data (the embedded broker does: its latency follows this value),
-so every decision would wait up to 1.5 s. The decider needs the same short
-wait as every other consumer here (``JOBLEDGER_FETCH_MAX_WAIT_MS``).
-
-It also keeps faust's stuck-stream check away from table changelogs, which no
-agent streams.
+- **Fetch wait.** faust creates its worker consumer with ``fetch_max_wait_ms=1500``
+  and no setting to change it. Kafka answers a fetch as soon as data arrives,
+  so the wait costs no latency there, but the decider should behave like every
+  other consumer here (``JOBLEDGER_FETCH_MAX_WAIT_MS``), on any broker.
+- **Idempotent producer.** faust turns idempotence on only inside its
+  exactly-once transactions. The decider is the only writer of ``jobs.events``:
+  a send retried after a lost acknowledgement must not write an event twice
+  or reorder a job's events, so its producer is idempotent (``acks=all``).
+- **Stuck-stream check.** faust would log "Stream has not started processing"
+  as an ERROR every second for ``jobs.events``, which the decider's state table
+  reads at recovery and no agent streams.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -24,9 +30,6 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
     def verify_event_path(self, now: float, tp) -> None:
-        # A table's changelog (jobs.events for the decider's states) is read at
-        # recovery and never streamed by an agent; faust would log "Stream has
-        # not started processing" for it as an ERROR every second.
         if tp.topic in self.consumer.app.tables.changelog_topics:
             return None
         return super().verify_event_path(now, tp)
@@ -37,14 +40,20 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class _Producer(faust_aiokafka.Producer):
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = _Producer
 
 
 class ProcessorApp(faust.App):
-    """A faust app whose consumer honours ``conf.fetch_max_wait_ms``."""
+    """A faust app whose consumer honours ``conf.fetch_max_wait_ms`` and whose producer is idempotent."""
 
-    def __init__(self, *args, fetch_max_wait_ms: int = 10, **kwargs) -> None:
+    def __init__(self, *args, fetch_max_wait_ms: int = 500, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.conf.fetch_max_wait_ms = fetch_max_wait_ms
 

@@ -1,5 +1,6 @@
-"""One real embedded stack per test session: Tansu, SecantusDB and the three
-services as subprocesses on free loopback ports, stopped at the end."""
+"""One real embedded stack per test session: Apache Kafka, SecantusDB and the
+three services as subprocesses on free loopback ports, stopped at the end.
+The broker's log lives in the session's temporary directory."""
 
 from __future__ import annotations
 
@@ -32,10 +33,9 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
     settings = dict(
         data_dir=data_dir,
         broker_port=0,
+        controller_port=0,
         mongo_port=0,
-        s3_port=0,
         api_port=0,
-        broker_storage="memory",
         mongo_storage="memory",
         partitions=4,
         service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS},

@@ -1,32 +1,28 @@
 """A lost log is reported loudly, not silently started again from zero.
 
-Its own small stack: the broker's log in memory, the read models on disk, so
-restarting the broker loses the log while the read models remain.
+Its own small stack: after a job, the broker's log directory is wiped and
+the broker starts on a new, empty cluster, while the read models remain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import httpx
 import pytest
 
-from services.common.kafka import ensure_topics, wait_for_broker
-from services.embedded.stack import EmbeddedStack, StackSettings
+from services.common.kafka import ensure_topics
+from services.embedded.stack import EmbeddedStack
 from services.ingest.settings import DEV_API_KEY
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import stack_settings, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_the_projector_stops_with_a_clear_error_when_the_log_was_lost(tmp_path):
-    stack = EmbeddedStack(
-        StackSettings(
-            data_dir=tmp_path, broker_port=0, mongo_port=0, s3_port=0, api_port=0,
-            broker_storage="memory", mongo_storage="disk", partitions=1,
-        )
-    )
+    stack = EmbeddedStack(stack_settings(tmp_path, mongo_storage="disk", partitions=1))
     await stack.start()
     try:
         async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
@@ -35,8 +31,10 @@ async def test_the_projector_stops_with_a_clear_error_when_the_log_was_lost(tmp_
         for name in ("ingest", "processor", "projector"):
             stack.stop_service(name)
 
-        stack.restart("broker")  # in memory: the log is gone, the read models are not
-        await wait_for_broker(stack.settings)
+        stack.stop_service("broker")
+        shutil.rmtree(stack.settings.broker_dir)  # the log is gone, the read models are not
+        stack.start_broker()
+        await stack.wait_for_broker()
         await ensure_topics(stack.settings)
         stack.restart("projector")
 

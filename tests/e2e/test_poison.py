@@ -211,9 +211,7 @@ async def test_poison_records_are_dead_lettered_and_survive_a_restart(poisoned):
         sources = {dict(r.headers)["jobledger-source-topic"] for r in dead}
         assert sources >= {t.encode() for t in (topics.COMMANDS, topics.SCHEDULES, topics.SLOTS, topics.EVENTS)}
 
-        # The projector too, once the broker reports its log ends right across
-        # a consumer restart (issue 13: the embedded broker sometimes does not).
-        for name in ("processor", "ingest"):
+        for name in ("processor", "projector", "ingest"):
             stack.restart(name)
         await stack.wait_ready()
         await a_fresh_job_succeeds(api)

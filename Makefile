@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install run test test-unit bench schemas clean
+.PHONY: help install run test test-unit bench bench-peers schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ BENCH_ARGS ?=
 
 bench: install ## every scenario against the raw broker/database limits, as make run runs (BENCH_ARGS=…)
 	$(UV) run --frozen python -m bench $(BENCH_ARGS)
+
+bench-peers: install ## jobledger and Celery + Redis driven by the same client, in one run, with ratios
+	@command -v redis-server >/dev/null || { echo "installing redis-server from Debian"; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	$(UV) run --frozen --group peers python -m bench.peers $(BENCH_ARGS)
 
 schemas: install ## regenerate schemas/json/ and schemas/asyncapi.yaml from the models
 	$(UV) run --frozen python -m schemas.generate

@@ -15,6 +15,7 @@ from services.ingest.routes import router
 from services.ingest.schedules import AcceptedSchedules
 from services.ingest.schedules import router as schedule_router
 from services.ingest.settings import IngestSettings
+from services.ingest.watch import JobWatch
 from services.processor.handlers import load_handlers
 
 
@@ -66,9 +67,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         state.db = state.mongo[settings.mongo_db]
         state.producer = make_producer(settings)
         await state.producer.start()
+        state.watch = JobWatch(settings, settings.stream_poll_s)
+        await state.watch.start()
         try:
             yield
         finally:
+            await state.watch.stop()
             await state.producer.stop()
             await state.mongo.close()
 

@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 
 from schemas import (
     TERMINAL,
+    AnyEvent,
     CancelJob,
     Command,
     Job,
@@ -57,12 +58,14 @@ from services.ingest.models import (
 )
 from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid
 from services.ingest.submissions import idempotent_job_id, parse_request, submit_command
+from services.ingest.watch import GAP_RECHECK_S, Follower
 
 router = APIRouter(route_class=ContractRoute)
 
 _PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
 PROBLEMS = {401: _PROBLEM, 422: _PROBLEM}
 _TERMINAL_TYPES = {"jobledger.job.succeeded", "jobledger.job.failed", "jobledger.job.cancelled"}
+MAX_WAIT_S = 60.0
 
 
 @router.post(
@@ -192,10 +195,24 @@ async def get_job(
     request: Request,
     tenant: str = Depends(tenant_of),
     as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
+    wait_s: float | None = Query(
+        None,
+        ge=0,
+        le=MAX_WAIT_S,
+        description="hold the answer up to this many seconds until the job has ended (or, with after_version, "
+        "until its version is past that), then answer the job as it is; a long poll that hears of changes at once",
+    ),
+    after_version: int | None = Query(None, ge=0, le=INT64_MAX, description="with wait_s: wait for a version past this one"),
 ) -> JobView:
     state = request.app.state
     if as_of is None:
-        return JobView.of(await _job_or_404(state, job_id, tenant))
+        job = await _job_or_404(state, job_id, tenant)
+        if wait_s:
+            done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
+            job = await state.watch.until(job_id, lambda: _job_or_404(state, job_id, tenant), done, wait_s)
+        return JobView.of(job)
+    if wait_s is not None or after_version is not None:
+        raise invalid([field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")])
     await _job_or_404(state, job_id, tenant)
     query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": as_of}}
     job = fold([parse_event(document["event"]) async for document in _sorted_events(state, query)])
@@ -276,34 +293,60 @@ async def job_stream(
     await _job_or_404(state, job_id, tenant)
 
     async def messages():
-        job: Job | None = None
-        seen = 0
-        while True:
-            cursor = state.db[JOB_EVENTS].find({"job_id": job_id, "tenant": tenant, "seq": {"$gt": seen}}).sort("seq", 1)
-            async for document in cursor:
-                event = parse_event(document["event"])
-                if event.seq != seen + 1:
-                    break  # a gap: the projector has not written the missing one yet
-                job, seen = evolve(job, event), event.seq
-                if event.seq <= last_event_id:
-                    continue
-                yield {
-                    "id": str(event.seq),
-                    "event": event.type,
-                    "data": orjson.dumps(
-                        {
-                            "state": job.status,
-                            "progress": job.progress,
-                            "progress_message": job.progress_message,
-                            "event": document["event"],
-                        }
-                    ).decode(),
-                }
-            if job is not None and job.status in TERMINAL:
-                return
-            await asyncio.sleep(state.settings.stream_poll_s)
+        async with state.watch.follow(job_id) as follower:
+            async for message in _stream_messages(state, job_id, tenant, last_event_id, follower):
+                yield message
 
     return EventSourceResponse(messages(), ping=15)
+
+
+async def _stream_messages(state, job_id: str, tenant: str, last_event_id: int, follower: Follower):
+    """One message per event of the job, in seq order: first those the read model
+    holds, then those the log's tail brings (the read model again after a gap)."""
+    job: Job | None = None
+    ahead: dict[int, AnyEvent] = {}
+    look_in_store = True
+
+    def version() -> int:
+        return job.version if job is not None else 0
+
+    while True:
+        if look_in_store:
+            query = {"job_id": job_id, "tenant": tenant, "seq": {"$gt": version()}}
+            async for document in state.db[JOB_EVENTS].find(query).sort("seq", 1):
+                event = parse_event(document["event"])
+                if event.seq != version() + 1:
+                    break  # a gap: the projector has not written the missing one yet
+                job = evolve(job, event)
+                if event.seq > last_event_id:
+                    yield _message(job, event)
+        for event in follower.take():
+            if event.seq > version():
+                ahead[event.seq] = event
+        while version() + 1 in ahead:
+            event = ahead.pop(version() + 1)
+            job = evolve(job, event)
+            if event.seq > last_event_id:
+                yield _message(job, event)
+        for seq in [seq for seq in ahead if seq <= version()]:
+            del ahead[seq]
+        if job is not None and job.status in TERMINAL:
+            return
+        if ahead:
+            await asyncio.sleep(GAP_RECHECK_S)
+            look_in_store = True
+        else:
+            look_in_store = not await follower.arrival(state.watch.poll_s)
+
+
+def _message(job: Job, event: AnyEvent) -> dict:
+    return {
+        "id": str(event.seq),
+        "event": event.type,
+        "data": orjson.dumps(
+            {"state": job.status, "progress": job.progress, "progress_message": job.progress_message, "event": event.recorded()}
+        ).decode(),
+    }
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")

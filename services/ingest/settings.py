@@ -46,4 +46,6 @@ class IngestSettings(ConnectionSettings):
         {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP},
         description="consumer groups whose lag GET /status reports (name → group id)",
     )
-    stream_poll_s: float = Field(0.2, gt=0, description="how often a job's event stream looks for new events")
+    stream_poll_s: float = Field(
+        1.0, gt=0, description="how often a waiting request (wait_s, /stream) reads the read model when the log brings nothing"
+    )

@@ -265,3 +265,39 @@ async def test_a_batch_has_limits(api):
 
     assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "jobs"
     assert empty.status_code == 422
+
+
+# --- waiting for a job ---------------------------------------------------------
+
+
+async def test_a_get_with_wait_s_answers_when_the_job_has_ended(api):
+    job_id = await submit(api, "sleep", {"seconds": 0.5})
+
+    job = (await api.get(f"/jobs/{job_id}", params={"wait_s": 30})).json()
+
+    assert job["state"] == "SUCCEEDED"
+
+
+async def test_a_get_with_after_version_answers_the_next_version(api):
+    job_id = await submit(api, "sleep", {"seconds": 1})
+    first = (await api.get(f"/jobs/{job_id}", params={"wait_s": 30, "after_version": 0})).json()
+
+    later = (await api.get(f"/jobs/{job_id}", params={"wait_s": 30, "after_version": first["version"]})).json()
+
+    assert first["version"] >= 1
+    assert later["version"] > first["version"]
+
+
+async def test_a_wait_that_runs_out_answers_the_job_as_it_is(api):
+    job_id = (await api.post("/jobs", json={"type": "noop", "run_at": "2999-01-01T00:00:00Z"})).json()["id"]
+
+    job = (await api.get(f"/jobs/{job_id}", params={"wait_s": 0.5})).json()
+
+    assert job["state"] == "PENDING"
+
+
+@pytest.mark.parametrize("params", [{"wait_s": 61}, {"wait_s": -1}, {"as_of": "2026-01-01T00:00:00Z", "wait_s": 1}])
+async def test_a_bad_wait_is_a_422(api, params):
+    job_id = await submit(api, "noop")
+    response = await api.get(f"/jobs/{job_id}", params=params)
+    assert response.status_code == 422, response.text

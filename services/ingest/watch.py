@@ -1,0 +1,179 @@
+"""Push, not poll: requests that wait on a job hear of its events as the log gets them.
+
+Each ingest process follows the tail of ``jobs.events`` — the log of record —
+with one consumer outside any group. A record's key is its job id, so a record
+nobody waits for costs a dictionary lookup and is not even decoded. A request
+that waits (``GET /jobs/{id}?wait_s=``, the ``/stream`` of server-sent events)
+starts from what the read model holds and folds the job's newer events from
+the tail with the same ``apply_next`` as everywhere else. It can therefore
+answer as soon as the decider's event is in the log, before the projector has
+written it; when the tail shows a gap (events the waiter registered too late
+to hear, not yet projected), it reads the read model again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from aiokafka import AIOKafkaConsumer
+
+from schemas import AnyEvent, Job, apply_next, parse_event, topics
+from services.common.kafka import topic_partitions
+from services.common.settings import ConnectionSettings
+
+log = structlog.get_logger(component="ingest")
+
+GAP_RECHECK_S = 0.005
+"""How soon a waiter that saw a gap reads the read model again."""
+RECENT_JOBS = 5_000
+"""Jobs whose latest records the tail keeps (undecoded), so a request that starts
+waiting just after its job's events went by still hears them: the log is often
+faster than the client's next request."""
+RECENT_EVENTS_PER_JOB = 64
+"""The latest records kept per job; older ones are in the read model by then."""
+
+
+class Follower:
+    """The events of one job heard since the request began to wait, in log order."""
+
+    def __init__(self) -> None:
+        self._events: list[AnyEvent] = []
+        self._arrived = asyncio.Event()
+
+    def put(self, event: AnyEvent) -> None:
+        self._events.append(event)
+        self._arrived.set()
+
+    def take(self) -> list[AnyEvent]:
+        events, self._events = self._events, []
+        self._arrived.clear()
+        return events
+
+    async def arrival(self, timeout_s: float) -> bool:
+        """Wait for an event; ``False`` if none came within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._arrived.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+class JobWatch:
+    def __init__(self, settings: ConnectionSettings, poll_s: float) -> None:
+        self._settings = settings
+        self.poll_s = poll_s
+        """A waiter reads the read model at least this often, whatever the tail says."""
+        self._waiting: dict[bytes, set[Follower]] = {}
+        self._recent: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.kafka_bootstrap,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            )
+            try:
+                await consumer.start()
+                consumer.assign(await topic_partitions(self._settings, topics.EVENTS))
+                await consumer.seek_to_end()
+                while True:
+                    for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                        for record in records:
+                            self._hand_over(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the broker went away: waiters fall back to the read model meanwhile
+                log.warning("lost the tail of jobs.events; following it again", error=repr(error))
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    def _hand_over(self, record) -> None:
+        recent = self._recent.get(record.key)
+        if recent is None:
+            recent = self._recent[record.key] = []
+            if len(self._recent) > RECENT_JOBS:
+                self._recent.popitem(last=False)
+        recent.append(record.value)
+        if len(recent) > RECENT_EVENTS_PER_JOB:
+            del recent[0]
+        for follower in self._waiting.get(record.key, ()):
+            _put(follower, record.value)
+
+    @asynccontextmanager
+    async def follow(self, job_id: str) -> AsyncIterator[Follower]:
+        """The job's events from now on, and those the tail still remembers."""
+        key = job_id.encode()
+        follower = Follower()
+        for value in self._recent.get(key, ()):
+            _put(follower, value)
+        self._waiting.setdefault(key, set()).add(follower)
+        try:
+            yield follower
+        finally:
+            followers = self._waiting.get(key)
+            if followers is not None:
+                followers.discard(follower)
+                if not followers:
+                    del self._waiting[key]
+
+    async def until(
+        self, job_id: str, read: Callable[[], Awaitable[Job]], done: Callable[[Job], bool], timeout_s: float
+    ) -> Job:
+        """The job once ``done(job)`` holds, or as it is when ``timeout_s`` is up:
+        the read model's version, with the events the log has beyond it folded in."""
+        deadline = time.monotonic() + timeout_s
+        async with self.follow(job_id) as follower:  # listening before reading: no event slips between
+            job = await read()
+            ahead: dict[int, AnyEvent] = {}
+            while True:
+                job = fold_ahead(job, ahead, follower.take())
+                left = deadline - time.monotonic()
+                if done(job) or left <= 0:
+                    return job
+                if ahead:  # a gap: what is missing is on its way to the read model
+                    await asyncio.sleep(min(left, GAP_RECHECK_S))
+                elif await follower.arrival(min(left, self.poll_s)):
+                    continue
+                stored = await read()
+                if stored.version > job.version:
+                    job = stored
+
+
+def _put(follower: Follower, value: bytes) -> None:
+    try:
+        follower.put(parse_event(value))
+    except Exception:
+        pass  # not a job event: the projector dead-letters it
+
+
+def fold_ahead(job: Job | None, ahead: dict[int, AnyEvent], heard: list[AnyEvent]) -> Job | None:
+    """Fold the heard events that follow ``job``; keep the ones past a gap in ``ahead``."""
+    version = job.version if job is not None else 0
+    for event in heard:
+        if event.seq > version:
+            ahead[event.seq] = event
+    while version + 1 in ahead:
+        job = apply_next(job, ahead.pop(version + 1)) or job
+        version += 1
+    for seq in [seq for seq in ahead if seq <= version]:
+        del ahead[seq]  # the read model had them already
+    return job

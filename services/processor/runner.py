@@ -1,15 +1,20 @@
 """The runner: takes queued attempts from ``jobs.events``, runs their handlers,
 and reports back to the decider as commands.
 
-An attempt goes through three steps here:
+An attempt goes through these steps here:
 
 1. **waiting** — its ``JobQueued`` was read. Waiting attempts sit in a buffer
    (up to ``runner_prefetch``) ordered by priority, then log order, so with a
    backlog ``high`` starts before ``normal`` before ``low``.
-2. **claimed** — a slot was free, so the runner sent ``StartJob``. It runs
-   nothing until its own ``JobStarted`` comes back: the decider grants each
-   attempt to one runner only, so a replayed or rebalanced ``JobQueued`` never
-   runs twice. A ``JobStarted`` naming another runner drops the claim.
+2. **claimed** — a slot was free, so the runner sent ``StartJob``: its claim
+   on the attempt. The decider grants each attempt to one runner only (its
+   ``JobStarted`` names that runner), and only the granted runner's reports
+   count. By default the runner starts the handler at once, beside the claim
+   (one round trip through the decider fewer per job); a ``JobStarted``
+   naming another runner, or an event that ends the attempt, cancels it. With
+   ``runner_waits_for_grant`` it runs nothing until its own ``JobStarted``
+   comes back, so even a ``JobQueued`` replayed to two runners across a
+   rebalance never runs twice at once — for handlers that must not overlap.
 3. **running** — the handler runs with its timeout. Heartbeats keep the lease;
    progress is sent coalesced; a ``JobCancelRequested`` sets ``ctx.cancelled``;
    an event that ends the attempt (the decider timed it out, say) cancels the
@@ -312,19 +317,27 @@ class Runner(mode.Service):
         if attempt is None:
             return
         if isinstance(event, JobStarted):
-            if event.data.runner_id == self.runner_id and attempt.state == "claimed":
-                self._run(attempt)
+            if event.data.runner_id == self.runner_id:
+                if attempt.state == "claimed":
+                    self._run(attempt)
             elif attempt.state in ("waiting", "claimed"):
                 self._drop(attempt)  # another runner holds this attempt
+            else:
+                self._end(attempt)  # started at once beside our claim, but another runner's claim won
         elif isinstance(event, JobCancelRequested):
             if attempt.ctx is not None:
                 attempt.ctx.cancel_requested.set()
         elif isinstance(event, _ENDED):
-            if attempt.state == "running" and attempt.task is not None and not attempt.task.done():
-                attempt.ended_by_decider = True
-                attempt.task.cancel()
-            elif attempt.state in ("waiting", "claimed"):
+            if attempt.state in ("waiting", "claimed"):
                 self._drop(attempt)
+            else:
+                self._end(attempt)
+
+    def _end(self, attempt: Attempt) -> None:
+        """The decider ended a running attempt (or gave it to another runner): stop its handler."""
+        if attempt.state == "running" and attempt.task is not None and not attempt.task.done():
+            attempt.ended_by_decider = True
+            attempt.task.cancel()
 
     def _refill(self) -> None:
         """Read skipped records again once the buffer has room for them."""
@@ -355,6 +368,8 @@ class Runner(mode.Service):
             attempt.claimed_at = now
             self._free -= 1
             await self._send(StartJob, attempt, "start")
+            if not self.settings.runner_waits_for_grant:
+                self._run(attempt)
 
     def _drop(self, attempt: Attempt) -> None:
         if attempt.state == "waiting":

@@ -23,6 +23,12 @@ class ProcessorSettings(ConnectionSettings):
     progress_interval_s: float = Field(
         1.0, gt=0, description="a running job sends at most one progress event per this interval"
     )
+    runner_waits_for_grant: bool = Field(
+        False,
+        description="true: run an attempt only once the decider granted it to this runner (one more round trip per "
+        "job; a JobQueued replayed to two runners across a rebalance then never runs twice at once); false: start "
+        "at once beside the claim, and stop if another runner's claim wins",
+    )
     runner_prefetch: int = Field(
         1000, ge=1, description="queued attempts a runner holds in memory to pick the highest priority from"
     )

@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install run test test-unit bench bench-peers schemas clean
+.PHONY: help install run test test-unit bench bench-peers bench-databases bench-restart chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ bench: install ## every scenario against the raw broker/database limits, as make
 bench-peers: install ## jobledger and Celery + Redis driven by the same client, in one run, with ratios
 	@command -v redis-server >/dev/null || { echo "installing redis-server from Debian"; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	$(UV) run --frozen --group peers python -m bench.peers $(BENCH_ARGS)
+
+bench-databases: install ## the embedded database candidates on the projector's own write pattern
+	$(UV) run --frozen python -m bench.databases $(BENCH_ARGS)
+
+bench-restart: install ## how long make run takes to be ready with 100,000 jobs in the log
+	$(UV) run --frozen python -m bench.restart $(BENCH_ARGS)
+
+chaos: install ## kill -9 each service, then every process, under load; check nothing accepted is lost
+	$(UV) run --frozen python -m bench.chaos $(BENCH_ARGS)
 
 schemas: install ## regenerate schemas/json/ and schemas/asyncapi.yaml from the models
 	$(UV) run --frozen python -m schemas.generate

@@ -8,15 +8,15 @@ Effects downstream stay exactly-once through ``(job_id, seq)`` deduplication.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas import topics
-from services.common.settings import DECIDER_GROUP, ConnectionSettings
+from services.common.settings import ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
 """Room for a burst of commands in one produce request (a batch submit of 1,000 jobs)."""
@@ -39,12 +39,7 @@ def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer
     return AIOKafkaProducer(**options)
 
 
-FAUST_LEADER_TOPIC = f"{DECIDER_GROUP}-__assignor-__leader"
-"""faust's leader-election topic of the processor app (one partition); faust
-declares it itself only where the broker creates topics on demand."""
-
-
-async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = (*topics.ALL, FAUST_LEADER_TOPIC)) -> list[str]:
+async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = topics.ALL) -> list[str]:
     """Create the jobledger topics that are missing; return the ones created.
 
     All share one partition count so commands and events of a job are
@@ -57,7 +52,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = (*t
         wanted = [
             NewTopic(
                 name,
-                num_partitions=1 if name == FAUST_LEADER_TOPIC else settings.partitions,
+                num_partitions=settings.partitions,
                 replication_factor=1,
                 topic_configs=_topic_config(name),
             )
@@ -69,9 +64,25 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = (*t
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass
+        await _until_led(admin, list(names))
         return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until every partition of ``names`` has a leader: a topic created a
+    moment ago answers offset requests with NotLeaderForPartition until then."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        if all(p["leader"] >= 0 for topic in described if not topic["error_code"] for p in topic["partitions"]) and all(
+            not topic["error_code"] for topic in described
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"partitions of {names} have no leader after {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
 
 
 def _topic_config(name: str) -> dict[str, str]:
@@ -128,6 +139,45 @@ async def topic_partitions(settings: ConnectionSettings, topic: str) -> list[Top
     finally:
         await admin.close()
     return [TopicPartition(topic, partition["partition"]) for partition in sorted(described["partitions"], key=lambda p: p["partition"])]
+
+
+async def read_to_end(
+    settings: ConnectionSettings, topic: str, starts: dict[int, int | None], max_records: int = 5000
+) -> AsyncIterator[list[ConsumerRecord]]:
+    """Batches of the records of ``topic``'s partitions ``starts`` names, each from
+    its offset (``None``: the beginning) to where the partition ended when the
+    read began — a table's changelog, or a log to fold."""
+    if not starts:
+        return
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, partition) for partition in starts]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        beginnings = await consumer.beginning_offsets(tps)
+        left = {tp: ends[tp] for tp in tps if max(beginnings[tp], starts[tp.partition] or 0) < ends[tp]}
+        if not left:
+            return  # (and never assign nothing: aiokafka's stop() then hangs)
+        consumer.assign(list(left))  # partitions read to their end already are not fetched at all
+        for tp in left:
+            consumer.seek(tp, max(beginnings[tp], starts[tp.partition] or 0))
+        while left:
+            batches = await consumer.getmany(*left, timeout_ms=1000, max_records=max_records)
+            for tp, records in batches.items():
+                records = [record for record in records if record.offset < left.get(tp, 0)]
+                if records:
+                    yield records
+            for tp in list(left):
+                if await consumer.position(tp) >= left[tp]:
+                    del left[tp]
+    finally:
+        await consumer.stop()
 
 
 def dead_letter_headers(

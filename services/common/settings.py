@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 DECIDER_GROUP = "jobledger-processor"
-"""faust app id of the processor: the decider's consumer group (on jobs.commands)."""
+"""The decider's consumer group (on jobs.commands, jobs.slots and jobs.schedules)."""
 RUNNER_GROUP = "jobledger-runner"
 PROJECTOR_GROUP = "jobledger-projector"
 

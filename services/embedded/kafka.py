@@ -136,7 +136,9 @@ def format_storage(properties: Path, log_dir: Path) -> None:
     """Format ``log_dir`` for a new one-node cluster, unless it holds one already."""
     if (log_dir / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # as Kafka's own Uuid.randomUuid(): an id must not read as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     subprocess.run(
         [java(), *_log_options(), "-cp", _classpath(), "kafka.tools.StorageTool", "format", "--standalone",
          "--cluster-id", cluster_id, "--config", str(properties)],

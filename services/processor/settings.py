@@ -6,14 +6,16 @@ from services.common.settings import DECIDER_GROUP, RUNNER_GROUP, ConnectionSett
 
 
 class ProcessorSettings(ConnectionSettings):
-    app_id: str = Field(DECIDER_GROUP, description="faust app id: the decider's consumer group")
+    app_id: str = Field(DECIDER_GROUP, description="the decider's consumer group (on jobs.commands, jobs.slots, jobs.schedules)")
     runner_group_id: str = Field(RUNNER_GROUP, description="consumer group of the runners")
     runner_concurrency: int = Field(3, ge=1, description="jobs one processor process runs at once")
     runner_id: str = Field("", description="name reported in JobStarted; default host:pid")
     handler_modules: list[str] = Field(
         ["services.processor.builtin"], description="modules whose @handler functions are loaded"
     )
-    state_dir: Path = Field(Path("var/processor"), description="faust's working directory")
+    state_dir: Path = Field(
+        Path("var/processor"), description="the processor's working directory: the decider's job states on disk (job-states/)"
+    )
     decider_enabled: bool = True
     runner_enabled: bool = True
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long running jobs may finish on stop")

@@ -433,6 +433,28 @@ async def test_no_job_is_stranded_while_runners_join_and_leave(api, stack):
         assert job["state"] == "SUCCEEDED", job
 
 
+# --- restarts ----------------------------------------------------------------------------------
+
+
+async def test_a_restarted_decider_remembers_finished_jobs_from_disk(api, stack):
+    failed = await post_job(api, "fail", max_attempts=1)
+    done = await post_job(api, "noop")
+    await wait_for_job(api, failed)
+    await wait_for_job(api, done)
+
+    stack.restart("processor")  # its state comes back from var/processor/job-states, not from folding the log
+
+    assert (stack.settings.data_dir / "processor" / "job-states").is_dir()
+    response = await api.post(f"/jobs/{failed}/retry")
+    assert response.status_code == 202, response.text
+    job = await wait_until(api, failed, lambda job: job["state"] == "FAILED" and job["attempt"] == 2)
+    assert len(job["errors"]) == 2
+    again = await api.post(f"/jobs/{done}/retry")
+    assert again.status_code == 409  # it SUCCEEDED
+    fresh = await post_job(api, "noop")
+    assert (await wait_for_job(api, fresh))["state"] == "SUCCEEDED"
+
+
 # --- schedules (last: they restart the processor) ---------------------------------------------
 
 

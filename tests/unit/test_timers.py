@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from schemas import Backoff, ExpireAttempt, JobOptions, NotDue, WakeJob, decide, deadlines, due_commands, fold, next_deadline
-from services.processor.app import Deadlines, _require_lease_ended
+from services.processor.deadlines import Deadlines, require_lease_ended
 from tests.unit.test_decider import at, cancel, fail, given_history, start, submit
 
 
@@ -75,7 +75,7 @@ def test_a_lost_expiry_is_refused_when_a_heartbeat_renewed_the_lease_after_it_wa
     leases.track(job, at(0))
     [expiry] = [c for c in due_commands(job, at(30), leases.lease_of(job.job_id)) if c.reason == "lost"]
 
-    _require_lease_ended(expiry, leases)  # nothing renewed it: the attempt is lost
+    require_lease_ended(expiry, leases)  # nothing renewed it: the attempt is lost
     leases.renew(job, at(31))  # a heartbeat queued ahead of the expiry
     with pytest.raises(NotDue):
-        _require_lease_ended(expiry, leases)
+        require_lease_ended(expiry, leases)

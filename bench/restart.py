@@ -1,0 +1,153 @@
+"""``make bench-restart``: how long ``make run`` takes to be ready again after a long history.
+
+    python -m bench.restart [--jobs 100000]
+
+1. Start the embedded stack (as ``make run``, in a fresh data directory).
+2. Fill ``jobs.events`` with the history of ``--jobs`` finished jobs (the
+   decider's own events, hash chains and all, appended straight to the log: a
+   long history without waiting hours for it), and let the projector fold it.
+3. Stop the whole stack — broker, database, services — and start it again on
+   the same data directory.
+4. Ready = a fresh job submitted after the start has SUCCEEDED. Reported: the
+   time to ready, and the decider's own share (its state restored from
+   ``jobs.events``, as its log says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from schemas import CompleteJob, StartJob, SubmitJob, decide, fold, topics
+from services.common.kafka import make_producer
+from services.embedded import kafka
+from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.ingest.lag import consumer_lag
+from services.ingest.settings import DEV_API_KEY, IngestSettings
+
+RESULTS = Path(__file__).parent / "results"
+EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
+console = Console()
+
+
+async def fill(stack: EmbeddedStack, jobs: int) -> None:
+    """The events of ``jobs`` no-op jobs, as the decider would have written them."""
+    producer = make_producer(stack.settings, linger_ms=20)
+    await producer.start()
+    now = datetime.now(timezone.utc)
+    try:
+        pending = []
+        for i in range(jobs):
+            job_id = f"history-{i:07d}"
+            common = dict(job_id=job_id, tenant="default", issued_at=now)
+            job = None
+            for command in (
+                SubmitJob(command_id=f"{job_id}/s", job_type="noop", **common),
+                StartJob(command_id=f"{job_id}/r", attempt=1, runner_id="history", **common),
+                CompleteJob(command_id=f"{job_id}/c", attempt=1, runner_id="history", **common),
+            ):
+                decided = decide(command, job)
+                job = fold(decided, job)
+                for event in decided:
+                    pending.append(await producer.send(topics.EVENTS, key=job_id.encode(), value=event.to_bytes(), headers=EVENT_HEADERS))
+            if len(pending) > 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def projected(stack: EmbeddedStack) -> None:
+    settings = IngestSettings(kafka_bootstrap=stack.settings.kafka_bootstrap)
+    while True:
+        lag = (await consumer_lag(settings)).get("projector")
+        if lag == 0:
+            return
+        console.log(f"projector lag: {lag} events")
+        await asyncio.sleep(5)
+
+
+async def fresh_job_succeeds(stack: EmbeddedStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=130) as api:
+        job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
+        job = (await api.get(f"/jobs/{job_id}", params={"wait_s": 60})).json()
+        if job["state"] != "SUCCEEDED":
+            raise RuntimeError(f"the fresh job is {job['state']}")
+
+
+def decider_restore_s(log: Path, since: float) -> float | None:
+    """From the processor's log: the seconds between its start and 'Worker ready'."""
+    started = ready = None
+    for line in log.read_text(errors="replace").splitlines():
+        found = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
+        if not found:
+            continue
+        at = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if at < since:
+            continue
+        if started is None and "[^Worker]: Starting" in line:
+            started = at
+        if "Worker ready" in line:
+            ready = at
+    return ready - started if started and ready else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.restart", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000, help="finished jobs in the log before the restart (default 100000)")
+    args = parser.parse_args()
+    stop_on_sigterm()
+    settings = StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-restart-")), broker_port=0,
+                             controller_port=0, mongo_port=0, api_port=0)
+    stack = EmbeddedStack(settings)
+    try:
+        with console.status("starting the stack …"):
+            asyncio.run(stack.start())
+        with console.status(f"appending the history of {args.jobs:,} jobs to jobs.events …"):
+            started = time.perf_counter()
+            asyncio.run(fill(stack, args.jobs))
+            console.log(f"history appended in {time.perf_counter() - started:.0f} s")
+        with console.status("waiting for the projector to fold the history …"):
+            asyncio.run(projected(stack))
+        with console.status("stopping the whole stack …"):
+            stack.stop()
+        restarted_at = time.time()
+        started = time.perf_counter()
+        with console.status("starting it again and waiting for a fresh job to succeed …"):
+            asyncio.run(stack.start())
+            up = time.perf_counter() - started
+            asyncio.run(fresh_job_succeeds(stack))
+        ready = time.perf_counter() - started
+    finally:
+        stack.stop()
+    result = {
+        "at": datetime.now(timezone.utc).isoformat(),
+        "broker": f"Apache Kafka {kafka.kafka_version()}",
+        "jobs": args.jobs,
+        "events": args.jobs * 4,
+        "ready_s": ready,
+        "stack_up_s": up,
+        "decider_restore_s": decider_restore_s(settings.data_dir / "logs" / "processor.log", restarted_at),
+    }
+    console.print(
+        f"[bold]{args.jobs:,} jobs in the log:[/] ready (a fresh job SUCCEEDED) {ready:.1f} s after the start; "
+        f"stack up {up:.1f} s; decider start → ready {result['decider_restore_s'] or float('nan'):.1f} s"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"restart-{result['at'][:19].replace(':', '')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    console.print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""When each job the decider owns next needs it: run_at, backoff, timeout, cancel grace, lease.
+
+Leases are the one piece of job state outside the log (heartbeats emit no
+events), so they live here and not in the pure decider: a restored RUNNING job
+gets a fresh lease from the moment it was restored, so a restart never fails
+a live attempt early.
+"""
+
+from __future__ import annotations
+
+import heapq
+from datetime import datetime, timedelta
+
+from schemas import ExpireAttempt, Job, JobStatus, NotDue, next_deadline
+
+
+class Deadlines:
+    """A heap with lazy deletion. An entry is only a hint; when it pops, the
+    job's deadlines are computed again from its current state, so stale
+    entries cost a lookup and no more."""
+
+    RECHECK_S = 5.0
+    """After a timer command was sent, look again this much later (it may have been refused)."""
+
+    def __init__(self, lease_s: float) -> None:
+        self.lease = timedelta(seconds=lease_s)
+        self._heap: list[tuple[datetime, str]] = []
+        self._leases: dict[str, datetime] = {}
+
+    def track(self, job: Job, now: datetime) -> None:
+        if job.status is JobStatus.RUNNING:
+            self._leases.setdefault(job.job_id, now + self.lease)
+        else:
+            self._leases.pop(job.job_id, None)
+        when = next_deadline(job, self._leases.get(job.job_id))
+        if when is not None:
+            heapq.heappush(self._heap, (when, job.job_id))
+
+    def renew(self, job: Job, now: datetime) -> None:
+        self._leases[job.job_id] = now + self.lease
+        self.track(job, now)
+
+    def lease_of(self, job_id: str) -> datetime | None:
+        return self._leases.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        self._leases.pop(job_id, None)
+
+    def due(self, now: datetime) -> list[str]:
+        job_ids = []
+        while self._heap and self._heap[0][0] <= now:
+            job_ids.append(heapq.heappop(self._heap)[1])
+        return list(dict.fromkeys(job_ids))
+
+    def recheck(self, job_id: str, now: datetime) -> None:
+        heapq.heappush(self._heap, (now + timedelta(seconds=self.RECHECK_S), job_id))
+
+
+def require_lease_ended(command, deadlines: Deadlines) -> None:
+    """A ``lost`` expiry is judged again when it is decided: heartbeats ahead of
+    it in the partition (a backlog delays both) may have renewed the lease since
+    the timer sent it."""
+    if isinstance(command, ExpireAttempt) and command.reason == "lost":
+        lease = deadlines.lease_of(command.job_id)
+        if lease is not None and lease > command.issued_at:
+            raise NotDue(command.job_id, f"the lease of job {command.job_id} was renewed after the expiry was sent")

@@ -1,0 +1,386 @@
+"""The decider: the only writer of ``jobs.events``.
+
+One member of the consumer group ``jobledger-processor`` on ``jobs.commands``
+(job commands), ``jobs.slots`` (slot requests and releases) and
+``jobs.schedules`` (schedule commands). For every record it runs the pure
+deciders of :mod:`schemas` and sends what they decide; it commits a record's
+offset only once everything that record caused is acknowledged by the broker,
+so a crash makes the broker deliver again what was not fully decided, and the
+deterministic deciders decide it the same way (consumers drop repeats by
+``(job_id, seq)``).
+
+Its state, per partition it owns (:mod:`services.processor.tables`), is
+restored when the partition is assigned, before any of its records is read:
+job states from the local disk plus the tail of ``jobs.events`` past it, slot
+and schedule tables from their compacted changelogs.
+
+Time enters through two loops: deadlines (``run_at``, backoff, timeout, cancel
+grace, lease) become ``WakeJob``/``ExpireAttempt`` commands, and due cron ticks
+become ``SubmitJob`` commands — both sent to the topics and decided like any
+other record.
+
+(It used to be a faust-streaming app. faust's recovery has a race in which
+records fetched while its tables recover are dropped and the stream is not
+sought back to the committed offset: a processor killed under load lost 27 of
+600 accepted jobs that way, in a test that reproduced it at will. A plain
+consumer group whose listener restores the state before the first fetch has
+no such window; see docs/architecture.md.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from functools import partial
+
+import mode
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from schemas import (
+    ExpireAttempt,
+    Heartbeat,
+    Job,
+    Rejection,
+    ReportProgress,
+    SlotState,
+    decide,
+    decide_slots,
+    due_commands,
+    encode_command,
+    encode_slot_message,
+    fold,
+    grant_command,
+    parse_command,
+    parse_slot_message,
+    slot_messages,
+    topics,
+)
+from schemas.schedules import (
+    Schedule,
+    encode_schedule_command,
+    evolve_schedule,
+    parse_schedule_command,
+    tick_command,
+    ticked,
+    ticks_due,
+)
+from services.common.kafka import dead_letter_headers, make_producer
+from services.processor.deadlines import Deadlines, require_lease_ended
+from services.processor.settings import ProcessorSettings
+from services.processor.states import DurableStates, trust_only_the_log
+from services.processor.tables import ChangelogTable, JobStates
+
+log = structlog.get_logger(component="decider")
+
+EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
+INPUTS = (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES)
+
+
+class Decider(mode.Service):
+    def __init__(self, settings: ProcessorSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.durable = DurableStates(settings.state_dir / "job-states")
+        self.jobs = JobStates(self.durable)
+        self.deadlines = Deadlines(settings.lease_s)
+        self.slots = ChangelogTable(topics.SLOT_STATE)
+        self.schedules = ChangelogTable(topics.SCHEDULE_STATE)
+        self._submitted_ticks: dict[str, datetime] = {}
+        """Latest tick the timer submitted per schedule, until the table records it."""
+        self._unfit_schedules: set[str] = set()
+        self._producer = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._sent: list[asyncio.Future] = []
+        """Deliveries not yet known to be acknowledged."""
+        self._decided: dict[TopicPartition, int] = {}
+        """Next offset to commit per input partition: every record before it is decided and its output sent."""
+        self._last_commit = 0.0
+        self._ready = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        await trust_only_the_log(self.settings, self.durable)
+        self._producer = make_producer(self.settings)
+        await self._producer.start()
+        s = self.settings
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=1000,
+            max_poll_interval_ms=600_000,
+            session_timeout_ms=int(s.group_session_timeout_s * 1000),
+            rebalance_timeout_ms=int(s.group_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.group_session_timeout_s / 3) * 1000),
+        )
+        self._consumer.subscribe(list(INPUTS), listener=_Rebalance(self))
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            try:
+                await self._settle()
+                await self._commit()
+            except Exception as error:
+                log.warning("could not commit on the way out; the rest is decided again", error=repr(error))
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        self.durable.close()
+
+    # --- the loop ----------------------------------------------------------------
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        await consumer.start()
+        log.info("decider started", group=self.settings.app_id)
+        while not self.should_stop:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._take(record)
+                    self._decided[tp] = record.offset + 1
+            await self._settle()
+            if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+                await self._commit()
+
+    async def _take(self, record) -> None:
+        if record.topic == topics.COMMANDS:
+            await self._decide_job(record)
+        elif record.topic == topics.SLOTS:
+            await self._decide_slot(record)
+        elif record.topic == topics.SCHEDULES:
+            await self._keep_schedule(record)
+
+    async def _settle(self) -> None:
+        """Wait until everything sent is acknowledged; a failure stops the decider
+        (its records are not committed, so they are decided again after a restart)."""
+        sent, self._sent = self._sent, []
+        if sent:
+            await asyncio.gather(*sent)
+
+    async def _commit(self) -> None:
+        self._last_commit = time.monotonic()
+        assigned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._decided.items() if tp in assigned}
+        self._decided = {}
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as error:  # the partitions moved: the new owner decides them again
+                log.warning("decider commit failed", error=repr(error))
+
+    def _send(self, future: asyncio.Future) -> asyncio.Future:
+        self._sent.append(future)
+        return future
+
+    # --- job commands --------------------------------------------------------------
+
+    async def _decide_job(self, record) -> None:
+        command = await self._parsed(record, parse_command, "job command", "decider")
+        if command is None:
+            return
+        job: Job | None = self.jobs.get(command.job_id)
+        try:
+            require_lease_ended(command, self.deadlines)
+            decided = decide(command, job)
+            after = fold(decided, job)
+            to_slots = slot_messages(job, decided, after)
+            values = [event.to_bytes() for event in decided]
+        except Rejection as rejection:
+            # Routine refusals: a runner heartbeats its claims before the grant, and a
+            # timer's expiry may land after the report it was waiting for (a backlog).
+            level = log.debug if isinstance(command, (Heartbeat, ExpireAttempt)) else log.info
+            level("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
+            return
+        except Exception as error:  # a command no rule can decide (a bug, or a value no rule foresaw)
+            log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
+            await self._dead_letter(record, error, "decider")
+            return
+        if not decided:
+            if isinstance(command, (Heartbeat, ReportProgress)):
+                self.deadlines.renew(job, _now())
+            return
+        # Slot messages first, acknowledged: if we crash before the events are in the
+        # log, the command is decided again and sends them again (they are idempotent);
+        # the other order could lose a release and block the key for good.
+        for message in to_slots:
+            await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
+        key = command.job_id.encode()
+        # All events of one decision are sent before the loop yields, so they travel
+        # in one record batch of one produce request: in the log all or none of them.
+        for value in values:
+            delivery = await self._producer.send(topics.EVENTS, key=key, value=value, headers=EVENT_HEADERS)
+        delivery.add_done_callback(partial(self._acknowledged, after))
+        self._send(delivery)
+        self.jobs.put(record.partition, after)
+        if isinstance(command, ReportProgress):
+            self.deadlines.renew(after, _now())
+        else:
+            self.deadlines.track(after, _now())
+
+    def _acknowledged(self, job: Job, delivery: asyncio.Future) -> None:
+        """The last event of a decision is in the log: the state it leads to is durable."""
+        if delivery.cancelled() or delivery.exception() is not None:
+            return  # not in the log: the command is decided again after a restart
+        metadata = delivery.result()
+        self.jobs.acknowledged(metadata.partition, metadata.offset, job)
+
+    # --- slots and schedules --------------------------------------------------------
+
+    async def _decide_slot(self, record) -> None:
+        """The slot decider: grant slots of one concurrency key in request order."""
+        message = await self._parsed(record, parse_slot_message, "slot message", "slots")
+        if message is None:
+            return
+        try:
+            stored = self.slots.get(message.key)
+            state = SlotState.model_validate(stored) if stored is not None else None
+            after, granted = decide_slots(state, message)
+            grants = [grant_command(entry, _now()) for entry in granted]
+            document = after.model_dump(mode="json")
+        except Exception as error:  # one key's trouble must not stop the partition
+            log.exception("slot decider failed on a message", key=message.key)
+            await self._dead_letter(record, error, "slots")
+            return
+        for command in grants:
+            self._send(await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command)))
+        self._send(await self.slots.set(self._producer, record.partition, message.key, document))
+
+    async def _keep_schedule(self, record) -> None:
+        command = await self._parsed(record, parse_schedule_command, "schedule command", "schedules")
+        if command is None:
+            return
+        try:
+            stored = self.schedules.get(command.schedule_id)
+            before = Schedule.model_validate(stored) if stored is not None else None
+            after = evolve_schedule(before, command)
+        except Exception as error:
+            log.exception("scheduler failed on a schedule command", schedule_id=command.schedule_id)
+            await self._dead_letter(record, error, "schedules")
+            return
+        if after is not None and after != before:
+            self._send(await self.schedules.set(self._producer, record.partition, command.schedule_id, after.model_dump(mode="json")))
+
+    # --- time ---------------------------------------------------------------------------
+
+    @mode.Service.task
+    async def _fire_deadlines(self) -> None:
+        await self._ready.wait()
+        while not self.should_stop:
+            await asyncio.sleep(self.settings.timer_interval_s)
+            now = _now()
+            for job_id in self.deadlines.due(now):
+                job = self.jobs.get(job_id)
+                if job is None:
+                    continue
+                try:
+                    due = due_commands(job, now, self.deadlines.lease_of(job_id))
+                except Exception:  # one job's deadline must not stop the others'
+                    log.exception("deadline of a job could not be turned into a command", job_id=job_id)
+                    continue
+                for command in due:
+                    await self._producer.send(topics.COMMANDS, key=job_id.encode(), value=encode_command(command))
+                if due:
+                    self.deadlines.recheck(job_id, now)
+                else:
+                    self.deadlines.track(job, now)
+
+    @mode.Service.task
+    async def _fire_schedules(self) -> None:
+        await self._ready.wait()
+        while not self.should_stop:
+            await asyncio.sleep(self.settings.schedule_interval_s)
+            await self._tick(_now())
+
+    async def _tick(self, now: datetime) -> None:
+        for schedule_id, stored in self.schedules.items():
+            try:
+                schedule = Schedule.model_validate(stored)
+            except ValidationError as error:
+                self._report_once(schedule_id, "stored schedule is not valid; skipped", error)
+                continue
+            seen = self._submitted_ticks.get(schedule_id)
+            if seen is not None and (schedule.last_tick is None or seen > schedule.last_tick):
+                schedule = schedule.model_copy(update={"last_tick": seen})
+            try:
+                due = [(tick, tick_command(schedule, tick, now)) for tick in ticks_due(schedule, now)]
+            except Exception as error:  # a schedule recorded before today's rules; the others go on
+                self._report_once(schedule_id, "schedule cannot tick; skipped", error)
+                continue
+            for tick, submit in due:
+                # The job first, acknowledged; then the record that moves the schedule on.
+                await (await self._producer.send(topics.COMMANDS, key=submit.job_id.encode(), value=encode_command(submit)))
+                await self._producer.send(
+                    topics.SCHEDULES, key=schedule_id.encode(), value=encode_schedule_command(ticked(schedule, tick, now))
+                )
+                self._submitted_ticks[schedule_id] = tick
+
+    def _report_once(self, key: str, message: str, error: Exception) -> None:
+        if key not in self._unfit_schedules:
+            self._unfit_schedules.add(key)
+            log.error(message, key=key, error=f"{type(error).__name__}: {error}")
+
+    # --- partitions come and go ----------------------------------------------------------
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        """Restore the state of newly owned partitions before their first record is read."""
+        started = time.monotonic()
+        job_partitions = {tp.partition for tp in assigned if tp.topic == topics.COMMANDS}
+        live = await self.jobs.restore(self.settings, job_partitions)
+        now = _now()
+        for job in live:
+            self.deadlines.track(job, now)
+        await self.slots.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SLOTS})
+        await self.schedules.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
+        log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))
+        self._ready.set()
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        """Hand over cleanly: what was decided is acknowledged and committed; forget the rest."""
+        await self._settle()
+        await self._commit()
+        for job_id in self.jobs.forget({tp.partition for tp in revoked if tp.topic == topics.COMMANDS}):
+            self.deadlines.forget(job_id)
+        self.slots.forget({tp.partition for tp in revoked if tp.topic == topics.SLOTS})
+        self.schedules.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
+        for tp in revoked:
+            self._decided.pop(tp, None)
+
+    # --- bad records --------------------------------------------------------------------
+
+    async def _parsed(self, record, parse, what: str, stage: str):
+        """The decoded record, or ``None`` after sending it to the dead-letter topic."""
+        try:
+            return parse(record.value)
+        except Exception as error:  # ValidationError, and whatever else bytes can make a parser raise
+            await self._dead_letter(record, f"not a {what}: {error}", stage)
+            return None
+
+    async def _dead_letter(self, record, error, stage: str) -> None:
+        headers = list(record.headers or ()) + dead_letter_headers(
+            stage=stage, error=error, topic=record.topic, partition=record.partition, offset=record.offset
+        )
+        self._send(await self._producer.send(topics.DLQ, key=record.key, value=record.value, headers=headers))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.decider.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.decider.assigned(set(assigned))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

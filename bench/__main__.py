@@ -12,6 +12,9 @@ Scenarios (all by default, on one fresh embedded stack):
 
 - raw (always): broker produce and consume msg/s with the services' client
   settings; database bulk upserts/s.
+- client: the client method of ``make bench-peers`` (:mod:`bench.client`):
+  sequential ``POST /jobs`` over one connection, then a wait for each, three
+  runs; then jobs one at a time.
 - throughput: ``--jobs`` no-op jobs submitted by ``--clients`` concurrent HTTP
   clients in ``POST /jobs:batch`` requests of ``--batch``; submit → SUCCEEDED
   visible in the read model; jobs/s.
@@ -57,13 +60,13 @@ from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigter
 from services.ingest.settings import DEV_API_KEY
 from services.projector.projection import JobProjection
 
-from bench import stages
+from bench import client, stages
 
 MESSAGES_PER_JOB = 7
 """SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
-HOPS_PER_JOB = 6
-"""Broker hops from SubmitJob to JobSucceeded in the read model: decider, runner,
-decider, runner, decider, projector."""
+HOPS_PER_JOB = 4
+"""Broker hops from SubmitJob to JobSucceeded seen: decider, runner (its claim and
+its report travel together), decider, and the reader of the log."""
 EVENTS_PER_JOB = 4
 ASSUMED_PEAK = 50.0
 """jobs/s the latency scenario takes 20% of when the throughput scenario did not run."""
@@ -71,7 +74,7 @@ OVERLOADED = 0.9
 """The latency scenario completed less than this share of the load it offered."""
 SETTLE_S = 10.0
 """With ``--replicas``, the wait for every member's join before measuring."""
-SCENARIOS = ("raw", "throughput", "latency", "ingest", "projector", "replay")
+SCENARIOS = ("raw", "client", "throughput", "latency", "ingest", "projector", "replay")
 RESULTS = Path(__file__).parent / "results"
 HEADERS = {"Authorization": f"Bearer {DEV_API_KEY}"}
 console = Console()
@@ -505,6 +508,15 @@ async def run(args: argparse.Namespace) -> dict:
         with console.status("raw database bulk upserts …"):
             raw.update(await raw_database(stack, args.raw_upserts))
         result["raw"] = raw
+        if "client" in wanted:  # first: on a young log, like the peers' runs
+            with console.status("the client method: sequential submits, then a wait for each …") as status:
+                system = client.jobledger(stack.api_url, DEV_API_KEY)
+                try:
+                    result["client"] = await asyncio.to_thread(
+                        client.measure, system, args.client_jobs, 3, args.client_singles, status.update
+                    )
+                finally:
+                    system.close()
         if "throughput" in wanted or "latency" in wanted:
             with console.status("warming up: waiting for the processor to join its groups …"):
                 await throughput_warmup(stack)
@@ -558,6 +570,10 @@ def ratios(result: dict) -> dict:
     if "ingest" in result:
         found["ingest_single_vs_produce"] = result["ingest"]["single_accepted_per_s"] / raw["produce_msgs_per_s"]
         found["ingest_batch_vs_produce"] = result["ingest"]["batch_accepted_per_s"] / raw["produce_msgs_per_s"]
+    if "client" in result:
+        found["client_submit_vs_produce"] = result["client"]["submit_per_s"] / raw["produce_msgs_per_s"]
+        if "hop_ms_p50" in raw:
+            found["client_latency_vs_hops"] = result["client"]["latency_ms_p50"] / (HOPS_PER_JOB * raw["hop_ms_p50"])
     if "projector" in result:
         found["projector_vs_database"] = result["projector"]["events_per_s"] / database
     if "replay" in result:
@@ -576,6 +592,26 @@ def report(result: dict) -> None:
         table.add_row("raw broker consume", f"{raw['consume_msgs_per_s']:,.0f} msg/s", "")
         table.add_row("raw broker hop (produce → consumed)", f"p50 {raw['hop_ms_p50']:,.1f} · p99 {raw['hop_ms_p99']:,.1f} ms", "")
         table.add_row("raw database bulk upsert", f"{raw['bulk_upserts_per_s']:,.0f} ops/s", "")
+    if "client" in result:
+        c = result["client"]
+        runs = " → ".join(f"{run['end_to_end_jobs_per_s']:,.0f}" for run in c["runs"])
+        table.add_row(
+            f"client method: {c['jobs']:,} sequential POST /jobs",
+            f"{c['submit_per_s']:,.0f} jobs/s",
+            f"{r['client_submit_vs_produce']:.1%} of raw produce",
+        )
+        table.add_row(
+            "  then waited for, end to end (runs 1 → 3)",
+            f"{c['end_to_end_jobs_per_s']:,.0f} jobs/s ({runs})",
+            "flat" if c["flat"] else "NOT flat: a later run more than 10% below the first",
+        )
+        table.add_row(
+            "  one at a time, submit → SUCCEEDED",
+            f"p50 {c['latency_ms_p50']:,.1f} · p99 {c['latency_ms_p99']:,.1f} ms",
+            f"p50 = {r['client_latency_vs_hops']:.1f}× the floor of {HOPS_PER_JOB} raw hops ({HOPS_PER_JOB * raw['hop_ms_p50']:,.1f} ms)"
+            if "client_latency_vs_hops" in r
+            else "",
+        )
     if "throughput" in result:
         t = result["throughput"]
         table.add_row(
@@ -658,6 +694,8 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs of the throughput scenario (default 10000)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
+    parser.add_argument("--client-jobs", type=int, default=2000, help="sequential submits per run of the client method (default 2000)")
+    parser.add_argument("--client-singles", type=int, default=200, help="jobs one at a time in the client method (default 200)")
     parser.add_argument("--batch", type=int, default=100, help="jobs per POST /jobs:batch (default 100)")
     parser.add_argument(
         "--replicas", type=int, default=1, help="processor and projector processes, for the scale-out figures (default 1)"

@@ -100,6 +100,11 @@ class Decider(mode.Service):
         """Next offset to commit per input partition: every record before it is decided and its output sent."""
         self._last_commit = 0.0
         self._ready = asyncio.Event()
+        self._restored = asyncio.Event()
+        """Set while every owned partition's state is restored. aiokafka hands the
+        fetcher a new assignment before it calls the listener that restores it, so
+        records of a partition can arrive while its state is still being folded:
+        they wait for this."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -143,7 +148,11 @@ class Decider(mode.Service):
         log.info("decider started", group=self.settings.app_id)
         while not self.should_stop:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            await self._restored.wait()
+            assigned = consumer.assignment()
             for tp, records in batches.items():
+                if tp not in assigned:
+                    continue  # fetched before a rebalance took the partition away
                 for record in records:
                     await self._take(record)
                     self._decided[tp] = record.offset + 1
@@ -342,9 +351,11 @@ class Decider(mode.Service):
         await self.schedules.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
         log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))
         self._ready.set()
+        self._restored.set()
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         """Hand over cleanly: what was decided is acknowledged and committed; forget the rest."""
+        self._restored.clear()
         await self._settle()
         await self._commit()
         for job_id in self.jobs.forget({tp.partition for tp in revoked if tp.topic == topics.COMMANDS}):

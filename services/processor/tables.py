@@ -59,6 +59,7 @@ class JobStates:
     async def restore(self, settings: ConnectionSettings, partitions: set[int]) -> list[Job]:
         """Fold ``jobs.events`` past what the disk holds for ``partitions``; the
         unfinished jobs of those partitions, now in memory."""
+        self.forget(partitions)  # only the disk and the log count: memory may hold what a lost decision left
         starts = {partition: _after(self.durable.offset(partition)) for partition in partitions}
         folded = 0
         async for records in read_to_end(settings, topics.EVENTS, starts):
@@ -66,7 +67,7 @@ class JobStates:
             for record in records:
                 try:
                     event = parse_event(record.value)
-                    job = apply_next(changed.get(event.job_id) or self.get(event.job_id), event)
+                    job = apply_next(changed.get(event.job_id) or self.durable.job(event.job_id), event)
                 except SequenceGap as gap:
                     log.error("sequence gap while restoring job state", job_id=gap.job_id, expected=gap.expected, got=gap.got)
                     continue

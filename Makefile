@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install run test test-unit bench bench-peers bench-databases bench-restart bench-transactions chaos schemas clean
+.PHONY: help install run test test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-databases: install ## the embedded database candidates on the projector's 
 
 bench-restart: install ## how long make run takes to be ready with 100,000 jobs in the log
 	$(UV) run --frozen python -m bench.restart $(BENCH_ARGS)
+
+bench-soak: install ## 50,000 jobs through POST /jobs:batch: is the last 10,000's rate >= 90% of the first's?
+	$(UV) run --frozen python -m bench.soak $(BENCH_ARGS)
 
 bench-transactions: install ## what exactly-once (Kafka transactions) would cost the decider's relay
 	$(UV) run --frozen python -m bench.transactions $(BENCH_ARGS)

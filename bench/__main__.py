@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import statistics
 import tempfile
 import time
@@ -52,15 +51,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold, parse_event
+from bench import client, stages
+from bench.history import noop_history
+from bench.results import save
+from schemas import JobStatus, parse_event
 from services.common.kafka import ensure_topics, make_producer, topic_partitions
 from services.common.readmodel import JOBS, ensure_indexes
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 from services.projector.projection import JobProjection
-
-from bench import client, stages
 
 MESSAGES_PER_JOB = 7
 """SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
@@ -75,7 +75,6 @@ OVERLOADED = 0.9
 SETTLE_S = 10.0
 """With ``--replicas``, the wait for every member's join before measuring."""
 SCENARIOS = ("raw", "client", "throughput", "latency", "ingest", "projector", "replay")
-RESULTS = Path(__file__).parent / "results"
 HEADERS = {"Authorization": f"Bearer {DEV_API_KEY}"}
 console = Console()
 
@@ -261,7 +260,8 @@ class Watch:
         await self.mongo.close()
 
 
-async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) -> dict:
+async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int, finished_out: list | None = None) -> dict:
+    """``finished_out``, if given, receives every job's finish time (for the soak's windows)."""
     watch = Watch(stack)
     await watch.open()
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -300,6 +300,8 @@ async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int) 
         )
     }
     await watch.close()
+    if finished_out is not None:
+        finished_out.extend(watch.finished.values())
     total_s = max(watch.finished.values()) - started
     latencies = watch.latencies_ms()
     return {
@@ -408,17 +410,7 @@ async def projector_fold(stack: EmbeddedStack, jobs: int) -> dict:
             futures = []
             for i in range(jobs):
                 job_id = f"bench-{i}"
-                common = dict(job_id=job_id, tenant="bench", issued_at=now)
-                job, events = None, []
-                for command in (
-                    SubmitJob(command_id=f"{job_id}/s", job_type="noop", **common),
-                    StartJob(command_id=f"{job_id}/r", attempt=1, runner_id="bench", **common),
-                    CompleteJob(command_id=f"{job_id}/c", attempt=1, runner_id="bench", **common),
-                ):
-                    decided = decide(command, job)
-                    events += decided
-                    job = fold(decided, job)
-                for event in events:
+                for event in noop_history(job_id, "bench", now):
                     futures.append(await producer.send(topic, key=job_id.encode(), value=event.to_bytes()))
             await asyncio.gather(*futures)
     finally:
@@ -710,11 +702,9 @@ def main() -> None:
     stop_on_sigterm()
     result = asyncio.run(run(args))
     report(result)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"bench-{result['at'][:19].replace(':', '')}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
-    chart(result, stem.with_suffix(".png"))
-    console.print(f"written: {stem}.json and .png")
+    path = save("bench", result)
+    chart(result, path.with_suffix(".png"))
+    console.print(f"written: {path} and its .png")
 
 
 if __name__ == "__main__":

@@ -38,12 +38,12 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
+from bench.results import save
 from schemas import topics
 from services.common.kafka import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
-RESULTS = Path(__file__).parent / "results"
 LEASE_S = 5.0
 """Short, so attempts of a killed runner are retried within the run."""
 console = Console()
@@ -242,9 +242,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
     report = asyncio.run(run(args))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"chaos-{report['at'][:19].replace(':', '')}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path = save("chaos", report)
     console.print(f"written: {path}")
     if not report["passed"]:
         console.print("[red]chaos: a check failed[/]")

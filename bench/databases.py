@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -33,8 +32,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,14 +43,14 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from rich.console import Console
 from rich.table import Table
 
-from schemas import CompleteJob, StartJob, SubmitJob, decide, fold
+from bench.history import noop_history
+from bench.results import save
 from services.common.readmodel import JOBS, ensure_indexes
 from services.projector.projection import JobProjection
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / ".tools"
 FERRETDB_VERSION = "v1.24.2"
-RESULTS = Path(__file__).parent / "results"
 console = Console()
 
 
@@ -131,21 +130,7 @@ def candidates() -> list[Candidate]:
 def job_events(jobs: int) -> list[list]:
     """Per job, its four events (submitted, queued, started, succeeded)."""
     now = datetime.now(timezone.utc)
-    histories = []
-    for i in range(jobs):
-        job_id = f"bench-{i}"
-        common = dict(job_id=job_id, tenant="bench", issued_at=now)
-        job, events = None, []
-        for command in (
-            SubmitJob(command_id=f"{job_id}/s", job_type="noop", **common),
-            StartJob(command_id=f"{job_id}/r", attempt=1, runner_id="bench", **common),
-            CompleteJob(command_id=f"{job_id}/c", attempt=1, runner_id="bench", **common),
-        ):
-            decided = decide(command, job)
-            events += decided
-            job = fold(decided, job)
-        histories.append(events)
-    return histories
+    return [noop_history(f"bench-{i}", "bench", now) for i in range(jobs)]
 
 
 def live_batches(histories: list[list], batch: int = 40) -> list[list]:
@@ -279,9 +264,7 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args)
     report(results)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"databases-{datetime.now(timezone.utc).isoformat()[:19].replace(':', '')}.json"
-    path.write_text(json.dumps(results, indent=2))
+    path = save("databases", {"candidates": results})
     console.print(f"written: {path}")
 
 

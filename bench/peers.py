@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +24,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import ClientSystem, jobledger, measure
+from bench.results import save
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
-RESULTS = Path(__file__).parent / "results"
 console = Console()
 
 FIGURES = [
@@ -110,9 +109,7 @@ def main() -> None:
     }
     result["ratios"] = {key: result["jobledger"][key] / result["celery"][key] for key, _, _ in FIGURES}
     report(result)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"peers-{result['at'][:19].replace(':', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = save("peers", result)
     console.print(f"written: {path}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import tempfile
 import time
@@ -29,14 +28,15 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from schemas import CompleteJob, StartJob, SubmitJob, decide, fold, topics
+from bench.history import noop_history
+from bench.results import save
+from schemas import topics
 from services.common.kafka import make_producer
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.lag import consumer_lag
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
-RESULTS = Path(__file__).parent / "results"
 EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
 console = Console()
 
@@ -50,17 +50,8 @@ async def fill(stack: EmbeddedStack, jobs: int) -> None:
         pending = []
         for i in range(jobs):
             job_id = f"history-{i:07d}"
-            common = dict(job_id=job_id, tenant="default", issued_at=now)
-            job = None
-            for command in (
-                SubmitJob(command_id=f"{job_id}/s", job_type="noop", **common),
-                StartJob(command_id=f"{job_id}/r", attempt=1, runner_id="history", **common),
-                CompleteJob(command_id=f"{job_id}/c", attempt=1, runner_id="history", **common),
-            ):
-                decided = decide(command, job)
-                job = fold(decided, job)
-                for event in decided:
-                    pending.append(await producer.send(topics.EVENTS, key=job_id.encode(), value=event.to_bytes(), headers=EVENT_HEADERS))
+            for event in noop_history(job_id, "default", now):
+                pending.append(await producer.send(topics.EVENTS, key=job_id.encode(), value=event.to_bytes(), headers=EVENT_HEADERS))
             if len(pending) > 20_000:
                 await asyncio.gather(*pending)
                 pending = []
@@ -144,9 +135,7 @@ def main() -> None:
             f"after the start; stack up {figures['stack_up_s']:.1f} s; the decider's restore "
             f"{figures['decider_restore_s'] or float('nan'):.2f} s"
         )
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"restart-{result['at'][:19].replace(':', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
+    path = save("restart", result)
     console.print(f"written: {path}")
 
 

@@ -12,7 +12,7 @@ from services.ingest.problems import Problem
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
 
-def tenant_of(
+async def tenant_of(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> str:
     """The caller's tenant, or a 401 problem."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from celery import Celery
 
 from bench.client import WAIT_S, ClientSystem
+from services.embedded.stack import signal_group, free_port
 
 REDIS_URL_ENV = "JOBLEDGER_PEER_REDIS_URL"
 
@@ -44,17 +44,6 @@ def noop() -> None:
     return None
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class CeleryPeer:
@@ -65,7 +54,7 @@ class CeleryPeer:
         if redis_server is None:
             raise SystemExit("redis-server is missing: `make bench-peers` installs it (apt-get install redis-server)")
         self.dir = Path(tempfile.mkdtemp(prefix="jobledger-peer-"))
-        port = _free_port()
+        port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
         self.processes: list[subprocess.Popen] = []
         log = open(self.dir / "redis.log", "ab")
@@ -101,11 +90,11 @@ class CeleryPeer:
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):  # the worker (and its pool) first, then Redis
-            _signal_group(process, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 pass
-            _signal_group(process, signal.SIGKILL)
+            signal_group(process, signal.SIGKILL)
             process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -190,7 +190,7 @@ class EmbeddedStack:
     def kill(self, name: str) -> None:
         """``kill -9`` a process and its children, as a crash would."""
         process = self.processes.pop(name)
-        _signal_group(process, signal.SIGKILL)
+        signal_group(process, signal.SIGKILL)
         process.wait()
 
     async def wait_ready(self) -> None:
@@ -244,18 +244,19 @@ class EmbeddedStack:
 def _terminate(processes: list[subprocess.Popen], timeout_s: float) -> None:
     for process in processes:
         if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     for process in processes:
         try:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-        _signal_group(process, signal.SIGKILL)
+        signal_group(process, signal.SIGKILL)
         process.wait()
 
 
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the process and every child in its session."""
     try:
         os.killpg(process.pid, signum)
     except ProcessLookupError:

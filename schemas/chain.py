@@ -44,29 +44,41 @@ class BrokenLink:
 class ChainCheck:
     """Walks events (decoded CloudEvents JSON objects) in log order and checks,
     per job, that ``seq`` runs 1, 2, 3…, that each ``prevhash`` is the previous
-    event's ``hash`` (``GENESIS`` first) and that each ``hash`` is right."""
+    event's ``hash`` (``GENESIS`` first) and that each ``hash`` is right.
+
+    A seq seen before is a redelivery only if it is the same event, byte for
+    byte: its hash must be the one recorded for that seq and must match its
+    content. Anything else repeating a seq is a forgery."""
 
     events: int = 0
-    jobs: dict[str, tuple[int, str]] = field(default_factory=dict)
+    jobs: dict[str, list[str]] = field(default_factory=dict)
+    """job id → the hash of each of its events so far, seq 1 first"""
     broken: list[BrokenLink] = field(default_factory=list)
+    _broken_jobs: set[str] = field(default_factory=set)
 
     def add(self, event: dict[str, Any]) -> BrokenLink | None:
         self.events += 1
         job_id, seq = str(event.get("subject")), event.get("seq")
-        last_seq, last_hash = self.jobs.get(job_id, (0, GENESIS))
-        if not isinstance(seq, int) or seq <= last_seq:
-            return None if isinstance(seq, int) else self._break(job_id, None, "no seq")  # a redelivery is not a break
-        if seq != last_seq + 1:
-            return self._break(job_id, seq, f"seq {seq} follows seq {last_seq}: an event is missing")
-        if event.get("prevhash") != last_hash:
+        if job_id in self._broken_jobs:
+            return None  # report each job's first break only
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            return self._break(job_id, None, "no seq")
+        hashes = self.jobs.setdefault(job_id, [])
+        if seq <= len(hashes):
+            if event.get("hash") != hashes[seq - 1] or event_hash(event) != hashes[seq - 1]:
+                return self._break(job_id, seq, f"seq {seq} appears twice with different content")
+            return None  # a redelivery: the same event again
+        if seq != len(hashes) + 1:
+            return self._break(job_id, seq, f"seq {seq} follows seq {len(hashes)}: an event is missing")
+        if event.get("prevhash") != (hashes[-1] if hashes else GENESIS):
             return self._break(job_id, seq, "prevhash is not the previous event's hash")
         if event.get("hash") != event_hash(event):
             return self._break(job_id, seq, "hash does not match the event's content")
-        self.jobs[job_id] = (seq, event["hash"])
+        hashes.append(event["hash"])
         return None
 
     def _break(self, job_id: str, seq: int | None, reason: str) -> BrokenLink:
         link = BrokenLink(job_id, seq, reason)
         self.broken.append(link)
-        self.jobs[job_id] = (10**18, "")  # report each job's first break only
+        self._broken_jobs.add(job_id)
         return link

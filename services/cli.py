@@ -136,7 +136,7 @@ def replay(
         try:
             with _bar("replaying jobs.events") as (bar, task):
                 read = await tools.rebuild(settings, db, suffix, _advance(bar, task), ends)
-            result = await tools.compare(db, suffix)
+            result = await tools.compare(db, suffix, settings, ends)
             _report(read, result)
             if swap and result.same:
                 with _bar("swapping, then applying the tail") as (bar, task):
@@ -165,13 +165,19 @@ def _report(read: int, result) -> None:
     console.print(
         f"replayed {read} records: {result.identical} jobs identical to the live read model, "
         f"{len(result.newer_live)} newer live (events after the replay began), "
-        f"{len(result.differing)} differing, {len(result.missing_live)} missing live; "
-        f"job_events {result.events_replayed} replayed / {result.events_live} live"
+        f"{len(result.differing)} differing, {len(result.missing_live)} missing live, "
+        f"{len(result.only_live)} only live; "
+        f"job_events {result.events_replayed} replayed / {result.events_live} live, "
+        f"{len(result.events_differing)} differing"
     )
     for job_id, fields in result.differing[:20]:
         console.print(f"[red]differs[/] job {job_id}: {', '.join(fields)}")
     for job_id in result.missing_live[:20]:
         console.print(f"[red]missing live[/] job {job_id}")
+    for job_id in result.only_live[:20]:
+        console.print(f"[red]only live[/] job {job_id}: in the read model, not in the log")
+    for event_id in result.events_differing[:20]:
+        console.print(f"[red]differs[/] event {event_id}: missing live or changed")
     for schedule_id in result.schedules_differing[:20]:
         console.print(f"[red]differs[/] schedule {schedule_id}")
     console.print("[green]identical[/]" if result.same else "[red]the read models differ from the log[/]")

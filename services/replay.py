@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -36,15 +37,21 @@ class Comparison:
     """(job id, fields that differ)"""
     missing_live: list[str] = field(default_factory=list)
     """jobs the log has and the live read model lacks"""
+    only_live: list[str] = field(default_factory=list)
+    """jobs the live read model has and the log does not: written by something other than the log"""
     newer_live: list[str] = field(default_factory=list)
-    """jobs the live model has at a later version: events that came after the replay read the log"""
+    """jobs the live model has at a later version, or that were created after the replay read the log"""
     events_replayed: int = 0
     events_live: int = 0
+    events_differing: list[str] = field(default_factory=list)
+    """ids of rebuilt job events that the live ``job_events`` lacks or holds otherwise"""
     schedules_differing: list[str] = field(default_factory=list)
 
     @property
     def same(self) -> bool:
-        return not self.differing and not self.missing_live and not self.schedules_differing
+        return not (
+            self.differing or self.missing_live or self.only_live or self.events_differing or self.schedules_differing
+        )
 
 
 async def rebuild(
@@ -104,14 +111,16 @@ async def fold_log(
     return read
 
 
-async def compare(db: AsyncDatabase, suffix: str) -> Comparison:
+async def compare(db: AsyncDatabase, suffix: str, settings: ConnectionSettings, ends: dict[int, int]) -> Comparison:
+    """The rebuilt read models against the live ones, both ways: every rebuilt
+    job and event must be live and equal, and every live job must come from the
+    log (read up to ``ends`` by the rebuild, or appended since)."""
     result = Comparison()
     rebuilt = db[JOBS + suffix]
     result.events_replayed = await db[JOB_EVENTS + suffix].count_documents({})
     result.events_live = await db[JOB_EVENTS].count_documents({})
-    chunk: list[dict[str, Any]] = []
 
-    async def check(documents: list[dict[str, Any]]) -> None:
+    async def check_jobs(documents: list[dict[str, Any]]) -> None:
         live = {doc["_id"]: doc async for doc in db[JOBS].find({"_id": {"$in": [d["_id"] for d in documents]}})}
         for document in documents:
             other = live.get(document["_id"])
@@ -125,18 +134,51 @@ async def compare(db: AsyncDatabase, suffix: str) -> Comparison:
                 fields = sorted(k for k in document.keys() | other.keys() if document.get(k) != other.get(k))
                 result.differing.append((document["_id"], fields))
 
-    async for document in rebuilt.find({}).sort("_id", 1):
-        chunk.append(document)
-        if len(chunk) >= 1000:
-            await check(chunk)
-            chunk = []
-    if chunk:
-        await check(chunk)
+    async def check_events(documents: list[dict[str, Any]]) -> None:
+        live = {doc["_id"]: doc async for doc in db[JOB_EVENTS].find({"_id": {"$in": [d["_id"] for d in documents]}})}
+        result.events_differing.extend(d["_id"] for d in documents if live.get(d["_id"]) != d)
+
+    unknown: list[str] = []
+
+    async def check_live(documents: list[dict[str, Any]]) -> None:
+        ids = [d["_id"] for d in documents]
+        known = {doc["_id"] async for doc in rebuilt.find({"_id": {"$in": ids}}, {"_id": 1})}
+        unknown.extend(job_id for job_id in ids if job_id not in known)
+
+    await _in_chunks(rebuilt.find({}).sort("_id", 1), check_jobs)
+    await _in_chunks(db[JOB_EVENTS + suffix].find({}).sort("_id", 1), check_events)
+    await _in_chunks(db[JOBS].find({}, {"_id": 1}).sort("_id", 1), check_live)
+    if unknown:
+        since = await jobs_in_log(settings, start=ends)
+        result.newer_live.extend(job_id for job_id in unknown if job_id in since)
+        result.only_live.extend(job_id for job_id in unknown if job_id not in since)
     live_schedules = {doc["_id"]: doc async for doc in db[SCHEDULES].find({})}
     async for document in db[SCHEDULES + suffix].find({}):
         if _schedule_differs(document, live_schedules.get(document["_id"])):
             result.schedules_differing.append(document["_id"])
     return result
+
+
+async def _in_chunks(cursor, check: Callable[[list[dict[str, Any]]], Any], size: int = 1000) -> None:
+    chunk: list[dict[str, Any]] = []
+    async for document in cursor:
+        chunk.append(document)
+        if len(chunk) >= size:
+            await check(chunk)
+            chunk = []
+    if chunk:
+        await check(chunk)
+
+
+async def jobs_in_log(settings: ConnectionSettings, start: dict[int, int]) -> set[str]:
+    """The job ids (``subject``) of the events in ``jobs.events`` from ``start`` on."""
+    subjects = set()
+    async for raw in log_records(settings, start=start):
+        try:
+            subjects.add(str(orjson.loads(raw)["subject"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+    return subjects
 
 
 def _schedule_differs(rebuilt: dict[str, Any], live: dict[str, Any] | None) -> bool:

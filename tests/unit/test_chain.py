@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.chain import ChainCheck
+from schemas.chain import ChainCheck, event_hash
 from tests.unit.test_decider import complete, given_history, start, submit
 
 
@@ -45,3 +45,22 @@ def test_a_removed_event_is_a_gap_and_a_reordered_hash_is_caught():
 
     assert gap.seq == 3 and "missing" in gap.reason
     assert link.reason == "prevhash is not the previous event's hash"
+
+
+def test_a_repeated_seq_with_other_content_is_a_forgery():
+    events = wire_log()
+    forged = {**events[1], "data": {**events[1]["data"], "payload": {"n": 2}}}
+    rehashed = {**forged, "hash": event_hash(forged)}
+
+    for repeat in (forged, rehashed):
+        [link] = check(events + [repeat]).broken
+
+        assert (link.seq, link.reason) == (2, "seq 2 appears twice with different content")
+
+
+def test_a_seq_below_one_is_a_break():
+    events = wire_log()
+
+    [link] = check([events[0], {**events[1], "seq": 0}]).broken
+
+    assert link.reason == "no seq"

@@ -5,6 +5,7 @@ The broker's log lives in the session's temporary directory."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -108,18 +109,43 @@ async def read_topic(stack: EmbeddedStack, topic: str, until, timeout_s: float =
 
 
 async def wait_for_job(api: httpx.AsyncClient, job_id: str, states=TERMINAL, timeout_s: float = JOB_TIMEOUT_S) -> dict:
-    """Poll ``GET /jobs/{id}`` until the job is in one of ``states``."""
-    deadline = time.monotonic() + timeout_s
+    """The job once it is in one of ``states``."""
     wanted = {JobStatus(state).value for state in states}
+    return await wait_until(api, job_id, lambda job: job["state"] in wanted, timeout_s)
+
+
+async def wait_until(api: httpx.AsyncClient, job_id: str, condition, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+    """The job once ``condition(job)`` holds. Each read waits on the server for
+    the job's next version (``?wait_s=``), so nothing here sleeps and polls."""
+    deadline = time.monotonic() + timeout_s
+    params: dict = {}
     while True:
-        response = await api.get(f"/jobs/{job_id}")
+        response = await api.get(f"/jobs/{job_id}", params=params)
         assert response.status_code == 200, response.text
         job = response.json()
-        if job["state"] in wanted:
+        if condition(job):
             return job
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"job {job_id} still {job['state']} (version {job['version']}) after {timeout_s}s")
+        params = {"wait_s": round(min(5.0, left), 3), "after_version": job["version"]}
+
+
+async def eventually(probe, timeout_s: float = JOB_TIMEOUT_S, every_s: float = 0.2):
+    """Call ``probe()`` (awaiting it if it is a coroutine function's call) until
+    it returns something true, and return that; fails the test after
+    ``timeout_s``. For what the API cannot wait on."""
+    deadline = time.monotonic() + timeout_s
+
+    async def value_of_probe():
+        value = probe()
+        return await value if inspect.isawaitable(value) else value
+
+    while not (value := await value_of_probe()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['state']} after {timeout_s}s")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"{getattr(probe, '__name__', 'condition')} not met after {timeout_s}s")
+        await asyncio.sleep(every_s)
+    return value
 
 
 def jobledger(stack: EmbeddedStack, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:

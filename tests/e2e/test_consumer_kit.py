@@ -3,7 +3,6 @@ when it is killed mid-stream and started again."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.embedded.stack import REPO
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import eventually, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -38,13 +37,6 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(file))
 
 
-async def until(condition, timeout_s: float = 90) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
-
-
 async def submit_batch(api, count: int) -> list[str]:
     bodies = [{"type": "noop"}, {"type": "fail", "max_attempts": 1}]
     return [(await api.post("/jobs", json=bodies[i % 2])).json()["id"] for i in range(count)]
@@ -59,14 +51,14 @@ async def test_the_example_consumer_sees_every_finished_job_once_across_a_kill(a
 
     example = start_example(stack, output, group)
     try:
-        await until(lambda: {row["job_id"] for row in rows(output)} >= set(first))
+        await eventually(lambda: {row["job_id"] for row in rows(output)} >= set(first))
         os.killpg(example.pid, signal.SIGKILL)  # mid-stream: whatever it had not committed comes again
         example.wait()
         second = await submit_batch(api, 10)
         example = start_example(stack, output, group)
         for job_id in second:
             await wait_for_job(api, job_id)
-        await until(lambda: {row["job_id"] for row in rows(output)} >= set(first + second))
+        await eventually(lambda: {row["job_id"] for row in rows(output)} >= set(first + second))
     finally:
         os.killpg(example.pid, signal.SIGTERM)
         example.wait(timeout=30)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -32,7 +31,7 @@ from schemas import topics
 from services.common.readmodel import JOBS, SCHEDULES
 from services.embedded.stack import EmbeddedStack
 from services.ingest.settings import DEV_API_KEY
-from tests.e2e.conftest import read_topic, stack_settings, wait_for_job
+from tests.e2e.conftest import eventually, read_topic, stack_settings, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -230,7 +229,7 @@ async def _tick_count(api, schedule_id: str) -> int:
 
 
 async def _ticks(api, schedule_id: str, at_least: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while await _tick_count(api, schedule_id) < at_least:
-        assert time.monotonic() < deadline, f"schedule {schedule_id} did not tick"
-        await asyncio.sleep(0.2)
+    async def ticked() -> bool:
+        return await _tick_count(api, schedule_id) >= at_least
+
+    await eventually(ticked, timeout_s)

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from schemas.jobtypes import load_job_types
 from services.common.kafka import make_producer
 from services.common.readmodel import connect
 from services.ingest import problems
@@ -16,7 +17,6 @@ from services.ingest.schedules import AcceptedSchedules
 from services.ingest.schedules import router as schedule_router
 from services.ingest.settings import IngestSettings
 from services.ingest.watch import JobWatch
-from services.processor.handlers import load_handlers
 
 
 class BodyLimit:
@@ -59,7 +59,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         state = app.state
         state.settings = settings
-        state.registry = load_handlers(settings.handler_modules)
+        state.job_types = load_job_types(settings.job_type_modules)
         state.accepted = AcceptedJobs(settings.accepted_cache_size)
         state.idempotency_locks = {}
         state.accepted_schedules = AcceptedSchedules()

@@ -35,8 +35,9 @@ class SubmitJobRequest(JobOptions):
     type: str = Field(min_length=1, max_length=200, description="job type, e.g. sleep, noop, fail, flaky")
     payload: dict[str, Any] = Field(default_factory=dict, description="input of the job type")
 
-    def options(self) -> JobOptions:
-        return JobOptions(**self.model_dump(include=set(JobOptions.model_fields)))
+    def given_options(self) -> dict[str, Any]:
+        """The options this request sets itself; the job type's defaults fill in the rest."""
+        return self.model_dump(include=self.model_fields_set & set(JobOptions.model_fields))
 
 
 class CancelRequest(BaseModel):
@@ -145,21 +146,21 @@ class JobView(BaseModel):
             timeout_s=options.timeout_s,
             concurrency_key=options.concurrency_key,
             concurrency_limit=options.concurrency_limit if options.concurrency_key else None,
-            run_at=options.run_at,
-            next_attempt_at=job.due_at,
+            run_at=millis(options.run_at),
+            next_attempt_at=millis(job.due_at),
             progress=job.progress,
             progress_message=job.progress_message,
             result=job.result,
             error=job.error,
             error_type=job.error_type,
-            errors=[AttemptErrorView(**error.model_dump()) for error in job.errors],
-            cancel_requested_at=job.cancel_requested_at,
+            errors=[AttemptErrorView(**{**error.model_dump(), "at": millis(error.at)}) for error in job.errors],
+            cancel_requested_at=millis(job.cancel_requested_at),
             cancel_reason=job.cancel_reason,
             idempotency_key=job.idempotency_key,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
+            created_at=millis(job.created_at),
+            updated_at=millis(job.updated_at),
+            started_at=millis(job.started_at),
+            finished_at=millis(job.finished_at),
             version=job.version,
             links=JobLinks.of(job.job_id),
         )
@@ -173,6 +174,12 @@ class JobList(BaseModel):
 class StatusView(BaseModel):
     jobs: dict[str, int] = Field(description="jobs of this tenant per state")
     lag: dict[str, int | None] = Field(description="records each consumer group has yet to process (null: unknown)")
+
+
+def millis(moment: datetime | None) -> datetime | None:
+    """``moment`` to the millisecond, as the read model stores it: a job reads
+    the same whether it came from the read model or from the log's tail."""
+    return None if moment is None else moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def job_path(job_id: str) -> str:

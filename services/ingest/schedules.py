@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas import topics
+from schemas.jobtypes import JobTypes
 from schemas.schedules import (
     CreateSchedule,
     DeleteSchedule,
@@ -33,8 +34,7 @@ from services.ingest.models import SubmitJobRequest
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid
 from services.ingest.routes import append_record
-from services.ingest.submissions import validated_payload
-from services.processor.handlers import HandlerRegistry
+from services.ingest.submissions import declared_type, job_options, validated_payload
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
 log = structlog.get_logger(component="ingest")
@@ -84,16 +84,17 @@ class ScheduleView(BaseModel):
         )
 
 
-def schedule_spec(registry: HandlerRegistry, body: ScheduleRequest) -> ScheduleSpec:
+def schedule_spec(types: JobTypes, body: ScheduleRequest) -> ScheduleSpec:
     """The schedule a request asks for, or a 422 naming the field. Pure, like submits."""
-    payload = validated_payload(registry, body.job, ("job",))
+    job_type = declared_type(types, body.job, ("job",))
+    payload = validated_payload(job_type, body.job, ("job",))
     try:
         return ScheduleSpec(
             cron=body.cron,
             timezone=body.timezone,
             job_type=body.job.type,
             payload=payload.model_dump(mode="json"),
-            options=body.job.options(),
+            options=job_options(job_type, body.job, ("job",)),
         )
     except ValidationError as error:
         raise invalid([field_error(_request_location(item["loc"]), item["msg"]) for item in error.errors()]) from None
@@ -155,7 +156,7 @@ async def create_schedule(
     body: ScheduleRequest, request: Request, response: Response, tenant: str = Depends(tenant_of)
 ) -> ScheduleView:
     state = request.app.state
-    spec = schedule_spec(state.registry, body)
+    spec = schedule_spec(state.job_types, body)
     command = CreateSchedule(
         command_id=str(uuid.uuid4()),
         schedule_id=str(uuid.uuid4()),

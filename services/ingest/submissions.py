@@ -16,11 +16,11 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas import SubmitJob
+from schemas import JobOptions, SubmitJob
+from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.values import document_problems, json_problems
 from services.ingest.models import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
-from services.processor.handlers import HandlerRegistry, UnknownJobType
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")
 
@@ -37,12 +37,18 @@ def parse_request(raw: Any) -> SubmitJobRequest:
         raise invalid(pydantic_errors(error.errors())) from None
 
 
-def validated_payload(registry: HandlerRegistry, body: SubmitJobRequest, where: tuple = ()) -> BaseModel:
-    """The payload as the job type's model, or a 422 naming ``type`` or the payload field."""
+def declared_type(types: JobTypes, body: SubmitJobRequest, where: tuple = ()) -> JobType:
+    """The job type the request names, or a 422 naming ``type``."""
     try:
-        payload = registry.validate(body.type, body.payload)
+        return types.get(body.type)
     except UnknownJobType as unknown:
         raise invalid([field_error(where + ("type",), str(unknown))]) from None
+
+
+def validated_payload(job_type: JobType, body: SubmitJobRequest, where: tuple = ()) -> BaseModel:
+    """The payload as the job type's model, or a 422 naming the payload field."""
+    try:
+        payload = job_type.validate(body.payload)
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
     unfit = document_problems(payload.model_dump(mode="json"))
@@ -52,8 +58,16 @@ def validated_payload(registry: HandlerRegistry, body: SubmitJobRequest, where: 
     return payload
 
 
+def job_options(job_type: JobType, body: SubmitJobRequest, where: tuple = ()) -> JobOptions:
+    """The request's options over the job type's defaults, or a 422 naming the option."""
+    try:
+        return job_type.options(body.given_options())
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors(), where)) from None
+
+
 def submit_command(
-    registry: HandlerRegistry,
+    types: JobTypes,
     body: SubmitJobRequest,
     *,
     tenant: str,
@@ -62,7 +76,8 @@ def submit_command(
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
 ) -> SubmitJob:
-    payload = validated_payload(registry, body)
+    job_type = declared_type(types, body)
+    payload = validated_payload(job_type, body)
     try:
         return SubmitJob(
             command_id=str(uuid.uuid4()),
@@ -72,7 +87,7 @@ def submit_command(
             correlation_id=correlation_id,
             job_type=body.type,
             payload=payload.model_dump(mode="json"),
-            options=body.options(),
+            options=job_options(job_type, body),
             idempotency_key=idempotency_key,
             request_hash=fingerprint(body),
         )

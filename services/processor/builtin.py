@@ -1,37 +1,13 @@
-"""Built-in job types: ``sleep`` (as in the Atlas seed), ``noop``, ``fail`` and ``flaky``.
-
-``fail`` and ``flaky`` exist to try out retries and failures; ``sleep`` reports
-its progress and stops early when the job is cancelled (unless told not to).
-"""
+"""What the built-in job types do (declared in :mod:`schemas.builtin`)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from services.processor.handlers import EmptyPayload, JobContext, PermanentError, handler
-
-MAX_SLEEP_S = 3600
-
-
-class SleepPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    seconds: float = Field(ge=0, le=MAX_SLEEP_S, description="how long the job sleeps")
-    ignore_cancel: bool = Field(False, description="keep sleeping when the job is cancelled (to try the grace period)")
-
-
-class FailPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    message: str = Field("failed on purpose", max_length=10_000, description="the job's error text")
-    retryable: bool = Field(True, description="false: fail at once, whatever attempts are left")
-
-
-class FlakyPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    failures: int = Field(2, ge=0, le=100, description="how many attempts fail before one succeeds")
-    message: str = Field("flaky failure", max_length=10_000)
+from schemas.builtin import FAIL, FLAKY, NOOP, SLEEP, FailPayload, FlakyPayload, SleepPayload
+from schemas.jobtypes import EmptyPayload
+from services.processor.handlers import JobContext, PermanentError, handler
 
 
 class IntentionalFailure(Exception):
@@ -42,7 +18,7 @@ class Cancelled(Exception):
     """A ``sleep`` job stopped early because it was cancelled."""
 
 
-@handler("sleep", payload=SleepPayload)
+@handler(SLEEP)
 async def sleep(ctx: JobContext, payload: SleepPayload) -> dict:
     started = time.monotonic()
     deadline = started + payload.seconds
@@ -55,19 +31,19 @@ async def sleep(ctx: JobContext, payload: SleepPayload) -> dict:
     return {"slept": payload.seconds}
 
 
-@handler("noop", payload=EmptyPayload)
+@handler(NOOP)
 async def noop(ctx: JobContext, payload: EmptyPayload) -> None:
     return None
 
 
-@handler("fail", payload=FailPayload)
+@handler(FAIL)
 async def fail(ctx: JobContext, payload: FailPayload) -> None:
     if not payload.retryable:
         raise PermanentError(payload.message)
     raise IntentionalFailure(payload.message)
 
 
-@handler("flaky", payload=FlakyPayload)
+@handler(FLAKY)
 async def flaky(ctx: JobContext, payload: FlakyPayload) -> dict:
     if ctx.attempt <= payload.failures:
         raise IntentionalFailure(f"{payload.message} (attempt {ctx.attempt})")

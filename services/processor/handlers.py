@@ -1,19 +1,18 @@
-"""Job handlers: what a job type does, declared once with the payload it takes.
+"""Job handlers: the implementation bound to each declared job type.
 
-    from services.processor.handlers import handler
+    from schemas.builtin import SLEEP            # or your own declarations
+    from services.processor.handlers import JobContext, handler
 
-    class ResizePayload(BaseModel):
-        url: str
-        width: int = Field(gt=0)
-
-    @handler("resize", payload=ResizePayload)
-    async def resize(ctx: JobContext, payload: ResizePayload) -> dict:
+    @handler(SLEEP)
+    async def sleep(ctx: JobContext, payload: SleepPayload) -> dict:
         ...
 
-Ingest validates submitted payloads against the same declaration, so a job
-that was accepted can always be run. A handler returns the job's result (any
-JSON value) or raises; the runner turns either into a command. Raising
-:class:`PermanentError` fails the job at once, whatever attempts are left.
+A job type is declared in the contract (:mod:`schemas.jobtypes`) so ingest can
+validate payloads without loading job code. ``@handler("name", payload=Model)``
+declares and binds in one step, for a type only this process needs to know.
+A handler returns the job's result (any JSON value) or raises; the runner
+turns either into a command. Raising :class:`PermanentError` fails the job at
+once, whatever attempts are left.
 
 A handler learns about its job through :class:`JobContext`: ``ctx.attempt``,
 ``await ctx.progress(percent, message)``, and ``ctx.cancelled`` (``True``
@@ -29,20 +28,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from schemas import JobledgerError
+from schemas.jobtypes import EmptyPayload, JobType, UnknownJobType, catalog
 
-
-class EmptyPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UnknownJobType(JobledgerError):
-    def __init__(self, job_type: str, known: Iterable[str]) -> None:
-        self.job_type = job_type
-        self.known = sorted(known)
-        super().__init__(f"unknown job type {job_type!r}; known types: {', '.join(self.known)}")
+__all__ = ["EmptyPayload", "HandlerRegistry", "JobContext", "PermanentError", "UnknownJobType", "handler", "load_handlers"]
 
 
 class PermanentError(JobledgerError):
@@ -78,26 +69,32 @@ Handler = Callable[[JobContext, Any], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class JobHandler:
-    name: str
-    payload: type[BaseModel]
+    job_type: JobType
     run: Handler
+
+    @property
+    def name(self) -> str:
+        return self.job_type.name
 
 
 class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, JobHandler] = {}
 
-    def handler(self, name: str, *, payload: type[BaseModel] = EmptyPayload) -> Callable[[Handler], Handler]:
-        """Register ``func`` as the handler of job type ``name``."""
-        if not name or not isinstance(name, str):
-            raise ValueError("a job type needs a non-empty name")
-        if not (isinstance(payload, type) and issubclass(payload, BaseModel)):
-            raise TypeError(f"payload of job type {name!r} must be a pydantic model class")
+    def handler(self, job_type: JobType | str, *, payload: type[BaseModel] | None = None) -> Callable[[Handler], Handler]:
+        """Bind ``func`` to ``job_type``: a declared :class:`JobType`, or a name
+        (declared here when ``payload`` is given or the name is not declared yet)."""
+        if isinstance(job_type, str):
+            if payload is None and job_type in catalog:
+                job_type = catalog.get(job_type)
+            else:
+                job_type = catalog.declare(job_type, payload=payload or EmptyPayload)
 
         def register(func: Handler) -> Handler:
-            if name in self._handlers and self._handlers[name].run is not func:
-                raise ValueError(f"job type {name!r} already has a handler")
-            self._handlers[name] = JobHandler(name, payload, func)
+            known = self._handlers.get(job_type.name)
+            if known is not None and known.run is not func:
+                raise ValueError(f"job type {job_type.name!r} already has a handler")
+            self._handlers[job_type.name] = JobHandler(job_type, func)
             return func
 
         return register
@@ -111,17 +108,13 @@ class HandlerRegistry:
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
-    def validate(self, name: str, payload: dict[str, Any]) -> BaseModel:
-        """The typed payload; raises UnknownJobType or pydantic.ValidationError."""
-        return self.get(name).payload.model_validate(payload)
-
 
 registry = HandlerRegistry()
 handler = registry.handler
 
 
 def load_handlers(modules: Iterable[str]) -> HandlerRegistry:
-    """Import the modules that declare handlers; return the registry they filled."""
+    """Import the modules that bind handlers; return the registry they filled."""
     for module in modules:
         importlib.import_module(module)
     return registry

@@ -45,9 +45,9 @@ from services.ingest.problems import Problem
 from services.ingest.routes import _until
 from services.ingest.schedules import ScheduleRequest, ScheduleView, schedule_spec
 from services.ingest.submissions import parse_request, submit_command
-from services.processor.handlers import load_handlers
+from schemas.jobtypes import load_job_types
 
-REGISTRY = load_handlers(["services.processor.builtin"])
+JOB_TYPES = load_job_types(["schemas.builtin"])
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 BSON = CodecOptions(tz_aware=True)
 EDGE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -187,7 +187,7 @@ def submitted(body) -> SubmitJob | None:
     """What ingest makes of a decoded ``POST /jobs`` body: a command, or ``None`` for a 422."""
     try:
         request = parse_request(body)
-        return submit_command(REGISTRY, request, tenant="t", job_id="job-1", issued_at=NOW)
+        return submit_command(JOB_TYPES, request, tenant="t", job_id="job-1", issued_at=NOW)
     except Problem as problem:
         assert problem.status == 422 and problem.errors, problem.body("/jobs")
         assert all(error["field"] is not None for error in problem.errors)
@@ -212,7 +212,7 @@ def test_a_schedule_is_refused_with_a_field_or_ticks(body):
     try:
         if list(json_problems(body)):
             return
-        spec = schedule_spec(REGISTRY, ScheduleRequest.model_validate(body))
+        spec = schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(body))
     except ValidationError:
         return
     except Problem as problem:
@@ -302,7 +302,7 @@ def test_json_fit_values_are_carried_by_the_log_and_document_fit_ones_by_bson(va
 def test_each_poison_submit_is_a_422_naming_its_field(body, field):
     with pytest.raises(Problem) as refused:
         parse_request(body) if "payload" not in body else submit_command(
-            REGISTRY, parse_request(body), tenant="t", job_id="j", issued_at=NOW
+            JOB_TYPES, parse_request(body), tenant="t", job_id="j", issued_at=NOW
         )
     assert refused.value.status == 422
     assert field in [error["field"] for error in refused.value.errors]
@@ -320,7 +320,7 @@ def test_each_poison_submit_is_a_422_naming_its_field(body, field):
 )
 def test_each_poison_schedule_is_a_422_naming_its_field(body, field):
     with pytest.raises(Problem) as refused:
-        schedule_spec(REGISTRY, ScheduleRequest.model_validate(body))
+        schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(body))
     assert field in [error["field"] for error in refused.value.errors]
 
 

@@ -1,0 +1,124 @@
+"""Job types: a name, the payload it takes and its default options, declared in the contract.
+
+A declaration is data, with no code to run, so the API validates submissions
+against it without loading any job code, and a consumer can read it. The
+processor binds an implementation to each declared type
+(:func:`services.processor.handlers.handler`)::
+
+    from pydantic import BaseModel, Field
+    from schemas.jobtypes import job_type
+
+    class ResizePayload(BaseModel):
+        url: str
+        width: int = Field(gt=0)
+
+    RESIZE = job_type("resize", payload=ResizePayload, defaults={"timeout_s": 60})
+
+Ingest imports the modules listed in ``JOBLEDGER_JOB_TYPE_MODULES`` and the
+processor those in ``JOBLEDGER_HANDLER_MODULES`` (which import their
+declarations), so keep declarations in a module of their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from schemas.errors import JobledgerError
+from schemas.options import JobOptions
+
+
+class EmptyPayload(BaseModel):
+    """The payload of a job type that takes none: ``{}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UnknownJobType(JobledgerError):
+    def __init__(self, job_type: str, known: Iterable[str]) -> None:
+        self.job_type = job_type
+        self.known = sorted(known)
+        super().__init__(f"unknown job type {job_type!r}; known types: {', '.join(self.known) or 'none'}")
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    payload: type[BaseModel] = EmptyPayload
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Options a submit of this type gets unless it sets them itself."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError("a job type needs a non-empty name")
+        if not (isinstance(self.payload, type) and issubclass(self.payload, BaseModel)):
+            raise TypeError(f"payload of job type {self.name!r} must be a pydantic model class")
+        unknown = set(self.defaults) - set(JobOptions.model_fields)
+        if unknown:
+            raise ValueError(f"job type {self.name!r}: defaults for unknown options {sorted(unknown)}")
+        try:
+            JobOptions.model_validate(dict(self.defaults))
+        except ValidationError as error:
+            raise ValueError(f"job type {self.name!r}: invalid defaults: {error}") from None
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    def validate(self, payload: dict[str, Any]) -> BaseModel:
+        """The typed payload; raises pydantic's ``ValidationError``."""
+        return self.payload.model_validate(payload)
+
+    def options(self, given: Mapping[str, Any]) -> JobOptions:
+        """The options of a submit that set ``given``, this type's defaults under them."""
+        return JobOptions.model_validate({**self.defaults, **given})
+
+
+class JobTypes:
+    """The declared job types, by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def declare(
+        self,
+        name: str,
+        *,
+        payload: type[BaseModel] = EmptyPayload,
+        description: str = "",
+        defaults: Mapping[str, Any] | None = None,
+    ) -> JobType:
+        declared = JobType(name, payload, description, defaults or {})
+        known = self._types.get(name)
+        if known is not None and known != declared:
+            raise ValueError(f"job type {name!r} is already declared otherwise")
+        self._types[name] = declared
+        return declared
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(name, self._types) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+
+catalog = JobTypes()
+"""Every job type declared in this process."""
+
+job_type = catalog.declare
+
+
+def load_job_types(modules: Iterable[str]) -> JobTypes:
+    """Import the modules that declare job types; return the catalog they filled."""
+    for module in modules:
+        importlib.import_module(module)
+    return catalog

@@ -16,9 +16,11 @@ from schemas.commands import (
     Command,
     CompleteJob,
     ExpireAttempt,
+    ExpiryReason,
     FailJob,
     GrantSlot,
     Heartbeat,
+    RefuseSlot,
     ReportProgress,
     RetryJob,
     StartJob,
@@ -29,6 +31,7 @@ from schemas.commands import (
 )
 from schemas.decider import apply_next, decide, evolve, fold
 from schemas.errors import (
+    CONCURRENCY_LIMIT_REACHED,
     InvalidTransition,
     JobAlreadyExists,
     JobledgerError,
@@ -39,6 +42,7 @@ from schemas.errors import (
     StaleAttempt,
 )
 from schemas.events import (
+    ATTEMPT_ENDED,
     EVENT_TYPES,
     AnyEvent,
     Event,
@@ -47,6 +51,7 @@ from schemas.events import (
     JobFailed,
     JobProgressed,
     JobQueued,
+    JobRejected,
     JobRetried,
     JobRetryScheduled,
     JobSlotRequested,
@@ -56,7 +61,7 @@ from schemas.events import (
     event_type_name,
     parse_event,
 )
-from schemas.job import TERMINAL, AttemptError, Job, JobStatus
+from schemas.job import TERMINAL, AttemptError, Job, JobStatus, timeout_error
 from schemas.options import Backoff, JobOptions, Priority
 from schemas.slots import (
     SlotEntry,
@@ -67,12 +72,15 @@ from schemas.slots import (
     encode_slot_message,
     grant_command,
     parse_slot_message,
+    refuse_command,
     slot_key,
     slot_messages,
 )
 from schemas.timers import deadlines, due_commands, next_deadline
 
 __all__ = [
+    "CONCURRENCY_LIMIT_REACHED",
+    "ATTEMPT_ENDED",
     "EVENT_TYPES",
     "GENESIS",
     "TERMINAL",
@@ -86,8 +94,10 @@ __all__ = [
     "CompleteJob",
     "Event",
     "ExpireAttempt",
+    "ExpiryReason",
     "FailJob",
     "GrantSlot",
+    "RefuseSlot",
     "Heartbeat",
     "InvalidTransition",
     "Job",
@@ -99,6 +109,7 @@ __all__ = [
     "JobOptions",
     "JobProgressed",
     "JobQueued",
+    "JobRejected",
     "JobRetried",
     "JobRetryScheduled",
     "JobSlotRequested",
@@ -129,6 +140,7 @@ __all__ = [
     "encode_command",
     "encode_slot_message",
     "grant_command",
+    "refuse_command",
     "event_hash",
     "event_type_name",
     "evolve",
@@ -139,5 +151,6 @@ __all__ = [
     "parse_slot_message",
     "slot_key",
     "slot_messages",
+    "timeout_error",
     "topics",
 ]

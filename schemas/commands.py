@@ -6,6 +6,7 @@ clock, so the same command always decides the same way.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -94,10 +95,29 @@ class GrantSlot(Command):
     type: Literal["GrantSlot"] = "GrantSlot"
 
 
+class RefuseSlot(Command):
+    """From the slot decider: the job's concurrency key is full and the job asked
+    to be refused rather than wait (``on_conflict: reject``)."""
+
+    type: Literal["RefuseSlot"] = "RefuseSlot"
+    detail: str
+
+
 class WakeJob(Command):
     """Timer: a PENDING job's start time (``run_at`` or backoff) has come."""
 
     type: Literal["WakeJob"] = "WakeJob"
+
+
+class ExpiryReason(StrEnum):
+    """Why a timer ends a running attempt."""
+
+    TIMEOUT = "timeout"
+    """it ran longer than the job's ``timeout_s``"""
+    LOST = "lost"
+    """its runner sent no heartbeat within the lease"""
+    CANCELLED = "cancelled"
+    """it was cancelled and did not stop within the grace period"""
 
 
 class ExpireAttempt(Command):
@@ -109,7 +129,7 @@ class ExpireAttempt(Command):
 
     type: Literal["ExpireAttempt"] = "ExpireAttempt"
     attempt: int = Field(ge=1)
-    reason: Literal["timeout", "lost", "cancelled"]
+    reason: ExpiryReason
 
 
 AnyCommand = Annotated[
@@ -125,6 +145,7 @@ AnyCommand = Annotated[
         WakeJob,
         ExpireAttempt,
         GrantSlot,
+        RefuseSlot,
     ],
     Field(discriminator="type"),
 ]

@@ -23,9 +23,11 @@ from schemas.commands import (
     Command,
     CompleteJob,
     ExpireAttempt,
+    ExpiryReason,
     FailJob,
     GrantSlot,
     Heartbeat,
+    RefuseSlot,
     ReportProgress,
     RetryJob,
     StartJob,
@@ -33,6 +35,7 @@ from schemas.commands import (
     WakeJob,
 )
 from schemas.errors import (
+    CONCURRENCY_LIMIT_REACHED,
     InvalidTransition,
     JobAlreadyExists,
     JobNotFound,
@@ -58,6 +61,8 @@ from schemas.events import (
     JobRetriedData,
     JobRetryScheduled,
     JobRetryScheduledData,
+    JobRejected,
+    JobRejectedData,
     JobSlotRequested,
     JobSlotRequestedData,
     JobStarted,
@@ -67,7 +72,7 @@ from schemas.events import (
     JobSucceeded,
     JobSucceededData,
 )
-from schemas.job import AttemptError, Job, JobStatus
+from schemas.job import AttemptError, Job, JobStatus, timeout_error
 from schemas.options import retry_at
 from schemas.values import later
 
@@ -143,6 +148,13 @@ def _grant(command: GrantSlot, job: Job) -> list[Emitted]:
     return [_queued(job.job_id, job.job_type, job.payload, job.options, attempt=job.attempt + 1)]
 
 
+def _refuse(command: RefuseSlot, job: Job) -> list[Emitted]:
+    _require_status(job, command, JobStatus.PENDING)
+    if not job.awaiting_slot:
+        raise InvalidTransition(job.job_id, f"job {job.job_id} is not waiting for a slot")
+    return [(JobRejected, JobRejectedData(reason=CONCURRENCY_LIMIT_REACHED, detail=command.detail))]
+
+
 def _start(command: StartJob, job: Job) -> list[Emitted]:
     _require_status(job, command, JobStatus.QUEUED)
     _require_attempt(job, command)
@@ -177,17 +189,17 @@ def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
     _require_status(job, command, JobStatus.RUNNING)
     _require_attempt(job, command)
     now = command.issued_at
-    if command.reason == "timeout":
+    if command.reason is ExpiryReason.TIMEOUT:
         timeout_s = job.options.timeout_s
         if timeout_s is None or job.started_at is None or now < later(job.started_at, timeout_s):
             raise NotDue(job.job_id, f"attempt {job.attempt} of job {job.job_id} has not timed out")
-        return _attempt_failed(job, command, f"attempt timed out after {timeout_s:g} s", "timeout", True)
-    if command.reason == "cancelled":
+        return _attempt_failed(job, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
+    if command.reason is ExpiryReason.CANCELLED:
         if job.cancel_deadline is None or now < job.cancel_deadline:
             raise NotDue(job.job_id, f"job {job.job_id} is still within its cancel grace period")
         return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
     return _attempt_failed(
-        job, command, f"runner {job.runner_id} stopped sending heartbeats; the attempt is lost", "lost", True
+        job, command, f"runner {job.runner_id} stopped sending heartbeats; the attempt is lost", ExpiryReason.LOST.value, True
     )
 
 
@@ -219,9 +231,9 @@ def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
 
 
 def _retry(command: RetryJob, job: Job) -> list[Emitted]:
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED):
         raise InvalidTransition(
-            job.job_id, f"only a FAILED or CANCELLED job can be retried; job {job.job_id} is {job.status}"
+            job.job_id, f"only a FAILED, CANCELLED or REJECTED job can be retried; job {job.job_id} is {job.status}"
         )
     attempt = job.attempt + 1
     return [
@@ -233,6 +245,7 @@ def _retry(command: RetryJob, job: Job) -> list[Emitted]:
 _RULES = {
     WakeJob: _wake,
     GrantSlot: _grant,
+    RefuseSlot: _refuse,
     StartJob: _start,
     Heartbeat: _heartbeat,
     ReportProgress: _progress,
@@ -297,6 +310,8 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         update.update(cancel_requested_at=at, cancel_deadline=event.data.deadline, cancel_reason=event.data.reason)
     elif isinstance(event, JobCancelled):
         update.update(status=JobStatus.CANCELLED, due_at=None, cancel_reason=event.data.reason, **ended)
+    elif isinstance(event, JobRejected):
+        update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobRetried):
         update.update(
             status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, error=None, error_type=None,

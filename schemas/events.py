@@ -158,6 +158,14 @@ class JobCancelledData(EventData):
     reason: str | None = None
 
 
+class JobRejectedData(EventData):
+    """The job was refused before it ran: its concurrency key was full and it
+    asked for ``on_conflict: reject``."""
+
+    reason: str = Field(description="a code, e.g. concurrency-limit-reached")
+    detail: str
+
+
 class JobRetriedData(EventData):
     """A finished job was sent round again by hand; attempts count from ``attempt``."""
 
@@ -223,6 +231,11 @@ class JobRetried(Event):
     data: JobRetriedData
 
 
+class JobRejected(Event):
+    type: Literal["jobledger.job.rejected"] = "jobledger.job.rejected"
+    data: JobRejectedData
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     JobSubmitted,
     JobSlotRequested,
@@ -235,7 +248,11 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobCancelRequested,
     JobCancelled,
     JobRetried,
+    JobRejected,
 )
+
+ATTEMPT_ENDED: tuple[type[Event], ...] = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
+"""The events that end a job's current attempt: after one, no report of that attempt counts."""
 
 AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]
 """Any job event, told apart by ``type``: the classes of ``EVENT_TYPES``, listed once."""

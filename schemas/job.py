@@ -21,16 +21,24 @@ class JobStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    """Refused before it ran: its concurrency key was full and it asked for ``on_conflict: reject``."""
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED})
 
 RECENT_COMMANDS_KEPT = 32
 """How many applied command ids a job remembers to drop redelivered commands."""
+
+
+def timeout_error(timeout_s: float) -> str:
+    """The error of an attempt that ran past the job's ``timeout_s``: the same
+    text whether the runner or the decider's timer noticed first."""
+    return f"attempt timed out after {timeout_s:g} s"
 
 
 class AttemptError(BaseModel):

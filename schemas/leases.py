@@ -1,9 +1,11 @@
-"""When each job the decider owns next needs it: run_at, backoff, timeout, cancel grace, lease.
+"""Leases, and when each job the decider owns next needs it: run_at, backoff,
+timeout, cancel grace, lease.
 
 Leases are the one piece of job state outside the log (heartbeats emit no
-events), so they live here and not in the pure decider: a restored RUNNING job
-gets a fresh lease from the moment it was restored, so a restart never fails
-a live attempt early.
+events), so they are kept here, beside the pure decider rather than in the
+job: a restored RUNNING job gets a fresh lease from the moment it was
+restored, so a restart never fails a live attempt early. No I/O and no clock:
+every method takes ``now``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from __future__ import annotations
 import heapq
 from datetime import datetime, timedelta
 
-from schemas import ExpireAttempt, Job, JobStatus, NotDue, next_deadline
+from schemas.commands import ExpireAttempt, ExpiryReason, Heartbeat, ReportProgress
+from schemas.errors import NotDue
+from schemas.job import Job, JobStatus
+from schemas.timers import next_deadline
+
+RENEWS_LEASE = (Heartbeat, ReportProgress)
+"""The commands that show a runner is alive: each renews its attempt's lease."""
 
 
 class Deadlines:
@@ -60,7 +68,7 @@ def require_lease_ended(command, deadlines: Deadlines) -> None:
     """A ``lost`` expiry is judged again when it is decided: heartbeats ahead of
     it in the partition (a backlog delays both) may have renewed the lease since
     the timer sent it."""
-    if isinstance(command, ExpireAttempt) and command.reason == "lost":
+    if isinstance(command, ExpireAttempt) and command.reason is ExpiryReason.LOST:
         lease = deadlines.lease_of(command.job_id)
         if lease is not None and lease > command.issued_at:
             raise NotDue(command.job_id, f"the lease of job {command.job_id} was renewed after the expiry was sent")

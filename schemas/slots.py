@@ -6,6 +6,10 @@ slot decider sees them all in order. Like the job decider it is pure:
 ``decide_slots(state, message)`` returns the new state and the job ids granted
 a slot. Waiting jobs get slots in the order they were submitted (their
 ``submitted_at``, then job id), whatever partitions their requests came from.
+A request with ``on_conflict: reject`` that finds no free slot is refused
+instead of waiting: it is decided here, in log order, so whichever path the
+job came by (a submit, a batch, a schedule's tick, a retry) and however many
+race, the key never holds more than its limit.
 
 Applying a message twice is harmless (a redelivery after a crash): a request
 of a job that already holds a slot grants it again, which the job's decider
@@ -17,11 +21,11 @@ from __future__ import annotations
 
 import bisect
 import uuid
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import GrantSlot
+from schemas.commands import GrantSlot, RefuseSlot
 from schemas.events import JobSlotRequested
 
 _GRANT_NAMESPACE = uuid.UUID("5e2b8c1a-7d4f-4a3e-9b6c-0f1e2d3a4b5c")
@@ -45,6 +49,7 @@ class SlotRequest(SlotMessage):
     limit: int = Field(ge=1)
     request_id: str = Field(description="id of the job's slot_requested event: one grant per request")
     submitted_at: AwareDatetime
+    on_conflict: Literal["queue", "reject"] = "queue"
 
 
 class SlotRelease(SlotMessage):
@@ -73,12 +78,21 @@ class SlotState(BaseModel):
     waiting: tuple[SlotEntry, ...] = Field((), description="in submit order")
 
 
-def decide_slots(state: SlotState | None, message: SlotRequest | SlotRelease) -> tuple[SlotState, list[SlotEntry]]:
-    """The state after ``message`` and the entries granted a slot by it."""
+class SlotDecision(NamedTuple):
+    state: SlotState
+    granted: list[SlotEntry]
+    """entries that now hold a slot"""
+    refused: list[SlotEntry]
+    """entries that asked to be refused rather than wait, and found the key full"""
+
+
+def decide_slots(state: SlotState | None, message: SlotRequest | SlotRelease) -> SlotDecision:
+    """The state after ``message``, the entries granted a slot and those refused by it."""
     state = state or SlotState(key=message.key)
     holders, waiting = list(state.holders), list(state.waiting)
     limit = state.limit
     granted: list[SlotEntry] = []
+    refused: list[SlotEntry] = []
     held = next((entry for entry in holders if entry.job_id == message.job_id), None)
     queued = next((entry for entry in waiting if entry.job_id == message.job_id), None)
     if isinstance(message, SlotRequest):
@@ -92,7 +106,10 @@ def decide_slots(state: SlotState | None, message: SlotRequest | SlotRelease) ->
                 request_id=message.request_id,
                 submitted_at=message.submitted_at,
             )
-            bisect.insort(waiting, entry, key=lambda e: (e.submitted_at, e.job_id))
+            if message.on_conflict == "reject" and (waiting or len(holders) >= limit):
+                refused.append(entry)
+            else:
+                bisect.insort(waiting, entry, key=lambda e: (e.submitted_at, e.job_id))
     elif held is not None:
         holders.remove(held)
     elif queued is not None:
@@ -101,7 +118,7 @@ def decide_slots(state: SlotState | None, message: SlotRequest | SlotRelease) ->
         entry = waiting.pop(0)
         holders.append(entry)
         granted.append(entry)
-    return SlotState(key=state.key, limit=limit, holders=tuple(holders), waiting=tuple(waiting)), granted
+    return SlotDecision(SlotState(key=state.key, limit=limit, holders=tuple(holders), waiting=tuple(waiting)), granted, refused)
 
 
 def grant_command(entry: SlotEntry, issued_at) -> GrantSlot:
@@ -112,6 +129,17 @@ def grant_command(entry: SlotEntry, issued_at) -> GrantSlot:
         job_id=entry.job_id,
         tenant=entry.tenant,
         issued_at=issued_at,
+    )
+
+
+def refuse_command(entry: SlotEntry, limit: int, issued_at) -> RefuseSlot:
+    """The command telling a job it was refused a slot; its id derives from the request too."""
+    return RefuseSlot(
+        command_id=str(uuid.uuid5(_GRANT_NAMESPACE, f"{entry.request_id}/refused")),
+        job_id=entry.job_id,
+        tenant=entry.tenant,
+        issued_at=issued_at,
+        detail=f"concurrency limit reached: {limit} job(s) with this key are running or waiting",
     )
 
 
@@ -137,6 +165,7 @@ def slot_messages(before, events, after) -> list[SlotMessage]:
                     limit=event.data.limit,
                     request_id=event.event_id,
                     submitted_at=after.created_at,
+                    on_conflict=after.options.on_conflict,
                 )
             )
     key = after.options.concurrency_key

@@ -15,27 +15,29 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from schemas.commands import Command, ExpireAttempt, WakeJob
+from schemas.commands import Command, ExpireAttempt, ExpiryReason, WakeJob
 from schemas.job import Job, JobStatus
 from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
+WAKE = "wake"
+"""The deadline of a PENDING job: its ``run_at`` or its backoff has passed."""
 
 
 def deadlines(job: Job, lease_expires_at: datetime | None = None) -> list[tuple[datetime, str]]:
     """``(when, reason)`` for every deadline of ``job``. ``lease_expires_at`` is
     when the runner's lease ends; the processor tracks heartbeats, not the log."""
     if job.status is JobStatus.PENDING and job.due_at is not None:
-        return [(job.due_at, "wake")]
+        return [(job.due_at, WAKE)]
     if job.status is not JobStatus.RUNNING:
         return []
     found = []
     if job.options.timeout_s is not None and job.started_at is not None:
-        found.append((later(job.started_at, job.options.timeout_s), "timeout"))
+        found.append((later(job.started_at, job.options.timeout_s), ExpiryReason.TIMEOUT))
     if job.cancel_deadline is not None:
-        found.append((job.cancel_deadline, "cancelled"))
+        found.append((job.cancel_deadline, ExpiryReason.CANCELLED))
     if lease_expires_at is not None:
-        found.append((lease_expires_at, "lost"))
+        found.append((lease_expires_at, ExpiryReason.LOST))
     return found
 
 
@@ -56,7 +58,7 @@ def due_commands(job: Job, now: datetime, lease_expires_at: datetime | None = No
             tenant=job.tenant,
             issued_at=now,
         )
-        if reason == "wake":
+        if reason == WAKE:
             commands.append(WakeJob(**common))
         else:
             commands.append(ExpireAttempt(attempt=job.attempt, reason=reason, **common))

@@ -21,6 +21,7 @@ from pymongo import DESCENDING
 from sse_starlette import EventSourceResponse
 
 from schemas import (
+    CONCURRENCY_LIMIT_REACHED,
     TERMINAL,
     AnyEvent,
     CancelJob,
@@ -64,7 +65,6 @@ router = APIRouter(route_class=ContractRoute)
 
 _PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
 PROBLEMS = {401: _PROBLEM, 422: _PROBLEM}
-_TERMINAL_TYPES = {"jobledger.job.succeeded", "jobledger.job.failed", "jobledger.job.cancelled"}
 MAX_WAIT_S = 60.0
 
 
@@ -118,7 +118,7 @@ async def submit_job(
 
 def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
     return submit_command(
-        state.registry,
+        state.job_types,
         body,
         tenant=tenant,
         job_id=job_id,
@@ -129,12 +129,41 @@ def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, req
 
 
 async def _submit(state, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
-    if body.concurrency_key is not None and body.on_conflict == "reject":
-        await _refuse_when_key_is_full(state, command.tenant, body.concurrency_key, body.concurrency_limit)
     await _append(state, command)
     state.accepted.remember(command)
+    job_state = JobStatus.PENDING
+    if command.options.on_conflict == "reject":
+        job = await _slot_decision(state, command)
+        if job.status is JobStatus.REJECTED:
+            raise _rejected(job, command)
+        job_state = job.status
     response.headers["Location"] = job_path(command.job_id)
-    return JobAccepted(id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id))
+    return JobAccepted(id=command.job_id, state=job_state, links=JobLinks.of(command.job_id))
+
+
+async def _slot_decision(state, command: SubmitJob) -> Job:
+    """``on_conflict: reject`` is decided by the slot decider, in log order, so
+    no race passes the limit. Wait (up to ``produce_timeout_s``) to hear its
+    answer; a job still PENDING after that shows a refusal later, as REJECTED."""
+    job_id, tenant = command.job_id, command.tenant
+
+    def decided(job: Job) -> bool:  # queued or rejected; or waiting for its run_at, to be decided then
+        return job.status is not JobStatus.PENDING or (job.due_at is not None and not job.awaiting_slot)
+
+    return await state.watch.until(job_id, lambda: _job_or_404(state, job_id, tenant), decided, state.settings.produce_timeout_s)
+
+
+def _rejected(job: Job, command: SubmitJob) -> Problem:
+    job_id = job.job_id
+    return Problem(
+        409,
+        CONCURRENCY_LIMIT_REACHED,
+        "The concurrency key is busy",
+        f"Job {job_id} was rejected: {job.error}.",
+        job_id=job_id,
+        concurrency_key=command.options.concurrency_key,
+        headers={"Location": job_path(job_id)},
+    )
 
 
 @router.post(
@@ -157,8 +186,6 @@ async def submit_batch(
         try:
             item = parse_request(raw)
             command = _submit_command(state, item, tenant, str(uuid.uuid4()), request)
-            if item.concurrency_key is not None and item.on_conflict == "reject":
-                await _refuse_when_key_is_full(state, tenant, item.concurrency_key, item.concurrency_limit)
             commands.append((index, command))
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
@@ -180,6 +207,14 @@ async def submit_batch(
         results[index] = BatchItem(
             index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
         )
+    rejectable = [(index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"]
+    decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
+    for (index, command), job in zip(rejectable, decided):
+        if job.status is JobStatus.REJECTED:
+            problem = _rejected(job, command).body(f"/jobs:batch#{index}")
+            results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=problem)
+        else:
+            results[index] = results[index].model_copy(update={"state": job.status})
     accepted = sum(1 for item in results if item.status == 202)
     return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results)
 
@@ -432,10 +467,12 @@ async def readyz(request: Request) -> dict:
 
 
 async def _find_job(state, job_id: str, tenant: str) -> Job | None:
+    """The job as the read model has it, or as accepted here, with what the
+    log's tail has heard since (read-your-writes within this ingest)."""
     document = await state.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
-    if document is not None:
-        return job_from_document(document)
-    return state.accepted.get(job_id, tenant)
+    job = job_from_document(document) if document is not None else state.accepted.get(job_id, tenant)
+    caught_up = state.watch.catch_up(job_id, job)
+    return caught_up if caught_up is not None and caught_up.tenant == tenant else job
 
 
 async def _job_or_404(state, job_id: str, tenant: str) -> Job:
@@ -482,26 +519,6 @@ async def append_record(state, topic: str, key: str, value: bytes) -> None:
             f"The command was not acknowledged ({type(error).__name__}); nothing was accepted. Retry later.",
             headers={"Retry-After": "1"},
         ) from None
-
-
-async def _refuse_when_key_is_full(state, tenant: str, key: str, limit: int) -> None:
-    """``on_conflict: reject``: 409 while ``limit`` jobs with the key have not ended.
-
-    Judged from the read model, so a job submitted a moment ago by another
-    request may not count yet; the slot decider still keeps the limit.
-    """
-    active = await state.db[JOBS].count_documents(
-        {"tenant": tenant, "options.concurrency_key": key, "status": {"$nin": [status.value for status in TERMINAL]}},
-        limit=limit,
-    )
-    if active >= limit:
-        raise Problem(
-            409,
-            "concurrency-limit-reached",
-            "The concurrency key is busy",
-            f"{active} job(s) with concurrency key {key!r} have not ended (limit {limit}).",
-            concurrency_key=key,
-        )
 
 
 _SEQ = re.compile(r"[0-9]{1,19}")

@@ -135,6 +135,26 @@ class JobWatch:
                 if not followers:
                     del self._waiting[key]
 
+    def catch_up(self, job_id: str, job: Job | None) -> Job | None:
+        """``job`` (as read from the read model, or ``None``) with the events the
+        tail remembers beyond its version folded in. Every single-job read goes
+        through here, so once a wait has answered with a version, a later read
+        of the same ingest never answers an older one."""
+        recent = self._recent.get(job_id.encode())
+        if not recent:
+            return job
+        version = job.version if job is not None else 0
+        newer = []
+        for value in reversed(recent):  # newest first: usually only the last few are new
+            try:
+                event = parse_event(value)
+            except Exception:
+                continue
+            if event.seq <= version:
+                break
+            newer.append(event)
+        return fold_ahead(job, {}, newer[::-1]) if newer else job
+
     async def until(
         self, job_id: str, read: Callable[[], Awaitable[Job]], done: Callable[[Job], bool], timeout_s: float
     ) -> Job:

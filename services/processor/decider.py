@@ -45,7 +45,6 @@ from schemas import (
     Heartbeat,
     Job,
     Rejection,
-    ReportProgress,
     SlotState,
     decide,
     decide_slots,
@@ -56,9 +55,11 @@ from schemas import (
     grant_command,
     parse_command,
     parse_slot_message,
+    refuse_command,
     slot_messages,
     topics,
 )
+from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
 from schemas.schedules import (
     Schedule,
     encode_schedule_command,
@@ -69,7 +70,6 @@ from schemas.schedules import (
     ticks_due,
 )
 from services.common.kafka import dead_letter_headers, make_producer
-from services.processor.deadlines import Deadlines, require_lease_ended
 from services.processor.settings import ProcessorSettings
 from services.processor.states import DurableStates, trust_only_the_log
 from services.processor.tables import ChangelogTable, JobStates
@@ -214,7 +214,7 @@ class Decider(mode.Service):
             await self._dead_letter(record, error, "decider")
             return
         if not decided:
-            if isinstance(command, (Heartbeat, ReportProgress)):
+            if isinstance(command, RENEWS_LEASE):
                 self.deadlines.renew(job, _now())
             return
         # Slot messages first, acknowledged: if we crash before the events are in the
@@ -230,7 +230,7 @@ class Decider(mode.Service):
         delivery.add_done_callback(partial(self._acknowledged, after))
         self._send(delivery)
         self.jobs.put(record.partition, after)
-        if isinstance(command, ReportProgress):
+        if isinstance(command, RENEWS_LEASE):
             self.deadlines.renew(after, _now())
         else:
             self.deadlines.track(after, _now())
@@ -252,14 +252,15 @@ class Decider(mode.Service):
         try:
             stored = self.slots.get(message.key)
             state = SlotState.model_validate(stored) if stored is not None else None
-            after, granted = decide_slots(state, message)
-            grants = [grant_command(entry, _now()) for entry in granted]
+            after, granted, refused = decide_slots(state, message)
+            commands = [grant_command(entry, _now()) for entry in granted]
+            commands += [refuse_command(entry, after.limit, _now()) for entry in refused]
             document = after.model_dump(mode="json")
         except Exception as error:  # one key's trouble must not stop the partition
             log.exception("slot decider failed on a message", key=message.key)
             await self._dead_letter(record, error, "slots")
             return
-        for command in grants:
+        for command in commands:
             self._send(await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command)))
         self._send(await self.slots.set(self._producer, record.partition, message.key, document))
 

@@ -1,47 +1,29 @@
 """The runner: takes queued attempts from ``jobs.events``, runs their handlers,
 and reports back to the decider as commands.
 
-An attempt goes through these steps here:
-
-1. **waiting** — its ``JobQueued`` was read. Waiting attempts sit in a buffer
-   (up to ``runner_prefetch``) ordered by priority, then log order, so with a
-   backlog ``high`` starts before ``normal`` before ``low``.
-2. **claimed** — a slot was free, so the runner sent ``StartJob``: its claim
-   on the attempt. The decider grants each attempt to one runner only (its
-   ``JobStarted`` names that runner), and only the granted runner's reports
-   count. By default the runner starts the handler at once, beside the claim
-   (one round trip through the decider fewer per job); a ``JobStarted``
-   naming another runner, or an event that ends the attempt, cancels it. With
-   ``runner_waits_for_grant`` it runs nothing until its own ``JobStarted``
-   comes back, so even a ``JobQueued`` replayed to two runners across a
-   rebalance never runs twice at once — for handlers that must not overlap.
-3. **running** — the handler runs with its timeout. Heartbeats keep the lease;
-   progress is sent coalesced; a ``JobCancelRequested`` sets ``ctx.cancelled``;
-   an event that ends the attempt (the decider timed it out, say) cancels the
-   task. The result goes back as ``CompleteJob`` or ``FailJob``.
+An attempt waits in a buffer ordered by priority, is claimed with
+``StartJob`` when a slot is free, runs, and is reported as ``CompleteJob`` or
+``FailJob`` (the steps are :class:`~services.processor.attempts.AttemptState`).
+By default the handler starts beside the claim, one round trip through the
+decider fewer per job; a ``JobStarted`` naming another runner, or an event
+that ends the attempt, cancels it. With ``runner_waits_for_grant`` nothing
+runs until this runner's own ``JobStarted`` comes back, so even a
+``JobQueued`` replayed to two runners across a rebalance never runs twice at
+once — for handlers that must not overlap.
 
 Runners form their own consumer group, so they scale apart from deciders.
 Reports are not awaited inside a slot: the offset of a ``JobQueued`` is
-committed only once its report was acknowledged.
-
-A rebalance can take a partition away while attempts on it are claimed or
-running. The answer to a claim, a cancel request or the decider ending an
-attempt then lands on a partition this runner no longer reads, so a second,
-group-less consumer (the *follower*) keeps reading those partitions until no
-attempt of ours is left on them. Without it a claim would hold its slot
-forever and its job would wait for the lease to run out.
+committed only once its report was acknowledged (:mod:`.offsets`). Attempts
+on a partition a rebalance took away are followed to their end
+(:mod:`.follower`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import os
 import socket
 import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import mode
@@ -51,16 +33,12 @@ from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from schemas import (
-    CompleteJob,
+    ATTEMPT_ENDED,
     FailJob,
     Heartbeat,
-    JobCancelled,
     JobCancelRequested,
-    JobFailed,
     JobQueued,
-    JobRetryScheduled,
     JobStarted,
-    JobSucceeded,
     ReportProgress,
     StartJob,
     encode_command,
@@ -68,14 +46,23 @@ from schemas import (
     topics,
 )
 from services.common.kafka import make_producer
-from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
+from services.processor.attempts import (
+    IN_FLIGHT,
+    Attempt,
+    AttemptKey,
+    AttemptState,
+    WaitingAttempts,
+    first_error,
+    outcome,
+    report_id,
+)
+from services.processor.handlers import HandlerRegistry, JobContext
+from services.processor.follower import LostPartitions
+from services.processor.offsets import Offsets
 from services.processor.settings import ProcessorSettings
 
 log = structlog.get_logger(component="runner")
 
-_REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
-_ENDED = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
-_IN_FLIGHT = ("claimed", "running")
 CLAIM_RESEND_S = 60.0
 """A claim not answered by then is sent again (same command id: the decider
 applies it once). Every StartJob of a job the decider knows is answered in the
@@ -87,99 +74,6 @@ a JobQueued of a job the decider does not know (a forged or dead-lettered
 record) is never answered. Should the decider grant it after all, nobody
 runs it, its lease runs out and the attempt is retried."""
 
-MAX_ERROR_CHARS = 10_000
-"""An exception's message is cut to this length in the job's error."""
-
-AttemptKey = tuple[str, int]
-
-
-def report_id(queued_event_id: str, runner_id: str, report: str) -> str:
-    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{queued_event_id}/{runner_id}/{report}"))
-
-
-class Offsets:
-    """Which offsets may be committed while attempts finish out of order."""
-
-    def __init__(self) -> None:
-        self._pending: dict[TopicPartition, set[int]] = {}
-        self._next: dict[TopicPartition, int] = {}
-        self._held: dict[TopicPartition, int] = {}
-
-    def seen(self, tp: TopicPartition, offset: int) -> None:
-        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
-
-    def started(self, tp: TopicPartition, offset: int) -> None:
-        self._pending.setdefault(tp, set()).add(offset)
-
-    def done(self, tp: TopicPartition, offset: int) -> None:
-        self._pending.get(tp, set()).discard(offset)
-
-    def hold(self, tp: TopicPartition, offset: int) -> None:
-        """Commit nothing past ``offset`` (records skipped now, to be read again)."""
-        self._held.setdefault(tp, offset)
-
-    def release(self, tp: TopicPartition) -> int | None:
-        return self._held.pop(tp, None)
-
-    def committable(self) -> dict[TopicPartition, int]:
-        found = {}
-        for tp, next_offset in self._next.items():
-            candidates = [next_offset, *self._pending.get(tp, ())]
-            if tp in self._held:
-                candidates.append(self._held[tp])
-            found[tp] = min(candidates)
-        return found
-
-    def forget(self, partitions=None) -> None:
-        for table in (self._pending, self._next, self._held):
-            for tp in list(table if partitions is None else partitions):
-                table.pop(tp, None)
-
-
-@dataclass(eq=False)
-class Attempt:
-    tp: TopicPartition
-    offset: int
-    queued: JobQueued
-    state: str = "waiting"
-    """waiting → claimed → running → done"""
-    claimed_at: float = 0.0
-    resends: int = 0
-    ctx: JobContext | None = None
-    task: asyncio.Task | None = None
-    sent_progress: tuple[float, str | None] | None = None
-    ended_by_decider: bool = False
-
-    @property
-    def key(self) -> AttemptKey:
-        return (self.queued.job_id, self.queued.data.attempt)
-
-
-@dataclass
-class Buffer:
-    """Waiting attempts, highest priority first, then oldest first."""
-
-    heap: list = field(default_factory=list)
-    order: itertools.count = field(default_factory=itertools.count)
-    size: int = 0
-
-    def push(self, attempt: Attempt) -> None:
-        heapq.heappush(self.heap, (attempt.queued.data.priority.rank, next(self.order), attempt))
-        self.size += 1
-
-    def pop(self) -> Attempt | None:
-        while self.heap:
-            attempt = heapq.heappop(self.heap)[2]
-            if attempt.state == "waiting":
-                self.size -= 1
-                return attempt
-        return None
-
-    def discard(self) -> None:
-        """One waiting attempt left the buffer by other means (it stays in the heap, marked)."""
-        self.size -= 1
-
-
 class Runner(mode.Service):
     def __init__(self, settings: ProcessorSettings, registry: HandlerRegistry, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -188,10 +82,9 @@ class Runner(mode.Service):
         self.runner_id = settings.runner_id or f"{socket.gethostname()}:{os.getpid()}"
         self._free = settings.runner_concurrency
         self._attempts: dict[AttemptKey, Attempt] = {}
-        self._buffer = Buffer()
+        self._buffer = WaitingAttempts()
         self._offsets = Offsets()
-        self._following: dict[TopicPartition, int] = {}
-        """Lost partitions with attempts of ours in flight, and the next offset to read there."""
+        self._lost = LostPartitions(lambda: self._events_consumer(group_id=None), lambda tp, record: self._take(tp, record, follower=True))
         self._consumer: AIOKafkaConsumer | None = None
         self._producer = None
         self._last_commit = 0.0
@@ -270,7 +163,7 @@ class Runner(mode.Service):
         """While stopping: claims not answered yet, and grace left to hear the answers."""
         if self._stop_by is not None and time.monotonic() >= self._stop_by:
             return False
-        return any(attempt.state == "claimed" for attempt in self._attempts.values())
+        return any(attempt.state is AttemptState.CLAIMED for attempt in self._attempts.values())
 
     async def _consume_once(self, consumer: AIOKafkaConsumer) -> None:
         batches = await consumer.getmany(timeout_ms=100, max_records=1000)
@@ -301,7 +194,7 @@ class Runner(mode.Service):
             key = (event.job_id, event.data.attempt)
             known = self._attempts.get(key)
             if known is not None:
-                if known.tp == tp and known.state in _IN_FLIGHT:
+                if known.tp == tp and known.state in IN_FLIGHT:
                     self._offsets.started(tp, offset)  # its partition came back after a rebalance
                 return
             if self._buffer.size >= self.settings.runner_prefetch:
@@ -318,24 +211,24 @@ class Runner(mode.Service):
             return
         if isinstance(event, JobStarted):
             if event.data.runner_id == self.runner_id:
-                if attempt.state == "claimed":
+                if attempt.state is AttemptState.CLAIMED:
                     self._run(attempt)
-            elif attempt.state in ("waiting", "claimed"):
+            elif attempt.state in (AttemptState.WAITING, AttemptState.CLAIMED):
                 self._drop(attempt)  # another runner holds this attempt
             else:
                 self._end(attempt)  # started at once beside our claim, but another runner's claim won
         elif isinstance(event, JobCancelRequested):
             if attempt.ctx is not None:
                 attempt.ctx.cancel_requested.set()
-        elif isinstance(event, _ENDED):
-            if attempt.state in ("waiting", "claimed"):
+        elif isinstance(event, ATTEMPT_ENDED):
+            if attempt.state in (AttemptState.WAITING, AttemptState.CLAIMED):
                 self._drop(attempt)
             else:
                 self._end(attempt)
 
     def _end(self, attempt: Attempt) -> None:
         """The decider ended a running attempt (or gave it to another runner): stop its handler."""
-        if attempt.state == "running" and attempt.task is not None and not attempt.task.done():
+        if attempt.state is AttemptState.RUNNING and attempt.task is not None and not attempt.task.done():
             attempt.ended_by_decider = True
             attempt.task.cancel()
 
@@ -351,7 +244,7 @@ class Runner(mode.Service):
     async def _dispatch(self) -> None:
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
-            if attempt.state == "claimed" and now - attempt.claimed_at > CLAIM_RESEND_S:
+            if attempt.state is AttemptState.CLAIMED and now - attempt.claimed_at > CLAIM_RESEND_S:
                 attempt.claimed_at = now
                 attempt.resends += 1
                 if attempt.resends > CLAIM_RESENDS:
@@ -364,7 +257,7 @@ class Runner(mode.Service):
             attempt = self._buffer.pop()
             if attempt is None:
                 return
-            attempt.state = "claimed"
+            attempt.state = AttemptState.CLAIMED
             attempt.claimed_at = now
             self._free -= 1
             await self._send(StartJob, attempt, "start")
@@ -372,11 +265,11 @@ class Runner(mode.Service):
                 self._run(attempt)
 
     def _drop(self, attempt: Attempt) -> None:
-        if attempt.state == "waiting":
+        if attempt.state is AttemptState.WAITING:
             self._buffer.discard()
-        elif attempt.state == "claimed":
+        elif attempt.state is AttemptState.CLAIMED:
             self._free += 1
-        attempt.state = "done"
+        attempt.state = AttemptState.DONE
         self._attempts.pop(attempt.key, None)
         self._offsets.done(attempt.tp, attempt.offset)
 
@@ -394,53 +287,27 @@ class Runner(mode.Service):
         for attempt in list(self._attempts.values()):
             if attempt.tp not in partitions:
                 continue
-            if attempt.state == "waiting":
+            if attempt.state is AttemptState.WAITING:
                 self._drop(attempt)
-            elif attempt.state in _IN_FLIGHT:
-                following = self._following.get(attempt.tp, attempt.offset)
-                self._following[attempt.tp] = min(following, attempt.offset)
+            elif attempt.state in IN_FLIGHT:
+                self._lost.lost(attempt.tp, attempt.offset)
         self._offsets.forget(partitions)
 
     def assigned(self, partitions) -> None:
-        for tp in partitions:
-            self._following.pop(tp, None)  # the group consumer reads it again from the last commit
+        self._lost.regained(partitions)
 
     @mode.Service.task
     async def _follow(self) -> None:
-        """Read the lost partitions that still hold attempts of ours (see the module doc)."""
-        follower: AIOKafkaConsumer | None = None
-        try:
-            while not self.should_stop or self._claims_pending():
-                in_flight = {a.tp for a in self._attempts.values() if a.state in _IN_FLIGHT}
-                for tp in set(self._following) - in_flight:
-                    del self._following[tp]
-                if not self._following:
-                    await asyncio.sleep(0.2)
-                    continue
-                if follower is None:
-                    follower = self._events_consumer(group_id=None)
-                    await follower.start()
-                if follower.assignment() != set(self._following):
-                    log.info("following lost partitions until our attempts there end", partitions=sorted(tp.partition for tp in self._following))
-                    follower.assign(list(self._following))
-                    for tp, offset in self._following.items():
-                        follower.seek(tp, offset)
-                batches = await follower.getmany(timeout_ms=100, max_records=1000)
-                for tp, records in batches.items():
-                    for record in records:
-                        if tp not in self._following:
-                            break
-                        self._following[tp] = record.offset + 1
-                        self._take(tp, record, follower=True)
-        finally:
-            if follower is not None:
-                await follower.stop()
+        def in_flight() -> set[TopicPartition]:
+            return {a.tp for a in self._attempts.values() if a.state in IN_FLIGHT}
+
+        await self._lost.follow(lambda: not self.should_stop or self._claims_pending(), in_flight)
 
     # --- running an attempt -------------------------------------------------------
 
     def _run(self, attempt: Attempt) -> None:
         queued = attempt.queued
-        attempt.state = "running"
+        attempt.state = AttemptState.RUNNING
         attempt.ctx = JobContext(job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant)
         attempt.task = asyncio.create_task(self._attempt(attempt))
         # A callback, not a ``finally``: a task cancelled before its first step
@@ -448,58 +315,26 @@ class Runner(mode.Service):
         attempt.task.add_done_callback(lambda task: self._finished(attempt, task))
 
     def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
-        attempt.state = "done"
+        attempt.state = AttemptState.DONE
         self._free += 1
         self._attempts.pop(attempt.key, None)
         if task.cancelled() and attempt.ended_by_decider:
             self._offsets.done(attempt.tp, attempt.offset)
 
     async def _attempt(self, attempt: Attempt) -> None:
-        report = await self._outcome(attempt)
-        attempt.state = "done"  # no more heartbeats; the slot is freed when the report is on its way
+        report = await outcome(self.registry, attempt)
+        attempt.state = AttemptState.DONE  # no more heartbeats; the slot is freed when the report is on its way
         if report is None:
             self._offsets.done(attempt.tp, attempt.offset)
             return
-        command_class, name, fields = report
         try:
-            future = await self._send(command_class, attempt, name, **fields)
+            future = await self._send(report.command, attempt, report.name, **report.fields)
         except (ValidationError, MessageSizeTooLargeError) as error:  # the log cannot carry it: fail for good
             log.warning("job report cannot be recorded; failing the job", job_id=attempt.queued.job_id, error=str(error))
-            reason = _first_error(error) if isinstance(error, ValidationError) else "larger than the broker accepts"
-            message = f"the handler's {name} report cannot be recorded: {reason}"
+            reason = first_error(error) if isinstance(error, ValidationError) else "larger than the broker accepts"
+            message = f"the handler's {report.name} report cannot be recorded: {reason}"
             future = await self._send(FailJob, attempt, "fail", error=message, error_type="UnrecordableReport", retryable=False)
         future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
-
-    async def _outcome(self, attempt: Attempt) -> tuple | None:
-        """Run the handler: the report to send, or ``None`` when the decider ended the attempt."""
-        queued = attempt.queued
-        try:
-            job_handler = self.registry.get(queued.data.job_type)
-            try:
-                payload = job_handler.payload.model_validate(queued.data.payload)
-            except ValidationError as error:  # it will not validate on a later attempt either
-                raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {_first_error(error)}") from None
-            result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
-            return (CompleteJob, "complete", {"result": result})
-        except asyncio.CancelledError:
-            if not attempt.ended_by_decider:
-                raise
-            log.info("attempt ended by the decider", job_id=queued.job_id, attempt=queued.data.attempt)
-            return None
-        except TimeoutError:
-            error = f"attempt timed out after {queued.data.timeout_s:g} s"
-            return (FailJob, "fail", {"error": error, "error_type": "timeout"})
-        except Exception as error:
-            log.info("job attempt failed", job_id=queued.job_id, attempt=queued.data.attempt, error=repr(error))
-            return (
-                FailJob,
-                "fail",
-                {
-                    "error": _text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
-                    "error_type": type(error).__name__,
-                    "retryable": not isinstance(error, PermanentError),
-                },
-            )
 
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
         queued = attempt.queued
@@ -531,7 +366,7 @@ class Runner(mode.Service):
         if heartbeat_due:
             self._last_heartbeat = now
         for attempt in list(self._attempts.values()):
-            if attempt.state not in _IN_FLIGHT:
+            if attempt.state not in IN_FLIGHT:
                 continue
             latest = attempt.ctx.latest_progress if attempt.ctx is not None else None
             if progress_due and latest is not None and latest != attempt.sent_progress:
@@ -539,17 +374,6 @@ class Runner(mode.Service):
                 await self._send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
             elif heartbeat_due:
                 await self._send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
-
-
-def _text(text: str) -> str:
-    """``text`` as valid Unicode: an exception's message may hold lone surrogates."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return _text(f"{where}: {first['msg']}" if where else first["msg"])
 
 
 class _Rebalance(ConsumerRebalanceListener):

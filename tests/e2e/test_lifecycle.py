@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from tests.e2e.conftest import LEASE_S, wait_for_job
+from tests.e2e.conftest import LEASE_S, eventually, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +25,6 @@ async def events_of(api, job_id: str) -> list[dict]:
     response = await api.get(f"/jobs/{job_id}/events")
     assert response.status_code == 200, response.text
     return response.json()["items"]
-
-
-async def wait_until(api, job_id: str, condition, timeout_s: float = 60) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        job = (await api.get(f"/jobs/{job_id}")).json()
-        if condition(job):
-            return job
-        assert asyncio.get_running_loop().time() < deadline, f"job {job_id} is still {job['state']}"
-        await asyncio.sleep(0.05)
 
 
 def short_type(event: dict) -> str:
@@ -313,10 +303,13 @@ async def test_status_counts_jobs_per_state_and_reports_lag(api):
     job_id = await post_job(api, "noop")
     await wait_for_job(api, job_id)
 
-    status = (await api.get("/status")).json()
+    async def counted() -> dict | None:  # counts come from the read model, which may trail the log's tail
+        status = (await api.get("/status")).json()
+        return status if status["jobs"]["SUCCEEDED"] >= 1 else None
 
-    assert status["jobs"]["SUCCEEDED"] >= 1
-    assert set(status["jobs"]) == {"PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"}
+    status = await eventually(counted)
+
+    assert set(status["jobs"]) == {"PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"}
     assert set(status["lag"]) == {"decider", "runner", "projector"}
 
 
@@ -372,12 +365,30 @@ async def test_on_conflict_reject_refuses_while_the_key_is_busy(api):
     response = await api.post("/jobs", json={"type": "noop", "concurrency_key": key, "on_conflict": "reject"})
 
     assert response.status_code == 409
-    assert response.json()["type"] == "urn:jobledger:problem:concurrency-limit-reached"
+    problem = response.json()
+    assert problem["type"] == "urn:jobledger:problem:concurrency-limit-reached"
+    refused = (await api.get(f"/jobs/{problem['job_id']}")).json()
+    assert (refused["state"], refused["error_type"]) == ("REJECTED", "concurrency-limit-reached"), "the refusal is on the job"
+    assert [short_type(e) for e in await events_of(api, problem["job_id"])] == ["submitted", "slot_requested", "rejected"]
     await api.post(f"/jobs/{first}/cancel")
     await wait_for_job(api, first)
     later = await api.post("/jobs", json={"type": "noop", "concurrency_key": key, "on_conflict": "reject"})
     assert later.status_code == 202
     assert (await wait_for_job(api, later.json()["id"]))["state"] == "SUCCEEDED"
+
+
+async def test_racing_rejecting_submits_never_pass_the_limit(api):
+    key = f"race-{uuid.uuid4().hex[:8]}"
+    body = {"type": "sleep", "payload": {"seconds": 30}, "concurrency_key": key, "concurrency_limit": 2, "on_conflict": "reject"}
+
+    answers = await asyncio.gather(*(api.post("/jobs", json=body) for _ in range(6)))
+    batch = (await api.post("/jobs:batch", json={"jobs": [body, body]})).json()
+
+    assert sorted(answer.status_code for answer in answers) == [202, 202, 409, 409, 409, 409]
+    assert [item["status"] for item in batch["items"]] == [409, 409], batch
+    for answer in answers:
+        if answer.status_code == 202:
+            await api.post(f"/jobs/{answer.json()['id']}/cancel", json={"grace_s": 0})
 
 
 async def test_a_cancelled_waiting_job_gives_its_place_up(api):
@@ -470,6 +481,27 @@ async def test_bad_schedules_are_422_problems_naming_the_field(api):
         assert field in [error["field"] for error in response.json()["errors"]]
 
 
+async def test_a_schedule_whose_job_says_reject_obeys_the_limit(api):
+    key = f"cron-{uuid.uuid4().hex[:8]}"
+    job = {"type": "sleep", "payload": {"seconds": 2.5}, "concurrency_key": key, "on_conflict": "reject"}
+    schedule_id = (await api.post("/schedules", json={"cron": "* * * * * *", "job": job})).json()["id"]
+
+    async def ticks_rejected() -> list[dict] | None:
+        jobs = (await api.get("/jobs", params={"label": f"schedule:{schedule_id}", "limit": 100})).json()["items"]
+        return jobs if sum(j["state"] == "REJECTED" for j in jobs) >= 2 else None
+
+    try:
+        jobs = await eventually(ticks_rejected, timeout_s=60)
+    finally:
+        await api.delete(f"/schedules/{schedule_id}")
+    ran = sorted((at(j["started_at"]), at(j["finished_at"]) if j["finished_at"] else None) for j in jobs if j["started_at"])
+    for (_, first_end), (second_start, _) in zip(ran, ran[1:]):
+        assert first_end is not None and first_end <= second_start, "one job with the key at a time"
+    for j in jobs:
+        if j["state"] not in ("SUCCEEDED", "REJECTED", "CANCELLED"):
+            await api.post(f"/jobs/{j['id']}/cancel", json={"grace_s": 0})
+
+
 async def test_a_schedule_submits_one_job_per_tick_also_across_a_processor_restart(api, stack):
     from schemas.schedules import Schedule, ScheduleSpec, tick_job_id, ticks_due
 
@@ -482,12 +514,13 @@ async def test_a_schedule_submits_one_job_per_tick_also_across_a_processor_resta
         page = await api.get("/jobs", params={"label": f"schedule:{schedule_id}", "limit": 1000})
         return page.json()["items"]
 
-    while len(await jobs_of_schedule()) < 2:
-        await asyncio.sleep(0.2)
+    async def at_least(count: int) -> bool:
+        return len(await jobs_of_schedule()) >= count
+
+    await eventually(lambda: at_least(2))
     stack.restart("processor")
     before_restart = len(await jobs_of_schedule())
-    while len(await jobs_of_schedule()) < before_restart + 2:
-        await asyncio.sleep(0.2)
+    await eventually(lambda: at_least(before_restart + 2))
     deleted = await api.delete(f"/schedules/{schedule_id}")
     assert deleted.status_code == 202 and deleted.json()["deleted"] is True
 
@@ -499,13 +532,11 @@ async def test_a_schedule_submits_one_job_per_tick_also_across_a_processor_resta
 
     # A tick's record reaches the read model without the decider; its job goes
     # through it, so wait (bounded) until both have landed, then compare.
-    deadline = asyncio.get_running_loop().time() + 60
-    expected, jobs = await expected_and_found()
-    while {job["id"] for job in jobs} != {tick_job_id(schedule_id, t) for t in expected}:
-        if asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.5)
+    async def landed() -> tuple[list, list[dict]] | None:
         expected, jobs = await expected_and_found()
+        return (expected, jobs) if {job["id"] for job in jobs} == {tick_job_id(schedule_id, t) for t in expected} else None
+
+    expected, jobs = await eventually(landed, timeout_s=60)
     assert sorted(job["id"] for job in jobs) == sorted(tick_job_id(schedule_id, tick) for tick in expected), (
         "every tick from creation to the last one has exactly one job"
     )

@@ -9,6 +9,9 @@ from schemas import (
     InvalidTransition,
     JobOptions,
     JobQueued,
+    JobRejected,
+    RefuseSlot,
+    SlotEntry,
     JobSlotRequested,
     JobStatus,
     SlotRelease,
@@ -17,6 +20,7 @@ from schemas import (
     decide_slots,
     fold,
     grant_command,
+    refuse_command,
     parse_slot_message,
     encode_slot_message,
 )
@@ -25,9 +29,10 @@ from tests.unit.test_decider import _base, at, cancel, complete, fail, given_his
 KEYED = JobOptions(concurrency_key="provider-a", concurrency_limit=1, max_attempts=2)
 
 
-def request(job_id: str, limit: int = 1, submitted: float = 0) -> SlotRequest:
+def request(job_id: str, limit: int = 1, submitted: float = 0, on_conflict: str = "queue") -> SlotRequest:
     return SlotRequest(
-        key="acme/provider-a", job_id=job_id, tenant="acme", limit=limit, request_id=f"req-{job_id}", submitted_at=at(submitted)
+        key="acme/provider-a", job_id=job_id, tenant="acme", limit=limit, request_id=f"req-{job_id}",
+        submitted_at=at(submitted), on_conflict=on_conflict,
     )
 
 
@@ -38,7 +43,7 @@ def release(job_id: str) -> SlotRelease:
 def run(*messages):
     state, grants = None, []
     for message in messages:
-        state, granted = decide_slots(state, message)
+        state, granted, _ = decide_slots(state, message)
         grants.extend(entry.job_id for entry in granted)
     return state, grants
 
@@ -87,6 +92,26 @@ def test_applying_messages_twice_changes_nothing_but_repeats_a_grant():
     assert first.command_id == again.command_id, "a repeated grant is dropped by the job's decider"
 
 
+def test_a_rejecting_request_is_refused_while_the_key_is_full_and_never_waits():
+    state = None
+    decisions = []
+    for message in (request("a", 2, on_conflict="reject"), request("b", 2), request("c", 2, on_conflict="reject"),
+                    release("a"), request("d", 2, on_conflict="reject")):
+        state, granted, refused = decide_slots(state, message)
+        decisions.append(([e.job_id for e in granted], [e.job_id for e in refused]))
+
+    assert decisions == [(["a"], []), (["b"], []), ([], ["c"]), ([], []), (["d"], [])]
+    assert [e.job_id for e in state.holders] == ["b", "d"] and state.waiting == ()
+    refusal = refuse_command(SlotEntry(job_id="c", tenant="acme", request_id="req-c", submitted_at=at(0)), 2, at(1))
+    assert refusal.command_id != grant_command(SlotEntry(job_id="c", tenant="acme", request_id="req-c", submitted_at=at(0)), at(1)).command_id
+
+
+def test_a_rejecting_request_does_not_jump_the_queue():
+    _, _, refused = decide_slots(run(request("a"), request("b"))[0], request("c", on_conflict="reject"))
+
+    assert [e.job_id for e in refused] == ["c"]
+
+
 def test_slot_messages_round_trip():
     for message in (request("a", 3), release("a")):
         assert parse_slot_message(encode_slot_message(message)) == message
@@ -122,6 +147,19 @@ def test_a_retry_keeps_its_slot_and_a_manual_retry_asks_again():
     )
     assert failed.status is JobStatus.FAILED and not failed.holds_slot
     assert [type(e).__name__ for e in decide(retry(), failed)] == ["JobRetried", "JobSlotRequested"]
+
+
+def test_a_refused_job_ends_rejected_and_can_be_retried():
+    job, _ = given_history(submit(options=KEYED))
+
+    events = decide(RefuseSlot(**_base({}), detail="concurrency limit reached"), job)
+    rejected = fold(events, job)
+
+    assert [type(e) for e in events] == [JobRejected]
+    assert (rejected.status, rejected.error_type, rejected.awaiting_slot) == (JobStatus.REJECTED, "concurrency-limit-reached", False)
+    assert [type(e).__name__ for e in decide(retry(), rejected)] == ["JobRetried", "JobSlotRequested"]
+    with pytest.raises(InvalidTransition):
+        decide(RefuseSlot(**_base({}), detail="again"), rejected)
 
 
 def test_a_grant_for_a_job_not_waiting_is_refused():

@@ -1,0 +1,148 @@
+"""An attempt as one runner sees it, from its ``JobQueued`` to its report.
+
+Its states (:class:`AttemptState`) are the runner's own bookkeeping: the job's
+state is the decider's, in the log. :func:`outcome` runs the handler and says
+what to report; it knows nothing of Kafka, so it is tested without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from aiokafka import TopicPartition
+from pydantic import ValidationError
+
+from schemas import CompleteJob, ExpiryReason, FailJob, JobQueued, timeout_error
+from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
+
+log = structlog.get_logger(component="runner")
+
+_REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
+MAX_ERROR_CHARS = 10_000
+"""An exception's message is cut to this length in the job's error."""
+
+AttemptKey = tuple[str, int]
+"""(job id, attempt number)"""
+
+
+class AttemptState(StrEnum):
+    WAITING = "waiting"
+    """its JobQueued was read; it waits in the buffer for a free slot"""
+    CLAIMED = "claimed"
+    """StartJob was sent; the decider has not granted it to this runner yet"""
+    RUNNING = "running"
+    """its handler runs"""
+    DONE = "done"
+    """reported, dropped or ended: nothing more to do here"""
+
+
+IN_FLIGHT = (AttemptState.CLAIMED, AttemptState.RUNNING)
+"""Holding a slot: heartbeated, and followed after a rebalance."""
+
+
+def report_id(queued_event_id: str, runner_id: str, report: str) -> str:
+    """The command id of a report: the same report of the same attempt is the same command."""
+    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{queued_event_id}/{runner_id}/{report}"))
+
+
+@dataclass(eq=False)
+class Attempt:
+    tp: TopicPartition
+    offset: int
+    queued: JobQueued
+    state: AttemptState = AttemptState.WAITING
+    claimed_at: float = 0.0
+    resends: int = 0
+    ctx: JobContext | None = None
+    task: asyncio.Task | None = None
+    sent_progress: tuple[float, str | None] | None = None
+    ended_by_decider: bool = False
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.queued.job_id, self.queued.data.attempt)
+
+
+@dataclass
+class WaitingAttempts:
+    """Waiting attempts, highest priority first, then oldest first."""
+
+    heap: list = field(default_factory=list)
+    order: itertools.count = field(default_factory=itertools.count)
+    size: int = 0
+
+    def push(self, attempt: Attempt) -> None:
+        heapq.heappush(self.heap, (attempt.queued.data.priority.rank, next(self.order), attempt))
+        self.size += 1
+
+    def pop(self) -> Attempt | None:
+        while self.heap:
+            attempt = heapq.heappop(self.heap)[2]
+            if attempt.state is AttemptState.WAITING:
+                self.size -= 1
+                return attempt
+        return None
+
+    def discard(self) -> None:
+        """One waiting attempt left the buffer by other means (it stays in the heap, marked)."""
+        self.size -= 1
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a finished attempt tells the decider: a command class, a name for its id, its fields."""
+
+    command: type
+    name: str
+    fields: dict[str, Any]
+
+
+async def outcome(registry: HandlerRegistry, attempt: Attempt) -> Report | None:
+    """Run the attempt's handler: the report to send, or ``None`` when the decider ended the attempt."""
+    queued = attempt.queued
+    try:
+        try:  # neither would change on a later attempt
+            job_handler = registry.get(queued.data.job_type)
+            payload = job_handler.job_type.validate(queued.data.payload)
+        except UnknownJobType as unknown:
+            raise PermanentError(f"no handler here for job type {unknown.job_type!r}; this runner has: {', '.join(unknown.known)}") from None
+        except ValidationError as error:
+            raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {first_error(error)}") from None
+        result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
+        return Report(CompleteJob, "complete", {"result": result})
+    except asyncio.CancelledError:
+        if not attempt.ended_by_decider:
+            raise
+        log.info("attempt ended by the decider", job_id=queued.job_id, attempt=queued.data.attempt)
+        return None
+    except TimeoutError:
+        return Report(FailJob, "fail", {"error": timeout_error(queued.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
+    except Exception as error:
+        log.info("job attempt failed", job_id=queued.job_id, attempt=queued.data.attempt, error=repr(error))
+        return Report(
+            FailJob,
+            "fail",
+            {
+                "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
+                "error_type": type(error).__name__,
+                "retryable": not isinstance(error, PermanentError),
+            },
+        )
+
+
+def text(message: str) -> str:
+    """``message`` as valid Unicode: an exception's message may hold lone surrogates."""
+    return message.encode("utf-8", "replace").decode("utf-8")
+
+
+def first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return text(f"{where}: {first['msg']}" if where else first["msg"])

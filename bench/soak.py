@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.__main__ import throughput
+from bench.scenarios import throughput
 from bench.results import save
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm

@@ -29,7 +29,8 @@ from schemas.commands import (
     encode_command,
     parse_command,
 )
-from schemas.decider import apply_next, decide, evolve, fold
+from schemas.decider import decide
+from schemas.fold import apply_next, evolve, fold
 from schemas.errors import (
     CONCURRENCY_LIMIT_REACHED,
     InvalidTransition,

@@ -114,3 +114,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         structlog.get_logger(component="ingest").exception("unhandled error", path=request.url.path)
         return Problem(500, "internal", "Internal error", "The error was logged.").response(request.url.path)
+
+
+PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
+"""An answer documented in OpenAPI as a problem document."""
+PROBLEMS = {401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+"""What any authenticated route with input may answer."""

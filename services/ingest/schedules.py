@@ -32,13 +32,12 @@ from services.common.readmodel import SCHEDULES, schedule_from_document
 from services.ingest.auth import tenant_of
 from services.ingest.models import SubmitJobRequest
 from services.ingest.bodies import ContractRoute
-from services.ingest.problems import PROBLEM_JSON, Problem, field_error, invalid
-from services.ingest.routes import append_record
+from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
+from services.ingest.store import append_record
 from services.ingest.submissions import declared_type, job_options, validated_payload
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
 log = structlog.get_logger(component="ingest")
-_PROBLEM = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
 
 
 class ScheduleRequest(BaseModel):
@@ -147,7 +146,7 @@ class AcceptedSchedules:
     "/schedules",
     status_code=201,
     response_model=ScheduleView,
-    responses={401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Create a cron schedule",
     description="Each tick of `cron` (read in `timezone`) submits one job from the template — exactly "
     "one, also across processor restarts; ticks missed while no processor ran are submitted on start.",
@@ -171,7 +170,7 @@ async def create_schedule(
     return ScheduleView.of(schedule)
 
 
-@router.get("/schedules", response_model=ScheduleList, responses={401: _PROBLEM}, summary="List schedules")
+@router.get("/schedules", response_model=ScheduleList, responses={401: PROBLEM_RESPONSE}, summary="List schedules")
 async def list_schedules(request: Request, tenant: str = Depends(tenant_of)) -> ScheduleList:
     cursor = request.app.state.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", -1)
     listed = [schedule async for document in cursor if (schedule := _readable(document)) is not None]
@@ -180,7 +179,7 @@ async def list_schedules(request: Request, tenant: str = Depends(tenant_of)) -> 
 
 
 @router.get(
-    "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: _PROBLEM, 404: _PROBLEM}, summary="Get a schedule"
+    "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE}, summary="Get a schedule"
 )
 async def get_schedule(schedule_id: str, request: Request, tenant: str = Depends(tenant_of)) -> ScheduleView:
     return ScheduleView.of(await _schedule_or_404(request.app.state, schedule_id, tenant))
@@ -190,7 +189,7 @@ async def get_schedule(schedule_id: str, request: Request, tenant: str = Depends
     "/schedules/{schedule_id}",
     status_code=202,
     response_model=ScheduleView,
-    responses={401: _PROBLEM, 404: _PROBLEM, 503: _PROBLEM},
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Delete a schedule",
     description="No tick after this request submits a job. Jobs already submitted are not touched.",
 )

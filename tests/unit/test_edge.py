@@ -42,7 +42,7 @@ from schemas.values import INT64_MAX, LATEST, Moment, document_problems, json_pr
 from services.common.readmodel import event_document, job_document, job_from_document, schedule_document
 from services.ingest.models import CancelRequest, JobView
 from services.ingest.problems import Problem
-from services.ingest.routes import _until
+from services.ingest.routes.queries import _until
 from services.ingest.schedules import ScheduleRequest, ScheduleView, schedule_spec
 from services.ingest.submissions import parse_request, submit_command
 from schemas.jobtypes import load_job_types

@@ -1,0 +1,35 @@
+"""What the bench's figures share: per-job costs, the console, progress bars, percentiles."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.ingest.settings import DEV_API_KEY
+
+MESSAGES_PER_JOB = 7
+"""SubmitJob, StartJob, CompleteJob commands + submitted, queued, started, succeeded events."""
+HOPS_PER_JOB = 4
+"""Broker hops from SubmitJob to JobSucceeded seen: decider, runner (its claim and
+its report travel together), decider, and the reader of the log."""
+EVENTS_PER_JOB = 4
+ASSUMED_PEAK = 50.0
+"""jobs/s the latency scenario takes 20% of when the throughput scenario did not run."""
+OVERLOADED = 0.9
+"""The latency scenario completed less than this share of the load it offered."""
+SETTLE_S = 10.0
+"""With ``--replicas``, the wait for every member's join before measuring."""
+SCENARIOS = ("raw", "client", "throughput", "latency", "ingest", "projector", "replay")
+HEADERS = {"Authorization": f"Bearer {DEV_API_KEY}"}
+console = Console()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]

@@ -1,0 +1,93 @@
+"""Watching jobs finish: the read model's SUCCEEDED count, and each job's first sight."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from pymongo import AsyncMongoClient
+
+from schemas import JobStatus
+from services.common.readmodel import JOBS
+from services.embedded.stack import EmbeddedStack
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+class Watch:
+    """Sees submitted jobs turn SUCCEEDED in the read model through a change
+    stream: pushed by the database, so watching does not load what it measures
+    (polling did, and dominated the latency it reported). A sweep of the ids
+    still pending is the safety net; it runs only when the stream has been
+    quiet for ``sweep_s``, and asks for 100 ids at a time, because the
+    database matches an ``$in`` list against every candidate document
+    (quadratic in the list's length)."""
+
+    SUCCEEDED = [
+        {
+            "$match": {
+                "$or": [
+                    {"fullDocument.status": JobStatus.SUCCEEDED.value},
+                    {"updateDescription.updatedFields.status": JobStatus.SUCCEEDED.value},
+                ]
+            }
+        }
+    ]
+
+    def __init__(self, stack: EmbeddedStack, sweep_s: float = 2.0) -> None:
+        self.sweep_s = sweep_s
+        self.mongo = AsyncMongoClient(stack.settings.mongo_url)
+        self.jobs = self.mongo[stack.settings.mongo_db][JOBS]
+        self.submitted: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.seen_at: dict[str, float] = {}
+        """Wall-clock time each job was seen SUCCEEDED, for the hop breakdown."""
+        self._stream = None
+        self._last_change = time.perf_counter()
+
+    async def open(self) -> None:
+        """Start listening; call before submitting."""
+        self._stream = await self.jobs.watch(self.SUCCEEDED)
+
+    async def run(self, until_all: asyncio.Event, on_done=None) -> None:
+        if self._stream is None:
+            await self.open()
+        listener = asyncio.create_task(self._listen(on_done))
+        try:
+            while not until_all.is_set() or len(self.finished) < len(self.submitted):
+                await asyncio.sleep(self.sweep_s)
+                if time.perf_counter() - self._last_change >= self.sweep_s:
+                    await self._sweep(on_done)
+        finally:
+            listener.cancel()
+
+    async def _listen(self, on_done) -> None:
+        async for change in self._stream:
+            self._last_change = time.perf_counter()
+            self._done(change["documentKey"]["_id"], time.perf_counter(), on_done)
+
+    async def _sweep(self, on_done) -> None:
+        """The 100 oldest pending jobs: the likeliest to be done."""
+        pending = list(itertools.islice((job_id for job_id in self.submitted if job_id not in self.finished), 100))
+        if not pending:
+            return
+        now = time.perf_counter()
+        async for document in self.jobs.find({"_id": {"$in": pending}, "status": JobStatus.SUCCEEDED.value}, {"_id": 1}):
+            self._done(document["_id"], now, on_done)
+
+    def _done(self, job_id: str, now: float, on_done) -> None:
+        if job_id in self.submitted and job_id not in self.finished:
+            self.finished[job_id] = now
+            self.seen_at[job_id] = time.time()
+            if on_done:
+                on_done()
+
+    def latencies_ms(self) -> list[float]:
+        return [(self.finished[job_id] - sent) * 1000 for job_id, sent in self.submitted.items() if job_id in self.finished]
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+        await self.mongo.close()

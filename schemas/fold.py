@@ -1,0 +1,117 @@
+"""The fold: ``evolve`` applies one event to a job, ``fold`` a history.
+
+Pure and shared: the decider folds what it decided, and the projector,
+replay, ``as_of`` queries, the API's read-your-writes and any downstream
+consumer fold the log with these very functions. One fold, everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from schemas.errors import SequenceGap
+from schemas.events import (
+    AnyEvent,
+    JobCancelled,
+    JobCancelRequested,
+    JobFailed,
+    JobProgressed,
+    JobQueued,
+    JobRejected,
+    JobRetried,
+    JobRetryScheduled,
+    JobSlotRequested,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+)
+from schemas.job import AttemptError, Job, JobStatus
+
+
+def evolve(job: Job | None, event: AnyEvent) -> Job:
+    """The job after ``event``. Does not check ``seq``: see :func:`apply_next`."""
+    if isinstance(event, JobSubmitted):
+        data = event.data
+        return Job(
+            job_id=event.job_id,
+            tenant=event.tenant,
+            job_type=data.job_type,
+            payload=data.payload,
+            options=data.options,
+            idempotency_key=data.idempotency_key,
+            request_hash=data.request_hash,
+            status=JobStatus.PENDING,
+            due_at=data.options.run_at,
+            version=event.seq,
+            last_hash=event.hash,
+            created_at=event.occurred_at,
+            updated_at=event.occurred_at,
+            recent_commands=(event.causation_id,),
+        )
+    if job is None:
+        raise SequenceGap(event.job_id, 1, event.seq)
+    update = job.touched(event.occurred_at, event.seq, event.hash, event.causation_id)
+    at = event.occurred_at
+    ended = {"finished_at": at, "holds_slot": False, "awaiting_slot": False}
+    if isinstance(event, JobSlotRequested):
+        update.update(due_at=None, awaiting_slot=True)
+    elif isinstance(event, JobQueued):
+        update.update(
+            status=JobStatus.QUEUED, attempt=event.data.attempt, due_at=None, runner_id=None,
+            progress=None, progress_message=None, started_at=None,
+            awaiting_slot=False, holds_slot=job.options.concurrency_key is not None,
+        )
+    elif isinstance(event, JobStarted):
+        update.update(status=JobStatus.RUNNING, runner_id=event.data.runner_id, started_at=at)
+    elif isinstance(event, JobProgressed):
+        update.update(progress=event.data.percent, progress_message=event.data.message)
+    elif isinstance(event, JobSucceeded):
+        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, progress=100.0, **ended)
+    elif isinstance(event, JobRetryScheduled):
+        update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job, event, at))
+    elif isinstance(event, JobFailed):
+        update.update(
+            status=JobStatus.FAILED,
+            error=event.data.error,
+            error_type=event.data.error_type,
+            errors=_with_error(job, event, at),
+            **ended,
+        )
+    elif isinstance(event, JobCancelRequested):
+        update.update(cancel_requested_at=at, cancel_deadline=event.data.deadline, cancel_reason=event.data.reason)
+    elif isinstance(event, JobCancelled):
+        update.update(status=JobStatus.CANCELLED, due_at=None, cancel_reason=event.data.reason, **ended)
+    elif isinstance(event, JobRejected):
+        update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
+    elif isinstance(event, JobRetried):
+        update.update(
+            status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, error=None, error_type=None,
+            finished_at=None, cancel_requested_at=None, cancel_deadline=None, cancel_reason=None,
+        )
+    else:
+        raise TypeError(f"unknown event {type(event).__name__}")
+    return job.model_copy(update=update)
+
+
+def _with_error(job: Job, event: JobRetryScheduled | JobFailed, at) -> tuple[AttemptError, ...]:
+    data = event.data
+    return job.errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
+
+
+def apply_next(job: Job | None, event: AnyEvent) -> Job | None:
+    """``evolve`` for consumers of the log: the new job if ``event`` is the next
+    one, ``None`` if it was applied already (a redelivery). Raises
+    :class:`SequenceGap` when an earlier event is missing."""
+    version = job.version if job is not None else 0
+    if event.seq <= version:
+        return None
+    if event.seq != version + 1:
+        raise SequenceGap(event.job_id, version + 1, event.seq)
+    return evolve(job, event)
+
+
+def fold(events: Iterable[AnyEvent], job: Job | None = None) -> Job | None:
+    """The job after a history of events, skipping redelivered ones."""
+    for event in events:
+        job = apply_next(job, event) or job
+    return job

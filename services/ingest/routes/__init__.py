@@ -1,0 +1,9 @@
+"""HTTP routes, thin: they validate, append a command, or read a read model."""
+
+from fastapi import APIRouter
+
+from services.ingest.routes import commands, operations, queries, stream, submits
+
+router = APIRouter()
+for module in (submits, commands, queries, stream, operations):
+    router.include_router(module.router)

@@ -1,0 +1,84 @@
+"""Commands on an existing job: cancel and retry.
+
+Each is first run through the pure decider against the job as this ingest
+knows it, so an impossible one is answered at once with a 409 problem
+document. The decider in the processor has the last word: if the job moved
+on meanwhile, it refuses the command there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from schemas import (
+    CancelJob,
+    Command,
+    Rejection,
+    RetryJob,
+    decide,
+)
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.models import (
+    CancelRequest,
+    JobAccepted,
+    JobLinks,
+)
+from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem
+from services.ingest.store import append_command, job_or_404
+
+router = APIRouter(route_class=ContractRoute)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Cancel a job",
+    description="A PENDING or QUEUED job is cancelled at once. A RUNNING one is told through "
+    "`ctx.cancelled` and is cancelled after `grace_s` even if its handler ignores it. "
+    "A job that already ended → 409.",
+)
+async def cancel_job(
+    job_id: str, request: Request, body: CancelRequest | None = Body(None), tenant: str = Depends(tenant_of)
+) -> JobAccepted:
+    body = body or CancelRequest()
+    return await _command(
+        request, job_id, tenant, lambda **common: CancelJob(**common, reason=body.reason, grace_s=body.grace_s)
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Run a FAILED or CANCELLED job again",
+    description="Queues a new attempt with a fresh attempt budget. Any other state → 409.",
+)
+async def retry_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobAccepted:
+    return await _command(request, job_id, tenant, lambda **common: RetryJob(**common))
+
+
+async def _command(request: Request, job_id: str, tenant: str, build) -> JobAccepted:
+    state = request.app.state
+    job = await job_or_404(state, job_id, tenant)
+    command: Command = build(
+        command_id=str(uuid.uuid4()),
+        job_id=job_id,
+        tenant=tenant,
+        issued_at=datetime.now(timezone.utc),
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
+    try:
+        decide(command, job)
+    except Rejection as rejection:
+        raise Problem(
+            409, rejection.code, "The job cannot do that now", rejection.detail, job_id=job_id, state=job.status.value
+        ) from None
+    await append_command(state, command)
+    return JobAccepted(id=job_id, state=job.status, links=JobLinks.of(job_id))

@@ -1,0 +1,39 @@
+"""Liveness and readiness, for orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+
+from services.ingest.bodies import ContractRoute
+from services.ingest.problems import PROBLEM_RESPONSE, Problem
+
+router = APIRouter(route_class=ContractRoute)
+
+
+@router.get("/healthz", summary="The process is alive", tags=["operations"])
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Broker and database answer", tags=["operations"], responses={503: PROBLEM_RESPONSE})
+async def readyz(request: Request) -> dict:
+    state = request.app.state
+    checks = {}
+    try:
+        await asyncio.wait_for(state.producer.client.fetch_all_metadata(), 3)
+        checks["broker"] = "ok"
+    except Exception as error:
+        checks["broker"] = f"unavailable: {type(error).__name__}"
+    try:
+        await asyncio.wait_for(state.db.command("ping"), 3)
+        checks["database"] = "ok"
+    except Exception as error:
+        checks["database"] = f"unavailable: {type(error).__name__}"
+    if any(value != "ok" for value in checks.values()):
+        raise Problem(503, "not-ready", "Not ready", "A dependency does not answer.", checks=checks)
+    return {"status": "ready", "checks": checks}
+
+
+# --- helpers ---------------------------------------------------------------------

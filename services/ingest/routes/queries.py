@@ -1,0 +1,180 @@
+"""Reading jobs: one job (now, at a past moment, or once it changes), its events, lists, counts."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import datetime
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import TypeAdapter
+from pymongo import DESCENDING
+
+from schemas import (
+    Job,
+    JobStatus,
+    Priority,
+    fold,
+    parse_event,
+)
+from schemas.values import INT64_MAX, Moment, label_key_problem
+from services.common.readmodel import JOB_EVENTS, JOBS, job_from_document
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.lag import consumer_lag
+from services.ingest.models import (
+    JobList,
+    JobView,
+    StatusView,
+)
+from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error, invalid
+from services.ingest.store import job_or_404
+
+router = APIRouter(route_class=ContractRoute)
+
+MAX_WAIT_S = 60.0
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobView,
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE},
+    summary="Get a job (optionally as it was at a past moment)",
+)
+async def get_job(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
+    wait_s: float | None = Query(
+        None,
+        ge=0,
+        le=MAX_WAIT_S,
+        description="hold the answer up to this many seconds until the job has ended (or, with after_version, "
+        "until its version is past that), then answer the job as it is; a long poll that hears of changes at once",
+    ),
+    after_version: int | None = Query(None, ge=0, le=INT64_MAX, description="with wait_s: wait for a version past this one"),
+) -> JobView:
+    state = request.app.state
+    if as_of is None:
+        job = await job_or_404(state, job_id, tenant)
+        if wait_s:
+            done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
+            job = await state.watch.until(job_id, lambda: job_or_404(state, job_id, tenant), done, wait_s)
+        return JobView.of(job)
+    if wait_s is not None or after_version is not None:
+        raise invalid([field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")])
+    await job_or_404(state, job_id, tenant)
+    query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": as_of}}
+    job = fold([parse_event(document["event"]) async for document in _sorted_events(state, query)])
+    if job is None:
+        raise Problem(404, "job-not-found", "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
+    return JobView.of(job)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE},
+    summary="A job's history: its events in seq order, as CloudEvents",
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
+) -> dict:
+    state = request.app.state
+    await job_or_404(state, job_id, tenant)
+    query: dict = {"job_id": job_id, "tenant": tenant}
+    if until is not None:
+        query.update(_until(until))
+    return {"items": [document["event"] async for document in _sorted_events(state, query)]}
+
+
+def _sorted_events(state, query: dict):
+    return state.db[JOB_EVENTS].find(query).sort("seq", 1)
+
+
+@router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")
+async def list_jobs(
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    limit: int = Query(50, ge=1, le=1000, description="how many jobs to return"),
+    state: JobStatus | None = Query(None, description="only jobs in this state"),
+    type: str | None = Query(None, description="only jobs of this type"),
+    priority: Priority | None = Query(None, description="only jobs of this priority"),
+    label: list[str] = Query([], description="only jobs with this label, as key:value (repeat to require several)"),
+    created_after: Moment | None = Query(None, description="only jobs created at or after this time (with a zone)"),
+    created_before: Moment | None = Query(None, description="only jobs created before this time (with a zone)"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> JobList:
+    query: dict = {"tenant": tenant}
+    if state is not None:
+        query["status"] = state.value
+    if type is not None:
+        query["job_type"] = type
+    if priority is not None:
+        query["options.priority"] = priority.value
+    for index, item in enumerate(label):
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise invalid([field_error(("query", "label", index), "a label filter is key:value")])
+        problem = label_key_problem(key)
+        if problem is not None:
+            raise invalid([field_error(("query", "label", index), problem)])
+        query[f"options.labels.{key}"] = value
+    created: dict = {}
+    if created_after is not None:
+        created["$gte"] = created_after
+    if created_before is not None:
+        created["$lt"] = created_before
+    if created:
+        query["created_at"] = created
+    if cursor is not None:
+        at, last_id = _decode_cursor(cursor)
+        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
+    found = request.app.state.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
+    jobs = [job_from_document(document) async for document in found]
+    next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return JobList(items=[JobView.of(job) for job in jobs[:limit]], next_cursor=next_cursor)
+
+
+@router.get("/status", response_model=StatusView, responses=PROBLEMS, summary="Jobs per state and consumer lag")
+async def status(request: Request, tenant: str = Depends(tenant_of)) -> StatusView:
+    state = request.app.state
+    counts = {status.value: 0 for status in JobStatus}
+    pipeline = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+    async for row in await state.db[JOBS].aggregate(pipeline):
+        counts[row["_id"]] = row["n"]
+    lag = await consumer_lag(state.settings)
+    return StatusView(jobs=counts, lag=lag)
+
+
+_SEQ = re.compile(r"[0-9]{1,19}")
+_MOMENT: TypeAdapter[datetime] = TypeAdapter(Moment)
+
+
+def _until(until: str) -> dict:
+    """``?until=``: a seq (a non-negative 64-bit integer) or a time with a zone."""
+    if _SEQ.fullmatch(until) and int(until) <= INT64_MAX:
+        return {"seq": {"$lte": int(until)}}
+    try:  # ISO 8601 only: pydantic would also read "-1" as a Unix time
+        return {"occurred_at": {"$lte": _MOMENT.validate_python(datetime.fromisoformat(until))}}
+    except ValueError:  # ValidationError is one
+        message = "a seq (an integer from 0 to 2**63-1) or an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"
+        raise invalid([field_error(("query", "until"), message)]) from None
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = orjson.dumps([job.created_at.isoformat(), job.job_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, job_id = orjson.loads(raw)
+        return _MOMENT.validate_python(at), str(job_id)
+    except (ValueError, TypeError):
+        raise invalid([field_error(("query", "cursor"), "not a cursor from a previous page")]) from None

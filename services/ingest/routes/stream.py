@@ -1,0 +1,100 @@
+"""``GET /jobs/{id}/stream``: a job's changes as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from sse_starlette import EventSourceResponse
+
+from schemas import (
+    TERMINAL,
+    AnyEvent,
+    Job,
+    evolve,
+    parse_event,
+)
+from schemas.values import INT64_MAX
+from services.common.readmodel import JOB_EVENTS
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE
+from services.ingest.store import job_or_404
+from services.ingest.watch import GAP_RECHECK_S, Follower
+
+router = APIRouter(route_class=ContractRoute)
+
+
+@router.get(
+    "/jobs/{job_id}/stream",
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 200: {"content": {"text/event-stream": {}}}},
+    summary="Server-sent events: each change of the job until it ends",
+    description="One SSE message per job event (`event:` its type, `id:` its seq, `data:` the job's state, "
+    "progress and the event). Closes after the job reaches SUCCEEDED, FAILED or CANCELLED. Send "
+    "`Last-Event-ID` to resume after a seq.",
+)
+async def job_stream(
+    job_id: str,
+    request: Request,
+    tenant: str = Depends(tenant_of),
+    last_event_id: int = Header(0, ge=0, le=INT64_MAX, description="resume after this seq"),
+):
+    state = request.app.state
+    await job_or_404(state, job_id, tenant)
+
+    async def messages():
+        async with state.watch.follow(job_id) as follower:
+            async for message in _stream_messages(state, job_id, tenant, last_event_id, follower):
+                yield message
+
+    return EventSourceResponse(messages(), ping=15)
+
+
+async def _stream_messages(state, job_id: str, tenant: str, last_event_id: int, follower: Follower):
+    """One message per event of the job, in seq order: first those the read model
+    holds, then those the log's tail brings (the read model again after a gap)."""
+    job: Job | None = None
+    ahead: dict[int, AnyEvent] = {}
+    look_in_store = True
+
+    def version() -> int:
+        return job.version if job is not None else 0
+
+    while True:
+        if look_in_store:
+            query = {"job_id": job_id, "tenant": tenant, "seq": {"$gt": version()}}
+            async for document in state.db[JOB_EVENTS].find(query).sort("seq", 1):
+                event = parse_event(document["event"])
+                if event.seq != version() + 1:
+                    break  # a gap: the projector has not written the missing one yet
+                job = evolve(job, event)
+                if event.seq > last_event_id:
+                    yield _message(job, event)
+        for event in follower.take():
+            if event.seq > version():
+                ahead[event.seq] = event
+        while version() + 1 in ahead:
+            event = ahead.pop(version() + 1)
+            job = evolve(job, event)
+            if event.seq > last_event_id:
+                yield _message(job, event)
+        for seq in [seq for seq in ahead if seq <= version()]:
+            del ahead[seq]
+        if job is not None and job.status in TERMINAL:
+            return
+        if ahead:
+            await asyncio.sleep(GAP_RECHECK_S)
+            look_in_store = True
+        else:
+            look_in_store = not await follower.arrival(state.watch.poll_s)
+
+
+def _message(job: Job, event: AnyEvent) -> dict:
+    return {
+        "id": str(event.seq),
+        "event": event.type,
+        "data": orjson.dumps(
+            {"state": job.status, "progress": job.progress, "progress_message": job.progress_message, "event": event.recorded()}
+        ).decode(),
+    }

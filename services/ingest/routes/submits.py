@@ -1,0 +1,185 @@
+"""Submitting jobs: one (``POST /jobs``, idempotent with a key) or a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from schemas import (
+    CONCURRENCY_LIMIT_REACHED,
+    Job,
+    JobStatus,
+    SubmitJob,
+    encode_command,
+    topics,
+)
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.models import (
+    BatchAccepted,
+    BatchItem,
+    BatchRequest,
+    JobAccepted,
+    JobLinks,
+    SubmitJobRequest,
+    job_path,
+)
+from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error
+from services.ingest.store import append_command, find_job, job_or_404
+from services.ingest.submissions import idempotent_job_id, parse_request, submit_command
+
+router = APIRouter(route_class=ContractRoute)
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={
+        200: {"model": JobAccepted, "description": "the job an earlier request with this Idempotency-Key created"},
+        **PROBLEMS,
+        409: PROBLEM_RESPONSE,
+        503: PROBLEM_RESPONSE,
+    },
+    summary="Submit a job",
+    description="Answers 202 once the broker has acknowledged the SubmitJob command (acks=all): "
+    "an accepted job is never lost. With an `Idempotency-Key` header, repeating the request returns the "
+    "original job (200) — even after a restart — and reusing the key for a different request is a 422.",
+)
+async def submit_job(
+    body: SubmitJobRequest,
+    request: Request,
+    response: Response,
+    tenant: str = Depends(tenant_of),
+    idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
+) -> JobAccepted:
+    state = request.app.state
+    job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
+    command = _submit_command(state, body, tenant, job_id, request, idempotency_key)
+    if idempotency_key is None:
+        return await _submit(state, response, command, body)
+    async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
+        try:
+            existing = await find_job(state, job_id, tenant)
+            if existing is None:
+                return await _submit(state, response, command, body)
+            if existing.request_hash != command.request_hash:
+                raise Problem(
+                    422,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused for a different request",
+                    f"The key {idempotency_key!r} was used for job {job_id} with another body.",
+                    errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
+                    job_id=job_id,
+                )
+            response.status_code = 200
+            response.headers["Location"] = job_path(job_id)
+            return JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
+        finally:
+            state.idempotency_locks.pop(job_id, None)
+
+
+def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
+    return submit_command(
+        state.job_types,
+        body,
+        tenant=tenant,
+        job_id=job_id,
+        issued_at=datetime.now(timezone.utc),
+        idempotency_key=idempotency_key,
+        correlation_id=request.headers.get("x-correlation-id"),
+    )
+
+
+async def _submit(state, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
+    await append_command(state, command)
+    state.accepted.remember(command)
+    job_state = JobStatus.PENDING
+    if command.options.on_conflict == "reject":
+        job = await _slot_decision(state, command)
+        if job.status is JobStatus.REJECTED:
+            raise _rejected(job, command)
+        job_state = job.status
+    response.headers["Location"] = job_path(command.job_id)
+    return JobAccepted(id=command.job_id, state=job_state, links=JobLinks.of(command.job_id))
+
+
+async def _slot_decision(state, command: SubmitJob) -> Job:
+    """``on_conflict: reject`` is decided by the slot decider, in log order, so
+    no race passes the limit. Wait (up to ``produce_timeout_s``) to hear its
+    answer; a job still PENDING after that shows a refusal later, as REJECTED."""
+    job_id, tenant = command.job_id, command.tenant
+
+    def decided(job: Job) -> bool:  # queued or rejected; or waiting for its run_at, to be decided then
+        return job.status is not JobStatus.PENDING or (job.due_at is not None and not job.awaiting_slot)
+
+    return await state.watch.until(job_id, lambda: job_or_404(state, job_id, tenant), decided, state.settings.produce_timeout_s)
+
+
+def _rejected(job: Job, command: SubmitJob) -> Problem:
+    job_id = job.job_id
+    return Problem(
+        409,
+        CONCURRENCY_LIMIT_REACHED,
+        "The concurrency key is busy",
+        f"Job {job_id} was rejected: {job.error}.",
+        job_id=job_id,
+        concurrency_key=command.options.concurrency_key,
+        headers={"Location": job_path(job_id)},
+    )
+
+
+@router.post(
+    "/jobs:batch",
+    response_model=BatchAccepted,
+    responses={**PROBLEMS, 503: PROBLEM_RESPONSE},
+    summary="Submit up to 1,000 jobs in one request",
+    description="Each item is validated on its own and answered in `items` at its index: `status` 202 with "
+    "the job's `id`, or 422 (or 409, 503) with a problem document naming the bad field. Valid items are "
+    "appended as one produce batch and answered only once the broker acknowledged them (acks=all). "
+    "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
+)
+async def submit_batch(
+    request: Request, body: BatchRequest, tenant: str = Depends(tenant_of)
+) -> BatchAccepted:
+    state = request.app.state
+    results: list[BatchItem | None] = [None] * len(body.jobs)
+    commands: list[tuple[int, SubmitJob]] = []
+    for index, raw in enumerate(body.jobs):
+        try:
+            item = parse_request(raw)
+            command = _submit_command(state, item, tenant, str(uuid.uuid4()), request)
+            commands.append((index, command))
+        except Problem as problem:
+            results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
+    unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
+    sent = []
+    for index, command in commands:
+        try:
+            delivery = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
+        except Exception:  # the producer's buffer refused it
+            results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
+            continue
+        sent.append((index, command, asyncio.wait_for(delivery, state.settings.produce_timeout_s)))
+    acks = await asyncio.gather(*(ack for _, _, ack in sent), return_exceptions=True)
+    for (index, command, _), ack in zip(sent, acks):
+        if isinstance(ack, BaseException):
+            results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
+            continue
+        state.accepted.remember(command)
+        results[index] = BatchItem(
+            index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
+        )
+    rejectable = [(index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"]
+    decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
+    for (index, command), job in zip(rejectable, decided):
+        if job.status is JobStatus.REJECTED:
+            problem = _rejected(job, command).body(f"/jobs:batch#{index}")
+            results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=problem)
+        else:
+            results[index] = results[index].model_copy(update={"state": job.status})
+    accepted = sum(1 for item in results if item.status == 202)
+    return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results)

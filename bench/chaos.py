@@ -40,7 +40,7 @@ from rich.console import Console
 
 from bench.results import save
 from schemas import topics
-from services.common.kafka import topic_partitions
+from services.adapters.log import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
@@ -161,7 +161,7 @@ async def settle(stack: EmbeddedStack, job_ids: list[str], timeout_s: float) -> 
 
 async def log_now(stack: EmbeddedStack) -> dict[tuple[str, int], str]:
     seen = Watcher(stack)
-    from services.audit import log_records
+    from services.adapters.log import log_records
 
     async for raw in log_records(stack.settings):
         seen.note(raw)

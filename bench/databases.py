@@ -45,8 +45,8 @@ from rich.table import Table
 
 from bench.history import noop_history
 from bench.results import save
-from services.common.readmodel import JOBS, ensure_indexes
-from services.projector.projection import JobProjection
+from services.adapters.readmodel import JOBS, ensure_indexes
+from services.adapters.projections import JobProjection
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / ".tools"

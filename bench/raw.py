@@ -10,7 +10,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import AsyncMongoClient, UpdateOne
 
-from services.common.kafka import ensure_topics, make_producer, topic_partitions
+from services.adapters.broker import ensure_topics
+from services.adapters.log import make_producer, topic_partitions
 from services.embedded.stack import EmbeddedStack
 from bench.figures import percentile
 

@@ -31,7 +31,7 @@ from rich.console import Console
 from bench.history import noop_history
 from bench.results import save
 from schemas import topics
-from services.common.kafka import make_producer
+from services.adapters.log import make_producer
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.lag import consumer_lag

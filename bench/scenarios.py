@@ -14,9 +14,10 @@ from pymongo import AsyncMongoClient
 from bench import stages
 from bench.history import noop_history
 from schemas import JobStatus, parse_event
-from services.common.kafka import ensure_topics, make_producer, topic_partitions
-from services.common.readmodel import ensure_indexes
-from services.projector.projection import JobProjection
+from services.adapters.broker import ensure_topics
+from services.adapters.log import make_producer, topic_partitions
+from services.adapters.readmodel import ensure_indexes
+from services.adapters.projections import JobProjection
 from services.embedded.stack import EmbeddedStack
 from bench.figures import EVENTS_PER_JOB, HEADERS, console, progress_bar, percentile
 from bench.raw import log_consumer

@@ -15,7 +15,7 @@ import statistics
 from pydantic import ValidationError
 
 from schemas import parse_command, parse_event, topics
-from services.audit import log_entries
+from services.adapters.log import log_entries
 from services.common.settings import ConnectionSettings
 
 HOPS = (

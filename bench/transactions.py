@@ -29,7 +29,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from services.common.kafka import ensure_topics, topic_partitions
+from services.adapters.broker import ensure_topics
+from services.adapters.log import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 
 PARTITIONS = 8

@@ -9,7 +9,7 @@ import time
 from pymongo import AsyncMongoClient
 
 from schemas import JobStatus
-from services.common.readmodel import JOBS
+from services.adapters.readmodel import JOBS
 from services.embedded.stack import EmbeddedStack
 
 

@@ -25,12 +25,15 @@ import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.errors import JobledgerError
 from schemas.options import JobOptions
+
+
+T = TypeVar("T")
 
 
 class EmptyPayload(BaseModel):
@@ -77,11 +80,28 @@ class JobType:
         return JobOptions.model_validate({**self.defaults, **given})
 
 
-class JobTypes:
-    """The declared job types, by name."""
+class ByJobType(Generic[T]):
+    """Things kept under a job type's name; asking for another name raises
+    :class:`UnknownJobType`, which lists the names there are."""
 
     def __init__(self) -> None:
-        self._types: dict[str, JobType] = {}
+        self._by_name: dict[str, T] = {}
+
+    def get(self, name: str) -> T:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownJobType(name, self._by_name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+
+class JobTypes(ByJobType[JobType]):
+    """The declared job types, by name."""
 
     def declare(
         self,
@@ -92,23 +112,11 @@ class JobTypes:
         defaults: Mapping[str, Any] | None = None,
     ) -> JobType:
         declared = JobType(name, payload, description, defaults or {})
-        known = self._types.get(name)
+        known = self._by_name.get(name)
         if known is not None and known != declared:
             raise ValueError(f"job type {name!r} is already declared otherwise")
-        self._types[name] = declared
+        self._by_name[name] = declared
         return declared
-
-    def get(self, name: str) -> JobType:
-        try:
-            return self._types[name]
-        except KeyError:
-            raise UnknownJobType(name, self._types) from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._types
-
-    def names(self) -> list[str]:
-        return sorted(self._types)
 
 
 catalog = JobTypes()
@@ -117,8 +125,13 @@ catalog = JobTypes()
 job_type = catalog.declare
 
 
-def load_job_types(modules: Iterable[str]) -> JobTypes:
-    """Import the modules that declare job types; return the catalog they filled."""
+def import_modules(modules: Iterable[str]) -> None:
+    """Import the modules a setting names (they declare or bind job types as they load)."""
     for module in modules:
         importlib.import_module(module)
+
+
+def load_job_types(modules: Iterable[str]) -> JobTypes:
+    """Import the modules that declare job types; return the catalog they filled."""
+    import_modules(modules)
     return catalog

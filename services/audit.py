@@ -8,77 +8,16 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from schemas import topics
 from schemas.chain import BrokenLink, ChainCheck
-from services.common.kafka import topic_partitions
-from services.common.settings import ConnectionSettings
+
 
 CSV_COLUMNS = ["subject", "seq", "type", "time", "tenant", "id", "causationid", "correlationid", "prevhash", "hash", "data"]
-
-
-async def log_records(
-    settings: ConnectionSettings,
-    on_total: Callable[[int], None] | None = None,
-    start: dict[int, int] | None = None,
-    ends_out: dict[int, int] | None = None,
-    topic: str = topics.EVENTS,
-) -> AsyncIterator[bytes]:
-    """Every record value of ``topic``: see :func:`log_entries`."""
-    async for record in log_entries(settings, on_total, start, ends_out, topic):
-        yield record.value
-
-
-async def log_entries(
-    settings: ConnectionSettings,
-    on_total: Callable[[int], None] | None = None,
-    start: dict[int, int] | None = None,
-    ends_out: dict[int, int] | None = None,
-    topic: str = topics.EVENTS,
-) -> AsyncIterator[ConsumerRecord]:
-    """Every record of ``topic`` (``jobs.events``), partition by partition, from
-    ``start`` (partition → offset) if given, until a fetch at the end finds
-    nothing more. Where each partition was read up to goes into ``ends_out``,
-    to read on from there later."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        tps = await topic_partitions(settings, topic)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        if start is not None:
-            starts = {tp: max(offset, start.get(tp.partition, offset)) for tp, offset in starts.items()}
-        if on_total is not None:
-            on_total(sum(ends[tp] - starts[tp] for tp in tps))
-        for tp in tps:
-            consumer.assign([tp])
-            consumer.seek(tp, starts[tp])
-            position = starts[tp]
-            while True:
-                # Read past the end offset asked for until a fetch comes back empty:
-                # an end offset read right after a write may be behind the log.
-                batches = await consumer.getmany(tp, timeout_ms=200 if position >= ends[tp] else 1000, max_records=5000)
-                records = batches.get(tp, [])
-                if not records and position >= ends[tp]:
-                    break
-                for record in records:
-                    position = record.offset + 1
-                    yield record
-            if ends_out is not None:
-                ends_out[tp.partition] = max(position, ends[tp])
-    finally:
-        await consumer.stop()
 
 
 def file_records(path: Path) -> Iterator[bytes]:

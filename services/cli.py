@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from services.common.kafka import ensure_topics, wait_for_broker
+from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings
@@ -117,6 +117,28 @@ async def _create_topics(settings: ConnectionSettings) -> list[str]:
 
 
 @app.command()
+def drain(
+    timeout: float = typer.Option(60.0, help="Seconds to wait before giving up (exit 1)."),
+    read_model: bool = typer.Option(
+        False, "--read-model", help="Only the decider and the projector: the read models hold the whole log (running jobs may go on)."
+    ),
+) -> None:
+    """Wait until the decider, the runners and the projector have processed every
+    record of their topics, then exit 0: the system is idle. A running job keeps
+    the runners busy until it ends; jobs waiting on a timer (a backoff, a run_at)
+    do not count."""
+    from services.adapters.broker import GROUP_TOPICS, READ_MODEL_GROUPS
+    from services.adapters.broker import drain as drained
+
+    try:
+        asyncio.run(drained(ConnectionSettings(), timeout_s=timeout, groups=READ_MODEL_GROUPS if read_model else GROUP_TOPICS))
+    except TimeoutError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print("[green]drained[/]: every consumer group has processed its topics")
+
+
+@app.command()
 def replay(
     swap: bool = typer.Option(False, "--swap", help="Put the rebuilt read models in place of the live ones."),
     keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt collections (*_replay) to inspect them."),
@@ -124,7 +146,7 @@ def replay(
     """Rebuild the read models (jobs, job_events, schedules) from the logs into fresh
     collections and compare them with the live ones. Exits 1 if they differ (and then never swaps)."""
     from services import replay as tools
-    from services.common.readmodel import connect
+    from services.adapters.readmodel import connect
 
     settings = ConnectionSettings()
     suffix = "_replay"
@@ -197,6 +219,7 @@ def audit_verify(
     """Check every job's hash chain in the log: gapless seq, linked prevhash, correct hash. Exits 1 at a break."""
     from schemas.chain import ChainCheck
     from services import audit as tools
+    from services.adapters.log import log_records
 
     chain = ChainCheck()
 
@@ -214,7 +237,7 @@ def audit_verify(
         else:
 
             async def walk() -> None:
-                async for raw in tools.log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
+                async for raw in log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
                     take(raw, "topic")
                     bar.advance(task)
 
@@ -240,6 +263,7 @@ def audit_export(
     import sys
 
     from services import audit as tools
+    from services.adapters.log import log_records
 
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
@@ -248,7 +272,7 @@ def audit_export(
     exporter = tools.Exporter(out, fmt)
 
     async def walk(bar, task) -> None:
-        async for raw in tools.log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
+        async for raw in log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
             bar.advance(task)
             event = json.loads(raw)
             if tools.selected(event, job, since, until):

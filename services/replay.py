@@ -21,11 +21,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
-from services.audit import log_records
-from services.common.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
+from services.adapters.log import log_records
+from services.adapters.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
 from services.common.settings import ConnectionSettings
-from services.projector.projection import JobProjection
-from services.projector.schedules import ScheduleProjection
+from services.adapters.projections import JobProjection
+from services.adapters.schedule_projection import ScheduleProjection
 
 BATCH = 2000
 

@@ -1,4 +1,70 @@
-from services.embedded.stack import stop_on_sigterm
+"""Fixtures every layer above the unit tests shares: one real embedded stack
+per session (Apache Kafka, SecantusDB and the three services as subprocesses
+on free loopback ports), stopped at the end. The integration tests use its
+broker and database with topics, groups and databases of their own; the
+end-to-end tests use all of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from pymongo import AsyncMongoClient
+
+from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.ingest.settings import DEV_API_KEY
+
 
 # A CI timeout or kill sends SIGTERM: let the session fixtures stop the stack.
 stop_on_sigterm()
+
+
+LEASE_S = 3.0
+"""Short, so a killed runner's attempt is declared lost within the test."""
+FUZZ_KEY = "jl-fuzz-key"
+"""Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
+API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz"
+
+
+def stack_settings(data_dir, **overrides) -> StackSettings:
+    """A test stack: free ports, a data directory of its own, short leases."""
+    settings = dict(
+        data_dir=data_dir,
+        broker_port=0,
+        controller_port=0,
+        mongo_port=0,
+        api_port=0,
+        mongo_storage="memory",
+        partitions=4,
+        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS},
+    )
+    settings.update(overrides)
+    return StackSettings(**settings)
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
+    # A separate runner process, so a test can kill the runner mid-attempt.
+    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("stack"), separate_runner=True))
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+@pytest.fixture(scope="session")
+async def db(stack):
+    client = AsyncMongoClient(stack.settings.mongo_url, tz_aware=True)
+    yield client[stack.settings.mongo_db]
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def producer(stack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()

@@ -27,7 +27,7 @@ import httpx
 from pydantic import Field
 from pymongo import AsyncMongoClient
 
-from services.common.kafka import ensure_topics, wait_for_broker
+from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka
 

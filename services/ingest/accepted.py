@@ -1,4 +1,4 @@
-"""Read-your-writes: jobs this ingest accepted but the projector has not folded yet.
+"""Read-your-writes: jobs (and schedules) this ingest accepted but the projector has not folded yet.
 
 A client that got a 202 may GET the job at once. Until the projection has it,
 ingest answers from the accepted command, folded by the decider's own rules
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from schemas import Job, SubmitJob, decide, evolve
+from schemas.schedules import Schedule
 
 
 class AcceptedJobs:
@@ -35,3 +36,24 @@ class AcceptedJobs:
             return None
         submitted = decide(command, None)[0]
         return evolve(None, submitted).model_copy(update={"version": 0})
+
+
+class AcceptedSchedules:
+    """Read-your-writes for schedules, as for jobs: the accepted, not yet projected ones."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._schedules: OrderedDict[str, Schedule] = OrderedDict()
+
+    def remember(self, schedule: Schedule) -> None:
+        self._schedules[schedule.schedule_id] = schedule
+        while len(self._schedules) > self._capacity:
+            self._schedules.popitem(last=False)
+
+    def get(self, schedule_id: str, tenant: str) -> Schedule | None:
+        schedule = self._schedules.get(schedule_id)
+        return schedule if schedule is not None and schedule.tenant == tenant else None
+
+    def deleted_ids(self) -> set[str]:
+        """Schedules this replica accepted a deletion of: gone from listings at once."""
+        return {schedule_id for schedule_id, schedule in self._schedules.items() if schedule.deleted_at is not None}

@@ -6,17 +6,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from schemas.jobtypes import load_job_types
-from services.common.kafka import make_producer
-from services.common.readmodel import connect
 from services.ingest import problems
-from services.ingest.accepted import AcceptedJobs
+from services.ingest.bootstrap import bootstrap, shutdown
 from services.ingest.problems import BodyTooLarge
 from services.ingest.routes import router
-from services.ingest.schedules import AcceptedSchedules
-from services.ingest.schedules import router as schedule_router
 from services.ingest.settings import IngestSettings
-from services.ingest.watch import JobWatch
 
 
 class BodyLimit:
@@ -57,24 +51,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state = app.state
-        state.settings = settings
-        state.job_types = load_job_types(settings.job_type_modules)
-        state.accepted = AcceptedJobs(settings.accepted_cache_size)
-        state.idempotency_locks = {}
-        state.accepted_schedules = AcceptedSchedules()
-        state.mongo = connect(settings)
-        state.db = state.mongo[settings.mongo_db]
-        state.producer = make_producer(settings)
-        await state.producer.start()
-        state.watch = JobWatch(settings, settings.stream_poll_s)
-        await state.watch.start()
+        app.state.ingest = await bootstrap(settings)
         try:
             yield
         finally:
-            await state.watch.stop()
-            await state.producer.stop()
-            await state.mongo.close()
+            await shutdown(app.state.ingest)
 
     app = FastAPI(
         title="jobledger",
@@ -87,5 +68,4 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(router)
-    app.include_router(schedule_router)
     return app

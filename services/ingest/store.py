@@ -3,38 +3,53 @@ appending a command to the log (answered only once the broker acknowledged it)."
 
 from __future__ import annotations
 
-import asyncio
+from datetime import datetime
+from typing import Any
 
 from schemas import Command, Job, encode_command, topics
-from services.common.readmodel import JOBS, job_from_document
+from services.adapters.log import append
+from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
 
 
-async def find_job(state, job_id: str, tenant: str) -> Job | None:
+async def find_job(state: Ingest, job_id: str, tenant: str) -> Job | None:
     """The job as the read model has it, or as accepted here, with what the
     log's tail has heard since (read-your-writes within this ingest)."""
-    document = await state.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
-    job = job_from_document(document) if document is not None else state.accepted.get(job_id, tenant)
+    job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
     caught_up = state.watch.catch_up(job_id, job)
     return caught_up if caught_up is not None and caught_up.tenant == tenant else job
 
 
-async def job_or_404(state, job_id: str, tenant: str) -> Job:
+async def job_events(
+    state: Ingest, job_id: str, tenant: str, up_to_seq: int | None = None, up_to_time: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The job's events as CloudEvents objects, in seq order: the read model's,
+    then those the log's tail has heard since, so they agree with :func:`find_job`."""
+    recorded = [event async for event in state.read_model.job_events(job_id, tenant, up_to_seq=up_to_seq, up_to_time=up_to_time)]
+    for event in state.watch.heard_after(job_id, recorded[-1]["seq"] if recorded else 0):
+        if event.tenant != tenant or (up_to_seq is not None and event.seq > up_to_seq):
+            break
+        if up_to_time is not None and event.occurred_at > up_to_time:
+            break
+        recorded.append(event.recorded())
+    return recorded
+
+
+async def job_or_404(state: Ingest, job_id: str, tenant: str) -> Job:
     job = await find_job(state, job_id, tenant)
     if job is None:
         raise Problem(404, "job-not-found", "No such job", f"There is no job {job_id!r}.", job_id=job_id)
     return job
 
 
-async def append_command(state, command: Command) -> None:
+async def append_command(state: Ingest, command: Command) -> None:
     await append_record(state, topics.COMMANDS, command.job_id, encode_command(command))
 
 
-async def append_record(state, topic: str, key: str, value: bytes) -> None:
+async def append_record(state: Ingest, topic: str, key: str, value: bytes) -> None:
     """Append a command and wait for the broker's acknowledgement, or answer 503."""
     try:
-        future = await state.producer.send(topic, key=key.encode(), value=value)
-        await asyncio.wait_for(future, state.settings.produce_timeout_s)
+        await append(state.producer, topic, key.encode(), value, state.settings.produce_timeout_s)
     except Exception as error:
         raise Problem(
             503,

@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
-from aiokafka import AIOKafkaConsumer
 
 from schemas import AnyEvent, Job, apply_next, parse_event, topics
-from services.common.kafka import topic_partitions
+from services.adapters.log import make_consumer, topic_partitions
 from services.common.settings import ConnectionSettings
 
 log = structlog.get_logger(component="ingest")
@@ -85,11 +84,7 @@ class JobWatch:
 
     async def _run(self) -> None:
         while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
-            )
+            consumer = make_consumer(self._settings)
             try:
                 await consumer.start()
                 consumer.assign(await topic_partitions(self._settings, topics.EVENTS))
@@ -140,20 +135,31 @@ class JobWatch:
         tail remembers beyond its version folded in. Every single-job read goes
         through here, so once a wait has answered with a version, a later read
         of the same ingest never answers an older one."""
+        newer = self.heard_after(job_id, job.version if job is not None else 0)
+        return fold_ahead(job, {}, newer) if newer else job
+
+    def heard_after(self, job_id: str, seq: int) -> list[AnyEvent]:
+        """The job's events after ``seq`` that the tail remembers, in seq order
+        and without a gap (empty if the next one is not among them)."""
         recent = self._recent.get(job_id.encode())
         if not recent:
-            return job
-        version = job.version if job is not None else 0
+            return []
         newer = []
         for value in reversed(recent):  # newest first: usually only the last few are new
             try:
                 event = parse_event(value)
             except Exception:
                 continue
-            if event.seq <= version:
+            if event.seq <= seq:
                 break
             newer.append(event)
-        return fold_ahead(job, {}, newer[::-1]) if newer else job
+        newer.sort(key=lambda event: event.seq)
+        contiguous = []
+        for event in newer:
+            if event.seq != seq + len(contiguous) + 1:
+                break
+            contiguous.append(event)
+        return contiguous
 
     async def until(
         self, job_id: str, read: Callable[[], Awaitable[Job]], done: Callable[[Job], bool], timeout_s: float

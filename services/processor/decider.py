@@ -38,41 +38,28 @@ import mode
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
 from schemas import (
     ExpireAttempt,
     Heartbeat,
     Job,
     Rejection,
-    SlotState,
     decide,
-    decide_slots,
     due_commands,
     encode_command,
     encode_slot_message,
     fold,
-    grant_command,
     parse_command,
-    parse_slot_message,
-    refuse_command,
     slot_messages,
     topics,
 )
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
-from schemas.schedules import (
-    Schedule,
-    encode_schedule_command,
-    evolve_schedule,
-    parse_schedule_command,
-    tick_command,
-    ticked,
-    ticks_due,
-)
-from services.common.kafka import dead_letter_headers, make_producer
+from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
+from services.processor.slot_decider import SlotDecider
 from services.processor.states import DurableStates, trust_only_the_log
-from services.processor.tables import ChangelogTable, JobStates
+from services.processor.tables import JobStates
 
 log = structlog.get_logger(component="decider")
 
@@ -87,13 +74,11 @@ class Decider(mode.Service):
         self.durable = DurableStates(settings.state_dir / "job-states")
         self.jobs = JobStates(self.durable)
         self.deadlines = Deadlines(settings.lease_s)
-        self.slots = ChangelogTable(topics.SLOT_STATE)
-        self.schedules = ChangelogTable(topics.SCHEDULE_STATE)
-        self._submitted_ticks: dict[str, datetime] = {}
-        """Latest tick the timer submitted per schedule, until the table records it."""
-        self._unfit_schedules: set[str] = set()
+        self.slots: SlotDecider | None = None
+        self.scheduler: Scheduler | None = None
         self._producer = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._dead: DeadLetters | None = None
         self._sent: list[asyncio.Future] = []
         """Deliveries not yet known to be acknowledged."""
         self._decided: dict[TopicPartition, int] = {}
@@ -113,18 +98,10 @@ class Decider(mode.Service):
         self._producer = make_producer(self.settings)
         await self._producer.start()
         s = self.settings
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=s.app_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            max_poll_records=1000,
-            max_poll_interval_ms=600_000,
-            session_timeout_ms=int(s.group_session_timeout_s * 1000),
-            rebalance_timeout_ms=int(s.group_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, s.group_session_timeout_s / 3) * 1000),
-        )
+        self._consumer = make_consumer(s, s.app_id, max_poll_records=1000, max_poll_interval_ms=600_000)
+        self._dead = DeadLetters(self._producer, "decider", self._send)
+        self.slots = SlotDecider(self._producer, DeadLetters(self._producer, "slots", self._send), self._send)
+        self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, "schedules", self._send), self._send)
         self._consumer.subscribe(list(INPUTS), listener=_Rebalance(self))
 
     async def on_stop(self) -> None:
@@ -164,9 +141,9 @@ class Decider(mode.Service):
         if record.topic == topics.COMMANDS:
             await self._decide_job(record)
         elif record.topic == topics.SLOTS:
-            await self._decide_slot(record)
+            await self.slots.decide(record)
         elif record.topic == topics.SCHEDULES:
-            await self._keep_schedule(record)
+            await self.scheduler.keep(record)
 
     async def _settle(self) -> None:
         """Wait until everything sent is acknowledged; a failure stops the decider
@@ -193,7 +170,7 @@ class Decider(mode.Service):
     # --- job commands --------------------------------------------------------------
 
     async def _decide_job(self, record) -> None:
-        command = await self._parsed(record, parse_command, "job command", "decider")
+        command = await self._dead.parsed(record, parse_command, "job command")
         if command is None:
             return
         job: Job | None = self.jobs.get(command.job_id)
@@ -211,7 +188,7 @@ class Decider(mode.Service):
             return
         except Exception as error:  # a command no rule can decide (a bug, or a value no rule foresaw)
             log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
-            await self._dead_letter(record, error, "decider")
+            await self._dead.send(record, error)
             return
         if not decided:
             if isinstance(command, RENEWS_LEASE):
@@ -242,43 +219,6 @@ class Decider(mode.Service):
         metadata = delivery.result()
         self.jobs.acknowledged(metadata.partition, metadata.offset, job)
 
-    # --- slots and schedules --------------------------------------------------------
-
-    async def _decide_slot(self, record) -> None:
-        """The slot decider: grant slots of one concurrency key in request order."""
-        message = await self._parsed(record, parse_slot_message, "slot message", "slots")
-        if message is None:
-            return
-        try:
-            stored = self.slots.get(message.key)
-            state = SlotState.model_validate(stored) if stored is not None else None
-            after, granted, refused = decide_slots(state, message)
-            commands = [grant_command(entry, _now()) for entry in granted]
-            commands += [refuse_command(entry, after.limit, _now()) for entry in refused]
-            document = after.model_dump(mode="json")
-        except Exception as error:  # one key's trouble must not stop the partition
-            log.exception("slot decider failed on a message", key=message.key)
-            await self._dead_letter(record, error, "slots")
-            return
-        for command in commands:
-            self._send(await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command)))
-        self._send(await self.slots.set(self._producer, record.partition, message.key, document))
-
-    async def _keep_schedule(self, record) -> None:
-        command = await self._parsed(record, parse_schedule_command, "schedule command", "schedules")
-        if command is None:
-            return
-        try:
-            stored = self.schedules.get(command.schedule_id)
-            before = Schedule.model_validate(stored) if stored is not None else None
-            after = evolve_schedule(before, command)
-        except Exception as error:
-            log.exception("scheduler failed on a schedule command", schedule_id=command.schedule_id)
-            await self._dead_letter(record, error, "schedules")
-            return
-        if after is not None and after != before:
-            self._send(await self.schedules.set(self._producer, record.partition, command.schedule_id, after.model_dump(mode="json")))
-
     # --- time ---------------------------------------------------------------------------
 
     @mode.Service.task
@@ -308,35 +248,7 @@ class Decider(mode.Service):
         await self._ready.wait()
         while not self.should_stop:
             await asyncio.sleep(self.settings.schedule_interval_s)
-            await self._tick(_now())
-
-    async def _tick(self, now: datetime) -> None:
-        for schedule_id, stored in self.schedules.items():
-            try:
-                schedule = Schedule.model_validate(stored)
-            except ValidationError as error:
-                self._report_once(schedule_id, "stored schedule is not valid; skipped", error)
-                continue
-            seen = self._submitted_ticks.get(schedule_id)
-            if seen is not None and (schedule.last_tick is None or seen > schedule.last_tick):
-                schedule = schedule.model_copy(update={"last_tick": seen})
-            try:
-                due = [(tick, tick_command(schedule, tick, now)) for tick in ticks_due(schedule, now)]
-            except Exception as error:  # a schedule recorded before today's rules; the others go on
-                self._report_once(schedule_id, "schedule cannot tick; skipped", error)
-                continue
-            for tick, submit in due:
-                # The job first, acknowledged; then the record that moves the schedule on.
-                await (await self._producer.send(topics.COMMANDS, key=submit.job_id.encode(), value=encode_command(submit)))
-                await self._producer.send(
-                    topics.SCHEDULES, key=schedule_id.encode(), value=encode_schedule_command(ticked(schedule, tick, now))
-                )
-                self._submitted_ticks[schedule_id] = tick
-
-    def _report_once(self, key: str, message: str, error: Exception) -> None:
-        if key not in self._unfit_schedules:
-            self._unfit_schedules.add(key)
-            log.error(message, key=key, error=f"{type(error).__name__}: {error}")
+            await self.scheduler.tick(_now())
 
     # --- partitions come and go ----------------------------------------------------------
 
@@ -348,8 +260,8 @@ class Decider(mode.Service):
         now = _now()
         for job in live:
             self.deadlines.track(job, now)
-        await self.slots.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SLOTS})
-        await self.schedules.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
+        await self.slots.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SLOTS})
+        await self.scheduler.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
         log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))
         self._ready.set()
         self._restored.set()
@@ -361,27 +273,10 @@ class Decider(mode.Service):
         await self._commit()
         for job_id in self.jobs.forget({tp.partition for tp in revoked if tp.topic == topics.COMMANDS}):
             self.deadlines.forget(job_id)
-        self.slots.forget({tp.partition for tp in revoked if tp.topic == topics.SLOTS})
-        self.schedules.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
+        self.slots.table.forget({tp.partition for tp in revoked if tp.topic == topics.SLOTS})
+        self.scheduler.table.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
         for tp in revoked:
             self._decided.pop(tp, None)
-
-    # --- bad records --------------------------------------------------------------------
-
-    async def _parsed(self, record, parse, what: str, stage: str):
-        """The decoded record, or ``None`` after sending it to the dead-letter topic."""
-        try:
-            return parse(record.value)
-        except Exception as error:  # ValidationError, and whatever else bytes can make a parser raise
-            await self._dead_letter(record, f"not a {what}: {error}", stage)
-            return None
-
-    async def _dead_letter(self, record, error, stage: str) -> None:
-        headers = list(record.headers or ()) + dead_letter_headers(
-            stage=stage, error=error, topic=record.topic, partition=record.partition, offset=record.offset
-        )
-        self._send(await self._producer.send(topics.DLQ, key=record.key, value=record.value, headers=headers))
-
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, decider: Decider) -> None:

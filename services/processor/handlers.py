@@ -23,7 +23,6 @@ after the grace period anyway).
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import JobledgerError
-from schemas.jobtypes import EmptyPayload, JobType, UnknownJobType, catalog
+from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog, import_modules
 
 __all__ = ["EmptyPayload", "HandlerRegistry", "JobContext", "PermanentError", "UnknownJobType", "handler", "load_handlers"]
 
@@ -77,9 +76,8 @@ class JobHandler:
         return self.job_type.name
 
 
-class HandlerRegistry:
-    def __init__(self) -> None:
-        self._handlers: dict[str, JobHandler] = {}
+class HandlerRegistry(ByJobType[JobHandler]):
+    """The handler bound to each job type this process runs."""
 
     def handler(self, job_type: JobType | str, *, payload: type[BaseModel] | None = None) -> Callable[[Handler], Handler]:
         """Bind ``func`` to ``job_type``: a declared :class:`JobType`, or a name
@@ -91,22 +89,13 @@ class HandlerRegistry:
                 job_type = catalog.declare(job_type, payload=payload or EmptyPayload)
 
         def register(func: Handler) -> Handler:
-            known = self._handlers.get(job_type.name)
+            known = self._by_name.get(job_type.name)
             if known is not None and known.run is not func:
                 raise ValueError(f"job type {job_type.name!r} already has a handler")
-            self._handlers[job_type.name] = JobHandler(job_type, func)
+            self._by_name[job_type.name] = JobHandler(job_type, func)
             return func
 
         return register
-
-    def get(self, name: str) -> JobHandler:
-        try:
-            return self._handlers[name]
-        except KeyError:
-            raise UnknownJobType(name, self._handlers) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._handlers)
 
 
 registry = HandlerRegistry()
@@ -115,6 +104,5 @@ handler = registry.handler
 
 def load_handlers(modules: Iterable[str]) -> HandlerRegistry:
     """Import the modules that bind handlers; return the registry they filled."""
-    for module in modules:
-        importlib.import_module(module)
+    import_modules(modules)
     return registry

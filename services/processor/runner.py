@@ -24,7 +24,6 @@ import asyncio
 import os
 import socket
 import time
-from datetime import datetime, timezone
 
 import mode
 import structlog
@@ -35,17 +34,14 @@ from pydantic import ValidationError
 from schemas import (
     ATTEMPT_ENDED,
     FailJob,
-    Heartbeat,
     JobCancelRequested,
     JobQueued,
     JobStarted,
-    ReportProgress,
     StartJob,
-    encode_command,
     parse_event,
     topics,
 )
-from services.common.kafka import make_producer
+from services.adapters.log import make_consumer, make_producer
 from services.processor.attempts import (
     IN_FLIGHT,
     Attempt,
@@ -54,11 +50,11 @@ from services.processor.attempts import (
     WaitingAttempts,
     first_error,
     outcome,
-    report_id,
 )
 from services.processor.handlers import HandlerRegistry, JobContext
 from services.processor.follower import LostPartitions
 from services.processor.offsets import Offsets
+from services.processor.reports import Reports
 from services.processor.settings import ProcessorSettings
 
 log = structlog.get_logger(component="runner")
@@ -84,12 +80,11 @@ class Runner(mode.Service):
         self._attempts: dict[AttemptKey, Attempt] = {}
         self._buffer = WaitingAttempts()
         self._offsets = Offsets()
-        self._lost = LostPartitions(lambda: self._events_consumer(group_id=None), lambda tp, record: self._take(tp, record, follower=True))
+        self._lost = LostPartitions(lambda: make_consumer(settings), lambda tp, record: self._take(tp, record, follower=True))
         self._consumer: AIOKafkaConsumer | None = None
         self._producer = None
+        self._reports: Reports | None = None
         self._last_commit = 0.0
-        self._last_heartbeat = 0.0
-        self._last_progress = 0.0
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
         self._drained = asyncio.Event()
@@ -99,13 +94,8 @@ class Runner(mode.Service):
 
     async def on_start(self) -> None:
         self._producer = make_producer(self.settings)
-        self._consumer = self._events_consumer(
-            group_id=self.settings.runner_group_id,
-            max_poll_interval_ms=24 * 3600 * 1000,
-            session_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
-            rebalance_timeout_ms=int(self.settings.group_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, self.settings.group_session_timeout_s / 3) * 1000),
-        )
+        self._reports = Reports(self._producer, self.runner_id, self.settings)
+        self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
         self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
         await self._producer.start()
 
@@ -130,15 +120,6 @@ class Runner(mode.Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
-
-    def _events_consumer(self, **kwargs) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            **kwargs,
-        )
 
     # --- the consumer loop -------------------------------------------------------
 
@@ -337,43 +318,11 @@ class Runner(mode.Service):
         future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
 
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
-        queued = attempt.queued
-        command = command_class(
-            command_id=report_id(queued.event_id, self.runner_id, name),
-            job_id=queued.job_id,
-            tenant=queued.tenant,
-            correlation_id=queued.correlation_id,
-            issued_at=datetime.now(timezone.utc),
-            attempt=queued.data.attempt,
-            runner_id=self.runner_id,
-            **fields,
-        )
-        return await self._producer.send(topics.COMMANDS, key=queued.job_id.encode(), value=encode_command(command))
+        return await self._reports.send(command_class, attempt, name, **fields)
 
     @mode.Service.timer(0.2)
     async def _keep_leases(self) -> None:
-        """Heartbeats for every claimed or running attempt; progress, coalesced per interval.
-
-        A claim is heartbeated too: the lease starts when the decider grants
-        the attempt, and under a backlog this runner may read that grant only
-        much later. Until the grant is decided the decider refuses them.
-        """
-        now = time.monotonic()
-        heartbeat_due = now - self._last_heartbeat >= self.settings.heartbeat_interval_s
-        progress_due = now - self._last_progress >= self.settings.progress_interval_s
-        if progress_due:
-            self._last_progress = now
-        if heartbeat_due:
-            self._last_heartbeat = now
-        for attempt in list(self._attempts.values()):
-            if attempt.state not in IN_FLIGHT:
-                continue
-            latest = attempt.ctx.latest_progress if attempt.ctx is not None else None
-            if progress_due and latest is not None and latest != attempt.sent_progress:
-                attempt.sent_progress = latest
-                await self._send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
-            elif heartbeat_due:
-                await self._send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
+        await self._reports.keep_alive(list(self._attempts.values()))
 
 
 class _Rebalance(ConsumerRebalanceListener):

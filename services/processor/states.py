@@ -23,11 +23,11 @@ from pathlib import Path
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer
 from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import Job, topics
-from services.common.kafka import topic_partitions, wait_for_broker
+from services.adapters.broker import wait_for_broker
+from services.adapters.log import make_consumer, topic_partitions
 
 log = structlog.get_logger(component="decider")
 
@@ -102,7 +102,7 @@ async def trust_only_the_log(settings, states: DurableStates) -> None:
     if not offsets:
         return
     await wait_for_broker(settings, timeout_s=120)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(settings)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(await topic_partitions(settings, topics.EVENTS))

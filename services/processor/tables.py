@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from schemas import Job, SequenceGap, apply_next, parse_event, topics
-from services.common.kafka import read_to_end
+from services.adapters.log import read_to_end
 from services.common.settings import ConnectionSettings
 from services.processor.states import DurableStates
 

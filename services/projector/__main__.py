@@ -8,7 +8,7 @@ import signal
 import structlog
 
 from services.common.logging import configure_logging
-from services.projector.positions import LogLost
+from services.adapters.positions import LogLost
 from services.projector.service import run_projector
 from services.projector.settings import ProjectorSettings
 

@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
-from services.common.kafka import make_producer, send_dead_letters
-from services.common.readmodel import connect, ensure_indexes
-from services.projector import positions
-from services.projector.positions import LogLost
-from services.projector.projection import BatchOutcome, JobProjection
-from services.projector.schedules import ScheduleProjection
+from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.adapters.readmodel import connect, ensure_indexes
+from services.adapters import positions
+from services.adapters.positions import LogLost
+from services.adapters.projections import BatchOutcome, JobProjection
+from services.adapters.schedule_projection import ScheduleProjection
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
@@ -82,17 +84,17 @@ class _Rebalance(ConsumerRebalanceListener):
     """Forget cached states when partitions move; on assignment, resume from the
     positions stored with the read models and check the log still reaches them."""
 
-    def __init__(self, projection: JobProjection, db, settings: ProjectorSettings) -> None:
+    def __init__(self, projection: JobProjection, db, settings: ProjectorSettings, consumer: AIOKafkaConsumer, progress: _Progress) -> None:
         self._projection = projection
         self._db = db
         self._settings = settings
-        self.consumer: AIOKafkaConsumer | None = None
-        self.progress: _Progress | None = None
+        self.consumer = consumer
+        self.progress = progress
         self.lost: list = []
 
     async def on_partitions_revoked(self, revoked) -> None:
         self._projection.forget()
-        if self.progress is not None and revoked:
+        if revoked:
             await self.progress.save_quietly()
 
     async def on_partitions_assigned(self, assigned) -> None:
@@ -126,48 +128,69 @@ class _Rebalance(ConsumerRebalanceListener):
         return lost
 
 
-async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
+@dataclass
+class Projector:
+    """The projector's parts, wired by :func:`bootstrap`."""
+
+    settings: ProjectorSettings
+    mongo: AsyncMongoClient
+    projection: JobProjection
+    schedules: ScheduleProjection
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
+    dead_letters: DeadLetters
+    progress: _Progress
+    rebalance: _Rebalance
+
+
+async def bootstrap(settings: ProjectorSettings) -> Projector:
     mongo = connect(settings)
     db = mongo[settings.mongo_db]
     await ensure_indexes(db)
     projection = JobProjection(db, settings.cache_jobs)
-    schedules = ScheduleProjection(db)
     producer = make_producer(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        max_poll_records=settings.batch_max_records,
+    consumer = make_consumer(settings, settings.group_id, max_poll_records=settings.batch_max_records)
+    progress = _Progress(db, consumer, settings.commit_interval_s)
+    return Projector(
+        settings=settings,
+        mongo=mongo,
+        projection=projection,
+        schedules=ScheduleProjection(db),
+        producer=producer,
+        consumer=consumer,
+        dead_letters=DeadLetters(producer, STAGE),
+        progress=progress,
+        rebalance=_Rebalance(projection, db, settings, consumer, progress),
     )
-    rebalance = _Rebalance(projection, db, settings)
-    rebalance.consumer = consumer
-    progress = rebalance.progress = _Progress(db, consumer, settings.commit_interval_s)
-    consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=rebalance)
-    await producer.start()
-    await consumer.start()
+
+
+async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
+    """Fold ``jobs.events`` and ``jobs.schedules`` into the read models until ``stop`` is set."""
+    p = await bootstrap(settings)
+    p.consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=p.rebalance)
+    await p.producer.start()
+    await p.consumer.start()
     log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
     try:
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
-            if rebalance.lost:
-                raise LogLost(rebalance.lost)
+            batches = await p.consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
+            if p.rebalance.lost:
+                raise LogLost(p.rebalance.lost)
             records = [record for batch in batches.values() for record in batch]
             if records:
-                await _project([r for r in records if r.topic == topics.EVENTS], projection, producer)
-                await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], schedules, producer)
-                progress.done(batches)
-            await progress.maybe_save()
+                await _project([r for r in records if r.topic == topics.EVENTS], p.projection, p.dead_letters)
+                await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], p.schedules, p.dead_letters)
+                p.progress.done(batches)
+            await p.progress.maybe_save()
     finally:
-        await progress.save_quietly()
-        await consumer.stop()
-        await producer.stop()
-        await mongo.close()
+        await p.progress.save_quietly()
+        await p.consumer.stop()
+        await p.producer.stop()
+        await p.mongo.close()
         log.info("projector stopped")
 
 
-async def _project(records, projection: JobProjection, producer) -> None:
+async def _project(records, projection: JobProjection, dead_letters: DeadLetters) -> None:
     dead, decoded = _decoded(records, parse_event, "a job event")
     source = {id(event): record for record, event in decoded}
     outcome = await _until_durable(projection, [event for _, event in decoded], key=lambda event: event.job_id)
@@ -180,16 +203,16 @@ async def _project(records, projection: JobProjection, producer) -> None:
         )
     for event, reason in outcome.rejected:
         dead.append((source[id(event)], f"read model refused the event: {reason}"))
-    await send_dead_letters(producer, dead, STAGE)
+    await dead_letters.send_all(dead)
 
 
-async def _project_schedules(records, schedules: ScheduleProjection, producer) -> None:
+async def _project_schedules(records, schedules: ScheduleProjection, dead_letters: DeadLetters) -> None:
     dead, decoded = _decoded(records, parse_schedule_command, "a schedule command")
     source = {id(command): record for record, command in decoded}
     outcome = await _until_durable(schedules, [command for _, command in decoded], key=lambda command: command.schedule_id)
     for command, reason in outcome.rejected:
         dead.append((source[id(command)], f"read model refused the command: {reason}"))
-    await send_dead_letters(producer, dead, STAGE)
+    await dead_letters.send_all(dead)
 
 
 def _decoded(records, parse, what: str) -> tuple[list, list]:

@@ -1,6 +1,5 @@
-"""One real embedded stack per test session: Apache Kafka, SecantusDB and the
-three services as subprocesses on free loopback ports, stopped at the end.
-The broker's log lives in the session's temporary directory."""
+"""What the end-to-end tests share on top of the session's stack
+(``tests/conftest.py``): HTTP clients, waits that hear the server, drains."""
 
 from __future__ import annotations
 
@@ -14,46 +13,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pymongo import AsyncMongoClient
+from aiokafka import AIOKafkaConsumer
 
 from schemas import TERMINAL, JobStatus
-from services.embedded.stack import EmbeddedStack, StackSettings
+from services.adapters.broker import READ_MODEL_GROUPS, drain
+from services.embedded.stack import EmbeddedStack
+from tests.conftest import API_KEYS, FUZZ_KEY, LEASE_S, stack_settings  # noqa: F401  (the e2e tests import them from here)
 from services.ingest.settings import DEV_API_KEY
 
 JOB_TIMEOUT_S = 90.0
-LEASE_S = 3.0
-"""Short, so a killed runner's attempt is declared lost within the test."""
-FUZZ_KEY = "jl-fuzz-key"
-"""Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
-API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz"
-
-
-def stack_settings(data_dir, **overrides) -> StackSettings:
-    """A test stack: free ports, a data directory of its own, short leases."""
-    settings = dict(
-        data_dir=data_dir,
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        mongo_storage="memory",
-        partitions=4,
-        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS},
-    )
-    settings.update(overrides)
-    return StackSettings(**settings)
-
-
-@pytest.fixture(scope="session")
-async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
-    # A separate runner process, so a test can kill the runner mid-attempt.
-    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("stack"), separate_runner=True))
-    await stack.start()
-    try:
-        yield stack
-    finally:
-        await asyncio.to_thread(stack.stop)
 
 
 @pytest.fixture(scope="session")
@@ -68,21 +36,6 @@ async def api(stack) -> AsyncIterator[httpx.AsyncClient]:
 async def anonymous(stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-async def db(stack):
-    client = AsyncMongoClient(stack.settings.mongo_url, tz_aware=True)
-    yield client[stack.settings.mongo_db]
-    await client.close()
-
-
-@pytest.fixture(scope="session")
-async def producer(stack) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def read_topic(stack: EmbeddedStack, topic: str, until, timeout_s: float = JOB_TIMEOUT_S) -> list:
@@ -129,6 +82,13 @@ async def wait_until(api: httpx.AsyncClient, job_id: str, condition, timeout_s: 
         if left <= 0:
             raise AssertionError(f"job {job_id} still {job['state']} (version {job['version']}) after {timeout_s}s")
         params = {"wait_s": round(min(5.0, left), 3), "after_version": job["version"]}
+
+
+async def drained(stack: EmbeddedStack) -> None:
+    """Wait until the decider and the projector have processed their topics
+    (``jobledger drain --read-model``): then the read models hold everything
+    the log does."""
+    await drain(stack.settings, timeout_s=JOB_TIMEOUT_S, groups=READ_MODEL_GROUPS)
 
 
 async def eventually(probe, timeout_s: float = JOB_TIMEOUT_S, every_s: float = 0.2):

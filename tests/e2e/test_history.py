@@ -8,14 +8,15 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import jobledger, wait_for_job
+from tests.e2e.conftest import drained, jobledger, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_as_of_between_two_events_returns_the_earlier_state(api):
+async def test_as_of_between_two_events_returns_the_earlier_state(api, stack):
     job_id = (await api.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0.3}})).json()["id"]
     await wait_for_job(api, job_id)
+    await drained(stack)
     events = (await api.get(f"/jobs/{job_id}/events")).json()["items"]
     started = next(e for e in events if e["type"] == "jobledger.job.started")
 
@@ -29,9 +30,10 @@ async def test_as_of_between_two_events_returns_the_earlier_state(api):
     assert earlier.status_code == 404
 
 
-async def test_events_until_a_seq_or_a_time(api):
+async def test_events_until_a_seq_or_a_time(api, stack):
     job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
     await wait_for_job(api, job_id)
+    await drained(stack)
     events = (await api.get(f"/jobs/{job_id}/events")).json()["items"]
 
     by_seq = (await api.get(f"/jobs/{job_id}/events", params={"until": "2"})).json()["items"]

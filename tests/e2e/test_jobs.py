@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from schemas import JobStatus, parse_command, parse_event, topics
-from services.common.readmodel import JOB_EVENTS
-from tests.e2e.conftest import read_topic, wait_for_job
+from services.adapters.readmodel import JOB_EVENTS
+from tests.e2e.conftest import drained, read_topic, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -92,9 +92,10 @@ async def test_jobs_are_listed_newest_first(api):
     assert [job["id"] for job in listed] == list(reversed(ids))
 
 
-async def test_jobs_can_be_listed_by_state(api):
+async def test_jobs_can_be_listed_by_state(api, stack):
     job_id = await submit(api, "fail")
     await wait_for_job(api, job_id)
+    await drained(stack)
 
     listed = (await api.get("/jobs", params={"state": "FAILED", "limit": 1000})).json()["items"]
 

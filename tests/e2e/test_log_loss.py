@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from services.common.kafka import ensure_topics
+from services.adapters.broker import ensure_topics
 from services.embedded.stack import EmbeddedStack
 from services.ingest.settings import DEV_API_KEY
 from tests.e2e.conftest import stack_settings, wait_for_job

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from schemas import topics
-from services.common.readmodel import JOBS, SCHEDULES
+from services.adapters.readmodel import JOBS, SCHEDULES
 from services.embedded.stack import EmbeddedStack
 from services.ingest.settings import DEV_API_KEY
 from tests.e2e.conftest import eventually, read_topic, stack_settings, wait_for_job

@@ -1,7 +1,8 @@
 """Replay: the read models rebuilt from the log equal the live ones, and can replace them.
 
-Runs after the other end-to-end tests (file order), so the log holds their mixed
-workload too: successes, retries, cancels, failures, schedules.
+The log also holds whatever the other end-to-end tests ran before (successes,
+retries, cancels, failures, schedules); each test drains the consumer groups
+before it compares, so it depends on no other test.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.e2e.conftest import jobledger, wait_for_job
+from tests.e2e.conftest import drained, jobledger, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +28,7 @@ async def test_replay_rebuilds_identical_read_models_and_swaps_them_in(api, stac
     await api.post(f"/jobs/{ids[3]}/cancel")
     before = {job_id: (await wait_for_job(api, job_id)) for job_id in ids}
     assert [before[i]["state"] for i in ids] == ["SUCCEEDED", "SUCCEEDED", "FAILED", "CANCELLED"]
+    await drained(stack)
 
     checked = await asyncio.to_thread(jobledger, stack, "replay")
 
@@ -49,6 +51,7 @@ async def test_replay_rebuilds_identical_read_models_and_swaps_them_in(api, stac
 async def test_replay_reports_a_job_only_in_the_read_model_and_an_altered_event(api, stack, db):
     job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
     await wait_for_job(api, job_id)
+    await drained(stack)
     real = await db.jobs.find_one({"_id": job_id})
     first = await db.job_events.find_one({"job_id": job_id, "seq": 1})
     await db.jobs.insert_one({**real, "_id": "forged-job", "job_id": "forged-job"})

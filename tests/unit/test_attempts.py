@@ -9,6 +9,7 @@ from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from schemas import CompleteJob, FailJob, JobQueued, JobOptions, Priority, decide
+from schemas.jobtypes import JobType
 from services.processor.attempts import Attempt, AttemptState, WaitingAttempts, outcome
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
 from tests.unit.test_decider import submit
@@ -30,7 +31,7 @@ def queued(job_type: str = "resize", payload: dict | None = None, **options) -> 
 
 def registry_with(run) -> HandlerRegistry:
     registry = HandlerRegistry()
-    registry.handler("resize", payload=Size)(run)
+    registry.handler(JobType("resize", Size))(run)  # not declared in the process-wide catalog
     return registry
 
 

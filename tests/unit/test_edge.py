@@ -39,11 +39,11 @@ from schemas import (
 from schemas.schedules import CreateSchedule, encode_schedule_command, evolve_schedule, parse_schedule_command, tick_command, ticks_due
 from schemas.timers import due_commands
 from schemas.values import INT64_MAX, LATEST, Moment, document_problems, json_problems, label_key_problem, later, storable
-from services.common.readmodel import event_document, job_document, job_from_document, schedule_document
+from services.adapters.readmodel import event_document, job_document, job_from_document, schedule_document
 from services.ingest.models import CancelRequest, JobView
 from services.ingest.problems import Problem
 from services.ingest.routes.queries import _until
-from services.ingest.schedules import ScheduleRequest, ScheduleView, schedule_spec
+from services.ingest.routes.schedules import ScheduleRequest, ScheduleView, schedule_spec
 from services.ingest.submissions import parse_request, submit_command
 from schemas.jobtypes import load_job_types
 

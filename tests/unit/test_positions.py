@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from services.projector.positions import LogLost, lost_partitions
+from services.adapters.positions import LogLost, lost_partitions
 
 P0, P1 = TopicPartition("jobs.events", 0), TopicPartition("jobs.events", 1)
 

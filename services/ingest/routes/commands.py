@@ -21,6 +21,7 @@ from schemas import (
     decide,
 )
 from services.ingest.auth import tenant_of
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.bodies import ContractRoute
 from services.ingest.models import (
     CancelRequest,
@@ -44,11 +45,11 @@ router = APIRouter(route_class=ContractRoute)
     "A job that already ended → 409.",
 )
 async def cancel_job(
-    job_id: str, request: Request, body: CancelRequest | None = Body(None), tenant: str = Depends(tenant_of)
+    job_id: str, request: Request, state: IngestDep, body: CancelRequest | None = Body(None), tenant: str = Depends(tenant_of)
 ) -> JobAccepted:
     body = body or CancelRequest()
     return await _command(
-        request, job_id, tenant, lambda **common: CancelJob(**common, reason=body.reason, grace_s=body.grace_s)
+        state, request, job_id, tenant, lambda **common: CancelJob(**common, reason=body.reason, grace_s=body.grace_s)
     )
 
 
@@ -60,12 +61,11 @@ async def cancel_job(
     summary="Run a FAILED or CANCELLED job again",
     description="Queues a new attempt with a fresh attempt budget. Any other state → 409.",
 )
-async def retry_job(job_id: str, request: Request, tenant: str = Depends(tenant_of)) -> JobAccepted:
-    return await _command(request, job_id, tenant, lambda **common: RetryJob(**common))
+async def retry_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> JobAccepted:
+    return await _command(state, request, job_id, tenant, lambda **common: RetryJob(**common))
 
 
-async def _command(request: Request, job_id: str, tenant: str, build) -> JobAccepted:
-    state = request.app.state
+async def _command(state: Ingest, request: Request, job_id: str, tenant: str, build) -> JobAccepted:
     job = await job_or_404(state, job_id, tenant)
     command: Command = build(
         command_id=str(uuid.uuid4()),

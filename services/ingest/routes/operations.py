@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, Problem
 
 router = APIRouter(route_class=ContractRoute)
@@ -18,8 +19,7 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", summary="Broker and database answer", tags=["operations"], responses={503: PROBLEM_RESPONSE})
-async def readyz(request: Request) -> dict:
-    state = request.app.state
+async def readyz(state: IngestDep) -> dict:
     checks = {}
     try:
         await asyncio.wait_for(state.producer.client.fetch_all_metadata(), 3)
@@ -27,7 +27,7 @@ async def readyz(request: Request) -> dict:
     except Exception as error:
         checks["broker"] = f"unavailable: {type(error).__name__}"
     try:
-        await asyncio.wait_for(state.db.command("ping"), 3)
+        await asyncio.wait_for(state.read_model.ping(), 3)
         checks["database"] = "ok"
     except Exception as error:
         checks["database"] = f"unavailable: {type(error).__name__}"

@@ -9,7 +9,6 @@ from datetime import datetime
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import TypeAdapter
-from pymongo import DESCENDING
 
 from schemas import (
     Job,
@@ -19,8 +18,9 @@ from schemas import (
     parse_event,
 )
 from schemas.values import INT64_MAX, Moment, label_key_problem
-from services.common.readmodel import JOB_EVENTS, JOBS, job_from_document
+from services.adapters.readmodel import JobFilter
 from services.ingest.auth import tenant_of
+from services.ingest.bootstrap import IngestDep
 from services.ingest.bodies import ContractRoute
 from services.ingest.lag import consumer_lag
 from services.ingest.models import (
@@ -29,6 +29,7 @@ from services.ingest.models import (
     StatusView,
 )
 from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error, invalid
+from services.ingest import store
 from services.ingest.store import job_or_404
 
 router = APIRouter(route_class=ContractRoute)
@@ -44,7 +45,7 @@ MAX_WAIT_S = 60.0
 )
 async def get_job(
     job_id: str,
-    request: Request,
+    request: Request, state: IngestDep,
     tenant: str = Depends(tenant_of),
     as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
     wait_s: float | None = Query(
@@ -56,7 +57,6 @@ async def get_job(
     ),
     after_version: int | None = Query(None, ge=0, le=INT64_MAX, description="with wait_s: wait for a version past this one"),
 ) -> JobView:
-    state = request.app.state
     if as_of is None:
         job = await job_or_404(state, job_id, tenant)
         if wait_s:
@@ -66,8 +66,7 @@ async def get_job(
     if wait_s is not None or after_version is not None:
         raise invalid([field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")])
     await job_or_404(state, job_id, tenant)
-    query = {"job_id": job_id, "tenant": tenant, "occurred_at": {"$lte": as_of}}
-    job = fold([parse_event(document["event"]) async for document in _sorted_events(state, query)])
+    job = fold([parse_event(recorded) for recorded in await store.job_events(state, job_id, tenant, up_to_time=as_of)])
     if job is None:
         raise Problem(404, "job-not-found", "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
     return JobView.of(job)
@@ -80,25 +79,18 @@ async def get_job(
 )
 async def job_events(
     job_id: str,
-    request: Request,
+    request: Request, state: IngestDep,
     tenant: str = Depends(tenant_of),
     until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
 ) -> dict:
-    state = request.app.state
     await job_or_404(state, job_id, tenant)
-    query: dict = {"job_id": job_id, "tenant": tenant}
-    if until is not None:
-        query.update(_until(until))
-    return {"items": [document["event"] async for document in _sorted_events(state, query)]}
-
-
-def _sorted_events(state, query: dict):
-    return state.db[JOB_EVENTS].find(query).sort("seq", 1)
+    bounds = _until(until) if until is not None else {}
+    return {"items": await store.job_events(state, job_id, tenant, **bounds)}
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")
 async def list_jobs(
-    request: Request,
+    ingest: IngestDep,
     tenant: str = Depends(tenant_of),
     limit: int = Query(50, ge=1, le=1000, description="how many jobs to return"),
     state: JobStatus | None = Query(None, description="only jobs in this state"),
@@ -109,13 +101,7 @@ async def list_jobs(
     created_before: Moment | None = Query(None, description="only jobs created before this time (with a zone)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ) -> JobList:
-    query: dict = {"tenant": tenant}
-    if state is not None:
-        query["status"] = state.value
-    if type is not None:
-        query["job_type"] = type
-    if priority is not None:
-        query["options.priority"] = priority.value
+    labels = {}
     for index, item in enumerate(label):
         key, sep, value = item.partition(":")
         if not sep or not key:
@@ -123,32 +109,26 @@ async def list_jobs(
         problem = label_key_problem(key)
         if problem is not None:
             raise invalid([field_error(("query", "label", index), problem)])
-        query[f"options.labels.{key}"] = value
-    created: dict = {}
-    if created_after is not None:
-        created["$gte"] = created_after
-    if created_before is not None:
-        created["$lt"] = created_before
-    if created:
-        query["created_at"] = created
-    if cursor is not None:
-        at, last_id = _decode_cursor(cursor)
-        query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
-    found = request.app.state.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
-    jobs = [job_from_document(document) async for document in found]
+        labels[key] = value
+    wanted = JobFilter(
+        tenant=tenant,
+        status=state,
+        job_type=type,
+        priority=priority,
+        labels=labels,
+        created_after=created_after,
+        created_before=created_before,
+        after=_decode_cursor(cursor) if cursor is not None else None,
+    )
+    jobs = await ingest.read_model.jobs(wanted, limit + 1)
     next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return JobList(items=[JobView.of(job) for job in jobs[:limit]], next_cursor=next_cursor)
 
 
 @router.get("/status", response_model=StatusView, responses=PROBLEMS, summary="Jobs per state and consumer lag")
-async def status(request: Request, tenant: str = Depends(tenant_of)) -> StatusView:
-    state = request.app.state
-    counts = {status.value: 0 for status in JobStatus}
-    pipeline = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-    async for row in await state.db[JOBS].aggregate(pipeline):
-        counts[row["_id"]] = row["n"]
-    lag = await consumer_lag(state.settings)
-    return StatusView(jobs=counts, lag=lag)
+async def status(state: IngestDep, tenant: str = Depends(tenant_of)) -> StatusView:
+    counts = await state.read_model.count_by_status(tenant)
+    return StatusView(jobs=counts, lag=await consumer_lag(state.settings))
 
 
 _SEQ = re.compile(r"[0-9]{1,19}")
@@ -156,11 +136,12 @@ _MOMENT: TypeAdapter[datetime] = TypeAdapter(Moment)
 
 
 def _until(until: str) -> dict:
-    """``?until=``: a seq (a non-negative 64-bit integer) or a time with a zone."""
+    """``?until=``: a seq (a non-negative 64-bit integer) or a time with a zone,
+    as the bound of :meth:`ReadModel.job_events` it sets."""
     if _SEQ.fullmatch(until) and int(until) <= INT64_MAX:
-        return {"seq": {"$lte": int(until)}}
+        return {"up_to_seq": int(until)}
     try:  # ISO 8601 only: pydantic would also read "-1" as a Unix time
-        return {"occurred_at": {"$lte": _MOMENT.validate_python(datetime.fromisoformat(until))}}
+        return {"up_to_time": _MOMENT.validate_python(datetime.fromisoformat(until))}
     except ValueError:  # ValidationError is one
         message = "a seq (an integer from 0 to 2**63-1) or an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"
         raise invalid([field_error(("query", "until"), message)]) from None

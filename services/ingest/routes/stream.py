@@ -16,8 +16,8 @@ from schemas import (
     parse_event,
 )
 from schemas.values import INT64_MAX
-from services.common.readmodel import JOB_EVENTS
 from services.ingest.auth import tenant_of
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE
 from services.ingest.store import job_or_404
@@ -36,11 +36,10 @@ router = APIRouter(route_class=ContractRoute)
 )
 async def job_stream(
     job_id: str,
-    request: Request,
+    request: Request, state: IngestDep,
     tenant: str = Depends(tenant_of),
     last_event_id: int = Header(0, ge=0, le=INT64_MAX, description="resume after this seq"),
 ):
-    state = request.app.state
     await job_or_404(state, job_id, tenant)
 
     async def messages():
@@ -51,7 +50,7 @@ async def job_stream(
     return EventSourceResponse(messages(), ping=15)
 
 
-async def _stream_messages(state, job_id: str, tenant: str, last_event_id: int, follower: Follower):
+async def _stream_messages(state: Ingest, job_id: str, tenant: str, last_event_id: int, follower: Follower):
     """One message per event of the job, in seq order: first those the read model
     holds, then those the log's tail brings (the read model again after a gap)."""
     job: Job | None = None
@@ -63,9 +62,8 @@ async def _stream_messages(state, job_id: str, tenant: str, last_event_id: int, 
 
     while True:
         if look_in_store:
-            query = {"job_id": job_id, "tenant": tenant, "seq": {"$gt": version()}}
-            async for document in state.db[JOB_EVENTS].find(query).sort("seq", 1):
-                event = parse_event(document["event"])
+            async for recorded in state.read_model.job_events(job_id, tenant, after_seq=version()):
+                event = parse_event(recorded)
                 if event.seq != version() + 1:
                     break  # a gap: the projector has not written the missing one yet
                 job = evolve(job, event)

@@ -17,6 +17,7 @@ from schemas import (
     topics,
 )
 from services.ingest.auth import tenant_of
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.bodies import ContractRoute
 from services.ingest.models import (
     BatchAccepted,
@@ -51,12 +52,11 @@ router = APIRouter(route_class=ContractRoute)
 )
 async def submit_job(
     body: SubmitJobRequest,
-    request: Request,
+    request: Request, state: IngestDep,
     response: Response,
     tenant: str = Depends(tenant_of),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
-    state = request.app.state
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
     command = _submit_command(state, body, tenant, job_id, request, idempotency_key)
     if idempotency_key is None:
@@ -82,7 +82,7 @@ async def submit_job(
             state.idempotency_locks.pop(job_id, None)
 
 
-def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
+def _submit_command(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
     return submit_command(
         state.job_types,
         body,
@@ -94,7 +94,7 @@ def _submit_command(state, body: SubmitJobRequest, tenant: str, job_id: str, req
     )
 
 
-async def _submit(state, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
+async def _submit(state: Ingest, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
     await append_command(state, command)
     state.accepted.remember(command)
     job_state = JobStatus.PENDING
@@ -107,7 +107,7 @@ async def _submit(state, response: Response, command: SubmitJob, body: SubmitJob
     return JobAccepted(id=command.job_id, state=job_state, links=JobLinks.of(command.job_id))
 
 
-async def _slot_decision(state, command: SubmitJob) -> Job:
+async def _slot_decision(state: Ingest, command: SubmitJob) -> Job:
     """``on_conflict: reject`` is decided by the slot decider, in log order, so
     no race passes the limit. Wait (up to ``produce_timeout_s``) to hear its
     answer; a job still PENDING after that shows a refusal later, as REJECTED."""
@@ -143,9 +143,8 @@ def _rejected(job: Job, command: SubmitJob) -> Problem:
     "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
 )
 async def submit_batch(
-    request: Request, body: BatchRequest, tenant: str = Depends(tenant_of)
+    request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)
 ) -> BatchAccepted:
-    state = request.app.state
     results: list[BatchItem | None] = [None] * len(body.jobs)
     commands: list[tuple[int, SubmitJob]] = []
     for index, raw in enumerate(body.jobs):

@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas import AnyEvent, Job, SequenceGap, apply_next
-from services.common.readmodel import JOB_EVENTS, JOBS, event_document, job_document, job_from_document
+from services.adapters.readmodel import JOB_EVENTS, JOBS, event_document, job_document, job_from_document
 
 DUPLICATE_KEY = 11000
 log = structlog.get_logger(component="projection")

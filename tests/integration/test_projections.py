@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import pytest
 
 from schemas import CompleteJob, JobStatus, StartJob, SubmitJob, decide, fold
-from services.projector.projection import JobProjection
+from services.adapters.projections import JobProjection
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 
 
 def _history() -> list:

@@ -8,7 +8,6 @@ model this router reads.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,8 +27,9 @@ from schemas.schedules import (
     evolve_schedule,
     next_tick,
 )
-from services.common.readmodel import SCHEDULES, schedule_from_document
+from services.adapters.readmodel import schedule_from_document
 from services.ingest.auth import tenant_of
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.models import SubmitJobRequest
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
@@ -121,27 +121,6 @@ class ScheduleList(BaseModel):
     items: list[ScheduleView]
 
 
-class AcceptedSchedules:
-    """Read-your-writes for schedules, as for jobs: the accepted, not yet projected ones."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._schedules: OrderedDict[str, Schedule] = OrderedDict()
-
-    def remember(self, schedule: Schedule) -> None:
-        self._schedules[schedule.schedule_id] = schedule
-        while len(self._schedules) > self._capacity:
-            self._schedules.popitem(last=False)
-
-    def get(self, schedule_id: str, tenant: str) -> Schedule | None:
-        schedule = self._schedules.get(schedule_id)
-        return schedule if schedule is not None and schedule.tenant == tenant else None
-
-    def deleted_ids(self) -> set[str]:
-        """Schedules this replica accepted a deletion of: gone from listings at once."""
-        return {schedule_id for schedule_id, schedule in self._schedules.items() if schedule.deleted_at is not None}
-
-
 @router.post(
     "/schedules",
     status_code=201,
@@ -152,9 +131,8 @@ class AcceptedSchedules:
     "one, also across processor restarts; ticks missed while no processor ran are submitted on start.",
 )
 async def create_schedule(
-    body: ScheduleRequest, request: Request, response: Response, tenant: str = Depends(tenant_of)
+    body: ScheduleRequest, request: Request, state: IngestDep, response: Response, tenant: str = Depends(tenant_of)
 ) -> ScheduleView:
-    state = request.app.state
     spec = schedule_spec(state.job_types, body)
     command = CreateSchedule(
         command_id=str(uuid.uuid4()),
@@ -171,18 +149,18 @@ async def create_schedule(
 
 
 @router.get("/schedules", response_model=ScheduleList, responses={401: PROBLEM_RESPONSE}, summary="List schedules")
-async def list_schedules(request: Request, tenant: str = Depends(tenant_of)) -> ScheduleList:
-    cursor = request.app.state.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", -1)
-    listed = [schedule async for document in cursor if (schedule := _readable(document)) is not None]
-    deleted = request.app.state.accepted_schedules.deleted_ids()
+async def list_schedules(request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleList:
+    documents = state.read_model.schedule_documents(tenant)
+    listed = [schedule async for document in documents if (schedule := _readable(document)) is not None]
+    deleted = state.accepted_schedules.deleted_ids()
     return ScheduleList(items=[ScheduleView.of(schedule) for schedule in listed if schedule.schedule_id not in deleted])
 
 
 @router.get(
     "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE}, summary="Get a schedule"
 )
-async def get_schedule(schedule_id: str, request: Request, tenant: str = Depends(tenant_of)) -> ScheduleView:
-    return ScheduleView.of(await _schedule_or_404(request.app.state, schedule_id, tenant))
+async def get_schedule(schedule_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
+    return ScheduleView.of(await _schedule_or_404(state, schedule_id, tenant))
 
 
 @router.delete(
@@ -193,8 +171,7 @@ async def get_schedule(schedule_id: str, request: Request, tenant: str = Depends
     summary="Delete a schedule",
     description="No tick after this request submits a job. Jobs already submitted are not touched.",
 )
-async def delete_schedule(schedule_id: str, request: Request, tenant: str = Depends(tenant_of)) -> ScheduleView:
-    state = request.app.state
+async def delete_schedule(schedule_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
     schedule = await _schedule_or_404(state, schedule_id, tenant)
     command = DeleteSchedule(
         command_id=str(uuid.uuid4()), schedule_id=schedule_id, tenant=tenant, issued_at=datetime.now(timezone.utc)
@@ -215,8 +192,8 @@ def _readable(document: dict) -> Schedule | None:
         return None
 
 
-async def _schedule_or_404(state, schedule_id: str, tenant: str) -> Schedule:
-    document = await state.db[SCHEDULES].find_one({"_id": schedule_id, "tenant": tenant})
+async def _schedule_or_404(state: Ingest, schedule_id: str, tenant: str) -> Schedule:
+    document = await state.read_model.schedule_document(schedule_id, tenant)
     projected = _readable(document) if document is not None else None
     accepted = state.accepted_schedules.get(schedule_id, tenant)
     if projected is None:

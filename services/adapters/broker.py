@@ -1,0 +1,168 @@
+"""The broker (Kafka) as a whole: topics, readiness, partitions, and how far
+each consumer group has come (lag, drain)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas import topics
+from services.adapters.log import make_consumer, topic_partitions
+from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
+
+INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+"""Changelogs: segments roll every 10 minutes so the cleaner can drop superseded records."""
+
+
+async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = topics.ALL) -> list[str]:
+    """Create the jobledger topics that are missing; return the ones created.
+
+    All share one partition count so commands and events of a job are
+    co-partitioned. ``jobs.events`` keeps its records forever.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=1,
+                topic_configs=_topic_config(name),
+            )
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+        await _until_led(admin, list(names))
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until every partition of ``names`` has a leader: a topic created a
+    moment ago answers offset requests with NotLeaderForPartition until then."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        if all(p["leader"] >= 0 for topic in described if not topic["error_code"] for p in topic["partitions"]) and all(
+            not topic["error_code"] for topic in described
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"partitions of {names} have no leader after {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
+
+
+def _topic_config(name: str) -> dict[str, str]:
+    if name in topics.FOREVER:
+        return INFINITE_RETENTION
+    if name in topics.COMPACTED:
+        return COMPACTED
+    return {}
+
+
+async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0) -> None:
+    """Block until the broker answers a metadata request.
+
+    Until a bootstrap server accepts a TCP connection, only that is tried: the
+    Kafka client would log an error for every refused attempt."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await _accepts_connections(settings.kafka_bootstrap):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no broker listens at {settings.kafka_bootstrap}")
+        await asyncio.sleep(0.1)
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2_000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+async def _accepts_connections(bootstrap: str) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "localhost", int(port)), 2.0)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+GROUP_TOPICS: dict[str, tuple[str, ...]] = {
+    DECIDER_GROUP: (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES),
+    RUNNER_GROUP: (topics.EVENTS,),
+    PROJECTOR_GROUP: (topics.EVENTS, topics.SCHEDULES),
+}
+"""Each consumer group of jobledger and the topics it reads."""
+
+READ_MODEL_GROUPS = {group: GROUP_TOPICS[group] for group in (DECIDER_GROUP, PROJECTOR_GROUP)}
+"""The groups between a command and the read models. A runner's committed
+offset stays below an attempt still running, so a long job keeps the runners'
+group from draining; these two drain as soon as every record is decided and
+projected."""
+
+
+async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> dict[str, int]:
+    """Per group: records in its topics past its committed offsets (end offset
+    minus committed, summed over partitions; a partition never committed counts whole)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = make_consumer(settings)
+    await asyncio.gather(admin.start(), consumer.start())
+    try:
+        wanted = {topic for names in groups.values() for topic in names}
+        ends: dict[TopicPartition, int] = {}
+        for topic in wanted:
+            ends.update(await consumer.end_offsets(await topic_partitions(settings, topic)))
+        lag = {}
+        for group, names in groups.items():
+            committed = await admin.list_consumer_group_offsets(group)
+            lag[group] = sum(
+                max(0, end - max(0, committed[tp].offset if tp in committed else 0))
+                for tp, end in ends.items()
+                if tp.topic in names
+            )
+        return lag
+    finally:
+        await asyncio.gather(admin.close(), consumer.stop(), return_exceptions=True)
+
+
+async def drain(settings: ConnectionSettings, timeout_s: float = 60.0, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> None:
+    """Wait until every group has processed and committed all of its topics,
+    twice in a row (what one group emits is the next one's input) — like a burst
+    worker that stops when the queue is empty. Tests use it instead of sleeping;
+    an operator before a planned stop. A running job holds the runners' group
+    until it ends; timers (run_at, backoff, leases) are not records, so a job
+    waiting on one is drained, not finished. Raises ``TimeoutError`` naming
+    the groups still behind."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    quiet = 0
+    while True:
+        lag = await group_lag(settings, groups)
+        quiet = quiet + 1 if not any(lag.values()) else 0
+        if quiet >= 2:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            behind = {group: records for group, records in lag.items() if records}
+            raise TimeoutError(f"not drained after {timeout_s:g} s; records left per group: {behind}")
+        await asyncio.sleep(0.1)

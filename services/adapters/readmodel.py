@@ -1,0 +1,162 @@
+"""The read models in MongoDB: collection names, documents, indexes, and
+every query the API asks (:class:`ReadModel`).
+
+``jobs`` holds one document per job, the fold of its events (``version`` is
+the seq of the last applied event). ``job_events`` holds every event once,
+unique on ``(job_id, seq)``, so a redelivered event is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from schemas import AnyEvent, Job, JobStatus, Priority
+from schemas.schedules import Schedule
+from services.common.settings import ConnectionSettings
+
+JOBS = "jobs"
+JOB_EVENTS = "job_events"
+SCHEDULES = "schedules"
+
+
+def connect(settings: ConnectionSettings) -> AsyncMongoClient:
+    return AsyncMongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=5_000)
+
+
+async def ensure_indexes(db: AsyncDatabase, jobs: str = JOBS, job_events: str = JOB_EVENTS) -> None:
+    await db[jobs].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+    # GET /jobs?state=…: a rare state (FAILED among millions of SUCCEEDED) would scan the tenant otherwise.
+    await db[jobs].create_index([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)])
+    await db[job_events].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
+    await db[SCHEDULES].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    document = job.model_dump()
+    document["_id"] = job.job_id
+    document["status"] = job.status.value
+    document["recent_commands"] = list(job.recent_commands)
+    return document
+
+
+def job_from_document(document: dict[str, Any]) -> Job:
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return Job.model_validate(fields)
+
+
+def event_document(event: AnyEvent) -> dict[str, Any]:
+    """An event as stored in ``job_events``: its wire form plus query fields."""
+    return {
+        "_id": event.event_id,
+        "job_id": event.job_id,
+        "seq": event.seq,
+        "tenant": event.tenant,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "event": event.recorded(),  # as the log holds it, so its hash still verifies
+    }
+
+
+def schedule_document(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "_id": schedule.schedule_id,
+        "tenant": schedule.tenant,
+        "created_at": schedule.created_at,
+        "deleted": schedule.deleted_at is not None,
+        "schedule": schedule.model_dump(),
+    }
+
+
+def schedule_from_document(document: dict[str, Any]) -> Schedule:
+    return Schedule.model_validate(document["schedule"])
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs of a tenant ``GET /jobs`` lists (``None``: any)."""
+
+    tenant: str
+    status: JobStatus | None = None
+    job_type: str | None = None
+    priority: Priority | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    after: tuple[datetime, str] | None = None
+    """``(created_at, job id)`` of the last job of the previous page: only older ones."""
+
+
+class ReadModel:
+    """Every query the API asks of the read models, by what it means."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def job(self, job_id: str, tenant: str) -> Job | None:
+        document = await self.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
+        return job_from_document(document) if document is not None else None
+
+    async def jobs(self, wanted: JobFilter, limit: int) -> list[Job]:
+        """Newest first (then by id, descending), at most ``limit``."""
+        query: dict[str, Any] = {"tenant": wanted.tenant}
+        if wanted.status is not None:
+            query["status"] = wanted.status.value
+        if wanted.job_type is not None:
+            query["job_type"] = wanted.job_type
+        if wanted.priority is not None:
+            query["options.priority"] = wanted.priority.value
+        for key, value in wanted.labels.items():
+            query[f"options.labels.{key}"] = value
+        created: dict[str, datetime] = {}
+        if wanted.created_after is not None:
+            created["$gte"] = wanted.created_after
+        if wanted.created_before is not None:
+            created["$lt"] = wanted.created_before
+        if created:
+            query["created_at"] = created
+        if wanted.after is not None:
+            at, last_id = wanted.after
+            query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
+        found = self.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [job_from_document(document) async for document in found]
+
+    async def job_events(
+        self, job_id: str, tenant: str, *, up_to_seq: int | None = None, up_to_time: datetime | None = None, after_seq: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The job's events as the log holds them (CloudEvents JSON objects), in seq order."""
+        query: dict[str, Any] = {"job_id": job_id, "tenant": tenant}
+        seq: dict[str, int] = {}
+        if after_seq:
+            seq["$gt"] = after_seq
+        if up_to_seq is not None:
+            seq["$lte"] = up_to_seq
+        if seq:
+            query["seq"] = seq
+        if up_to_time is not None:
+            query["occurred_at"] = {"$lte": up_to_time}
+        async for document in self.db[JOB_EVENTS].find(query).sort("seq", ASCENDING):
+            yield document["event"]
+
+    async def count_by_status(self, tenant: str) -> dict[str, int]:
+        counts = {status.value: 0 for status in JobStatus}
+        pipeline = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        async for row in await self.db[JOBS].aggregate(pipeline):
+            counts[row["_id"]] = row["n"]
+        return counts
+
+    async def schedule_document(self, schedule_id: str, tenant: str) -> dict[str, Any] | None:
+        return await self.db[SCHEDULES].find_one({"_id": schedule_id, "tenant": tenant})
+
+    async def schedule_documents(self, tenant: str) -> AsyncIterator[dict[str, Any]]:
+        """The tenant's schedules not deleted, newest first."""
+        async for document in self.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", DESCENDING):
+            yield document

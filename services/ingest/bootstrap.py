@@ -1,0 +1,70 @@
+"""Ingest's wiring: settings, adapters and job types, built once per process.
+
+Routes receive an :class:`Ingest` (``Depends(ingest_of)``) and nothing else,
+so a test can hand them another one (``app.dependency_overrides``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, Request
+from pymongo import AsyncMongoClient
+
+from schemas.jobtypes import JobTypes, load_job_types
+from services.adapters.log import make_producer
+from services.adapters.readmodel import ReadModel, connect
+from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
+from services.ingest.settings import IngestSettings
+from services.ingest.watch import JobWatch
+
+
+@dataclass
+class Ingest:
+    """Everything a route needs."""
+
+    settings: IngestSettings
+    job_types: JobTypes
+    read_model: ReadModel
+    producer: AIOKafkaProducer
+    watch: JobWatch
+    mongo: AsyncMongoClient
+    accepted: AcceptedJobs
+    accepted_schedules: AcceptedSchedules = field(default_factory=AcceptedSchedules)
+    idempotency_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """One lock per idempotent job id being submitted, so a key's racing repeats create one job."""
+
+
+async def bootstrap(settings: IngestSettings) -> Ingest:
+    """Build and start the adapters."""
+    mongo = connect(settings)
+    ingest = Ingest(
+        settings=settings,
+        job_types=load_job_types(settings.job_type_modules),
+        read_model=ReadModel(mongo[settings.mongo_db]),
+        producer=make_producer(settings),
+        watch=JobWatch(settings, settings.stream_poll_s),
+        mongo=mongo,
+        accepted=AcceptedJobs(settings.accepted_cache_size),
+    )
+    await ingest.producer.start()
+    await ingest.watch.start()
+    return ingest
+
+
+async def shutdown(ingest: Ingest) -> None:
+    await ingest.watch.stop()
+    await ingest.producer.stop()
+    await ingest.mongo.close()
+
+
+def ingest_of(request: Request) -> Ingest:
+    """The dependency every route takes."""
+    return request.app.state.ingest
+
+
+IngestDep = Annotated[Ingest, Depends(ingest_of)]
+"""A route's parameter ``state: IngestDep`` receives the process's :class:`Ingest`."""

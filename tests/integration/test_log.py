@@ -1,0 +1,81 @@
+"""The log adapter against the real broker: topics of its own, so the running
+services never see these records."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from schemas import parse_command, topics
+from services.adapters.broker import drain, ensure_topics, group_lag
+from services.adapters.log import DeadLetters, append, log_entries, make_consumer, make_producer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def topic(stack) -> str:
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.settings, [name])
+    return name
+
+
+@pytest.fixture
+async def log_producer(stack):
+    producer = make_producer(stack.settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def entries(stack, topic: str) -> list:
+    return [record async for record in log_entries(stack.settings, topic=topic)]
+
+
+async def test_appended_records_are_acknowledged_and_read_back_in_order_per_key(stack, topic, log_producer):
+    for n in range(3):
+        await append(log_producer, topic, b"job-1", f"record {n}".encode(), timeout_s=10)
+
+    records = await entries(stack, topic)
+
+    assert [record.value for record in records] == [b"record 0", b"record 1", b"record 2"]
+
+
+async def test_a_record_no_parser_reads_goes_to_the_dead_letters_with_why_and_where(stack, topic, log_producer):
+    await append(log_producer, topic, b"job-2", b"not json", timeout_s=10)
+    [record] = await entries(stack, topic)
+    dead_letters = DeadLetters(log_producer, stage="it-stage")
+
+    parsed = await dead_letters.parsed(record, parse_command, "job command")
+    await log_producer.flush()
+
+    assert parsed is None
+    [dead] = [r for r in await entries(stack, topics.DLQ) if dict(r.headers).get("jobledger-source-topic") == topic.encode()]
+    headers = dict(dead.headers)
+    assert (dead.key, dead.value) == (b"job-2", b"not json")
+    assert headers["jobledger-stage"] == b"it-stage"
+    assert headers["jobledger-source-offset"] == str(record.offset).encode()
+    assert headers["jobledger-error"].startswith(b"not a job command")
+
+
+async def test_drain_waits_for_a_group_that_is_behind_and_names_it(stack, topic, log_producer):
+    group = f"it-group-{uuid.uuid4().hex[:8]}"
+    for n in range(5):
+        await append(log_producer, topic, f"key-{n}".encode(), b"x", timeout_s=10)
+
+    assert (await group_lag(stack.settings, {group: (topic,)}))[group] == 5
+    with pytest.raises(TimeoutError, match=group):
+        await drain(stack.settings, timeout_s=0.5, groups={group: (topic,)})
+
+    consumer = make_consumer(stack.settings, group)
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        read = 0
+        while read < 5:
+            read += sum(len(batch) for batch in (await consumer.getmany(timeout_ms=1000)).values())
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    await drain(stack.settings, timeout_s=30, groups={group: (topic,)})

@@ -51,6 +51,9 @@ class ChainCheck:
     content. Anything else repeating a seq is a forgery."""
 
     events: int = 0
+    foreign: int = 0
+    """Records that are not job events at all (not a JSON object): every consumer
+    dead-letters them, so they change no job; counted, not a break."""
     jobs: dict[str, list[str]] = field(default_factory=dict)
     """job id → the hash of each of its events so far, seq 1 first"""
     broken: list[BrokenLink] = field(default_factory=list)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-from schemas.chain import BrokenLink, ChainCheck
+from schemas.chain import ChainCheck
 
 
 CSV_COLUMNS = ["subject", "seq", "type", "time", "tenant", "id", "causationid", "correlationid", "prevhash", "hash", "data"]
@@ -29,22 +29,36 @@ def file_records(path: Path) -> Iterator[bytes]:
 
 
 def verify(chain: ChainCheck, raw: bytes, where: str) -> None:
-    """Add one record to ``chain``; a record that is not JSON is a break too."""
-    try:
-        event = json.loads(raw)
-        if not isinstance(event, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:
-        chain.broken.append(BrokenLink(job_id=f"({where})", seq=None, reason=f"not a readable event: {error}"))
+    """Add one record to ``chain``. A record that is not a JSON object is no
+    job's event (every consumer dead-letters it): counted as foreign, since it
+    changes no job's history."""
+    event = decoded(raw)
+    if event is None:
+        chain.events += 1
+        chain.foreign += 1
         return
     chain.add(event)
+
+
+def decoded(raw: bytes) -> dict[str, Any] | None:
+    """The record as a JSON object, or ``None`` if it is not one."""
+    try:
+        event = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return event if isinstance(event, dict) else None
 
 
 def selected(event: dict[str, Any], job: str | None, since: datetime | None, until: datetime | None) -> bool:
     if job is not None and event.get("subject") != job:
         return False
     if since is not None or until is not None:
-        at = datetime.fromisoformat(str(event.get("time")).replace("Z", "+00:00"))
+        try:
+            at = datetime.fromisoformat(str(event.get("time")).replace("Z", "+00:00"))
+        except ValueError:
+            return False  # no time to select by
+        if at.tzinfo is None:
+            return False
         if since is not None and at < since:
             return False
         if until is not None and at > until:

@@ -11,14 +11,15 @@ from tests.e2e.conftest import read_topic, wait_for_job
 pytestmark = pytest.mark.e2e
 
 
-async def test_every_record_on_the_event_topic_is_a_structured_cloudevent(api, stack):
+async def test_every_event_of_a_job_is_a_structured_cloudevent_on_the_topic(api, stack):
     job_id = (await api.post("/jobs", json={"type": "flaky", "payload": {"failures": 1}, "backoff": {"base_s": 0}})).json()["id"]
     await wait_for_job(api, job_id)
 
     records = await read_topic(stack, topics.EVENTS, lambda rs: sum(r.key == job_id.encode() for r in rs) >= 7)
 
-    assert records
-    for record in records:
+    ours = [record for record in records if record.key == job_id.encode()]
+    assert len(ours) >= 7
+    for record in ours:  # (the topic may also hold records no jobledger service wrote: the poison tests add some)
         headers = {key: value for key, value in record.headers}
         assert headers["content-type"] == b"application/cloudevents+json"
         event = from_kafka_event(KafkaMessage(headers=headers, key=record.key, value=record.value))

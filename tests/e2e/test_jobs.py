@@ -24,10 +24,11 @@ async def submit(api, job_type: str, payload: dict | None = None, **headers) -> 
     return body["id"]
 
 
-async def test_a_sleep_job_runs_to_success_and_its_events_are_seq_1_to_n(api, db):
+async def test_a_sleep_job_runs_to_success_and_its_events_are_seq_1_to_n(api, db, stack):
     job_id = await submit(api, "sleep", {"seconds": 0.2})
 
     job = await wait_for_job(api, job_id)
+    await drained(stack)  # the read model itself is read below
 
     assert job["state"] == "SUCCEEDED"
     assert job["result"] == {"slept": 0.2}

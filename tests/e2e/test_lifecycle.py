@@ -183,7 +183,7 @@ async def test_retrying_a_job_that_did_not_fail_is_a_409_problem(api):
 # --- idempotent submit and run_at ----------------------------------------------------
 
 
-async def test_one_idempotency_key_yields_one_job(api, db):
+async def test_one_idempotency_key_yields_one_job(api, db, stack):
     key = f"order-{uuid.uuid4()}"
     body = {"type": "sleep", "payload": {"seconds": 0.1}}
 
@@ -200,6 +200,7 @@ async def test_one_idempotency_key_yields_one_job(api, db):
     assert misuse.status_code == 422
     assert misuse.json()["type"] == "urn:jobledger:problem:idempotency-key-reused"
     assert misuse.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    await drained(stack)
     assert await db["job_events"].count_documents({"job_id": first.json()["id"], "type": "jobledger.job.submitted"}) == 1
 
 
@@ -222,7 +223,7 @@ async def test_with_every_slot_taken_a_high_priority_job_starts_before_the_waiti
     from services.processor.settings import ProcessorSettings
 
     slots = ProcessorSettings().runner_concurrency
-    blockers = [await post_job(api, "sleep", {"seconds": 3}) for _ in range(slots)]
+    blockers = [await post_job(api, "sleep", {"seconds": 3 + slot / 2}) for slot in range(slots)]  # slots free one by one
     for blocker in blockers:
         await wait_for_job(api, blocker, states={"RUNNING"})
     batch = [{"type": "noop", "priority": "low"}] * 4 + [{"type": "noop", "priority": "high"}]

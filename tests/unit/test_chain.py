@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from schemas.chain import ChainCheck, event_hash
 from tests.unit.test_decider import complete, given_history, start, submit
 
@@ -64,3 +66,13 @@ def test_a_seq_below_one_is_a_break():
     [link] = check([events[0], {**events[1], "seq": 0}]).broken
 
     assert link.reason == "no seq"
+
+
+def test_a_record_that_is_not_a_json_object_is_foreign_not_a_break():
+    from services.audit import verify
+
+    chain = ChainCheck()
+    for raw in [b"{not json", b"[1, 2]", b"\xff\xfe", *(json.dumps(event).encode() for event in wire_log())]:
+        verify(chain, raw, "topic")
+
+    assert chain.broken == [] and chain.foreign == 3 and chain.events == 7

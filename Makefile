@@ -63,8 +63,9 @@ bench-transactions: install ## what exactly-once (Kafka transactions) would cost
 chaos: install ## kill -9 each service, then every process, under load; check nothing accepted is lost
 	$(UV) run --frozen python -m bench.chaos $(BENCH_ARGS)
 
-schemas: install ## regenerate schemas/json/ and schemas/asyncapi.yaml from the models
+schemas: install ## regenerate schemas/json/, schemas/asyncapi.yaml and docs/openapi.json from the code
 	$(UV) run --frozen python -m schemas.generate
+	$(UV) run --frozen python -m services.ingest.openapi
 
 clean: ## remove installed tools and local data
 	rm -rf .venv $(TOOLS) var .pytest_cache

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from jobledger.cli import register as register_job_commands
 from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka
@@ -21,8 +22,10 @@ app = typer.Typer(
     help="jobledger: an event-sourced job service over Kafka.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 console = Console(stderr=True)
+register_job_commands(app)
 
 
 @app.callback()
@@ -242,6 +245,11 @@ def audit_verify(
                     bar.advance(task)
 
             asyncio.run(walk())
+    if chain.foreign:
+        console.print(
+            f"[yellow]{chain.foreign} record(s) are not job events[/] (not JSON objects): the consumers "
+            "dead-lettered them (see jobs.dlq) and they change no job's history"
+        )
     if chain.broken:
         for link in chain.broken:
             console.print(f"[red]broken[/] job {link.job_id} at seq {link.seq}: {link.reason}")
@@ -259,7 +267,6 @@ def audit_export(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
 ) -> None:
     """Write the history for auditors, hash chain included, in log order per job."""
-    import json
     import sys
 
     from services import audit as tools
@@ -270,12 +277,15 @@ def audit_export(
     since, until = _utc(since), _utc(until)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     exporter = tools.Exporter(out, fmt)
+    foreign = [0]
 
     async def walk(bar, task) -> None:
         async for raw in log_records(ConnectionSettings(), lambda total: bar.update(task, total=total)):
             bar.advance(task)
-            event = json.loads(raw)
-            if tools.selected(event, job, since, until):
+            event = tools.decoded(raw)
+            if event is None:
+                foreign[0] += 1
+            elif tools.selected(event, job, since, until):
                 exporter.write(raw, event)
 
     try:
@@ -285,6 +295,8 @@ def audit_export(
         if output:
             out.close()
     console.print(f"exported {exporter.count} events" + (f" to {output}" if output else ""))
+    if foreign[0]:
+        console.print(f"[yellow]skipped {foreign[0]} record(s) that are not job events[/] (not JSON objects; see jobs.dlq)")
 
 
 def _utc(value: Optional[datetime]) -> Optional[datetime]:

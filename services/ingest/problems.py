@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from schemas.api import ProblemDocument
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:jobledger:problem:"
 
@@ -116,7 +118,11 @@ def install(app: FastAPI) -> None:
         return Problem(500, "internal", "Internal error", "The error was logged.").response(request.url.path)
 
 
-PROBLEM_RESPONSE = {"content": {PROBLEM_JSON: {}}, "description": "RFC 9457 problem document"}
+PROBLEM_RESPONSE = {
+    "model": ProblemDocument,
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+    "description": "RFC 9457 problem document",
+}
 """An answer documented in OpenAPI as a problem document."""
 PROBLEMS = {401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 """What any authenticated route with input may answer."""

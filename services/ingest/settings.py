@@ -4,10 +4,8 @@ import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from schemas.api import DEV_API_KEY
 from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
-
-DEV_API_KEY = "jl-dev-key"
-"""The embedded default's key. Set JOBLEDGER_API_KEYS anywhere else."""
 
 
 class IngestSettings(ConnectionSettings):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from schemas import JobOptions, SubmitJob
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.values import document_problems, json_problems
-from services.ingest.models import SubmitJobRequest
+from schemas.api import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")

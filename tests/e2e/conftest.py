@@ -115,6 +115,7 @@ def jobledger(stack: EmbeddedStack, *args: str, timeout_s: float = 180) -> subpr
         "JOBLEDGER_KAFKA_BOOTSTRAP": stack.settings.kafka_bootstrap,
         "JOBLEDGER_MONGO_URL": stack.settings.mongo_url,
         "JOBLEDGER_MONGO_DB": stack.settings.mongo_db,
+        "JOBLEDGER_URL": stack.api_url,
     }
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s

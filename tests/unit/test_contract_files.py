@@ -21,3 +21,9 @@ def test_every_event_type_has_a_versioned_schema_and_an_asyncapi_message():
     schema = json.loads(files["json/events/jobledger.job.queued.v1.json"])
     assert {"id", "subject", "seq", "prevhash", "hash", "schemaversion"} <= set(schema["properties"])
     assert (HERE / "asyncapi.yaml").read_text().startswith("asyncapi: 3.0.0")
+
+
+def test_the_published_openapi_document_is_up_to_date():
+    from services.ingest.openapi import PATH, document
+
+    assert PATH.read_text() == document(), "docs/openapi.json is stale: run `make schemas`"

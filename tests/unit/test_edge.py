@@ -40,7 +40,7 @@ from schemas.schedules import CreateSchedule, encode_schedule_command, evolve_sc
 from schemas.timers import due_commands
 from schemas.values import INT64_MAX, LATEST, Moment, document_problems, json_problems, label_key_problem, later, storable
 from services.adapters.readmodel import event_document, job_document, job_from_document, schedule_document
-from services.ingest.models import CancelRequest, JobView
+from schemas.api import CancelRequest, JobView
 from services.ingest.problems import Problem
 from services.ingest.routes.queries import _until
 from services.ingest.routes.schedules import ScheduleRequest, ScheduleView, schedule_spec

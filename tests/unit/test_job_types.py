@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from schemas.jobtypes import JobTypes, UnknownJobType
-from services.ingest.models import SubmitJobRequest
+from schemas.api import SubmitJobRequest
 from services.ingest.problems import Problem
 from services.ingest.submissions import submit_command
 

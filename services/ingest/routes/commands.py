@@ -23,7 +23,7 @@ from schemas import (
 from services.ingest.auth import tenant_of
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.bodies import ContractRoute
-from services.ingest.models import (
+from schemas.api import (
     CancelRequest,
     JobAccepted,
     JobLinks,

@@ -23,7 +23,7 @@ from services.ingest.auth import tenant_of
 from services.ingest.bootstrap import IngestDep
 from services.ingest.bodies import ContractRoute
 from services.ingest.lag import consumer_lag
-from services.ingest.models import (
+from schemas.api import (
     JobList,
     JobView,
     StatusView,

@@ -30,7 +30,7 @@ from schemas.schedules import (
 from services.adapters.readmodel import schedule_from_document
 from services.ingest.auth import tenant_of
 from services.ingest.bootstrap import Ingest, IngestDep
-from services.ingest.models import SubmitJobRequest
+from schemas.api import SubmitJobRequest
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record

@@ -31,7 +31,7 @@ router = APIRouter(route_class=ContractRoute)
     responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 200: {"content": {"text/event-stream": {}}}},
     summary="Server-sent events: each change of the job until it ends",
     description="One SSE message per job event (`event:` its type, `id:` its seq, `data:` the job's state, "
-    "progress and the event). Closes after the job reaches SUCCEEDED, FAILED or CANCELLED. Send "
+    "progress and the event). Closes after the job ends (SUCCEEDED, FAILED, CANCELLED or REJECTED). Send "
     "`Last-Event-ID` to resume after a seq.",
 )
 async def job_stream(

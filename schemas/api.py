@@ -1,4 +1,5 @@
-"""The HTTP API's request and response bodies."""
+"""The HTTP API's request and response bodies: part of the contract, so the SDK
+(and anyone) can import them without the service."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Job, JobOptions, JobStatus, Priority
+
+DEV_API_KEY = "jl-dev-key"
+"""The embedded stack's development key (``make run`` prints it); set
+``JOBLEDGER_API_KEYS`` anywhere else."""
 
 
 class SubmitJobRequest(JobOptions):
@@ -38,6 +43,27 @@ class SubmitJobRequest(JobOptions):
     def given_options(self) -> dict[str, Any]:
         """The options this request sets itself; the job type's defaults fill in the rest."""
         return self.model_dump(include=self.model_fields_set & set(JobOptions.model_fields))
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where, dotted: payload.seconds, query.until, header.Idempotency-Key")
+    message: str
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem document: every answer that is not a success."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "urn:jobledger:problem:invalid-request", "title": "The request is not valid", "status": 422,
+        "instance": "/jobs", "errors": [{"field": "payload.seconds", "message": "Input should be greater than or equal to 0"}],
+    }]})
+
+    type: str = Field(description="urn:jobledger:problem:<code>; the code names the kind of refusal")
+    title: str
+    status: int
+    instance: str = Field(description="the request's path")
+    detail: str | None = None
+    errors: list[FieldError] | None = Field(None, description="the bad fields, when the request named some")
 
 
 class CancelRequest(BaseModel):

@@ -1,0 +1,231 @@
+"""``jobledger submit | get | ls | follow | events | cancel | retry``: the API from a shell.
+
+Built on the SDK only. Every read command takes ``--json`` for scripts. Exit
+codes: 0 done (or accepted); 1 the waited job ended FAILED, CANCELLED or
+REJECTED; 3 the API refused the request (its problem document is printed);
+4 ``--wait`` ran out of time; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jobledger.client import JobUpdate
+from jobledger.errors import ApiError, JobFailed, WaitTimeout
+from jobledger.sync import Client
+from schemas import TERMINAL, JobStatus
+from schemas.api import JobView
+
+EXIT_JOB_FAILED = 1
+EXIT_REFUSED = 3
+EXIT_WAIT_TIMEOUT = 4
+
+console = Console(stderr=True)
+out = Console()
+
+Url = typer.Option(None, "--url", envvar="JOBLEDGER_URL", help="The API (default http://127.0.0.1:8000).")
+Key = typer.Option(None, "--api-key", envvar="JOBLEDGER_API_KEY", help="API key (default: the embedded stack's).")
+Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (submit, get, ls, follow, events, cancel, retry):
+        app.command(rich_help_panel="Jobs")(command)
+
+
+def submit(
+    type: str = typer.Argument(..., help="Job type, e.g. sleep, noop, fail, flaky."),
+    payload: str = typer.Option("{}", "--payload", "-p", help="The payload, as JSON."),
+    priority: Optional[str] = typer.Option(None, help="high, normal or low."),
+    max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED."),
+    timeout_s: Optional[float] = typer.Option(None, help="An attempt running longer fails (and is retried)."),
+    label: list[str] = typer.Option([], "--label", "-l", help="key=value; repeat for more."),
+    concurrency_key: Optional[str] = typer.Option(None, help="Jobs sharing it run one (or --concurrency-limit) at a time."),
+    idempotency_key: Optional[str] = typer.Option(None, help="Submitting again with it returns the same job."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Follow the job to its end with a progress bar; exit 1 if it fails."),
+    wait_timeout: Optional[float] = typer.Option(None, help="With --wait: give up after this many seconds (exit 4)."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Submit a job; print its id (and, with --wait, follow it to its end)."""
+    options: dict[str, Any] = {
+        name: value
+        for name, value in dict(priority=priority, max_attempts=max_attempts, timeout_s=timeout_s, concurrency_key=concurrency_key).items()
+        if value is not None
+    }
+    if label:
+        options["labels"] = dict(_pair(item, "--label") for item in label)
+    try:
+        body = json.loads(payload)
+    except ValueError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    with _client(url, api_key) as client:
+        job = client.submit(type, body, idempotency_key=idempotency_key, **options)
+        if not wait:
+            _print(as_json, {"id": job.id}, lambda: out.print(job.id))
+            return
+        console.print(f"submitted {job.id}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("PENDING", total=100)
+            for update in job.follow():
+                bar.update(task, description=_describe(update), completed=update.progress or 0)
+        final = _final(client, job.id, wait_timeout)
+        _print(as_json, final.model_dump(mode="json"), lambda: _show_job(final))
+        if final.state is not JobStatus.SUCCEEDED:
+            raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def get(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Show a job: state, attempts, progress, result or error."""
+    with _client(url, api_key) as client:
+        job = client.get(job_id)
+    _print(as_json, job.model_dump(mode="json"), lambda: _show_job(job))
+
+
+def ls(
+    state: Optional[str] = typer.Option(None, help="Only jobs in this state."),
+    type: Optional[str] = typer.Option(None, "--type", help="Only jobs of this type."),
+    label: list[str] = typer.Option([], "--label", "-l", help="key=value; repeat to require several."),
+    limit: int = typer.Option(20, min=1, help="How many jobs, newest first."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """List jobs, newest first."""
+    labels = dict(_pair(item, "--label") for item in label)
+    with _client(url, api_key) as client:
+        jobs = []
+        for job in client.list(state=state, type=type, labels=labels, page_size=min(limit, 1000)):
+            jobs.append(job)
+            if len(jobs) >= limit:
+                break
+    if as_json:
+        out.print_json(data=[job.model_dump(mode="json") for job in jobs])
+        return
+    table = Table("id", "type", "state", "attempt", "progress", "created")
+    for job in jobs:
+        progress = f"{job.progress:.0f}%" if job.progress is not None else ""
+        table.add_row(job.id, job.type, _state(job.state.value), f"{job.attempt}/{job.max_attempts}", progress, job.created_at.isoformat(timespec="seconds"))
+    out.print(table)
+
+
+def follow(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Print each change of a job as it happens, until it ends."""
+    with _client(url, api_key) as client:
+        for update in client.follow(job_id):
+            if as_json:
+                out.print(json.dumps({"seq": update.seq, "type": update.event_type, "state": update.state.value, "progress": update.progress}))
+            else:
+                out.print(f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_describe(update)}")
+
+
+def events(
+    job_id: str,
+    until: Optional[str] = typer.Option(None, help="Only events up to this seq or ISO 8601 time."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """A job's history: its events, hash chain included."""
+    with _client(url, api_key) as client:
+        history = client.events(job_id, until)
+    if as_json:
+        out.print_json(data=history)
+        return
+    table = Table("seq", "type", "time", "hash")
+    for event in history:
+        table.add_row(str(event["seq"]), event["type"].rsplit(".", 1)[-1], event["time"], event["hash"][:12])
+    out.print(table)
+
+
+def cancel(
+    job_id: str,
+    reason: Optional[str] = typer.Option(None, help="Kept in the job's history."),
+    grace_s: float = typer.Option(10.0, help="How long a running job may take to stop."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Cancel a job (a running one is asked to stop, then stopped after the grace)."""
+    with _client(url, api_key) as client:
+        accepted = client.cancel(job_id, reason, grace_s)
+    console.print(f"cancel requested for {accepted.id} (was {accepted.state.value})")
+
+
+def retry(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Run a FAILED, CANCELLED or REJECTED job again with a fresh attempt budget."""
+    with _client(url, api_key) as client:
+        accepted = client.retry(job_id)
+    console.print(f"retry accepted for {accepted.id}")
+
+
+class _client:
+    """The SDK client; a refusal prints the problem and exits 3."""
+
+    def __init__(self, url: Optional[str], api_key: Optional[str]) -> None:
+        self.client = Client(url, api_key)
+
+    def __enter__(self) -> Client:
+        return self.client
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        self.client.close()
+        if isinstance(error, ApiError):
+            console.print(f"[red]{error.status} {error.title}[/]: {error.detail or ''}", highlight=False)
+            for item in error.errors:
+                console.print(f"  {item.get('field')}: {item.get('message')}", highlight=False)
+            raise typer.Exit(EXIT_REFUSED)
+        return False
+
+
+def _final(client: Client, job_id: str, timeout: Optional[float]) -> JobView:
+    try:
+        return client.wait(job_id, timeout)
+    except JobFailed as failed:
+        return failed.job
+    except WaitTimeout as timed_out:
+        console.print(f"[yellow]{timed_out}[/]")
+        raise typer.Exit(EXIT_WAIT_TIMEOUT) from None
+
+
+def _describe(update: JobUpdate) -> str:
+    text = update.state.value
+    if update.progress_message:
+        text += f" · {update.progress_message}"
+    return text
+
+
+def _show_job(job: JobView) -> None:
+    out.print(f"[bold]{job.id}[/]  {job.type}  {_state(job.state.value)}  attempt {job.attempt}/{job.max_attempts}", highlight=False)
+    if job.progress is not None and job.state not in TERMINAL:
+        out.print(f"  progress {job.progress:.0f}% {job.progress_message or ''}")
+    if job.result is not None:
+        out.print("  result ", json.dumps(job.result), highlight=False)
+    if job.error:
+        out.print(f"  error  [red]{job.error_type or ''}[/] {job.error}", highlight=False)
+
+
+def _state(state: str) -> str:
+    colour = {"SUCCEEDED": "green", "FAILED": "red", "REJECTED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}.get(state)
+    return f"[{colour}]{state}[/]" if colour else state
+
+
+def _print(as_json: bool, data: Any, show) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        show()
+
+
+def _pair(item: str, option: str) -> tuple[str, str]:
+    key, separator, value = item.partition("=")
+    if not separator or not key:
+        raise typer.BadParameter(f"{item!r} is not key=value", param_hint=option)
+    return key, value

@@ -1,0 +1,265 @@
+"""The asynchronous client: :class:`AsyncClient` and its job handle :class:`AsyncJob`.
+
+    async with AsyncClient() as client:
+        job = await client.submit("sleep", {"seconds": 2}, priority="high")
+        async for update in job.follow():
+            print(update.state, update.progress)
+        done = await job.wait(timeout=60)   # raises JobFailed if it did not succeed
+
+``AsyncClient()`` reads ``JOBLEDGER_URL`` and ``JOBLEDGER_API_KEY`` (defaults:
+the embedded stack of ``make run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from schemas import TERMINAL, JobStatus
+from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView
+from jobledger.errors import JobFailed, WaitTimeout, raise_for_problem
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+LONG_POLL_S = 30.0
+"""One ``GET /jobs/{id}?wait_s=`` holds at most this long; a wait repeats it."""
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """One message of a job's event stream: the event, and the job's state after it."""
+
+    seq: int
+    event_type: str
+    state: JobStatus
+    progress: float | None
+    progress_message: str | None
+    event: dict[str, Any]
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url or os.environ.get("JOBLEDGER_URL", DEFAULT_URL)
+        key = api_key or os.environ.get("JOBLEDGER_API_KEY", DEV_API_KEY)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=httpx.Timeout(timeout_s, read=timeout_s + LONG_POLL_S),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = await self._http.request(method, path, **kwargs)
+        raise_for_problem(response)
+        return response
+
+    # --- commands ---------------------------------------------------------------
+
+    async def submit(
+        self, type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+    ) -> AsyncJob:
+        """Submit a job; options as in ``POST /jobs`` (``max_attempts``, ``priority``,
+        ``labels``, ``run_at``, ``concurrency_key``…). Returns once the log has it."""
+        body = {"type": type, "payload": payload or {}, **_jsonable(options)}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        accepted = JobAccepted.model_validate((await self._request("POST", "/jobs", json=body, headers=headers)).json())
+        return AsyncJob(self, accepted.id)
+
+    async def submit_many(self, jobs: list[dict[str, Any]]) -> BatchAccepted:
+        """``POST /jobs:batch``: each item is judged on its own (see ``items[i].status``)."""
+        return BatchAccepted.model_validate((await self._request("POST", "/jobs:batch", json={"jobs": _jsonable(jobs)})).json())
+
+    async def cancel(self, job_id: str, reason: str | None = None, grace_s: float = 10.0) -> JobAccepted:
+        body = {"reason": reason, "grace_s": grace_s}
+        return JobAccepted.model_validate((await self._request("POST", f"/jobs/{job_id}/cancel", json=body)).json())
+
+    async def retry(self, job_id: str) -> JobAccepted:
+        return JobAccepted.model_validate((await self._request("POST", f"/jobs/{job_id}/retry")).json())
+
+    # --- reads ------------------------------------------------------------------
+
+    async def get(self, job_id: str, *, as_of: datetime | None = None) -> JobView:
+        params = {"as_of": as_of.isoformat()} if as_of is not None else {}
+        return JobView.model_validate((await self._request("GET", f"/jobs/{job_id}", params=params)).json())
+
+    async def list(
+        self,
+        *,
+        state: JobStatus | str | None = None,
+        type: str | None = None,
+        priority: str | None = None,
+        labels: dict[str, str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[JobView]:
+        """Every matching job, newest first, page after page."""
+        params: dict[str, Any] = {"limit": page_size}
+        for name, value in (("state", state), ("type", type), ("priority", priority)):
+            if value is not None:
+                params[name] = getattr(value, "value", value)
+        if created_after is not None:
+            params["created_after"] = created_after.isoformat()
+        if created_before is not None:
+            params["created_before"] = created_before.isoformat()
+        params["label"] = [f"{key}:{value}" for key, value in (labels or {}).items()]
+        while True:
+            page = JobList.model_validate((await self._request("GET", "/jobs", params=params)).json())
+            for job in page.items:
+                yield job
+            if page.next_cursor is None:
+                return
+            params["cursor"] = page.next_cursor
+
+    async def events(self, job_id: str, until: int | datetime | str | None = None) -> list[dict[str, Any]]:
+        """The job's events (CloudEvents objects, hash chain included), up to a seq or a time."""
+        params = {"until": until.isoformat() if isinstance(until, datetime) else str(until)} if until is not None else {}
+        return (await self._request("GET", f"/jobs/{job_id}/events", params=params)).json()["items"]
+
+    async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
+        """Each change of the job as it happens (server-sent events), until it ends."""
+        headers = {"Last-Event-ID": str(after_seq)} if after_seq else {}
+        async with aconnect_sse(self._http, "GET", f"/jobs/{job_id}/stream", headers=headers) as source:
+            if not source.response.is_success:
+                await source.response.aread()
+                raise_for_problem(source.response)
+            async for message in source.aiter_sse():
+                if not message.data:
+                    continue
+                data = message.json()
+                yield JobUpdate(
+                    seq=int(message.id),
+                    event_type=message.event,
+                    state=JobStatus(data["state"]),
+                    progress=data.get("progress"),
+                    progress_message=data.get("progress_message"),
+                    event=data["event"],
+                )
+
+    async def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
+        """The job once it has ended (at a version past ``after_version``: an end
+        seen before a retry does not count): returned if it SUCCEEDED, else
+        :class:`JobFailed`; :class:`WaitTimeout` if it is still going after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        params: dict[str, Any] = {}
+        while True:
+            job = JobView.model_validate((await self._request("GET", f"/jobs/{job_id}", params=params)).json())
+            ended = job.state in TERMINAL
+            if ended and job.version > after_version:
+                if job.state is JobStatus.SUCCEEDED:
+                    return job
+                raise JobFailed(job)
+            left = LONG_POLL_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise WaitTimeout(job, timeout)
+            params = {"wait_s": round(min(LONG_POLL_S, left), 3)}
+            if ended:  # an earlier end: wait for the job to move on
+                params["after_version"] = job.version
+
+
+class AsyncJob:
+    """A submitted job: follow it, wait for it, or have callbacks run when it ends."""
+
+    def __init__(self, client: AsyncClient, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+        self._after_version = 0
+        """An end at this version or before is an earlier run's (see :meth:`retry`)."""
+        self._watcher: asyncio.Task | None = None
+        self._done: list[Callable] = []
+        self._error: list[Callable] = []
+
+    def __repr__(self) -> str:
+        return f"AsyncJob({self.id!r})"
+
+    async def get(self) -> JobView:
+        return await self.client.get(self.id)
+
+    async def wait(self, timeout: float | None = None) -> JobView:
+        return await self.client.wait(self.id, timeout, after_version=self._after_version)
+
+    def follow(self, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
+        return self.client.follow(self.id, after_seq)
+
+    async def cancel(self, reason: str | None = None, grace_s: float = 10.0) -> JobAccepted:
+        return await self.client.cancel(self.id, reason, grace_s)
+
+    async def retry(self) -> JobAccepted:
+        """Run the ended job again; from now on :meth:`wait` waits for the new run's end."""
+        before = await self.client.get(self.id)
+        accepted = await self.client.retry(self.id)
+        self._after_version = before.version
+        return accepted
+
+    def on_done(self, callback: Callable[[JobView], Any]) -> AsyncJob:
+        """Call ``callback(job)`` (a function or a coroutine function) once the job SUCCEEDED."""
+        self._done.append(callback)
+        self._watch()
+        return self
+
+    def on_error(self, callback: Callable[[Exception], Any]) -> AsyncJob:
+        """Call ``callback(error)`` once the job ended otherwise (:class:`JobFailed`),
+        or when it cannot be followed (an :class:`ApiError`)."""
+        self._error.append(callback)
+        self._watch()
+        return self
+
+    def _watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._callbacks())
+
+    async def _callbacks(self) -> None:
+        try:
+            job = await self.wait()
+        except Exception as error:  # JobFailed, or the API's refusal
+            for callback in self._error:
+                await _call(callback, error)
+            return
+        for callback in self._done:
+            await _call(callback, job)
+
+    async def settled(self) -> None:
+        """Wait until the callbacks (if any) have run."""
+        if self._watcher is not None:
+            await self._watcher
+
+
+async def _call(callback: Callable, argument: Any) -> None:
+    result = callback(argument)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _jsonable(value: Any) -> Any:
+    """Options as JSON: datetimes in ISO 8601, enums by value."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return getattr(value, "value", value)

@@ -1,0 +1,90 @@
+"""The SDK's errors: one tree under :class:`ClientError`.
+
+Every answer of the API that is not a success is an RFC 9457 problem document;
+it becomes an :class:`ApiError` (or the subclass for its status) carrying the
+document's ``type``, ``title``, ``detail`` and the ``errors`` naming bad fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from schemas.api import JobView
+
+
+class ClientError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class ApiError(ClientError):
+    """The API answered with a problem document (or, rarely, with something that is not one)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.type: str = problem.get("type", "about:blank")
+        self.title: str = problem.get("title", "")
+        self.detail: str | None = problem.get("detail")
+        self.errors: list[dict[str, Any]] = problem.get("errors") or []
+        fields = "; ".join(f"{error.get('field')}: {error.get('message')}" for error in self.errors)
+        super().__init__(f"{status} {self.title}: {self.detail or ''}{' (' + fields + ')' if fields else ''}".strip())
+
+    @property
+    def code(self) -> str:
+        """The last part of ``type``, e.g. ``concurrency-limit-reached``."""
+        return self.type.rsplit(":", 1)[-1]
+
+
+class Unauthorized(ApiError):
+    """401: no API key, or one the API does not know."""
+
+
+class NotFound(ApiError):
+    """404: no such job (or schedule) for this key's tenant."""
+
+
+class Conflict(ApiError):
+    """409: the job's state does not allow it, or its concurrency key is full."""
+
+
+class Invalid(ApiError):
+    """422 (or 413): the request names a bad field; see ``errors``."""
+
+
+class Unavailable(ApiError):
+    """503: the broker did not acknowledge; nothing was accepted, try again."""
+
+
+_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        problem = response.json()
+        if not isinstance(problem, dict):
+            raise ValueError
+    except ValueError:
+        problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+    raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, problem)
+
+
+class JobFailed(ClientError):
+    """A waited-for job ended without succeeding: FAILED, CANCELLED or REJECTED."""
+
+    def __init__(self, job: JobView) -> None:
+        self.job = job
+        reason = job.error or job.cancel_reason or ""
+        kind = f" ({job.error_type})" if job.error_type else ""
+        super().__init__(f"job {job.id} ended {job.state.value}{kind}{': ' + reason if reason else ''}")
+
+
+class WaitTimeout(ClientError):
+    """The job had not ended when the wait's time was up; ``job`` is how it was last seen."""
+
+    def __init__(self, job: JobView, timeout_s: float) -> None:
+        self.job = job
+        super().__init__(f"job {job.id} still {job.state.value} after {timeout_s:g} s")

@@ -1,0 +1,156 @@
+"""The synchronous client, for scripts and notebooks: :class:`Client` and :class:`Job`.
+
+    from jobledger import Client
+
+    with Client() as client:
+        job = client.submit("sleep", {"seconds": 2})
+        job.on_done(lambda done: print("finished:", done.result))
+        for update in job.follow():
+            print(update.state, update.progress)
+        print(job.wait(timeout=60).state)
+
+It runs the :class:`~jobledger.client.AsyncClient` on an event loop of its own,
+in a daemon thread, so it works whether or not the caller has a loop running
+(a notebook has one; calling ``asyncio.run`` there fails). Callbacks run on
+that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+from schemas.api import BatchAccepted, JobAccepted, JobView
+from jobledger.client import AsyncClient, AsyncJob, JobUpdate
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread; coroutines are handed to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="jobledger-client", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.run(anext(iterator))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.run(iterator.aclose())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class Client:
+    """Every method of :class:`~jobledger.client.AsyncClient`, blocking."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout_s: float = 30.0) -> None:
+        self._loop = _LoopThread()
+
+        async def make() -> AsyncClient:  # created on its loop: its connections belong there
+            return AsyncClient(base_url, api_key, timeout_s=timeout_s)
+
+        self._async = self._loop.run(make())
+        self.base_url = self._async.base_url
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._loop.run(self._async.aclose())
+        self._loop.stop()
+
+    def submit(self, type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any) -> Job:
+        handle = self._loop.run(self._async.submit(type, payload, idempotency_key=idempotency_key, **options))
+        return Job(self, handle)
+
+    def submit_many(self, jobs: list[dict[str, Any]]) -> BatchAccepted:
+        return self._loop.run(self._async.submit_many(jobs))
+
+    def job(self, job_id: str) -> Job:
+        """A handle on a job submitted earlier."""
+        return Job(self, AsyncJob(self._async, job_id))
+
+    def get(self, job_id: str, *, as_of: datetime | None = None) -> JobView:
+        return self._loop.run(self._async.get(job_id, as_of=as_of))
+
+    def list(self, **filters: Any) -> Iterator[JobView]:
+        """Every matching job, newest first (see :meth:`AsyncClient.list` for the filters)."""
+        return self._loop.iterate(self._async.list(**filters))
+
+    def cancel(self, job_id: str, reason: str | None = None, grace_s: float = 10.0) -> JobAccepted:
+        return self._loop.run(self._async.cancel(job_id, reason, grace_s))
+
+    def retry(self, job_id: str) -> JobAccepted:
+        return self._loop.run(self._async.retry(job_id))
+
+    def events(self, job_id: str, until: int | datetime | str | None = None) -> list[dict[str, Any]]:
+        return self._loop.run(self._async.events(job_id, until))
+
+    def follow(self, job_id: str, after_seq: int = 0) -> Iterator[JobUpdate]:
+        return self._loop.iterate(self._async.follow(job_id, after_seq))
+
+    def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
+        return self._loop.run(self._async.wait(job_id, timeout, after_version=after_version))
+
+
+class Job:
+    """A submitted job, blocking: ``wait``, ``follow``, ``cancel``, and callbacks."""
+
+    def __init__(self, client: Client, handle: AsyncJob) -> None:
+        self._client = client
+        self._handle = handle
+        self.id = handle.id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def get(self) -> JobView:
+        return self._client.get(self.id)
+
+    def wait(self, timeout: float | None = None) -> JobView:
+        """The job once it SUCCEEDED; :class:`~jobledger.errors.JobFailed` if it ended
+        otherwise, :class:`~jobledger.errors.WaitTimeout` if ``timeout`` passed first."""
+        return self._client._loop.run(self._handle.wait(timeout))
+
+    def follow(self, after_seq: int = 0) -> Iterator[JobUpdate]:
+        return self._client.follow(self.id, after_seq)
+
+    def cancel(self, reason: str | None = None, grace_s: float = 10.0) -> JobAccepted:
+        return self._client.cancel(self.id, reason, grace_s)
+
+    def retry(self) -> JobAccepted:
+        """Run the ended job again; from now on :meth:`wait` waits for the new run's end."""
+        return self._client._loop.run(self._handle.retry())
+
+    def on_done(self, callback: Callable[[JobView], Any]) -> Job:
+        """Call ``callback(job)`` (on the client's thread) once the job SUCCEEDED."""
+        self._client._loop.loop.call_soon_threadsafe(self._handle.on_done, callback)
+        return self
+
+    def on_error(self, callback: Callable[[Exception], Any]) -> Job:
+        """Call ``callback(error)`` (on the client's thread) once the job ended otherwise."""
+        self._client._loop.loop.call_soon_threadsafe(self._handle.on_error, callback)
+        return self
+
+    def settled(self, timeout: float | None = None) -> None:
+        """Block until the callbacks (if any) have run."""
+        asyncio.run_coroutine_threadsafe(self._handle.settled(), self._client._loop.loop).result(timeout)

@@ -1,0 +1,98 @@
+"""The Python SDK and the job commands of the CLI, against the running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+
+import pytest
+
+from jobledger import AsyncClient, Client, Invalid, JobFailed, NotFound
+from schemas import JobStatus
+from tests.e2e.conftest import drained, jobledger
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_script_submits_follows_and_waits_and_hears_the_callback(stack):
+    batch = uuid.uuid4().hex
+    heard = threading.Event()
+    seen: list = []
+    with Client(stack.api_url) as client:
+        job = client.submit("sleep", {"seconds": 1.2}, labels={"batch": batch}, priority="high")
+        job.on_done(lambda done: (seen.append(done.result), heard.set()))
+        updates = list(job.follow())
+        done = job.wait(timeout=60)
+        job.settled(timeout=30)
+        asyncio.run(drained(stack))  # the list is the read model's
+        listed = [listed.id for listed in client.list(labels={"batch": batch})]
+        history = client.events(job.id)
+
+    assert updates[-1].state is JobStatus.SUCCEEDED
+    assert any(update.progress and 0 < update.progress < 100 for update in updates), "progress is heard while it runs"
+    assert [update.seq for update in updates] == sorted({update.seq for update in updates})
+    assert done.result == {"slept": 1.2} and heard.is_set() and seen == [{"slept": 1.2}]
+    assert listed == [job.id]
+    assert [event["seq"] for event in history] == list(range(1, done.version + 1))
+
+
+def test_a_failed_job_raises_with_its_error_and_runs_the_error_callback(stack):
+    errors: list = []
+    with Client(stack.api_url) as client:
+        job = client.submit("fail", {"message": "disk full", "retryable": False})
+        job.on_error(errors.append)
+        with pytest.raises(JobFailed) as failed:
+            job.wait(timeout=60)
+        job.settled(timeout=30)
+
+    assert failed.value.job.state is JobStatus.FAILED and failed.value.job.error == "disk full"
+    assert "disk full" in str(failed.value)
+    assert len(errors) == 1 and isinstance(errors[0], JobFailed)
+
+
+async def test_the_async_client_maps_refusals_to_typed_errors_and_cancels(stack):
+    async with AsyncClient(stack.api_url) as client:
+        with pytest.raises(Invalid) as invalid:
+            await client.submit("sleep", {"seconds": -1})
+        with pytest.raises(NotFound):
+            await client.get("no-such-job")
+        job = await client.submit("sleep", {"seconds": 30})
+        async for update in job.follow():
+            if update.state is JobStatus.RUNNING:
+                break
+        await job.cancel(reason="not needed", grace_s=1)
+        with pytest.raises(JobFailed) as cancelled:
+            await job.wait(timeout=60)
+        await job.retry()
+        async for update in job.follow(after_seq=cancelled.value.job.version):
+            if update.state is JobStatus.RUNNING:
+                break
+        await job.cancel(grace_s=0)
+        with pytest.raises(JobFailed) as cancelled_again:
+            await job.wait(timeout=60)  # the retried run's end, not the first one's
+
+    assert [error["field"] for error in invalid.value.errors] == ["payload.seconds"]
+    assert cancelled.value.job.state is JobStatus.CANCELLED and cancelled.value.job.cancel_reason == "not needed"
+    assert cancelled_again.value.job.version > cancelled.value.job.version
+    assert cancelled_again.value.job.attempt == cancelled.value.job.attempt + 1
+
+
+async def test_the_cli_waits_with_a_progress_bar_and_exits_non_zero_when_the_job_fails(stack):
+    ok = await asyncio.to_thread(jobledger, stack, "submit", "sleep", "--payload", '{"seconds": 0.5}', "--wait", "--json")
+    failed = await asyncio.to_thread(jobledger, stack, "submit", "fail", "-p", '{"message": "nope", "retryable": false}', "--wait")
+    missing = await asyncio.to_thread(jobledger, stack, "get", "no-such-job")
+    bad = await asyncio.to_thread(jobledger, stack, "submit", "sleep", "-p", '{"seconds": -1}')
+
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["state"] == "SUCCEEDED"
+    assert failed.returncode == 1 and "nope" in failed.stdout
+    assert missing.returncode == 3 and "404" in missing.stderr
+    assert bad.returncode == 3 and "payload.seconds" in bad.stderr
+    job_id = json.loads(ok.stdout)["id"]
+    await drained(stack)
+    listed = await asyncio.to_thread(jobledger, stack, "ls", "--type", "sleep", "--limit", "50", "--json")
+    events = await asyncio.to_thread(jobledger, stack, "events", job_id, "--json")
+    assert job_id in [job["id"] for job in json.loads(listed.stdout)]
+    assert [event["seq"] for event in json.loads(events.stdout)][:2] == [1, 2]

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import TypeAdapter
 
 from schemas import (
@@ -45,7 +45,7 @@ MAX_WAIT_S = 60.0
 )
 async def get_job(
     job_id: str,
-    request: Request, state: IngestDep,
+    state: IngestDep,
     tenant: str = Depends(tenant_of),
     as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
     wait_s: float | None = Query(
@@ -79,7 +79,7 @@ async def get_job(
 )
 async def job_events(
     job_id: str,
-    request: Request, state: IngestDep,
+    state: IngestDep,
     tenant: str = Depends(tenant_of),
     until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
 ) -> dict:

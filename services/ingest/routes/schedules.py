@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas import topics
@@ -131,7 +131,7 @@ class ScheduleList(BaseModel):
     "one, also across processor restarts; ticks missed while no processor ran are submitted on start.",
 )
 async def create_schedule(
-    body: ScheduleRequest, request: Request, state: IngestDep, response: Response, tenant: str = Depends(tenant_of)
+    body: ScheduleRequest, state: IngestDep, response: Response, tenant: str = Depends(tenant_of)
 ) -> ScheduleView:
     spec = schedule_spec(state.job_types, body)
     command = CreateSchedule(
@@ -149,7 +149,7 @@ async def create_schedule(
 
 
 @router.get("/schedules", response_model=ScheduleList, responses={401: PROBLEM_RESPONSE}, summary="List schedules")
-async def list_schedules(request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleList:
+async def list_schedules(state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleList:
     documents = state.read_model.schedule_documents(tenant)
     listed = [schedule async for document in documents if (schedule := _readable(document)) is not None]
     deleted = state.accepted_schedules.deleted_ids()
@@ -159,7 +159,7 @@ async def list_schedules(request: Request, state: IngestDep, tenant: str = Depen
 @router.get(
     "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE}, summary="Get a schedule"
 )
-async def get_schedule(schedule_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
+async def get_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
     return ScheduleView.of(await _schedule_or_404(state, schedule_id, tenant))
 
 
@@ -171,7 +171,7 @@ async def get_schedule(schedule_id: str, request: Request, state: IngestDep, ten
     summary="Delete a schedule",
     description="No tick after this request submits a job. Jobs already submitted are not touched.",
 )
-async def delete_schedule(schedule_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
+async def delete_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
     schedule = await _schedule_or_404(state, schedule_id, tenant)
     command = DeleteSchedule(
         command_id=str(uuid.uuid4()), schedule_id=schedule_id, tenant=tenant, issued_at=datetime.now(timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header
 from sse_starlette import EventSourceResponse
 
 from schemas import (
@@ -36,7 +36,7 @@ router = APIRouter(route_class=ContractRoute)
 )
 async def job_stream(
     job_id: str,
-    request: Request, state: IngestDep,
+    state: IngestDep,
     tenant: str = Depends(tenant_of),
     last_event_id: int = Header(0, ge=0, le=INT64_MAX, description="resume after this seq"),
 ):

@@ -52,7 +52,8 @@ router = APIRouter(route_class=ContractRoute)
 )
 async def submit_job(
     body: SubmitJobRequest,
-    request: Request, state: IngestDep,
+    request: Request,
+    state: IngestDep,
     response: Response,
     tenant: str = Depends(tenant_of),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),

@@ -48,6 +48,7 @@ def submit(
     timeout_s: Optional[float] = typer.Option(None, help="An attempt running longer fails (and is retried)."),
     label: list[str] = typer.Option([], "--label", "-l", help="key=value; repeat for more."),
     concurrency_key: Optional[str] = typer.Option(None, help="Jobs sharing it run one (or --concurrency-limit) at a time."),
+    concurrency_limit: Optional[int] = typer.Option(None, help="With --concurrency-key: how many may run at once."),
     idempotency_key: Optional[str] = typer.Option(None, help="Submitting again with it returns the same job."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Follow the job to its end with a progress bar; exit 1 if it fails."),
     wait_timeout: Optional[float] = typer.Option(None, help="With --wait: give up after this many seconds (exit 4)."),
@@ -58,7 +59,10 @@ def submit(
     """Submit a job; print its id (and, with --wait, follow it to its end)."""
     options: dict[str, Any] = {
         name: value
-        for name, value in dict(priority=priority, max_attempts=max_attempts, timeout_s=timeout_s, concurrency_key=concurrency_key).items()
+        for name, value in dict(
+            priority=priority, max_attempts=max_attempts, timeout_s=timeout_s,
+            concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
+        ).items()
         if value is not None
     }
     if label:

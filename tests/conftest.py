@@ -38,7 +38,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
         api_port=0,
         mongo_storage="memory",
         partitions=4,
-        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS},
+        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS, "commit_interval_s": "0.1"},
     )
     settings.update(overrides)
     return StackSettings(**settings)

@@ -31,7 +31,7 @@ from schemas.api import (
 from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem
 from services.ingest.store import append_command, job_or_404
 
-router = APIRouter(route_class=ContractRoute)
+router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
 
 @router.post(

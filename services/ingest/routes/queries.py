@@ -32,7 +32,7 @@ from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_
 from services.ingest import store
 from services.ingest.store import job_or_404
 
-router = APIRouter(route_class=ContractRoute)
+router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
 MAX_WAIT_S = 60.0
 

@@ -23,7 +23,7 @@ from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE
 from services.ingest.store import job_or_404
 from services.ingest.watch import GAP_RECHECK_S, Follower
 
-router = APIRouter(route_class=ContractRoute)
+router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
 
 @router.get(

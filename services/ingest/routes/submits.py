@@ -32,7 +32,7 @@ from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_
 from services.ingest.store import append_command, find_job, job_or_404
 from services.ingest.submissions import idempotent_job_id, parse_request, submit_command
 
-router = APIRouter(route_class=ContractRoute)
+router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
 
 @router.post(

@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install run test test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
+.PHONY: help install browser run test test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,7 +33,12 @@ install: .venv/.installed $(KAFKA_STAMP) ## install everything (idempotent)
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up
 
-test: install ## unit and end-to-end tests against the real embedded stack
+browser: ## Debian's chromium, for the dashboard's browser test (apt-get, once)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		echo "installing chromium from Debian (the dashboard's browser test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser ## unit, integration and end-to-end tests against the real embedded stack
 	$(UV) run --frozen pytest
 
 test-unit: install ## the fast unit tests only

@@ -1,0 +1,66 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright):
+sign in, submit a job from the page, watch its progress bar reach 100% and
+its state SUCCEEDED, then see it in the jobs table. The final page is saved
+as var/test-output/dashboard.png."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from schemas.api import DEV_API_KEY
+from services.embedded.stack import REPO
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOT = REPO / "var" / "test-output" / "dashboard.png"
+
+
+@pytest.fixture
+async def page(stack):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: `make test` installs Debian's chromium"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield await browser.new_page()
+        finally:
+            await browser.close()
+
+
+@pytest.mark.timeout(180)
+async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_progress_bar(page, stack):
+    await page.goto(f"{stack.api_url}/ui")
+    await page.fill("#api-key", DEV_API_KEY)
+    await page.click("#login-form button")
+    await page.fill("#submit-type", "sleep")
+    await page.fill("#submit-payload", '{"seconds": 2.5}')
+    await page.click("#submit-button")
+
+    await expect(page.locator("#job-state")).to_have_text("RUNNING", timeout=30_000)
+    await page.wait_for_function("document.getElementById('job-progress').value > 0 && document.getElementById('job-progress').value < 100", timeout=30_000)
+    await expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=60_000)
+    await page.wait_for_function("document.getElementById('job-progress').value === 100", timeout=30_000)
+    history = page.locator("#event-rows tr td:nth-child(2)")
+    await expect(history.first).to_have_text("submitted", timeout=30_000)
+    await expect(history.last).to_have_text("succeeded", timeout=30_000)
+    await expect(history.filter(has_text="progressed")).not_to_have_count(0)
+    job_id = await page.text_content("#job-id")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    await page.goto(f"{stack.api_url}/ui#/")
+    await expect(page.locator(f"a[href='#/jobs/{job_id}']")).to_be_visible(timeout=30_000)
+
+
+@pytest.mark.timeout(120)
+async def test_a_refused_submit_shows_the_problem_naming_the_field(page, stack):
+    await page.goto(f"{stack.api_url}/ui")
+    await page.fill("#api-key", DEV_API_KEY)
+    await page.click("#login-form button")
+    await page.fill("#submit-payload", '{"seconds": -1}')
+    await page.click("#submit-button")
+
+    await expect(page.locator("#submit-error")).to_contain_text("payload.seconds", timeout=30_000)

@@ -35,9 +35,60 @@ Key = typer.Option(None, "--api-key", envvar="JOBLEDGER_API_KEY", help="API key 
 Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
+schedules = typer.Typer(help="Cron schedules: each tick submits one job.", no_args_is_help=True)
+
+
 def register(app: typer.Typer) -> None:
     for command in (submit, get, ls, follow, events, cancel, retry):
         app.command(rich_help_panel="Jobs")(command)
+    app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
+
+
+@schedules.command("create")
+def schedule_create(
+    cron: str = typer.Argument(..., help="Five fields (a sixth, last, is seconds), e.g. '0 2 * * *'."),
+    type: str = typer.Argument(..., help="The job type each tick submits."),
+    payload: str = typer.Option("{}", "--payload", "-p", help="The job's payload, as JSON."),
+    timezone: str = typer.Option("UTC", help="IANA time zone the expression is read in."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Create a schedule; print its id."""
+    with _client(url, api_key) as client:
+        created = client.schedule(cron, type, _json_option(payload, "--payload"), timezone=timezone)
+    _print(as_json, created.model_dump(mode="json"), lambda: out.print(created.id))
+
+
+@schedules.command("ls")
+def schedule_list(as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """List the schedules."""
+    with _client(url, api_key) as client:
+        found = client.schedules()
+    if as_json:
+        out.print_json(data=[schedule.model_dump(mode="json") for schedule in found])
+        return
+    table = Table("id", "cron", "timezone", "job", "next tick")
+    for schedule in found:
+        next_tick = schedule.next_tick.isoformat(timespec="seconds") if schedule.next_tick else ""
+        table.add_row(schedule.id, schedule.cron, schedule.timezone, schedule.job.get("type", ""), next_tick)
+    out.print(table)
+
+
+@schedules.command("get")
+def schedule_get(schedule_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Show a schedule: its cron, job template, last and next tick."""
+    with _client(url, api_key) as client:
+        schedule = client.get_schedule(schedule_id)
+    _print(as_json, schedule.model_dump(mode="json"), lambda: out.print_json(data=schedule.model_dump(mode="json")))
+
+
+@schedules.command("rm")
+def schedule_delete(schedule_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Delete a schedule: no later tick submits a job."""
+    with _client(url, api_key) as client:
+        client.delete_schedule(schedule_id)
+    console.print(f"deleted {schedule_id}")
 
 
 def submit(
@@ -67,10 +118,7 @@ def submit(
     }
     if label:
         options["labels"] = dict(_pair(item, "--label") for item in label)
-    try:
-        body = json.loads(payload)
-    except ValueError as error:
-        raise typer.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    body = _json_option(payload, "--payload")
     with _client(url, api_key) as client:
         job = client.submit(type, body, idempotency_key=idempotency_key, **options)
         if not wait:
@@ -226,6 +274,13 @@ def _print(as_json: bool, data: Any, show) -> None:
         sys.stdout.write(json.dumps(data) + "\n")
     else:
         show()
+
+
+def _json_option(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint=option) from None
 
 
 def _pair(item: str, option: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from schemas import TERMINAL, JobStatus
-from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView
+from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView, ScheduleList, ScheduleView
 from jobledger.errors import JobFailed, WaitTimeout, raise_for_problem
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -159,6 +159,22 @@ class AsyncClient:
                     progress_message=data.get("progress_message"),
                     event=data["event"],
                 )
+
+    # --- schedules --------------------------------------------------------------
+
+    async def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
+        """A cron schedule: each tick (``cron`` read in ``timezone``) submits one job of ``type``."""
+        body = {"cron": cron, "timezone": timezone, "job": {"type": type, "payload": payload or {}, **_jsonable(options)}}
+        return ScheduleView.model_validate((await self._request("POST", "/schedules", json=body)).json())
+
+    async def schedules(self) -> list[ScheduleView]:
+        return ScheduleList.model_validate((await self._request("GET", "/schedules")).json()).items
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleView:
+        return ScheduleView.model_validate((await self._request("GET", f"/schedules/{schedule_id}")).json())
+
+    async def delete_schedule(self, schedule_id: str) -> ScheduleView:
+        return ScheduleView.model_validate((await self._request("DELETE", f"/schedules/{schedule_id}")).json())
 
     async def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
         """The job once it has ended (at a version past ``after_version``: an end

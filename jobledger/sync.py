@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from schemas.api import BatchAccepted, JobAccepted, JobView
+from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate
 
 T = TypeVar("T")
@@ -107,6 +107,18 @@ class Client:
 
     def follow(self, job_id: str, after_seq: int = 0) -> Iterator[JobUpdate]:
         return self._loop.iterate(self._async.follow(job_id, after_seq))
+
+    def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
+        return self._loop.run(self._async.schedule(cron, type, payload, timezone=timezone, **options))
+
+    def schedules(self) -> list[ScheduleView]:
+        return self._loop.run(self._async.schedules())
+
+    def get_schedule(self, schedule_id: str) -> ScheduleView:
+        return self._loop.run(self._async.get_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> ScheduleView:
+        return self._loop.run(self._async.delete_schedule(schedule_id))
 
     def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
         return self._loop.run(self._async.wait(job_id, timeout, after_version=after_version))

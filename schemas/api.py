@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Job, JobOptions, JobStatus, Priority
+from schemas.schedules import Schedule, next_tick
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
@@ -210,3 +211,58 @@ def millis(moment: datetime | None) -> datetime | None:
 
 def job_path(job_id: str) -> str:
     return f"/jobs/{job_id}"
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {"type": "sleep", "payload": {"seconds": 5}}}
+            ]
+        },
+    )
+
+    cron: str = Field(description="cron expression (five fields; a sixth, last, is seconds)")
+    timezone: str = Field("UTC", description="IANA time zone the expression is read in")
+    job: SubmitJobRequest = Field(description="the job each tick submits, as for POST /jobs")
+
+
+class ScheduleView(BaseModel):
+    id: str
+    cron: str
+    timezone: str
+    job: dict[str, Any]
+    created_at: datetime
+    last_tick: datetime | None = Field(None, description="the latest tick whose job was submitted")
+    next_tick: datetime | None = Field(None, description="when the next job is due (none once deleted)")
+    deleted: bool
+    jobs: str = Field(description="the jobs of this schedule: GET /jobs?label=schedule:<id>")
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> "ScheduleView":
+        spec = schedule.spec
+        deleted = schedule.deleted_at is not None
+        return cls(
+            id=schedule.schedule_id,
+            cron=spec.cron,
+            timezone=spec.timezone,
+            job={"type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json")},
+            created_at=schedule.created_at,
+            last_tick=schedule.last_tick,
+            next_tick=None if deleted else _next_tick(schedule),
+            deleted=deleted,
+            jobs=f"/jobs?label=schedule:{schedule.schedule_id}",
+        )
+
+
+def _next_tick(schedule: Schedule) -> datetime | None:
+    """``None`` for a schedule that cannot tick (one recorded before its rules were checked)."""
+    try:
+        return next_tick(schedule)
+    except (ValueError, OverflowError, KeyError):
+        return None
+
+
+class ScheduleList(BaseModel):
+    items: list[ScheduleView]

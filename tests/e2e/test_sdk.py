@@ -96,3 +96,21 @@ async def test_the_cli_waits_with_a_progress_bar_and_exits_non_zero_when_the_job
     events = await asyncio.to_thread(jobledger, stack, "events", job_id, "--json")
     assert job_id in [job["id"] for job in json.loads(listed.stdout)]
     assert [event["seq"] for event in json.loads(events.stdout)][:2] == [1, 2]
+
+
+async def test_schedules_from_the_sdk_and_the_cli(stack):
+    async with AsyncClient(stack.api_url) as client:
+        created = await client.schedule("0 3 * * *", "noop", timezone="Europe/Berlin", labels={"from": "sdk"})
+        await drained(stack)  # listings are the read model's
+        listed = [schedule.id for schedule in await client.schedules()]
+        fetched = await client.get_schedule(created.id)
+
+    from_cli = await asyncio.to_thread(jobledger, stack, "schedules", "ls", "--json")
+    removed = await asyncio.to_thread(jobledger, stack, "schedules", "rm", created.id)
+    async with AsyncClient(stack.api_url) as client:
+        after = await client.get_schedule(created.id)
+
+    assert created.id in listed and fetched.timezone == "Europe/Berlin" and fetched.next_tick is not None
+    assert fetched.job["labels"] == {"from": "sdk"}
+    assert created.id in [schedule["id"] for schedule in json.loads(from_cli.stdout)]
+    assert removed.returncode == 0 and after.deleted

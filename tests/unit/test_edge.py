@@ -43,7 +43,8 @@ from services.adapters.readmodel import event_document, job_document, job_from_d
 from schemas.api import CancelRequest, JobView
 from services.ingest.problems import Problem
 from services.ingest.routes.queries import _until
-from services.ingest.routes.schedules import ScheduleRequest, ScheduleView, schedule_spec
+from schemas.api import ScheduleRequest, ScheduleView
+from services.ingest.routes.schedules import schedule_spec
 from services.ingest.submissions import parse_request, submit_command
 from schemas.jobtypes import load_job_types
 

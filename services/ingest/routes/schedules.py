@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from schemas import topics
 from schemas.jobtypes import JobTypes
@@ -25,12 +24,11 @@ from schemas.schedules import (
     ScheduleSpec,
     encode_schedule_command,
     evolve_schedule,
-    next_tick,
 )
 from services.adapters.readmodel import schedule_from_document
 from services.ingest.auth import tenant_of
 from services.ingest.bootstrap import Ingest, IngestDep
-from schemas.api import SubmitJobRequest
+from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record
@@ -38,49 +36,6 @@ from services.ingest.submissions import declared_type, job_options, validated_pa
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
 log = structlog.get_logger(component="ingest")
-
-
-class ScheduleRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {"type": "sleep", "payload": {"seconds": 5}}}
-            ]
-        },
-    )
-
-    cron: str = Field(description="cron expression (five fields; a sixth, last, is seconds)")
-    timezone: str = Field("UTC", description="IANA time zone the expression is read in")
-    job: SubmitJobRequest = Field(description="the job each tick submits, as for POST /jobs")
-
-
-class ScheduleView(BaseModel):
-    id: str
-    cron: str
-    timezone: str
-    job: dict[str, Any]
-    created_at: datetime
-    last_tick: datetime | None = Field(None, description="the latest tick whose job was submitted")
-    next_tick: datetime | None = Field(None, description="when the next job is due (none once deleted)")
-    deleted: bool
-    jobs: str = Field(description="the jobs of this schedule: GET /jobs?label=schedule:<id>")
-
-    @classmethod
-    def of(cls, schedule: Schedule) -> "ScheduleView":
-        spec = schedule.spec
-        deleted = schedule.deleted_at is not None
-        return cls(
-            id=schedule.schedule_id,
-            cron=spec.cron,
-            timezone=spec.timezone,
-            job={"type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json")},
-            created_at=schedule.created_at,
-            last_tick=schedule.last_tick,
-            next_tick=None if deleted else _next_tick(schedule),
-            deleted=deleted,
-            jobs=f"/jobs?label=schedule:{schedule.schedule_id}",
-        )
 
 
 def schedule_spec(types: JobTypes, body: ScheduleRequest) -> ScheduleSpec:
@@ -107,18 +62,6 @@ def _request_location(spec_location: tuple) -> tuple:
     if head in ("payload", "options"):
         return ("job", *rest) if head == "options" else ("job", "payload", *rest)
     return spec_location
-
-
-def _next_tick(schedule: Schedule) -> datetime | None:
-    """``None`` for a schedule that cannot tick (one recorded before its rules were checked)."""
-    try:
-        return next_tick(schedule)
-    except (ValueError, OverflowError, KeyError):
-        return None
-
-
-class ScheduleList(BaseModel):
-    items: list[ScheduleView]
 
 
 @router.post(

@@ -30,11 +30,15 @@ async def page(stack):
             await browser.close()
 
 
-@pytest.mark.timeout(180)
-async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_progress_bar(page, stack):
+async def sign_in(page, stack) -> None:
     await page.goto(f"{stack.api_url}/ui")
     await page.fill("#api-key", DEV_API_KEY)
     await page.click("#login-form button")
+
+
+@pytest.mark.timeout(180)
+async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_progress_bar(page, stack):
+    await sign_in(page, stack)
     await page.fill("#submit-type", "sleep")
     await page.fill("#submit-payload", '{"seconds": 2.5}')
     await page.click("#submit-button")
@@ -57,9 +61,7 @@ async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_prog
 
 @pytest.mark.timeout(120)
 async def test_a_refused_submit_shows_the_problem_naming_the_field(page, stack):
-    await page.goto(f"{stack.api_url}/ui")
-    await page.fill("#api-key", DEV_API_KEY)
-    await page.click("#login-form button")
+    await sign_in(page, stack)
     await page.fill("#submit-payload", '{"seconds": -1}')
     await page.click("#submit-button")
 

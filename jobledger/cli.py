@@ -1,9 +1,9 @@
-"""``jobledger submit | get | ls | follow | events | cancel | retry``: the API from a shell.
+"""``jobledger submit | get | ls | follow | events | cancel | retry | schedules``: the API from a shell.
 
 Built on the SDK only. Every read command takes ``--json`` for scripts. Exit
 codes: 0 done (or accepted); 1 the waited job ended FAILED, CANCELLED or
-REJECTED; 3 the API refused the request (its problem document is printed);
-4 ``--wait`` ran out of time; 2 a usage error.
+REJECTED; 3 the API refused the request (its problem document is printed) or
+did not answer; 4 ``--wait`` ran out of time; 2 a usage error.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any, Optional
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -229,6 +230,10 @@ class _client:
 
     def __exit__(self, kind, error, traceback) -> bool:
         self.client.close()
+        if isinstance(error, httpx.TransportError):
+            console.print(f"[red]no API answers at {self.client.base_url}[/] ({type(error).__name__}). "
+                          "Start the stack with `make run`, or set JOBLEDGER_URL.", highlight=False)
+            raise typer.Exit(EXIT_REFUSED)
         if isinstance(error, ApiError):
             console.print(f"[red]{error.status} {error.title}[/]: {error.detail or ''}", highlight=False)
             for item in error.errors:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,29 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 register_job_commands(app)
+
+
+def _reaching_out(command):
+    """For a command that talks to the broker or the database: when neither
+    answers, one line that says which and how to start it, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+        from pymongo.errors import ServerSelectionTimeoutError
+
+        settings = ConnectionSettings()
+        try:
+            return command(*args, **kwargs)
+        except (KafkaConnectionError, KafkaTimeoutError) as error:
+            console.print(f"[red]no broker answers at {settings.kafka_bootstrap}[/] ({type(error).__name__}). "
+                          "Start the stack with `make run`, or set JOBLEDGER_KAFKA_BOOTSTRAP.", highlight=False)
+        except ServerSelectionTimeoutError as error:
+            console.print(f"[red]no database answers at {settings.mongo_url}[/] ({type(error).__name__}). "
+                          "Start the stack with `make run`, or set JOBLEDGER_MONGO_URL.", highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper
 
 
 @app.callback()
@@ -104,6 +128,7 @@ async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:
 
 
 @app.command()
+@_reaching_out
 def topics(
     partitions: Optional[int] = typer.Option(None, help="Partitions of each topic (default: JOBLEDGER_PARTITIONS or 8)."),
 ) -> None:
@@ -120,6 +145,7 @@ async def _create_topics(settings: ConnectionSettings) -> list[str]:
 
 
 @app.command()
+@_reaching_out
 def drain(
     timeout: float = typer.Option(60.0, help="Seconds to wait before giving up (exit 1)."),
     read_model: bool = typer.Option(
@@ -142,6 +168,7 @@ def drain(
 
 
 @app.command()
+@_reaching_out
 def replay(
     swap: bool = typer.Option(False, "--swap", help="Put the rebuilt read models in place of the live ones."),
     keep: bool = typer.Option(False, "--keep", help="Keep the rebuilt collections (*_replay) to inspect them."),
@@ -213,6 +240,7 @@ app.add_typer(audit, name="audit")
 
 
 @audit.command("verify")
+@_reaching_out
 def audit_verify(
     job: Optional[str] = typer.Option(None, "--job", help="Check only this job's chain."),
     file: Optional[Path] = typer.Option(
@@ -259,6 +287,7 @@ def audit_verify(
 
 
 @audit.command("export")
+@_reaching_out
 def audit_export(
     job: Optional[str] = typer.Option(None, "--job", help="Only this job's events."),
     since: Optional[datetime] = typer.Option(None, "--since", help="Only events at or after this time (UTC if no zone)."),

@@ -128,8 +128,8 @@ async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, .
     minus committed, summed over partitions; a partition never committed counts whole)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = make_consumer(settings)
-    await asyncio.gather(admin.start(), consumer.start())
     try:
+        await asyncio.gather(admin.start(), consumer.start())
         wanted = {topic for names in groups.values() for topic in names}
         ends: dict[TopicPartition, int] = {}
         for topic in wanted:

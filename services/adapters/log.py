@@ -85,8 +85,8 @@ async def read_to_end(
     if not starts:
         return
     consumer = make_consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, partition) for partition in starts]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -189,8 +189,8 @@ async def log_entries(
     nothing more. Where each partition was read up to goes into ``ends_out``,
     to read on from there later."""
     consumer = make_consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = await topic_partitions(settings, topic)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)

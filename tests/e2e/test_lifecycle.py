@@ -281,12 +281,13 @@ async def test_the_stream_resumes_after_last_event_id(api):
 # --- queries ------------------------------------------------------------------------------
 
 
-async def test_jobs_are_filtered_by_label_and_paged_with_a_cursor(api):
+async def test_jobs_are_filtered_by_label_and_paged_with_a_cursor(api, stack):
     batch = uuid.uuid4().hex
     ids = [await post_job(api, "noop", labels={"batch": batch}, priority="low") for _ in range(5)]
     await post_job(api, "noop", labels={"batch": "other"})
     for job_id in ids:
         await wait_for_job(api, job_id)
+    await drained(stack)  # listings are the read model's
 
     seen, cursor, pages = [], None, 0
     while True:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from schemas.options import JobOptions
+from schemas.pipelines import PipelineStep
 from schemas.values import Moment, storable
 
 
@@ -32,6 +33,9 @@ class SubmitJob(Command):
     options: JobOptions = Field(default_factory=JobOptions)
     idempotency_key: str | None = Field(None, max_length=255)
     request_hash: str | None = Field(None, description="digest of the request, to tell a replay from a misuse of a key")
+    steps: tuple[PipelineStep, ...] | None = Field(
+        None, description="job_type pipeline: its steps in plan order, prerequisites added, each with its payload"
+    )
 
     _storable_payload = field_validator("payload")(storable)
 
@@ -41,6 +45,7 @@ class AttemptCommand(Command):
 
     attempt: int = Field(ge=1)
     runner_id: str
+    step: str | None = Field(None, description="a pipeline's step the attempt belongs to")
 
 
 class StartJob(AttemptCommand):
@@ -104,9 +109,11 @@ class RefuseSlot(Command):
 
 
 class WakeJob(Command):
-    """Timer: a PENDING job's start time (``run_at`` or backoff) has come."""
+    """Timer: a PENDING job's start time (``run_at`` or backoff) has come —
+    or, with ``step``, a pipeline step's backoff."""
 
     type: Literal["WakeJob"] = "WakeJob"
+    step: str | None = None
 
 
 class ExpiryReason(StrEnum):
@@ -130,6 +137,7 @@ class ExpireAttempt(Command):
     type: Literal["ExpireAttempt"] = "ExpireAttempt"
     attempt: int = Field(ge=1)
     reason: ExpiryReason
+    step: str | None = Field(None, description="a pipeline's step whose attempt ran out of time")
 
 
 AnyCommand = Annotated[

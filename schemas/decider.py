@@ -70,8 +70,12 @@ from schemas.events import (
     JobSubmittedData,
     JobSucceeded,
     JobSucceededData,
+    PipelineStarted,
+    PipelineStartedData,
 )
+from schemas.fold import fold
 from schemas.job import Job, JobStatus, timeout_error
+from schemas.pipeline_rules import STEP_RULES, advance, pipeline_submitted, pipeline_wake
 from schemas.options import retry_at
 from schemas.values import later
 
@@ -89,13 +93,28 @@ def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
     if isinstance(command, SubmitJob):
         if job is not None:
             raise JobAlreadyExists(command.job_id, f"job {command.job_id} already exists")
-        return _emit(command, None, *_submitted(command))
+        if command.steps is None:
+            return _emit(command, None, *_submitted(command))
+        return _advanced(command, None, pipeline_submitted(command))
     if job is None:
         raise JobNotFound(command.job_id, f"job {command.job_id} does not exist")
-    rule = _RULES.get(type(command))
-    if rule is None:
-        raise TypeError(f"unknown command {type(command).__name__}")
-    return _emit(command, job, *rule(command, job))
+    if not job.is_pipeline:
+        rule = _RULES.get(type(command))
+        if rule is None:
+            raise TypeError(f"unknown command {type(command).__name__}")
+        if getattr(command, "step", None) is not None:
+            raise InvalidTransition(job.job_id, f"job {job.job_id} is no pipeline: it has no steps")
+        return _emit(command, job, *rule(command, job))
+    name = getattr(command, "step", None)
+    if name is None:
+        rule = _PIPELINE_RULES.get(type(command))
+        if rule is None:
+            raise InvalidTransition(job.job_id, f"{command.type} must name a step of pipeline {job.job_id}")
+        return _advanced(command, job, rule(command, job))
+    step = job.step(name)
+    if step is None:
+        raise InvalidTransition(job.job_id, f"pipeline {job.job_id} has no step {name!r}")
+    return _advanced(command, job, STEP_RULES[type(command)](command, job, step))
 
 
 def _submitted(command: SubmitJob) -> list[Emitted]:
@@ -230,15 +249,35 @@ def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
 
 
 def _retry(command: RetryJob, job: Job) -> list[Emitted]:
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED):
-        raise InvalidTransition(
-            job.job_id, f"only a FAILED, CANCELLED or REJECTED job can be retried; job {job.job_id} is {job.status}"
-        )
-    attempt = job.attempt + 1
+    attempt = _retry_allowed(job)
     return [
         (JobRetried, JobRetriedData(attempt=attempt)),
         _next_attempt(job.job_id, job.job_type, job.payload, job.options, attempt, holds_slot=False),
     ]
+
+
+# --- pipelines: the whole-pipeline commands here, the step rules in schemas.pipeline_rules
+
+
+def _pipeline_retry(command: RetryJob, job: Job) -> list[Emitted]:
+    retried = _retry_allowed(job)
+    return [(JobRetried, JobRetriedData(attempt=retried)), (PipelineStarted, PipelineStartedData(attempt=retried))]
+
+
+def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list[AnyEvent]:
+    """The events of ``emitted``, then what the pipeline does next from where they lead."""
+    events = _emit(command, job, *emitted)
+    after = fold(events, job)
+    return events + _emit(command, after, *advance(after), first_index=len(events))
+
+
+def _retry_allowed(job: Job) -> int:
+    """The first attempt of a retried job's fresh budget (for a pipeline: its next run)."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED):
+        raise InvalidTransition(
+            job.job_id, f"only a FAILED, CANCELLED or REJECTED job can be retried; job {job.job_id} is {job.status}"
+        )
+    return job.attempt + 1
 
 
 _RULES = {
@@ -254,6 +293,14 @@ _RULES = {
     CancelJob: _cancel,
     RetryJob: _retry,
 }
+
+_PIPELINE_RULES = {
+    WakeJob: pipeline_wake,
+    CancelJob: _cancel,
+    RetryJob: _pipeline_retry,
+}
+"""The commands about a pipeline as a whole; every other command names a step."""
+
 
 
 def _require_status(job: Job, command: Command, status: JobStatus) -> None:
@@ -281,12 +328,12 @@ def _require_lease(job: Job, command: AttemptCommand) -> None:
         )
 
 
-def _emit(command: Command, job: Job | None, *items: Emitted) -> list[AnyEvent]:
+def _emit(command: Command, job: Job | None, *items: Emitted, first_index: int = 0) -> list[AnyEvent]:
     seq = job.version if job is not None else 0
     prev_hash = job.last_hash if job is not None else GENESIS
     tenant = job.tenant if job is not None else command.tenant
     events: list[AnyEvent] = []
-    for index, (event_class, data) in enumerate(items):
+    for index, (event_class, data) in enumerate(items, start=first_index):
         seq += 1
         draft = event_class(
             event_id=str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{command.command_id}/{index}")),

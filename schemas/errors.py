@@ -38,6 +38,12 @@ class InvalidTransition(Rejection):
     code = "invalid-transition"
 
 
+class InvalidPipeline(Rejection):
+    """A pipeline's steps do not form a runnable graph (ingest answers 422 before it gets here)."""
+
+    code = "invalid-pipeline"
+
+
 class StaleAttempt(Rejection):
     """A runner reported on an attempt that is not the job's current one."""
 

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from schemas.options import JobOptions, Priority
+from schemas.pipelines import PipelineStep
 
 SOURCE = "/jobledger/processor"
 """CloudEvents ``source`` of every job event: the decider is their only writer."""
@@ -89,6 +90,9 @@ class JobSubmittedData(EventData):
     options: JobOptions = Field(default_factory=JobOptions)
     idempotency_key: str | None = None
     request_hash: str | None = None
+    steps: tuple[PipelineStep, ...] | None = Field(
+        None, description="a pipeline's steps, prerequisites added, each with its payload; none for a plain job"
+    )
 
 
 class JobQueuedData(EventData):
@@ -142,7 +146,16 @@ class JobRetryScheduledData(AttemptFailure):
 
 
 class JobFailedData(AttemptFailure):
-    """The attempt failed and it was the last one (or the error was not retryable)."""
+    """The attempt failed and it was the last one (or the error was not retryable).
+
+    A pipeline fails once a step failed for good and the steps that had
+    succeeded were compensated: ``step`` names the step, ``attempt`` is the
+    pipeline's run."""
+
+    step: str | None = None
+    compensated: bool | None = Field(
+        None, description="pipelines: true if every compensation succeeded, false if one failed, none if none was needed"
+    )
 
 
 class JobCancelRequestedData(EventData):
@@ -156,6 +169,7 @@ class JobCancelRequestedData(EventData):
 class JobCancelledData(EventData):
     attempt: int = Field(ge=0, description="the attempt that was running or queued; 0 if none had begun")
     reason: str | None = None
+    compensated: bool | None = Field(None, description="pipelines: as in JobFailed")
 
 
 class JobRejectedData(EventData):
@@ -172,13 +186,90 @@ class JobRetriedData(EventData):
     attempt: int = Field(ge=1, description="the first attempt of the fresh budget")
 
 
+class PipelineStartedData(EventData):
+    """A run of a pipeline begins (its first, or one after a retry): every step waits again."""
+
+    attempt: int = Field(ge=1, description="the pipeline's run")
+
+
+class StepData(EventData):
+    """A step event names the step and the step's attempt."""
+
+    step: str
+    attempt: int = Field(ge=1)
+
+
+class StepQueuedData(StepData):
+    """A step's attempt is ready to run — its own work, or with ``compensation``
+    its compensation's. Like JobQueued it carries the work, so runners need no lookup."""
+
+    job_type: str
+    payload: dict[str, Any]
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="the results of the steps it depends on (a compensation: of the step it undoes), by step name"
+    )
+    compensation: bool = False
+    priority: Priority = Priority.NORMAL
+    timeout_s: float | None = None
+
+
+class StepStartedData(StepData):
+    runner_id: str
+
+
+class StepProgressedData(StepData):
+    percent: float = Field(ge=0, le=100)
+    message: str | None = None
+
+
+class StepSucceededData(StepData):
+    result: Any = None
+
+
+class StepAttemptFailure(StepData):
+    error: str
+    error_type: str | None = None
+
+
+class StepRetryScheduledData(StepAttemptFailure):
+    """The step's attempt (or its compensation's) failed with attempts left."""
+
+    retry_at: AwareDatetime
+
+
+class StepFailedData(StepAttemptFailure):
+    """The step failed for good: the pipeline stops starting steps and compensates."""
+
+
+class StepCancelledData(StepData):
+    """The step was running when the pipeline was cancelled, and stopped (or ran out of grace)."""
+
+
+class StepSkippedData(EventData):
+    """The step never ran (or never ran again): the pipeline failed or was cancelled first."""
+
+    step: str
+
+
+class StepCompensatedData(StepData):
+    """The step's compensation succeeded: what the step did is undone."""
+
+    result: Any = None
+
+
+class StepCompensationFailedData(StepAttemptFailure):
+    """The step's compensation failed on its last attempt. Recorded, surfaced on the
+    job (``compensated: false``), and the remaining compensations still run."""
+
+
 class JobSubmitted(Event):
-    """Version 2 added ``options``, ``idempotency_key`` and ``request_hash``."""
+    """Version 2 added ``options``, ``idempotency_key`` and ``request_hash``;
+    version 3 ``steps``."""
 
     type: Literal["jobledger.job.submitted"] = "jobledger.job.submitted"
     data: JobSubmittedData
 
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
 
 class JobQueued(Event):
@@ -212,8 +303,12 @@ class JobRetryScheduled(Event):
 
 
 class JobFailed(Event):
+    """Version 2 added ``step`` and ``compensated``."""
+
     type: Literal["jobledger.job.failed"] = "jobledger.job.failed"
     data: JobFailedData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class JobCancelRequested(Event):
@@ -222,8 +317,12 @@ class JobCancelRequested(Event):
 
 
 class JobCancelled(Event):
+    """Version 2 added ``compensated``."""
+
     type: Literal["jobledger.job.cancelled"] = "jobledger.job.cancelled"
     data: JobCancelledData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class JobRetried(Event):
@@ -234,6 +333,61 @@ class JobRetried(Event):
 class JobRejected(Event):
     type: Literal["jobledger.job.rejected"] = "jobledger.job.rejected"
     data: JobRejectedData
+
+
+class PipelineStarted(Event):
+    type: Literal["jobledger.pipeline.started"] = "jobledger.pipeline.started"
+    data: PipelineStartedData
+
+
+class StepQueued(Event):
+    type: Literal["jobledger.step.queued"] = "jobledger.step.queued"
+    data: StepQueuedData
+
+
+class StepStarted(Event):
+    type: Literal["jobledger.step.started"] = "jobledger.step.started"
+    data: StepStartedData
+
+
+class StepProgressed(Event):
+    type: Literal["jobledger.step.progressed"] = "jobledger.step.progressed"
+    data: StepProgressedData
+
+
+class StepSucceeded(Event):
+    type: Literal["jobledger.step.succeeded"] = "jobledger.step.succeeded"
+    data: StepSucceededData
+
+
+class StepRetryScheduled(Event):
+    type: Literal["jobledger.step.retry_scheduled"] = "jobledger.step.retry_scheduled"
+    data: StepRetryScheduledData
+
+
+class StepFailed(Event):
+    type: Literal["jobledger.step.failed"] = "jobledger.step.failed"
+    data: StepFailedData
+
+
+class StepCancelled(Event):
+    type: Literal["jobledger.step.cancelled"] = "jobledger.step.cancelled"
+    data: StepCancelledData
+
+
+class StepSkipped(Event):
+    type: Literal["jobledger.step.skipped"] = "jobledger.step.skipped"
+    data: StepSkippedData
+
+
+class StepCompensated(Event):
+    type: Literal["jobledger.step.compensated"] = "jobledger.step.compensated"
+    data: StepCompensatedData
+
+
+class StepCompensationFailed(Event):
+    type: Literal["jobledger.step.compensation_failed"] = "jobledger.step.compensation_failed"
+    data: StepCompensationFailedData
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -249,10 +403,34 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobCancelled,
     JobRetried,
     JobRejected,
+    PipelineStarted,
+    StepQueued,
+    StepStarted,
+    StepProgressed,
+    StepSucceeded,
+    StepRetryScheduled,
+    StepFailed,
+    StepCancelled,
+    StepSkipped,
+    StepCompensated,
+    StepCompensationFailed,
 )
 
-ATTEMPT_ENDED: tuple[type[Event], ...] = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled)
-"""The events that end a job's current attempt: after one, no report of that attempt counts."""
+ATTEMPT_ENDED: tuple[type[Event], ...] = (
+    JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled,
+    StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepSkipped, StepCompensated, StepCompensationFailed,
+)
+"""The events that end a job's (or, with ``data.step``, a step's) current attempt:
+after one, no report of that attempt counts."""
+
+STEP_EVENTS: tuple[type[Event], ...] = (
+    StepQueued, StepStarted, StepProgressed, StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepSkipped,
+    StepCompensated, StepCompensationFailed,
+)
+"""The events about one step of a pipeline (``data.step`` names it)."""
+
+QUEUED: tuple[type[Event], ...] = (JobQueued, StepQueued)
+"""The events that hand an attempt to the runners."""
 
 AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]
 """Any job event, told apart by ``type``: the classes of ``EVENT_TYPES``, listed once."""
@@ -278,8 +456,21 @@ def _submitted_v1_to_v2(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "schemaversion": 2, "data": data}
 
 
+def _adding(version: int, **defaults: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An upcaster to ``version`` for a version that only added fields: older
+    records get them with the value that means what the older form meant."""
+
+    def lift(event: dict[str, Any]) -> dict[str, Any]:
+        return {**event, "schemaversion": version, "data": {**defaults, **event["data"]}}
+
+    return lift
+
+
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("jobledger.job.submitted", 1): _submitted_v1_to_v2,
+    ("jobledger.job.submitted", 2): _adding(3, steps=None),
+    ("jobledger.job.failed", 1): _adding(2, step=None, compensated=None),
+    ("jobledger.job.cancelled", 1): _adding(2, compensated=None),
 }
 """(type, version) → function lifting a recorded event one version up. Old
 records are upcast when read; the log keeps them as they were written."""

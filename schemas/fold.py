@@ -24,8 +24,22 @@ from schemas.events import (
     JobStarted,
     JobSubmitted,
     JobSucceeded,
+    PipelineStarted,
+    STEP_EVENTS,
+    StepCancelled,
+    StepCompensated,
+    StepCompensationFailed,
+    StepData,
+    StepFailed,
+    StepProgressed,
+    StepQueued,
+    StepRetryScheduled,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
 )
-from schemas.job import AttemptError, Job, JobStatus
+from schemas.pipelines import PipelineStep
+from schemas.job import AttemptError, Job, JobStatus, Step, StepStatus
 
 
 def evolve(job: Job | None, event: AnyEvent) -> Job:
@@ -47,11 +61,14 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
             created_at=event.occurred_at,
             updated_at=event.occurred_at,
             recent_commands=(event.causation_id,),
+            steps=tuple(Step(**step.model_dump()) for step in data.steps or ()),
         )
     if job is None:
         raise SequenceGap(event.job_id, 1, event.seq)
     update = job.touched(event.occurred_at, event.seq, event.hash, event.causation_id)
     at = event.occurred_at
+    if isinstance(event, STEP_EVENTS):
+        return job.model_copy(update=update | _step_evolved(job, event, at))
     ended = {"finished_at": at, "holds_slot": False, "awaiting_slot": False}
     if isinstance(event, JobSlotRequested):
         update.update(due_at=None, awaiting_slot=True)
@@ -75,12 +92,22 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
             error=event.data.error,
             error_type=event.data.error_type,
             errors=_with_error(job, event, at),
+            failed_step=event.data.step,
+            compensated=event.data.compensated,
             **ended,
         )
     elif isinstance(event, JobCancelRequested):
         update.update(cancel_requested_at=at, cancel_deadline=event.data.deadline, cancel_reason=event.data.reason)
     elif isinstance(event, JobCancelled):
-        update.update(status=JobStatus.CANCELLED, due_at=None, cancel_reason=event.data.reason, **ended)
+        update.update(
+            status=JobStatus.CANCELLED, due_at=None, cancel_reason=event.data.reason, compensated=event.data.compensated, **ended
+        )
+    elif isinstance(event, PipelineStarted):
+        update.update(
+            status=JobStatus.RUNNING, attempt=event.data.attempt, due_at=None, started_at=at, progress=0.0,
+            progress_message=None, completed_steps=(), failed_step=None, compensated=None,
+            steps=tuple(_step_reset(step) for step in job.steps),
+        )
     elif isinstance(event, JobRejected):
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobRetried):
@@ -91,6 +118,75 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
     else:
         raise TypeError(f"unknown event {type(event).__name__}")
     return job.model_copy(update=update)
+
+
+def _step_reset(step: Step) -> Step:
+    """A step as a new run of its pipeline finds it: waiting, its attempts numbering on."""
+    plan = step.model_dump(include=set(PipelineStep.model_fields))
+    return Step(**plan, attempt=step.attempt, budget_start=step.attempt + 1)
+
+
+def _step_evolved(job: Job, event, at) -> dict:
+    """The job fields a step event changes: the step's own, and what the job derives from its steps."""
+    data = event.data
+    name = data.step
+    step = job.step(name)
+    if step is None:
+        raise ValueError(f"job {job.job_id} has no step {name!r}")
+    derived: dict = {}
+    if isinstance(event, StepQueued):
+        phase = "compensate" if data.compensation else "run"
+        change = dict(
+            status=StepStatus.QUEUED, attempt=data.attempt, phase=phase, due_at=None, runner_id=None, queued_at=at,
+            started_at=None, progress=None if phase == "run" else step.progress, progress_message=None,
+        )
+        if phase != step.phase:
+            change.update(budget_start=data.attempt)
+    elif isinstance(event, StepStarted):
+        change = dict(status=StepStatus.RUNNING, runner_id=data.runner_id, started_at=at)
+    elif isinstance(event, StepProgressed):
+        change = dict(progress=data.percent, progress_message=data.message)
+    elif isinstance(event, StepSucceeded):
+        change = dict(status=StepStatus.SUCCEEDED, result=data.result, progress=100.0, finished_at=at)
+        derived["completed_steps"] = job.completed_steps + (name,)
+    elif isinstance(event, StepRetryScheduled):
+        change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_step_error(step, data, at))
+    elif isinstance(event, StepFailed):
+        change = dict(
+            status=StepStatus.FAILED, error=data.error, error_type=data.error_type,
+            errors=_with_step_error(step, data, at), finished_at=at,
+        )
+        derived["failed_step"] = name
+    elif isinstance(event, StepCancelled):
+        change = dict(status=StepStatus.CANCELLED, finished_at=at)
+    elif isinstance(event, StepSkipped):
+        change = dict(status=StepStatus.SKIPPED, due_at=None)
+    elif isinstance(event, StepCompensated):
+        change = dict(status=StepStatus.COMPENSATED, compensation_result=data.result, finished_at=at)
+    elif isinstance(event, StepCompensationFailed):
+        change = dict(
+            status=StepStatus.COMPENSATION_FAILED, error=data.error, error_type=data.error_type,
+            errors=_with_step_error(step, data, at), finished_at=at,
+        )
+    else:
+        raise TypeError(f"unknown step event {type(event).__name__}")
+    steps = job.with_step(name, **change)
+    return {"steps": steps, "progress": pipeline_progress(steps), **derived}
+
+
+def pipeline_progress(steps: tuple[Step, ...]) -> float:
+    """A pipeline's percent: its steps' run phases, each counting equally."""
+    done = 0.0
+    for step in steps:
+        if step.status in (StepStatus.SUCCEEDED, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED):
+            done += 100.0
+        elif step.phase == "run" and step.status is StepStatus.RUNNING:
+            done += step.progress or 0.0
+    return round(done / len(steps), 1)
+
+
+def _with_step_error(step: Step, data: StepData, at) -> tuple[AttemptError, ...]:
+    return step.errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
 
 
 def _with_error(job: Job, event: JobRetryScheduled | JobFailed, at) -> tuple[AttemptError, ...]:

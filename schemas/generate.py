@@ -152,18 +152,27 @@ def contract_files() -> dict[str, str]:
     return rendered
 
 
+def _superseded(path: str) -> bool:
+    """The schema of an older version of an event type: kept as it was written,
+    for consumers still reading records of that version."""
+    current = {event_type_name(cls): cls.SCHEMA_VERSION for cls in EVENT_TYPES}
+    name, dot, version = path.removeprefix("json/events/").removesuffix(".json").rpartition(".v")
+    return path.startswith("json/events/") and bool(dot) and version.isdigit() and int(version) < current.get(name, 0)
+
+
 def stale(root: Path = HERE) -> list[str]:
     """Generated files that are missing, differ, or should no longer exist."""
     wanted = contract_files()
     found = {str(path.relative_to(root)) for path in (root / "json").rglob("*.json")}
     differing = [path for path, text in wanted.items() if not (root / path).exists() or (root / path).read_text() != text]
-    return sorted(differing + [path for path in found - wanted.keys()])
+    return sorted(differing + [path for path in found - wanted.keys() if not _superseded(path)])
 
 
 def write(root: Path = HERE) -> list[str]:
     wanted = contract_files()
     for path in (root / "json").rglob("*.json"):
-        if str(path.relative_to(root)) not in wanted:
+        relative = str(path.relative_to(root))
+        if relative not in wanted and not _superseded(relative):
             path.unlink()
     for path, text in wanted.items():
         target = root / path

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.chain import GENESIS
 from schemas.options import JobOptions
+from schemas.pipelines import PipelineStep
 
 
 class JobStatus(StrEnum):
@@ -50,6 +51,62 @@ class AttemptError(BaseModel):
     at: AwareDatetime
 
 
+class StepStatus(StrEnum):
+    WAITING = "WAITING"
+    """Its dependencies have not all succeeded yet."""
+    PENDING = "PENDING"
+    """Between attempts, waiting out the backoff."""
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    """Failed for good: the pipeline compensates what succeeded and fails."""
+    CANCELLED = "CANCELLED"
+    """It was running when the pipeline was cancelled."""
+    SKIPPED = "SKIPPED"
+    """Never ran: the pipeline failed or was cancelled first."""
+    COMPENSATED = "COMPENSATED"
+    """It had succeeded; its compensation undid it."""
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    """It had succeeded; its compensation failed on every attempt."""
+
+
+STEP_ACTIVE = frozenset({StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING})
+"""A step in one of these has an attempt under way (or about to be)."""
+
+
+class Step(PipelineStep):
+    """One step of a pipeline job, as of the job's ``version``: its plan and how far it got.
+
+    ``phase`` is ``compensate`` once its compensation began; attempts number on
+    through both phases, so ``(job, step, attempt)`` names one attempt.
+    """
+
+    status: StepStatus = StepStatus.WAITING
+    phase: Literal["run", "compensate"] = "run"
+    attempt: int = Field(0, description="the current (or last) attempt; 0 before the first")
+    budget_start: int = Field(1, description="first attempt of the current phase")
+    runner_id: str | None = None
+    due_at: AwareDatetime | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    errors: tuple[AttemptError, ...] = ()
+    compensation_result: Any = None
+    queued_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+
+    @property
+    def max_phase_attempts(self) -> int | None:
+        """The attempts this phase allows (``None``: the pipeline's ``max_attempts``)."""
+        if self.phase == "compensate":
+            return self.compensate.max_attempts
+        return self.max_attempts
+
+
 class Job(BaseModel):
     """One job as of its ``version``-th event. Immutable: ``evolve`` returns a new one."""
 
@@ -85,6 +142,23 @@ class Job(BaseModel):
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
     recent_commands: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = Field((), description="a pipeline's steps in plan order; none for a plain job")
+    completed_steps: tuple[str, ...] = Field((), description="a pipeline's succeeded steps, in the order they succeeded")
+    failed_step: str | None = Field(None, description="the step whose failure failed the pipeline")
+    compensated: bool | None = Field(
+        None, description="a pipeline that ended early: true when every compensation succeeded, false when one failed; none when nothing needed undoing"
+    )
+
+    @property
+    def is_pipeline(self) -> bool:
+        return bool(self.steps)
+
+    def step(self, name: str) -> Step | None:
+        return next((step for step in self.steps if step.name == name), None)
+
+    def with_step(self, name: str, **changes: Any) -> tuple[Step, ...]:
+        """The steps with ``name``'s fields changed."""
+        return tuple(step.model_copy(update=changes) if step.name == name else step for step in self.steps)
 
     @property
     def attempts_left(self) -> int:

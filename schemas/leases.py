@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from schemas.commands import ExpireAttempt, ExpiryReason, Heartbeat, ReportProgress
 from schemas.errors import NotDue
-from schemas.job import Job, JobStatus
-from schemas.timers import next_deadline
+from schemas.job import Job
+from schemas.timers import next_deadline, running_units
 
 RENEWS_LEASE = (Heartbeat, ReportProgress)
 """The commands that show a runner is alive: each renews its attempt's lease."""
@@ -33,23 +33,27 @@ class Deadlines:
     def __init__(self, lease_s: float) -> None:
         self.lease = timedelta(seconds=lease_s)
         self._heap: list[tuple[datetime, str]] = []
-        self._leases: dict[str, datetime] = {}
+        self._leases: dict[str, dict[str | None, datetime]] = {}
+        """job id → step (``None``: a plain job) → when its running attempt's lease ends"""
 
     def track(self, job: Job, now: datetime) -> None:
-        if job.status is JobStatus.RUNNING:
-            self._leases.setdefault(job.job_id, now + self.lease)
-        else:
-            self._leases.pop(job.job_id, None)
-        when = next_deadline(job, self._leases.get(job.job_id))
+        held = self._leases.pop(job.job_id, {})
+        leases = {unit: held.get(unit, now + self.lease) for unit in running_units(job)}
+        if leases:
+            self._leases[job.job_id] = leases
+        when = next_deadline(job, leases)
         if when is not None:
             heapq.heappush(self._heap, (when, job.job_id))
 
-    def renew(self, job: Job, now: datetime) -> None:
-        self._leases[job.job_id] = now + self.lease
+    def renew(self, job: Job, now: datetime, step: str | None = None) -> None:
+        self._leases.setdefault(job.job_id, {})[step] = now + self.lease
         self.track(job, now)
 
-    def lease_of(self, job_id: str) -> datetime | None:
-        return self._leases.get(job_id)
+    def lease_of(self, job_id: str, step: str | None = None) -> datetime | None:
+        return self._leases.get(job_id, {}).get(step)
+
+    def leases(self, job_id: str) -> dict[str | None, datetime]:
+        return self._leases.get(job_id, {})
 
     def forget(self, job_id: str) -> None:
         self._leases.pop(job_id, None)
@@ -69,6 +73,6 @@ def require_lease_ended(command, deadlines: Deadlines) -> None:
     it in the partition (a backlog delays both) may have renewed the lease since
     the timer sent it."""
     if isinstance(command, ExpireAttempt) and command.reason is ExpiryReason.LOST:
-        lease = deadlines.lease_of(command.job_id)
+        lease = deadlines.lease_of(command.job_id, command.step)
         if lease is not None and lease > command.issued_at:
             raise NotDue(command.job_id, f"the lease of job {command.job_id} was renewed after the expiry was sent")

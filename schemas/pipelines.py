@@ -9,8 +9,9 @@ dependency present, no cycle — and orders it: :attr:`Plan.waves` are the
 steps that may run side by side. A refusal is a :class:`PlanError` naming the
 step (and, for a cycle, the cycle) so the API can answer 422 with it.
 
-This is the planning part of issue 15; the decider rules and events that run
-a plan (``StepQueued``, ``StepSucceeded``, compensation…) build on it.
+The plan travels in the job's ``JobSubmitted`` event; the job decider runs it
+(:mod:`schemas.decider`), and :class:`Step` is how far each step got, folded
+from the step events (:mod:`schemas.fold`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import JobledgerError
 
+PIPELINE = "pipeline"
+"""The job type of a pipeline job: its work is its steps."""
+
 
 class Compensation(BaseModel):
     """What undoes a step once a later one has failed for good."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200, description="the job type that undoes the step")
     payload: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = Field(3, ge=1, le=100, description="a failing compensation is retried up to this many attempts")
 
 
 class PipelineStep(BaseModel):
@@ -38,9 +43,11 @@ class PipelineStep(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$", description="unique in the pipeline")
     type: str = Field(min_length=1, max_length=200, description="the job type the step runs")
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] | None = Field(None, description="the step's input; none: the pipeline's payload")
     depends_on: tuple[str, ...] = Field((), description="names of the steps that must succeed first")
-    compensate: Compensation | None = None
+    compensate: Compensation | None = Field(None, description="the job that undoes this step if a later one fails for good")
+    max_attempts: int | None = Field(None, ge=1, le=100, description="none: the pipeline's max_attempts")
+    timeout_s: float | None = Field(None, gt=0, le=86_400 * 7, description="per attempt; none: the pipeline's timeout_s")
 
 
 class PipelineSpec(BaseModel):

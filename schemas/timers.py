@@ -13,10 +13,11 @@ the decider drops as already applied.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 from schemas.commands import Command, ExpireAttempt, ExpiryReason, WakeJob
-from schemas.job import Job, JobStatus
+from schemas.job import Job, JobStatus, StepStatus
 from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
@@ -24,42 +25,82 @@ WAKE = "wake"
 """The deadline of a PENDING job: its ``run_at`` or its backoff has passed."""
 
 
-def deadlines(job: Job, lease_expires_at: datetime | None = None) -> list[tuple[datetime, str]]:
-    """``(when, reason)`` for every deadline of ``job``. ``lease_expires_at`` is
-    when the runner's lease ends; the processor tracks heartbeats, not the log."""
+Leases = Mapping[str | None, datetime]
+"""When each running attempt's lease ends, by step (``None``: a plain job's attempt)."""
+
+
+def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[datetime, str, str | None]]:
+    """``(when, reason, step)`` for every deadline of ``job``. Leases (when each
+    runner's lease ends) come from the processor, which tracks heartbeats, not the log."""
+    if isinstance(leases, datetime):
+        leases = {None: leases}
+    leases = leases or {}
+    if job.is_pipeline:
+        return _pipeline_deadlines(job, leases)
     if job.status is JobStatus.PENDING and job.due_at is not None:
-        return [(job.due_at, WAKE)]
+        return [(job.due_at, WAKE, None)]
+    if job.status is not JobStatus.RUNNING:
+        return []
+    return _attempt_deadlines(job.options.timeout_s, job.started_at, job.cancel_deadline, leases.get(None), None)
+
+
+def _pipeline_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, str | None]]:
+    if job.status is JobStatus.PENDING and job.due_at is not None:
+        return [(job.due_at, WAKE, None)]
     if job.status is not JobStatus.RUNNING:
         return []
     found = []
-    if job.options.timeout_s is not None and job.started_at is not None:
-        found.append((later(job.started_at, job.options.timeout_s), ExpiryReason.TIMEOUT))
-    if job.cancel_deadline is not None:
-        found.append((job.cancel_deadline, ExpiryReason.CANCELLED))
-    if lease_expires_at is not None:
-        found.append((lease_expires_at, ExpiryReason.LOST))
+    for step in job.steps:
+        if step.status is StepStatus.PENDING and step.due_at is not None:
+            found.append((step.due_at, WAKE, step.name))
+        elif step.status is StepStatus.RUNNING:
+            timeout_s = step.timeout_s if step.phase == "run" and step.timeout_s is not None else job.options.timeout_s
+            cancel = job.cancel_deadline if step.phase == "run" else None
+            found += _attempt_deadlines(timeout_s, step.started_at, cancel, leases.get(step.name), step.name)
     return found
 
 
-def next_deadline(job: Job, lease_expires_at: datetime | None = None) -> datetime | None:
-    found = deadlines(job, lease_expires_at)
-    return min(when for when, _ in found) if found else None
+def _attempt_deadlines(timeout_s, started_at, cancel_deadline, lease, step) -> list[tuple[datetime, str, str | None]]:
+    found = []
+    if timeout_s is not None and started_at is not None:
+        found.append((later(started_at, timeout_s), ExpiryReason.TIMEOUT, step))
+    if cancel_deadline is not None:
+        found.append((cancel_deadline, ExpiryReason.CANCELLED, step))
+    if lease is not None:
+        found.append((lease, ExpiryReason.LOST, step))
+    return found
 
 
-def due_commands(job: Job, now: datetime, lease_expires_at: datetime | None = None) -> list[Command]:
+def running_units(job: Job) -> list[str | None]:
+    """What holds a lease: the running steps of a pipeline, or ``[None]`` for a running plain job."""
+    if job.status is not JobStatus.RUNNING:
+        return []
+    if job.is_pipeline:
+        return [step.name for step in job.steps if step.status is StepStatus.RUNNING]
+    return [None]
+
+
+def next_deadline(job: Job, leases: Leases | datetime | None = None) -> datetime | None:
+    found = deadlines(job, leases)
+    return min(when for when, _, _ in found) if found else None
+
+
+def due_commands(job: Job, now: datetime, lease_expires_at: Leases | datetime | None = None) -> list[Command]:
     """The commands whose deadlines passed by ``now``, earliest first."""
     commands: list[Command] = []
-    for when, reason in sorted(deadlines(job, lease_expires_at)):
+    for when, reason, step in sorted(deadlines(job, lease_expires_at), key=lambda found: found[0]):
         if when > now:
             break
+        unit = reason if step is None else f"{step}/{reason}"
         common = dict(
-            command_id=str(uuid.uuid5(_TIMER_NAMESPACE, f"{job.job_id}/{job.version}/{reason}")),
+            command_id=str(uuid.uuid5(_TIMER_NAMESPACE, f"{job.job_id}/{job.version}/{unit}")),
             job_id=job.job_id,
             tenant=job.tenant,
             issued_at=now,
         )
         if reason == WAKE:
-            commands.append(WakeJob(**common))
+            commands.append(WakeJob(step=step, **common))
         else:
-            commands.append(ExpireAttempt(attempt=job.attempt, reason=reason, **common))
+            attempt = job.attempt if step is None else job.step(step).attempt
+            commands.append(ExpireAttempt(attempt=attempt, reason=reason, step=step, **common))
     return commands

@@ -192,7 +192,7 @@ class Decider(mode.Service):
             return
         if not decided:
             if isinstance(command, RENEWS_LEASE):
-                self.deadlines.renew(job, _now())
+                self.deadlines.renew(job, _now(), command.step)
             return
         # Slot messages first, acknowledged: if we crash before the events are in the
         # log, the command is decided again and sends them again (they are idempotent);
@@ -208,7 +208,7 @@ class Decider(mode.Service):
         self._send(delivery)
         self.jobs.put(record.partition, after)
         if isinstance(command, RENEWS_LEASE):
-            self.deadlines.renew(after, _now())
+            self.deadlines.renew(after, _now(), command.step)
         else:
             self.deadlines.track(after, _now())
 
@@ -232,7 +232,7 @@ class Decider(mode.Service):
                 if job is None:
                     continue
                 try:
-                    due = due_commands(job, now, self.deadlines.lease_of(job_id))
+                    due = due_commands(job, now, self.deadlines.leases(job_id))
                 except Exception:  # one job's deadline must not stop the others'
                     log.exception("deadline of a job could not be turned into a command", job_id=job_id)
                     continue

@@ -17,7 +17,8 @@ def test_every_event_type_has_a_versioned_schema_and_an_asyncapi_message():
     files = contract_files()
 
     events = [path for path in files if path.startswith("json/events/")]
-    assert "json/events/jobledger.job.submitted.v2.json" in events
+    assert "json/events/jobledger.job.submitted.v3.json" in events
+    assert (HERE / "json/events/jobledger.job.submitted.v2.json").exists(), "a superseded version's schema stays published"
     schema = json.loads(files["json/events/jobledger.job.queued.v1.json"])
     assert {"id", "subject", "seq", "prevhash", "hash", "schemaversion"} <= set(schema["properties"])
     assert (HERE / "asyncapi.yaml").read_text().startswith("asyncapi: 3.0.0")

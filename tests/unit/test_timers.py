@@ -34,7 +34,7 @@ def test_a_running_job_has_its_timeout_its_lease_and_its_cancel_grace():
     )
     lease = at(12)
 
-    assert sorted(reason for _, reason in deadlines(job, lease)) == ["cancelled", "lost", "timeout"]
+    assert sorted(reason for _, reason, _ in deadlines(job, lease)) == ["cancelled", "lost", "timeout"]
     assert next_deadline(job, lease) == lease
     commands = due_commands(job, at(30), lease)
     assert [c.reason for c in commands] == ["lost", "cancelled", "timeout"]
@@ -73,7 +73,7 @@ def test_a_lost_expiry_is_refused_when_a_heartbeat_renewed_the_lease_after_it_wa
     job, _ = given_history(submit(), start(issued_at=at(0)))
     leases = Deadlines(lease_s=30)
     leases.track(job, at(0))
-    [expiry] = [c for c in due_commands(job, at(30), leases.lease_of(job.job_id)) if c.reason == "lost"]
+    [expiry] = [c for c in due_commands(job, at(30), leases.leases(job.job_id)) if c.reason == "lost"]
 
     require_lease_ended(expiry, leases)  # nothing renewed it: the attempt is lost
     leases.renew(job, at(31))  # a heartbeat queued ahead of the expiry

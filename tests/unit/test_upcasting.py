@@ -26,13 +26,14 @@ V1_SUBMITTED = {
 V1_SUBMITTED["hash"] = event_hash(V1_SUBMITTED)
 
 
-def test_a_version_1_submitted_event_is_read_as_version_2_with_the_options_it_ran_with():
+def test_a_version_1_submitted_event_is_read_as_the_current_version_with_the_options_it_ran_with():
     event = parse_event(orjson.dumps(V1_SUBMITTED))
 
     assert isinstance(event, JobSubmitted)
-    assert event.schema_version == 2
+    assert event.schema_version == JobSubmitted.SCHEMA_VERSION == 3
     assert event.data.options.max_attempts == 1, "v1 jobs were never retried"
     assert event.data.idempotency_key is None
+    assert event.data.steps is None, "before v3 no job was a pipeline"
     job = fold([event])
     assert job.status is JobStatus.PENDING and job.payload == {"seconds": 1}
 
@@ -47,8 +48,18 @@ def test_an_upcast_event_keeps_its_recorded_form_so_its_hash_still_verifies():
     assert chain.broken == []
 
 
+def test_a_version_2_event_gains_only_what_version_3_added():
+    v2 = {**V1_SUBMITTED, "schemaversion": 2, "data": {**V1_SUBMITTED["data"], "options": {"max_attempts": 5}}}
+
+    event = parse_event(orjson.dumps(v2))
+
+    assert event.data.options.max_attempts == 5
+    assert event.data.steps is None
+    assert event.recorded() == v2
+
+
 def test_current_events_are_not_touched():
-    current = {**V1_SUBMITTED, "schemaversion": 2, "data": {**V1_SUBMITTED["data"], "options": {"max_attempts": 5}}}
+    current = {**V1_SUBMITTED, "schemaversion": 3, "data": {**V1_SUBMITTED["data"], "options": {"max_attempts": 5}, "steps": None}}
 
     event = parse_event(orjson.dumps(current))
 

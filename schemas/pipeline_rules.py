@@ -1,0 +1,277 @@
+"""The decider's rules for pipelines: what each command does to a step, and
+what the pipeline does next.
+
+A pipeline job runs its steps, not an attempt of its own: it is RUNNING from
+``PipelineStarted`` until every step succeeded (``JobSucceeded``) or, after a
+step failed for good or a cancel, until what had succeeded is compensated in
+reverse completion order (``JobFailed`` / ``JobCancelled`` with
+``compensated``). A step's attempts follow the rules of a job's — claim,
+lease, progress, retry with backoff, timeout — within the step. Each command
+decides its step's event; then :func:`advance` says what the pipeline does
+next from the state that event leads to (:func:`schemas.decider.decide` joins
+the two). Pure, like the rest of the decider.
+"""
+
+from __future__ import annotations
+
+from schemas.commands import (
+    AttemptCommand,
+    Command,
+    CompleteJob,
+    ExpireAttempt,
+    ExpiryReason,
+    FailJob,
+    Heartbeat,
+    ReportProgress,
+    StartJob,
+    SubmitJob,
+    WakeJob,
+)
+from schemas.errors import InvalidPipeline, InvalidTransition, NotDue, StaleAttempt
+from schemas.events import (
+    Event,
+    EventData,
+    JobCancelled,
+    JobCancelledData,
+    JobFailed,
+    JobFailedData,
+    JobSubmitted,
+    JobSubmittedData,
+    JobSucceeded,
+    JobSucceededData,
+    PipelineStarted,
+    PipelineStartedData,
+    StepCancelled,
+    StepCancelledData,
+    StepCompensated,
+    StepCompensatedData,
+    StepCompensationFailed,
+    StepCompensationFailedData,
+    StepFailed,
+    StepFailedData,
+    StepProgressed,
+    StepProgressedData,
+    StepQueued,
+    StepQueuedData,
+    StepRetryScheduled,
+    StepRetryScheduledData,
+    StepSkipped,
+    StepSkippedData,
+    StepStarted,
+    StepStartedData,
+    StepSucceeded,
+    StepSucceededData,
+)
+from schemas.job import STEP_ACTIVE, Job, JobStatus, Step, StepStatus, timeout_error
+from schemas.options import retry_at
+from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PlanError, plan
+from schemas.values import later
+
+Emitted = tuple[type[Event], EventData]
+
+
+def pipeline_submitted(command: SubmitJob) -> list[Emitted]:
+    """A pipeline job: its plan checked again (ingest checked it; a command may come from elsewhere)."""
+    try:
+        plan(PipelineSpec(steps=command.steps), Operations())
+    except PlanError as error:
+        raise InvalidPipeline(command.job_id, error.message) from None
+    nested = [step.name for step in command.steps if step.type == PIPELINE]
+    if nested:
+        raise InvalidPipeline(command.job_id, f"step {nested[0]!r} is a pipeline; pipelines do not nest")
+    submitted = JobSubmittedData(
+        job_type=command.job_type,
+        payload=command.payload,
+        options=command.options,
+        idempotency_key=command.idempotency_key,
+        request_hash=command.request_hash,
+        steps=command.steps,
+    )
+    emitted: list[Emitted] = [(JobSubmitted, submitted)]
+    if command.options.due(command.issued_at) is None:
+        emitted.append((PipelineStarted, PipelineStartedData(attempt=1)))
+    return emitted
+
+
+def pipeline_wake(command: WakeJob, job: Job) -> list[Emitted]:
+    """A pipeline submitted with ``run_at`` starts its first run."""
+    if job.status is not JobStatus.PENDING or job.due_at is None or command.issued_at < job.due_at:
+        raise NotDue(job.job_id, f"job {job.job_id} is not due")
+    return [(PipelineStarted, PipelineStartedData(attempt=job.attempt + 1))]
+
+
+def _step_start(command: StartJob, job: Job, step: Step) -> list[Emitted]:
+    _require_step(job, step, command, StepStatus.QUEUED)
+    return [(StepStarted, StepStartedData(step=step.name, attempt=command.attempt, runner_id=command.runner_id))]
+
+
+def _step_heartbeat(command: Heartbeat, job: Job, step: Step) -> list[Emitted]:
+    _require_step_lease(job, step, command)
+    return []
+
+
+def _step_progress(command: ReportProgress, job: Job, step: Step) -> list[Emitted]:
+    _require_step_lease(job, step, command)
+    if (command.percent, command.message) == (step.progress, step.progress_message):
+        return []
+    data = StepProgressedData(step=step.name, attempt=command.attempt, percent=command.percent, message=command.message)
+    return [(StepProgressed, data)]
+
+
+def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
+    _require_step_lease(job, step, command)
+    if step.phase == "compensate":
+        return [(StepCompensated, StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result))]
+    return [(StepSucceeded, StepSucceededData(step=step.name, attempt=command.attempt, result=command.result))]
+
+
+def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
+    _require_step_lease(job, step, command)
+    return _step_attempt_failed(job, step, command, command.error, command.error_type, command.retryable)
+
+
+def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
+    _require_step(job, step, command, StepStatus.RUNNING)
+    now = command.issued_at
+    if command.reason is ExpiryReason.TIMEOUT:
+        timeout_s = _step_timeout(job, step)
+        if timeout_s is None or step.started_at is None or now < later(step.started_at, timeout_s):
+            raise NotDue(job.job_id, f"attempt {step.attempt} of step {step.name!r} has not timed out")
+        return _step_attempt_failed(job, step, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
+    if command.reason is ExpiryReason.CANCELLED:
+        if step.phase == "compensate" or job.cancel_deadline is None or now < job.cancel_deadline:
+            raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not past a cancel's grace")
+        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
+    error = f"runner {step.runner_id} stopped sending heartbeats; the attempt is lost"
+    return _step_attempt_failed(job, step, command, error, ExpiryReason.LOST.value, True)
+
+
+def _step_wake(command: WakeJob, job: Job, step: Step) -> list[Emitted]:
+    _require_step(job, step, command, StepStatus.PENDING)
+    if step.due_at is None or command.issued_at < step.due_at:
+        raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not due")
+    return [_step_queued(job, step, compensation=step.phase == "compensate")]
+
+
+def _step_attempt_failed(
+    job: Job, step: Step, command: Command, error: str, error_type: str | None, retryable: bool
+) -> list[Emitted]:
+    failure = dict(step=step.name, attempt=step.attempt, error=error, error_type=error_type)
+    if step.phase == "run" and job.cancel_requested_at is not None:
+        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
+    tried = step.attempt - step.budget_start + 1
+    if retryable and tried < (step.max_phase_attempts or job.options.max_attempts):
+        when = retry_at(job.options, f"{job.job_id}/{step.name}", tried, command.issued_at)
+        return [(StepRetryScheduled, StepRetryScheduledData(**failure, retry_at=when))]
+    if step.phase == "compensate":
+        return [(StepCompensationFailed, StepCompensationFailedData(**failure))]
+    return [(StepFailed, StepFailedData(**failure))]
+
+
+def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
+    """The next attempt of ``step``: its work, or its compensation's (given the result it undoes)."""
+    if compensation:
+        job_type, payload, inputs = step.compensate.type, step.compensate.payload, {step.name: step.result}
+        timeout_s = job.options.timeout_s
+    else:
+        job_type, payload = step.type, step.payload or {}
+        inputs = {dependency: job.step(dependency).result for dependency in step.depends_on}
+        timeout_s = _step_timeout(job, step)
+    data = StepQueuedData(
+        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload, inputs=inputs,
+        compensation=compensation, priority=job.options.priority, timeout_s=timeout_s,
+    )
+    return (StepQueued, data)
+
+
+def _step_timeout(job: Job, step: Step) -> float | None:
+    if step.phase == "run" and step.timeout_s is not None:
+        return step.timeout_s
+    return job.options.timeout_s
+
+
+def advance(job: Job) -> list[Emitted]:
+    """What a RUNNING pipeline does next: queue the steps whose dependencies all
+    succeeded, or succeed; once a step failed for good or a cancel came, skip
+    what has not begun, let what runs end, then compensate the succeeded steps
+    one at a time, latest first, and end."""
+    if job.status is not JobStatus.RUNNING:
+        return []
+    steps = job.steps
+    stopping = job.cancel_requested_at is not None or any(
+        step.status in (StepStatus.FAILED, StepStatus.CANCELLED) for step in steps
+    )
+    if not stopping:
+        succeeded = {step.name for step in steps if step.status is StepStatus.SUCCEEDED}
+        if len(succeeded) == len(steps):
+            return [(JobSucceeded, JobSucceededData(attempt=job.attempt, result=_pipeline_result(job)))]
+        return [
+            _step_queued(job, step) for step in steps
+            if step.status is StepStatus.WAITING and all(dependency in succeeded for dependency in step.depends_on)
+        ]
+    unstarted = (StepStatus.WAITING, StepStatus.PENDING, StepStatus.QUEUED)
+    skipped = [step.name for step in steps if step.phase == "run" and step.status in unstarted]
+    emitted: list[Emitted] = [(StepSkipped, StepSkippedData(step=name)) for name in skipped]
+    if any(step.status in STEP_ACTIVE and step.name not in skipped for step in steps):
+        return emitted  # what runs ends first; compensations run one at a time
+    for name in reversed(job.completed_steps):
+        step = job.step(name)
+        if step.status is StepStatus.SUCCEEDED and step.compensate is not None:
+            return emitted + [_step_queued(job, step, compensation=True)]
+    return emitted + [_pipeline_ended(job)]
+
+
+def _pipeline_result(job: Job) -> dict:
+    """The results of the steps no other step depends on."""
+    needed = {dependency for step in job.steps for dependency in step.depends_on}
+    return {step.name: step.result for step in job.steps if step.name not in needed}
+
+
+def _pipeline_ended(job: Job) -> Emitted:
+    undone = [step for step in job.steps if step.status in (StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED)]
+    unfinished = [step for step in undone if step.status is StepStatus.COMPENSATION_FAILED]
+    compensated = (not unfinished) if undone else None
+    if job.cancel_requested_at is not None:
+        return (JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason, compensated=compensated))
+    failed = job.step(job.failed_step)
+    error = f"step {failed.name!r} failed: {failed.error}"
+    if unfinished:
+        error += "; " + "; ".join(f"compensation of step {step.name!r} failed: {step.error}" for step in unfinished)
+    data = JobFailedData(
+        attempt=job.attempt, error=error, error_type=failed.error_type, step=failed.name, compensated=compensated
+    )
+    return (JobFailed, data)
+
+
+def _require_step(job: Job, step: Step, command: Command, status: StepStatus) -> None:
+    if job.status is not JobStatus.RUNNING:
+        raise InvalidTransition(job.job_id, f"{command.type} needs a RUNNING pipeline; job {job.job_id} is {job.status}")
+    if step.status is not status:
+        raise InvalidTransition(
+            job.job_id, f"{command.type} needs a {status} step; step {step.name!r} of job {job.job_id} is {step.status}"
+        )
+    attempt = getattr(command, "attempt", None)
+    if attempt is not None and attempt != step.attempt:
+        raise StaleAttempt(
+            job.job_id, f"{command.type} is for attempt {attempt}; step {step.name!r} of job {job.job_id} is on attempt {step.attempt}"
+        )
+
+
+def _require_step_lease(job: Job, step: Step, command: AttemptCommand) -> None:
+    _require_step(job, step, command, StepStatus.RUNNING)
+    if command.runner_id != step.runner_id:
+        raise StaleAttempt(
+            job.job_id, f"step {step.name!r} of job {job.job_id} is held by runner {step.runner_id}, not {command.runner_id}"
+        )
+
+
+STEP_RULES = {
+    StartJob: _step_start,
+    Heartbeat: _step_heartbeat,
+    ReportProgress: _step_progress,
+    CompleteJob: _step_complete,
+    FailJob: _step_fail,
+    ExpireAttempt: _step_expire,
+    WakeJob: _step_wake,
+}
+"""The commands that name a step, and the rule for each."""

@@ -28,7 +28,12 @@ KAFKA_STAMP := $(TOOLS)/kafka-$(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.v
 $(KAFKA_STAMP): kafka/pom.xml .venv/.installed
 	$(UV) run --frozen python -m services.embedded.kafka install
 
-install: .venv/.installed $(KAFKA_STAMP) ## install everything (idempotent)
+S3_STAMP := $(TOOLS)/s3proxy-$(shell sed -n 's:.*<s3proxy.version>\(.*\)</s3proxy.version>.*:\1:p' s3/pom.xml)/.installed
+
+$(S3_STAMP): s3/pom.xml .venv/.installed
+	$(UV) run --frozen python -m services.embedded.s3 install
+
+install: .venv/.installed $(KAFKA_STAMP) $(S3_STAMP) ## install everything (idempotent)
 
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up

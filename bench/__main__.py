@@ -66,6 +66,7 @@ async def run(args: argparse.Namespace) -> dict:
         controller_port=0,
         mongo_port=0,
         api_port=0,
+        s3_port=0,
         mongo_storage="disk",
         service_env={"runner_concurrency": str(args.runner_concurrency)},
         replicas=args.replicas,

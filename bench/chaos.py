@@ -180,7 +180,7 @@ def jobledger(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess:
 async def run(args) -> dict:
     settings = StackSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-chaos-")), broker_port=0, controller_port=0, mongo_port=0,
-        api_port=0, service_env={"lease_s": str(LEASE_S)},
+        api_port=0, s3_port=0, service_env={"lease_s": str(LEASE_S)},
     )
     stack = EmbeddedStack(settings)
     say = console.log

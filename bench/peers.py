@@ -47,6 +47,7 @@ def run_jobledger(args) -> dict:
             controller_port=0,
             mongo_port=0,
             api_port=0,
+            s3_port=0,
         )
     )
     with console.status("starting jobledger (make run's stack) …"):

@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     stop_on_sigterm()
     settings = StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-restart-")), broker_port=0,
-                             controller_port=0, mongo_port=0, api_port=0)
+                             controller_port=0, mongo_port=0, api_port=0, s3_port=0)
     stack = EmbeddedStack(settings)
     try:
         with console.status("starting the stack …"):

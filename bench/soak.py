@@ -32,7 +32,7 @@ console = Console()
 async def run(jobs: int) -> dict:
     stack = EmbeddedStack(
         StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-soak-")), broker_port=0, controller_port=0,
-                      mongo_port=0, api_port=0, service_env={"runner_concurrency": "64"})
+                      mongo_port=0, api_port=0, s3_port=0, service_env={"runner_concurrency": "64"})
     )
     with console.status("starting the stack …"):
         await stack.start()

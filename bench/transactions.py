@@ -134,7 +134,7 @@ async def measure(stack: EmbeddedStack, transactional: bool, records: int, singl
 async def run(args) -> dict:
     stack = EmbeddedStack(
         StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-tx-")), broker_port=0, controller_port=0,
-                      mongo_port=0, api_port=0, partitions=PARTITIONS)
+                      mongo_port=0, api_port=0, s3_port=0, partitions=PARTITIONS)
     )
     await stack.start_infrastructure()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import httpx
@@ -40,7 +41,7 @@ schedules = typer.Typer(help="Cron schedules: each tick submits one job.", no_ar
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, get, ls, follow, events, cancel, retry):
+    for command in (submit, get, ls, follow, events, cancel, retry, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
 
@@ -93,8 +94,11 @@ def schedule_delete(schedule_id: str, url: Optional[str] = Url, api_key: Optiona
 
 
 def submit(
-    type: str = typer.Argument(..., help="Job type, e.g. sleep, noop, fail, flaky."),
-    payload: str = typer.Option("{}", "--payload", "-p", help="The payload, as JSON."),
+    type: str = typer.Argument(..., help="Job type, e.g. sleep, noop, fail, flaky; or pipeline, with --steps."),
+    payload: str = typer.Option("{}", "--payload", "-p", help="The payload, as JSON (a pipeline: for each step without one)."),
+    steps: Optional[str] = typer.Option(
+        None, "--steps", help='A pipeline\'s steps, as JSON: [{"name": "a", "type": "noop", "depends_on": [], "compensate": {"type": "noop"}}, …].'
+    ),
     priority: Optional[str] = typer.Option(None, help="high, normal or low."),
     max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED."),
     timeout_s: Optional[float] = typer.Option(None, help="An attempt running longer fails (and is retried)."),
@@ -119,6 +123,8 @@ def submit(
     }
     if label:
         options["labels"] = dict(_pair(item, "--label") for item in label)
+    if steps is not None:
+        options["steps"] = _json_option(steps, "--steps")
     body = _json_option(payload, "--payload")
     with _client(url, api_key) as client:
         job = client.submit(type, body, idempotency_key=idempotency_key, **options)
@@ -128,8 +134,10 @@ def submit(
         console.print(f"submitted {job.id}")
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("PENDING", total=100)
+            step_bars = StepBars(bar)
             for update in job.follow():
                 bar.update(task, description=_describe(update), completed=update.progress or 0)
+                step_bars.update(update.event)
         final = _final(client, job.id, wait_timeout)
         _print(as_json, final.model_dump(mode="json"), lambda: _show_job(final))
         if final.state is not JobStatus.SUCCEEDED:
@@ -212,6 +220,23 @@ def cancel(
     console.print(f"cancel requested for {accepted.id} (was {accepted.state.value})")
 
 
+def artifact(
+    job_id: str,
+    name: str = typer.Argument("result", help="A pipeline step's name, or result for a job's own result."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write it to this file instead of standard output."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Download a result stored as an artifact (one too large for the log), checked against its sha256."""
+    with _client(url, api_key) as client:
+        data = client.artifact(job_id, name)
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        console.print(f"wrote {len(data)} bytes to {output}")
+
+
 def retry(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
     """Run a FAILED, CANCELLED or REJECTED job again with a fresh attempt budget."""
     with _client(url, api_key) as client:
@@ -252,6 +277,43 @@ def _final(client: Client, job_id: str, timeout: Optional[float]) -> JobView:
         raise typer.Exit(EXIT_WAIT_TIMEOUT) from None
 
 
+STEP_STATES = {
+    "queued": "QUEUED", "started": "RUNNING", "succeeded": "SUCCEEDED", "retry_scheduled": "PENDING", "failed": "FAILED",
+    "cancelled": "CANCELLED", "skipped": "SKIPPED", "compensated": "COMPENSATED", "compensation_failed": "COMPENSATION_FAILED",
+}
+"""A step event's kind → the step's state after it."""
+
+
+class StepBars:
+    """One bar per pipeline step under the job's, fed by the step events of its stream."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def update(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        if not kind.startswith("jobledger.step."):
+            return
+        data = event.get("data", {})
+        name = data.get("step", "?")
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(f"  {name}", total=100)
+        kind = kind.removeprefix("jobledger.step.")
+        compensating = data.get("compensation") or kind.startswith("compensat")
+        state = "COMPENSATING" if compensating and kind in ("queued", "started") else STEP_STATES.get(kind)
+        fields: dict[str, Any] = {}
+        if state is not None:
+            fields["description"] = f"  {name} {_state(state)}"
+        if kind == "progressed":
+            fields["completed"] = data.get("percent") or 0
+        elif kind == "succeeded":
+            fields["completed"] = 100
+        elif kind == "queued" and not compensating:
+            fields["completed"] = 0
+        self.progress.update(self.tasks[name], **fields)
+
+
 def _describe(update: JobUpdate) -> str:
     text = update.state.value
     if update.progress_message:
@@ -265,12 +327,29 @@ def _show_job(job: JobView) -> None:
         out.print(f"  progress {job.progress:.0f}% {job.progress_message or ''}")
     if job.result is not None:
         out.print("  result ", json.dumps(job.result), highlight=False)
+    if job.artifact is not None:
+        out.print(f"  artifact {job.artifact.href} ({job.artifact.size} bytes, sha256 {job.artifact.sha256[:12]}…)", highlight=False)
     if job.error:
         out.print(f"  error  [red]{job.error_type or ''}[/] {job.error}", highlight=False)
+    if job.compensated is not None:
+        out.print(f"  compensated {str(job.compensated).lower()}", highlight=False)
+    for step in job.steps or []:
+        phase = " (compensation)" if step.phase == "compensate" and step.state.value not in ("COMPENSATED", "COMPENSATION_FAILED") else ""
+        line = f"  step {step.name:<16} {_state(step.state.value)}{phase}  attempt {step.attempt}"
+        if step.depends_on:
+            line += f"  after {', '.join(step.depends_on)}"
+        if step.artifact is not None:
+            line += f"  artifact {step.artifact.href} ({step.artifact.size} bytes)"
+        if step.error:
+            line += f"  [red]{step.error}[/]"
+        out.print(line, highlight=False)
 
 
 def _state(state: str) -> str:
-    colour = {"SUCCEEDED": "green", "FAILED": "red", "REJECTED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}.get(state)
+    colour = {
+        "SUCCEEDED": "green", "FAILED": "red", "REJECTED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
+        "COMPENSATED": "yellow", "COMPENSATING": "yellow", "COMPENSATION_FAILED": "red", "SKIPPED": "dim",
+    }.get(state)
     return f"[{colour}]{state}[/]" if colour else state
 
 

@@ -13,6 +13,7 @@ the embedded stack of ``make run``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import os
 import time
@@ -26,7 +27,7 @@ from httpx_sse import aconnect_sse
 
 from schemas import TERMINAL, JobStatus
 from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView, ScheduleList, ScheduleView
-from jobledger.errors import JobFailed, WaitTimeout, raise_for_problem
+from jobledger.errors import ApiError, JobFailed, WaitTimeout, raise_for_problem
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL_S = 30.0
@@ -89,6 +90,13 @@ class AsyncClient:
         accepted = JobAccepted.model_validate((await self._request("POST", "/jobs", json=body, headers=headers)).json())
         return AsyncJob(self, accepted.id)
 
+    async def submit_pipeline(
+        self, steps: list[dict[str, Any]], payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+    ) -> AsyncJob:
+        """Submit a pipeline: ``steps`` as in ``POST /jobs`` (``{"name", "type", "payload"?,
+        "depends_on"?, "compensate"?}``); ``payload`` goes to each step without one of its own."""
+        return await self.submit("pipeline", payload, idempotency_key=idempotency_key, steps=steps, **options)
+
     async def submit_many(self, jobs: list[dict[str, Any]]) -> BatchAccepted:
         """``POST /jobs:batch``: each item is judged on its own (see ``items[i].status``)."""
         return BatchAccepted.model_validate((await self._request("POST", "/jobs:batch", json={"jobs": _jsonable(jobs)})).json())
@@ -139,6 +147,17 @@ class AsyncClient:
         """The job's events (CloudEvents objects, hash chain included), up to a seq or a time."""
         params = {"until": until.isoformat() if isinstance(until, datetime) else str(until)} if until is not None else {}
         return (await self._request("GET", f"/jobs/{job_id}/events", params=params)).json()["items"]
+
+    async def artifact(self, job_id: str, name: str = "result") -> bytes:
+        """A result stored as an artifact (a step's by its name, a job's as ``result``), checked against its sha256."""
+        response = await self._request("GET", f"/jobs/{job_id}/artifacts/{name}")
+        expected = response.headers.get("etag", "").strip('"')
+        if expected and hashlib.sha256(response.content).hexdigest() != expected:
+            raise ApiError(502, {
+                "type": "urn:jobledger:problem:artifact-corrupt", "title": "Artifact corrupt",
+                "detail": f"artifact {name!r} of job {job_id} does not match its sha256",
+            })
+        return response.content
 
     async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
         """Each change of the job as it happens (server-sent events), until it ends."""

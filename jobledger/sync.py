@@ -82,6 +82,12 @@ class Client:
         handle = self._loop.run(self._async.submit(type, payload, idempotency_key=idempotency_key, **options))
         return Job(self, handle)
 
+    def submit_pipeline(
+        self, steps: list[dict[str, Any]], payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+    ) -> Job:
+        handle = self._loop.run(self._async.submit_pipeline(steps, payload, idempotency_key=idempotency_key, **options))
+        return Job(self, handle)
+
     def submit_many(self, jobs: list[dict[str, Any]]) -> BatchAccepted:
         return self._loop.run(self._async.submit_many(jobs))
 
@@ -104,6 +110,9 @@ class Client:
 
     def events(self, job_id: str, until: int | datetime | str | None = None) -> list[dict[str, Any]]:
         return self._loop.run(self._async.events(job_id, until))
+
+    def artifact(self, job_id: str, name: str = "result") -> bytes:
+        return self._loop.run(self._async.artifact(job_id, name))
 
     def follow(self, job_id: str, after_seq: int = 0) -> Iterator[JobUpdate]:
         return self._loop.iterate(self._async.follow(job_id, after_seq))

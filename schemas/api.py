@@ -9,6 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Job, JobOptions, JobStatus, Priority
+from schemas.artifacts import ArtifactRef
+from schemas.job import Step, StepStatus
+from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
 
 DEV_API_KEY = "jl-dev-key"
@@ -34,12 +37,27 @@ class SubmitJobRequest(JobOptions):
                     "priority": "high",
                     "labels": {"team": "ml"},
                 },
+                {
+                    "type": "pipeline",
+                    "payload": {"object": {"Name": " Ada ", "age": 36}},
+                    "steps": [{"name": "analyze", "type": "analyze"}],
+                },
             ]
         },
     )
 
-    type: str = Field(min_length=1, max_length=200, description="job type, e.g. sleep, noop, fail, flaky")
-    payload: dict[str, Any] = Field(default_factory=dict, description="input of the job type")
+    type: str = Field(
+        min_length=1, max_length=200, description="job type, e.g. sleep, noop, fail, flaky; or pipeline, with steps"
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="input of the job type (a pipeline: of each step that has none of its own)"
+    )
+    steps: list[PipelineStep] | None = Field(
+        None,
+        description=f"type {PIPELINE} only: the steps, each a job type with its dependencies; a registered "
+        "operation's prerequisites are added; independent steps run in parallel",
+        max_length=100,
+    )
 
     def given_options(self) -> dict[str, Any]:
         """The options this request sets itself; the job type's defaults fill in the rest."""
@@ -126,6 +144,70 @@ class AttemptErrorView(BaseModel):
     at: datetime
 
 
+class ArtifactView(BaseModel):
+    name: str
+    size: int = Field(description="bytes")
+    sha256: str
+    content_type: str
+    uri: str = Field(description="where the store keeps it (s3://bucket/key)")
+    href: str = Field(description="download it here, with your API key")
+
+    @classmethod
+    def of(cls, job_id: str, ref: ArtifactRef | None) -> "ArtifactView | None":
+        if ref is None:
+            return None
+        return cls(
+            name=ref.name, size=ref.size, sha256=ref.sha256, content_type=ref.content_type, uri=ref.uri,
+            href=f"{job_path(job_id)}/artifacts/{ref.name}",
+        )
+
+
+class StepView(BaseModel):
+    name: str
+    type: str
+    state: StepStatus
+    phase: str = Field(description="run, or compensate once its compensation began")
+    depends_on: list[str]
+    attempt: int = Field(description="the step's current (or last) attempt, numbering on through compensation")
+    progress: float | None = None
+    progress_message: str | None = None
+    result: Any = None
+    artifact: ArtifactView | None = Field(None, description="the result, stored as an artifact because it was large")
+    error: str | None = None
+    error_type: str | None = None
+    errors: list[AttemptErrorView] = Field(default_factory=list)
+    compensate: Compensation | None = None
+    compensation_result: Any = None
+    next_attempt_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, job_id: str, step: Step) -> "StepView":
+        return cls(
+            name=step.name,
+            type=step.type,
+            state=step.status,
+            phase=step.phase,
+            depends_on=list(step.depends_on),
+            attempt=step.attempt,
+            progress=step.progress,
+            progress_message=step.progress_message,
+            result=step.result,
+            artifact=ArtifactView.of(job_id, step.artifact),
+            error=step.error,
+            error_type=step.error_type,
+            errors=_error_views(step.errors),
+            compensate=step.compensate,
+            compensation_result=step.compensation_result,
+            next_attempt_at=millis(step.due_at),
+            queued_at=millis(step.queued_at),
+            started_at=millis(step.started_at),
+            finished_at=millis(step.finished_at),
+        )
+
+
 class JobView(BaseModel):
     id: str
     type: str
@@ -144,6 +226,7 @@ class JobView(BaseModel):
     progress: float | None = Field(None, description="latest percent reported by the handler")
     progress_message: str | None = None
     result: Any = None
+    artifact: ArtifactView | None = Field(None, description="the result, stored as an artifact because it was large")
     error: str | None = None
     error_type: str | None = None
     errors: list[AttemptErrorView] = Field(default_factory=list, description="every failed attempt, oldest first")
@@ -155,6 +238,11 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     version: int = Field(description="seq of the last event folded into this view; 0 before the first")
+    steps: list[StepView] | None = Field(None, description="a pipeline's steps, in dependency order; null for a plain job")
+    failed_step: str | None = Field(None, description="a failed pipeline: the step that failed for good")
+    compensated: bool | None = Field(
+        None, description="a pipeline that ended early: true if every compensation succeeded, false if one failed; null if nothing needed undoing"
+    )
     links: JobLinks
 
     @classmethod
@@ -178,9 +266,10 @@ class JobView(BaseModel):
             progress=job.progress,
             progress_message=job.progress_message,
             result=job.result,
+            artifact=ArtifactView.of(job.job_id, job.artifact),
             error=job.error,
             error_type=job.error_type,
-            errors=[AttemptErrorView(**{**error.model_dump(), "at": millis(error.at)}) for error in job.errors],
+            errors=_error_views(job.errors),
             cancel_requested_at=millis(job.cancel_requested_at),
             cancel_reason=job.cancel_reason,
             idempotency_key=job.idempotency_key,
@@ -189,8 +278,15 @@ class JobView(BaseModel):
             started_at=millis(job.started_at),
             finished_at=millis(job.finished_at),
             version=job.version,
+            steps=[StepView.of(job.job_id, step) for step in job.steps] if job.is_pipeline else None,
+            failed_step=job.failed_step,
+            compensated=job.compensated,
             links=JobLinks.of(job.job_id),
         )
+
+
+def _error_views(errors) -> list[AttemptErrorView]:
+    return [AttemptErrorView(**{**error.model_dump(), "at": millis(error.at)}) for error in errors]
 
 
 class JobList(BaseModel):

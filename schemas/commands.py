@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from schemas.artifacts import ArtifactRef
 from schemas.options import JobOptions
 from schemas.pipelines import PipelineStep
 from schemas.values import Moment, storable
@@ -69,6 +70,7 @@ class ReportProgress(AttemptCommand):
 class CompleteJob(AttemptCommand):
     type: Literal["CompleteJob"] = "CompleteJob"
     result: Any = None
+    artifact: ArtifactRef | None = Field(None, description="the result, stored in the artifact store (result is then null)")
 
     _storable_result = field_validator("result")(storable)
 

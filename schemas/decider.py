@@ -195,7 +195,7 @@ def _progress(command: ReportProgress, job: Job) -> list[Emitted]:
 
 def _complete(command: CompleteJob, job: Job) -> list[Emitted]:
     _require_lease(job, command)
-    return [(JobSucceeded, JobSucceededData(attempt=command.attempt, result=command.result))]
+    return [(JobSucceeded, JobSucceededData(attempt=command.attempt, result=command.result, artifact=command.artifact))]
 
 
 def _fail(command: FailJob, job: Job) -> list[Emitted]:

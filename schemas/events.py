@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
 )
 
+from schemas.artifacts import ArtifactRef
 from schemas.options import JobOptions, Priority
 from schemas.pipelines import PipelineStep
 
@@ -128,6 +129,7 @@ class JobProgressedData(EventData):
 class JobSucceededData(EventData):
     attempt: int = Field(ge=1)
     result: Any = None
+    artifact: ArtifactRef | None = Field(None, description="a result too large for the log, stored in the artifact store")
 
 
 class AttemptFailure(EventData):
@@ -208,6 +210,9 @@ class StepQueuedData(StepData):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="the results of the steps it depends on (a compensation: of the step it undoes), by step name"
     )
+    input_artifacts: dict[str, ArtifactRef] = Field(
+        default_factory=dict, description="the inputs stored as artifacts (their entry in inputs is null): the runner fetches them"
+    )
     compensation: bool = False
     priority: Priority = Priority.NORMAL
     timeout_s: float | None = None
@@ -224,6 +229,7 @@ class StepProgressedData(StepData):
 
 class StepSucceededData(StepData):
     result: Any = None
+    artifact: ArtifactRef | None = Field(None, description="a result too large for the log, stored in the artifact store")
 
 
 class StepAttemptFailure(StepData):
@@ -249,6 +255,7 @@ class StepSkippedData(EventData):
     """The step never ran (or never ran again): the pipeline failed or was cancelled first."""
 
     step: str
+    attempt: int = Field(ge=0, description="the step's latest attempt, queued or failed; 0 if it never had one")
 
 
 class StepCompensatedData(StepData):
@@ -293,8 +300,12 @@ class JobProgressed(Event):
 
 
 class JobSucceeded(Event):
+    """Version 2 added ``artifact``."""
+
     type: Literal["jobledger.job.succeeded"] = "jobledger.job.succeeded"
     data: JobSucceededData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class JobRetryScheduled(Event):
@@ -471,6 +482,7 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("jobledger.job.submitted", 2): _adding(3, steps=None),
     ("jobledger.job.failed", 1): _adding(2, step=None, compensated=None),
     ("jobledger.job.cancelled", 1): _adding(2, compensated=None),
+    ("jobledger.job.succeeded", 1): _adding(2, artifact=None),
 }
 """(type, version) → function lifting a recorded event one version up. Old
 records are upcast when read; the log keeps them as they were written."""

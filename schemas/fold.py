@@ -83,7 +83,7 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
     elif isinstance(event, JobProgressed):
         update.update(progress=event.data.percent, progress_message=event.data.message)
     elif isinstance(event, JobSucceeded):
-        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, progress=100.0, **ended)
+        update.update(status=JobStatus.SUCCEEDED, result=event.data.result, artifact=event.data.artifact, progress=100.0, **ended)
     elif isinstance(event, JobRetryScheduled):
         update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job, event, at))
     elif isinstance(event, JobFailed):
@@ -112,7 +112,7 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobRetried):
         update.update(
-            status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, error=None, error_type=None,
+            status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, artifact=None, error=None, error_type=None,
             finished_at=None, cancel_requested_at=None, cancel_deadline=None, cancel_reason=None,
         )
     else:
@@ -147,7 +147,7 @@ def _step_evolved(job: Job, event, at) -> dict:
     elif isinstance(event, StepProgressed):
         change = dict(progress=data.percent, progress_message=data.message)
     elif isinstance(event, StepSucceeded):
-        change = dict(status=StepStatus.SUCCEEDED, result=data.result, progress=100.0, finished_at=at)
+        change = dict(status=StepStatus.SUCCEEDED, result=data.result, artifact=data.artifact, progress=100.0, finished_at=at)
         derived["completed_steps"] = job.completed_steps + (name,)
     elif isinstance(event, StepRetryScheduled):
         change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_step_error(step, data, at))

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from schemas.artifacts import ArtifactRef
 from schemas.chain import GENESIS
 from schemas.options import JobOptions
 from schemas.pipelines import PipelineStep
@@ -94,6 +95,7 @@ class Step(PipelineStep):
     error: str | None = None
     error_type: str | None = None
     errors: tuple[AttemptError, ...] = ()
+    artifact: ArtifactRef | None = Field(None, description="the result, when it was too large for the log")
     compensation_result: Any = None
     queued_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
@@ -131,6 +133,7 @@ class Job(BaseModel):
     progress: float | None = None
     progress_message: str | None = None
     result: Any = None
+    artifact: ArtifactRef | None = Field(None, description="the result, when it was too large for the log")
     error: str | None = None
     error_type: str | None = None
     errors: tuple[AttemptError, ...] = Field((), description="every failed attempt, oldest first")

@@ -122,7 +122,8 @@ def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
     if step.phase == "compensate":
         return [(StepCompensated, StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result))]
-    return [(StepSucceeded, StepSucceededData(step=step.name, attempt=command.attempt, result=command.result))]
+    data = StepSucceededData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
+    return [(StepSucceeded, data)]
 
 
 def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
@@ -171,14 +172,16 @@ def _step_attempt_failed(
 def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
     """The next attempt of ``step``: its work, or its compensation's (given the result it undoes)."""
     if compensation:
-        job_type, payload, inputs = step.compensate.type, step.compensate.payload, {step.name: step.result}
+        job_type, payload, sources = step.compensate.type, step.compensate.payload, [step]
         timeout_s = job.options.timeout_s
     else:
         job_type, payload = step.type, step.payload or {}
-        inputs = {dependency: job.step(dependency).result for dependency in step.depends_on}
+        sources = [job.step(dependency) for dependency in step.depends_on]
         timeout_s = _step_timeout(job, step)
     data = StepQueuedData(
-        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload, inputs=inputs,
+        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload,
+        inputs={source.name: source.result for source in sources},
+        input_artifacts={source.name: source.artifact for source in sources if source.artifact is not None},
         compensation=compensation, priority=job.options.priority, timeout_s=timeout_s,
     )
     return (StepQueued, data)
@@ -210,9 +213,9 @@ def advance(job: Job) -> list[Emitted]:
             if step.status is StepStatus.WAITING and all(dependency in succeeded for dependency in step.depends_on)
         ]
     unstarted = (StepStatus.WAITING, StepStatus.PENDING, StepStatus.QUEUED)
-    skipped = [step.name for step in steps if step.phase == "run" and step.status in unstarted]
-    emitted: list[Emitted] = [(StepSkipped, StepSkippedData(step=name)) for name in skipped]
-    if any(step.status in STEP_ACTIVE and step.name not in skipped for step in steps):
+    skipped = [step for step in steps if step.phase == "run" and step.status in unstarted]
+    emitted: list[Emitted] = [(StepSkipped, StepSkippedData(step=step.name, attempt=step.attempt)) for step in skipped]
+    if any(step.status in STEP_ACTIVE and step not in skipped for step in steps):
         return emitted  # what runs ends first; compensations run one at a time
     for name in reversed(job.completed_steps):
         step = job.step(name)

@@ -181,12 +181,3 @@ def _topological(steps: dict[str, PipelineStep], spec: PipelineSpec) -> list[str
 def _index(spec: PipelineSpec, name: str) -> int | str:
     """The step's index in the request, or its name for a step added as a prerequisite."""
     return next((index for index, step in enumerate(spec.steps) if step.name == name), name)
-
-
-def demo_operations(known: Operations = operations) -> None:
-    """The Object Processing seed's operations and their dependency rules."""
-    known.declare("validate")
-    known.declare("transform", requires=("validate",))
-    known.declare("enrich", requires=("transform",))
-    known.declare("analyze", requires=("enrich",))
-    known.declare("export", requires=("analyze",))

@@ -15,7 +15,7 @@ from rich.console import Console
 from jobledger.cli import register as register_job_commands
 from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
-from services.embedded import kafka
+from services.embedded import kafka, s3
 from services.embedded.stack import EmbeddedStack, StackSettings
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
@@ -65,9 +65,9 @@ def up(
         1, min=1, help="Processor and projector processes: each takes a share of the partitions (see docs/performance.md)."
     ),
 ) -> None:
-    """Start the embedded stack — Apache Kafka, the database, ingest, processor, projector — until Ctrl-C.
+    """Start the embedded stack — Apache Kafka, the database, the S3 artifact store, ingest, processor, projector — until Ctrl-C.
 
-    The first start fetches Kafka's pinned jars with `mvn` (Java 17+ and Maven needed);
+    The first start fetches the pinned jars of Kafka and S3Proxy with `mvn` (Java 17+ and Maven needed);
     the log and the read models stay under --data-dir across restarts."""
     overrides = {}
     if data_dir is not None:
@@ -77,8 +77,9 @@ def up(
     overrides["replicas"] = replicas
     try:
         kafka.ensure_installed(say=lambda line: console.print(line, highlight=False))
+        s3.ensure_installed(say=lambda line: console.print(line, highlight=False))
     except kafka.MissingTool as missing:
-        console.print(f"[red]cannot start the broker:[/] {missing}", highlight=False)
+        console.print(f"[red]cannot start the stack:[/] {missing}", highlight=False)
         raise typer.Exit(1) from None
     stack = EmbeddedStack(StackSettings(**overrides), echo_services=True)
     asyncio.run(_serve(stack))

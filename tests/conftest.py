@@ -36,6 +36,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
         controller_port=0,
         mongo_port=0,
         api_port=0,
+        s3_port=0,
         mongo_storage="memory",
         partitions=4,
         service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS, "commit_interval_s": "0.1"},

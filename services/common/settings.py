@@ -30,6 +30,13 @@ class ConnectionSettings(BaseSettings):
         description="MongoDB connection string",
     )
     mongo_db: str = Field("jobledger", description="database holding the read models")
+    s3_endpoint: str = Field(
+        "http://127.0.0.1:19000", description="S3 API of the artifact store (large results); empty: no artifact store"
+    )
+    s3_bucket: str = Field("jobledger-artifacts", description="bucket the artifacts go to (created if missing)")
+    s3_access_key: str = Field("jobledger", description="S3 access key id")
+    s3_secret_key: str = Field("jobledger-secret", description="S3 secret access key")
+    s3_region: str = Field("us-east-1", description="S3 region (MinIO and S3Proxy accept any)")
     partitions: int = Field(8, ge=1, description="partitions of each jobs.* topic")
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

@@ -14,22 +14,22 @@ tests and ``make run`` use is the production broker.
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
-import re
-import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+from services.embedded import jars
+from services.embedded.jars import MissingTool, java
+
+__all__ = ["MissingTool", "broker_argv", "broker_properties", "ensure_installed", "format_storage", "java"]
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "kafka"
 POM = KAFKA_DIR / "pom.xml"
 SHARED_PROPERTIES = KAFKA_DIR / "server.properties"
 LOG_CONFIG = KAFKA_DIR / "log4j2.yaml"
-TOOLS = REPO / ".tools"
-JAVA_MAJOR = 17
+TOOLS = jars.TOOLS
 JVM_OPTIONS = [
     "-Xms256m",
     "-Xmx1g",
@@ -41,21 +41,8 @@ JVM_OPTIONS = [
 ]
 """As Kafka's own start script, with a smaller heap for one machine."""
 
-INSTALL_HINT = (
-    "On Debian or Ubuntu: sudo apt-get update && sudo apt-get install -y openjdk-17-jre-headless maven\n"
-    "Elsewhere: any Java 17 or newer (https://adoptium.net) and Apache Maven 3.6 or newer (https://maven.apache.org)."
-)
-
-
-class MissingTool(RuntimeError):
-    """``java`` (17+) or ``mvn`` is missing: the message says what to install."""
-
-
 def kafka_version() -> str:
-    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text())
-    if match is None:
-        raise RuntimeError(f"{POM} pins no <kafka.version>")
-    return match.group(1)
+    return jars.pinned(POM, "kafka.version")
 
 
 def home() -> Path:
@@ -66,55 +53,9 @@ def libs() -> Path:
     return home() / "libs"
 
 
-def java() -> str:
-    """The ``java`` to run Kafka with: ``$JAVA_HOME/bin/java`` or the one on the PATH, 17 or newer."""
-    java_home = os.environ.get("JAVA_HOME")
-    candidate = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not candidate or not Path(candidate).exists():
-        raise MissingTool(f"Apache Kafka needs Java {JAVA_MAJOR} or newer, and no `java` was found.\n{INSTALL_HINT}")
-    shown = subprocess.run([candidate, "-version"], capture_output=True, text=True).stderr
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', shown)
-    major = int(found.group(1)) if found else 0
-    if major == 1 and found and found.group(2):  # "1.8.0_…" is Java 8
-        major = int(found.group(2))
-    if major < JAVA_MAJOR:
-        raise MissingTool(f"Apache Kafka 4 needs Java {JAVA_MAJOR} or newer; {candidate} is Java {major or '?'}.\n{INSTALL_HINT}")
-    return candidate
-
-
-def _pom_digest() -> str:
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
-
-
-def installed() -> bool:
-    stamp = home() / ".installed"
-    return stamp.exists() and stamp.read_text().strip() == _pom_digest()
-
-
 def ensure_installed(say=print) -> Path:
     """The directory of Kafka's jars, fetched with ``mvn`` first if they are not there yet."""
-    java()
-    if installed():
-        return libs()
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MissingTool(f"The Kafka jars are fetched from Maven Central with `mvn`, which was not found.\n{INSTALL_HINT}")
-    target = home()
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    say(f"fetching Apache Kafka {kafka_version()} from Maven Central into {target} (once) …")
-    subprocess.run(
-        [
-            mvn, "--batch-mode", "--quiet", "--file", str(POM),
-            f"-Dmaven.repo.local={TOOLS / 'm2'}",
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'libs'}",
-        ],
-        check=True,
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    (target / ".installed").write_text(_pom_digest())
-    return libs()
+    return jars.ensure_installed(POM, home(), f"Apache Kafka {kafka_version()}", say)
 
 
 def broker_properties(*, port: int, controller_port: int, log_dir: Path) -> str:

@@ -29,10 +29,10 @@ from pymongo import AsyncMongoClient
 
 from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
-from services.embedded import kafka
+from services.embedded import kafka, s3
 
 REPO = Path(__file__).resolve().parents[2]
-INFRASTRUCTURE = ("database", "broker")
+INFRASTRUCTURE = ("database", "broker", "artifacts")
 """Stopped last, once every service is down."""
 
 
@@ -42,6 +42,7 @@ class StackSettings(ConnectionSettings):
     controller_port: int = Field(19093, ge=0, description="KRaft controller port of the embedded broker (0: any free port)")
     mongo_port: int = Field(27027, ge=0, description="MongoDB port of the embedded database (0: any free port)")
     api_port: int = Field(8000, ge=0, description="port of the HTTP API (0: any free port)")
+    s3_port: int = Field(19000, ge=0, description="port of the embedded S3 artifact store (0: any free port)")
     mongo_storage: Literal["disk", "memory"] = Field(
         "disk", description="disk: the read models survive restarts; memory: they die with the database (tests)"
     )
@@ -87,11 +88,12 @@ class EmbeddedStack:
 
     def __post_init__(self) -> None:
         s = self.settings
-        for name in ("broker_port", "controller_port", "mongo_port", "api_port"):
+        for name in ("broker_port", "controller_port", "mongo_port", "api_port", "s3_port"):
             if getattr(s, name) == 0:
                 setattr(s, name, free_port())
         s.kafka_bootstrap = f"127.0.0.1:{s.broker_port}"
         s.mongo_url = f"mongodb://127.0.0.1:{s.mongo_port}/?retryWrites=false&directConnection=true"
+        s.s3_endpoint = f"http://127.0.0.1:{s.s3_port}"
 
     @property
     def api_url(self) -> str:
@@ -108,6 +110,10 @@ class EmbeddedStack:
             JOBLEDGER_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
             JOBLEDGER_MONGO_URL=s.mongo_url,
             JOBLEDGER_MONGO_DB=s.mongo_db,
+            JOBLEDGER_S3_ENDPOINT=s.s3_endpoint,
+            JOBLEDGER_S3_BUCKET=s.s3_bucket,
+            JOBLEDGER_S3_ACCESS_KEY=s.s3_access_key,
+            JOBLEDGER_S3_SECRET_KEY=s.s3_secret_key,
             JOBLEDGER_PARTITIONS=str(s.partitions),
             JOBLEDGER_LOG_LEVEL=s.log_level,
             JOBLEDGER_LOG_FORMAT=s.log_format,
@@ -143,9 +149,37 @@ class EmbeddedStack:
             [_secantusd(), "--host", "127.0.0.1", "--port", str(s.mongo_port), "--storage-path", mongo_path, "--log-level", "WARNING"],
             echo=False,
         )
+        self.start_artifact_store()
         await self.wait_for_broker()
         await _wait_mongo(s, s.start_timeout_s, self.processes["database"])
+        await self._wait_artifact_store()
         await ensure_topics(s)
+
+    def start_artifact_store(self) -> None:
+        s = self.settings
+        s3.ensure_installed()
+        data = s.data_dir / "artifacts"
+        data.mkdir(parents=True, exist_ok=True)
+        properties = s.data_dir / "s3.properties"
+        properties.write_text(
+            s3.server_properties(port=s.s3_port, data_dir=data, access_key=s.s3_access_key, secret_key=s.s3_secret_key)
+        )
+        self._spawn("artifacts", s3.server_argv(properties), echo=False)
+
+    async def _wait_artifact_store(self) -> None:
+        """Up once it answers HTTP at all (an unsigned request is refused, which is fine)."""
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                if self.processes["artifacts"].poll() is not None:
+                    raise RuntimeError(f"the artifact store exited; see {self.logs / 'artifacts.log'}")
+                try:
+                    await client.get(self.settings.s3_endpoint)
+                    return
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the artifact store at {self.settings.s3_endpoint} did not answer in time") from None
+                await asyncio.sleep(0.1)
 
     def start_broker(self) -> None:
         """Format the broker's log directory if it is new, then start Kafka."""

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from pymongo import AsyncMongoClient
 
 from schemas.jobtypes import JobTypes, load_job_types
+from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import make_producer
 from services.adapters.readmodel import ReadModel, connect
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
@@ -33,6 +34,8 @@ class Ingest:
     watch: JobWatch
     mongo: AsyncMongoClient
     accepted: AcceptedJobs
+    artifacts: ArtifactStore | None = None
+    """The S3 store of large results; ``None`` when ``s3_endpoint`` is empty."""
     accepted_schedules: AcceptedSchedules = field(default_factory=AcceptedSchedules)
     idempotency_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per idempotent job id being submitted, so a key's racing repeats create one job."""
@@ -52,6 +55,8 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
     )
     await ingest.producer.start()
     await ingest.watch.start()
+    if settings.s3_endpoint:
+        ingest.artifacts = await ArtifactStore(settings).start()
     return ingest
 
 
@@ -59,6 +64,8 @@ async def shutdown(ingest: Ingest) -> None:
     await ingest.watch.stop()
     await ingest.producer.stop()
     await ingest.mongo.close()
+    if ingest.artifacts is not None:
+        await ingest.artifacts.stop()
 
 
 def ingest_of(request: Request) -> Ingest:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import JobOptions, SubmitJob
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
+from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, plan
 from schemas.values import document_problems, json_problems
 from schemas.api import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
@@ -76,8 +77,14 @@ def submit_command(
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
 ) -> SubmitJob:
-    job_type = declared_type(types, body)
-    payload = validated_payload(job_type, body)
+    if body.type == PIPELINE:
+        payload, options, steps = _pipeline(types, body)
+    else:
+        if body.steps is not None:
+            raise invalid([field_error(("steps",), f"only a job of type {PIPELINE!r} has steps")])
+        job_type = declared_type(types, body)
+        payload = validated_payload(job_type, body).model_dump(mode="json")
+        options, steps = job_options(job_type, body), None
     try:
         return SubmitJob(
             command_id=str(uuid.uuid4()),
@@ -86,13 +93,62 @@ def submit_command(
             issued_at=issued_at,
             correlation_id=correlation_id,
             job_type=body.type,
-            payload=payload.model_dump(mode="json"),
-            options=job_options(job_type, body),
+            payload=payload,
+            options=options,
             idempotency_key=idempotency_key,
             request_hash=fingerprint(body),
+            steps=steps,
         )
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors())) from None
+
+
+def _pipeline(
+    types: JobTypes, body: SubmitJobRequest, known: Operations = operations
+) -> tuple[dict[str, Any], JobOptions, tuple[PipelineStep, ...]]:
+    """A pipeline request as its payload, options and planned steps (in dependency
+    order, prerequisites added, each with its payload), or a 422 naming the step."""
+    if not body.steps:
+        raise invalid([field_error(("steps",), f"a {PIPELINE} needs at least one step")])
+    unfit = [field_error(("payload",) + path, message) for path, message in document_problems(body.payload)]
+    if unfit:
+        raise invalid(unfit)
+    try:
+        options = JobOptions.model_validate(body.given_options())
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors())) from None
+    if options.concurrency_key is not None:
+        raise invalid([field_error(("concurrency_key",), "a pipeline takes no concurrency key (its steps run as they become ready)")])
+    try:
+        planned = plan(PipelineSpec(steps=tuple(body.steps)), known)
+    except PlanError as error:
+        raise invalid([field_error(error.where, error.message)]) from None
+    index = {step.name: position for position, step in enumerate(body.steps)}
+    steps = []
+    for name in planned.order:
+        step = planned.steps[name]
+        where = ("steps", index.get(name, name))
+        if step.payload is None:
+            step = step.model_copy(update={"payload": body.payload})
+        _runnable(types, step.type, step.payload, where)
+        if step.compensate is not None:
+            _runnable(types, step.compensate.type, step.compensate.payload, where + ("compensate",))
+        steps.append(step)
+    return body.payload, options, tuple(steps)
+
+
+def _runnable(types: JobTypes, type_name: str, payload: dict[str, Any], where: tuple) -> None:
+    """A step's (or compensation's) job type is declared and takes its payload, or a 422 naming where."""
+    if type_name == PIPELINE:
+        raise invalid([field_error(where + ("type",), "a step cannot be a pipeline: pipelines do not nest")])
+    try:
+        job_type = types.get(type_name)
+    except UnknownJobType as unknown:
+        raise invalid([field_error(where + ("type",), str(unknown))]) from None
+    try:
+        job_type.validate(payload)
+    except ValidationError as error:
+        raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
 
 
 def idempotent_job_id(tenant: str, idempotency_key: str) -> str:

@@ -20,6 +20,9 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from schemas import CompleteJob, ExpiryReason, FailJob, JobQueued, timeout_error
+from schemas.artifacts import RESULT
+from schemas.events import StepQueued
+from services.adapters.artifacts import ArtifactMissing, Offloader
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
 
 log = structlog.get_logger(component="runner")
@@ -28,8 +31,8 @@ _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
 MAX_ERROR_CHARS = 10_000
 """An exception's message is cut to this length in the job's error."""
 
-AttemptKey = tuple[str, int]
-"""(job id, attempt number)"""
+AttemptKey = tuple[str, str | None, int]
+"""(job id, pipeline step or ``None``, attempt number)"""
 
 
 class AttemptState(StrEnum):
@@ -56,7 +59,7 @@ def report_id(queued_event_id: str, runner_id: str, report: str) -> str:
 class Attempt:
     tp: TopicPartition
     offset: int
-    queued: JobQueued
+    queued: JobQueued | StepQueued
     state: AttemptState = AttemptState.WAITING
     claimed_at: float = 0.0
     resends: int = 0
@@ -67,7 +70,15 @@ class Attempt:
 
     @property
     def key(self) -> AttemptKey:
-        return (self.queued.job_id, self.queued.data.attempt)
+        return (self.queued.job_id, self.step, self.queued.data.attempt)
+
+    @property
+    def step(self) -> str | None:
+        return getattr(self.queued.data, "step", None)
+
+    @property
+    def compensation(self) -> bool:
+        return getattr(self.queued.data, "compensation", False)
 
 
 @dataclass
@@ -104,8 +115,11 @@ class Report:
     fields: dict[str, Any]
 
 
-async def outcome(registry: HandlerRegistry, attempt: Attempt) -> Report | None:
-    """Run the attempt's handler: the report to send, or ``None`` when the decider ended the attempt."""
+async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloader | None = None) -> Report | None:
+    """Run the attempt's handler: the report to send, or ``None`` when the decider ended the attempt.
+
+    With an ``offloader``, inputs stored as artifacts are fetched first and a
+    large result is stored as one."""
     queued = attempt.queued
     try:
         try:  # neither would change on a later attempt
@@ -115,8 +129,18 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt) -> Report | None:
             raise PermanentError(f"no handler here for job type {unknown.job_type!r}; this runner has: {', '.join(unknown.known)}") from None
         except ValidationError as error:
             raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {first_error(error)}") from None
+        stored_inputs = getattr(queued.data, "input_artifacts", None)
+        if offloader is not None and stored_inputs:
+            try:
+                attempt.ctx.inputs = {**attempt.ctx.inputs, **await offloader.inputs(stored_inputs)}
+            except ArtifactMissing as missing:
+                raise PermanentError(str(missing)) from None
         result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
-        return Report(CompleteJob, "complete", {"result": result})
+        if offloader is None:
+            return Report(CompleteJob, "complete", {"result": result})
+        name = attempt.step or RESULT
+        fields = await offloader.result(result, tenant=queued.tenant, job_id=queued.job_id, name=name, attempt=queued.data.attempt)
+        return Report(CompleteJob, "complete", fields)
     except asyncio.CancelledError:
         if not attempt.ended_by_decider:
             raise

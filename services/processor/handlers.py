@@ -46,6 +46,13 @@ class JobContext:
     job_id: str
     attempt: int
     tenant: str
+    step: str | None = None
+    """The pipeline step this attempt runs (``None``: a plain job)."""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """A step's view of the steps it depends on: their results by step name (a
+    compensation: the result of the step it undoes)."""
+    compensating: bool = False
+    """True when this attempt runs a step's compensation."""
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     latest_progress: tuple[float, str | None] | None = None
     """Set by :meth:`progress`; the runner sends it on, coalesced (see docs)."""

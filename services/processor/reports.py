@@ -38,6 +38,7 @@ class Reports:
             issued_at=datetime.now(timezone.utc),
             attempt=queued.data.attempt,
             runner_id=self.runner_id,
+            step=attempt.step,
             **fields,
         )
         return await self._producer.send(topics.COMMANDS, key=queued.job_id.encode(), value=encode_command(command))

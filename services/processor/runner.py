@@ -35,12 +35,13 @@ from schemas import (
     ATTEMPT_ENDED,
     FailJob,
     JobCancelRequested,
-    JobQueued,
     JobStarted,
     StartJob,
     parse_event,
     topics,
 )
+from schemas.events import QUEUED, STEP_EVENTS, StepStarted
+from services.adapters.artifacts import ArtifactStore, Offloader
 from services.adapters.log import make_consumer, make_producer
 from services.processor.attempts import (
     IN_FLIGHT,
@@ -84,6 +85,8 @@ class Runner(mode.Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer = None
         self._reports: Reports | None = None
+        self._artifacts: ArtifactStore | None = None
+        self._offloader: Offloader | None = None
         self._last_commit = 0.0
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
@@ -95,6 +98,9 @@ class Runner(mode.Service):
     async def on_start(self) -> None:
         self._producer = make_producer(self.settings)
         self._reports = Reports(self._producer, self.runner_id, self.settings)
+        if self.settings.s3_endpoint:
+            self._artifacts = await ArtifactStore(self.settings).start()
+            self._offloader = Offloader(self._artifacts, self.settings.artifact_threshold_bytes)
         self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
         self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
         await self._producer.start()
@@ -120,6 +126,8 @@ class Runner(mode.Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self._artifacts is not None:
+            await self._artifacts.stop()
 
     # --- the consumer loop -------------------------------------------------------
 
@@ -163,7 +171,7 @@ class Runner(mode.Service):
             event = parse_event(record.value)
         except Exception:
             return  # the projector dead-letters what is not a job event
-        if follower and isinstance(event, JobQueued):
+        if follower and isinstance(event, QUEUED):
             return  # new attempts on a lost partition are the new owner's
         try:
             self._observe(tp, record.offset, event)
@@ -171,8 +179,8 @@ class Runner(mode.Service):
             log.exception("runner could not observe an event; skipped", job_id=event.job_id, offset=record.offset)
 
     def _observe(self, tp: TopicPartition, offset: int, event) -> None:
-        if isinstance(event, JobQueued):
-            key = (event.job_id, event.data.attempt)
+        if isinstance(event, QUEUED):
+            key = (event.job_id, getattr(event.data, "step", None), event.data.attempt)
             known = self._attempts.get(key)
             if known is not None:
                 if known.tp == tp and known.state in IN_FLIGHT:
@@ -186,11 +194,15 @@ class Runner(mode.Service):
             self._offsets.started(tp, offset)
             self._buffer.push(attempt)
             return
-        data = getattr(event, "data", None)
-        attempt = self._attempts.get((event.job_id, getattr(data, "attempt", 0)))
+        if isinstance(event, JobCancelRequested):
+            self._cancel_requested(event.job_id)
+            return
+        data = event.data
+        step = data.step if isinstance(event, STEP_EVENTS) else None
+        attempt = self._attempts.get((event.job_id, step, getattr(data, "attempt", 0)))
         if attempt is None:
             return
-        if isinstance(event, JobStarted):
+        if isinstance(event, (JobStarted, StepStarted)):
             if event.data.runner_id == self.runner_id:
                 if attempt.state is AttemptState.CLAIMED:
                     self._run(attempt)
@@ -198,14 +210,18 @@ class Runner(mode.Service):
                 self._drop(attempt)  # another runner holds this attempt
             else:
                 self._end(attempt)  # started at once beside our claim, but another runner's claim won
-        elif isinstance(event, JobCancelRequested):
-            if attempt.ctx is not None:
-                attempt.ctx.cancel_requested.set()
         elif isinstance(event, ATTEMPT_ENDED):
             if attempt.state in (AttemptState.WAITING, AttemptState.CLAIMED):
                 self._drop(attempt)
             else:
                 self._end(attempt)
+
+    def _cancel_requested(self, job_id: str) -> None:
+        """Tell the job's running handlers (a pipeline's running steps; not its
+        compensations, which undo and must finish) that a cancel came."""
+        for attempt in self._attempts.values():
+            if attempt.queued.job_id == job_id and attempt.ctx is not None and not attempt.compensation:
+                attempt.ctx.cancel_requested.set()
 
     def _end(self, attempt: Attempt) -> None:
         """The decider ended a running attempt (or gave it to another runner): stop its handler."""
@@ -289,7 +305,10 @@ class Runner(mode.Service):
     def _run(self, attempt: Attempt) -> None:
         queued = attempt.queued
         attempt.state = AttemptState.RUNNING
-        attempt.ctx = JobContext(job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant)
+        attempt.ctx = JobContext(
+            job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant, step=attempt.step,
+            inputs=getattr(queued.data, "inputs", {}), compensating=attempt.compensation,
+        )
         attempt.task = asyncio.create_task(self._attempt(attempt))
         # A callback, not a ``finally``: a task cancelled before its first step
         # never runs its body, and would keep its slot (and heartbeat) for good.
@@ -303,7 +322,7 @@ class Runner(mode.Service):
             self._offsets.done(attempt.tp, attempt.offset)
 
     async def _attempt(self, attempt: Attempt) -> None:
-        report = await outcome(self.registry, attempt)
+        report = await outcome(self.registry, attempt, self._offloader)
         attempt.state = AttemptState.DONE  # no more heartbeats; the slot is freed when the report is on its way
         if report is None:
             self._offsets.done(attempt.tp, attempt.offset)

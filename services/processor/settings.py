@@ -2,6 +2,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from schemas.artifacts import DEFAULT_THRESHOLD_BYTES
 from services.common.settings import DECIDER_GROUP, RUNNER_GROUP, ConnectionSettings
 
 
@@ -11,7 +12,7 @@ class ProcessorSettings(ConnectionSettings):
     runner_concurrency: int = Field(3, ge=1, description="jobs one processor process runs at once")
     runner_id: str = Field("", description="name reported in JobStarted; default host:pid")
     handler_modules: list[str] = Field(
-        ["services.processor.builtin"], description="modules whose @handler functions are loaded"
+        ["services.processor.builtin", "services.processor.objects"], description="modules whose @handler functions are loaded"
     )
     state_dir: Path = Field(
         Path("var/processor"), description="the processor's working directory: the decider's job states on disk (job-states/)"
@@ -33,6 +34,9 @@ class ProcessorSettings(ConnectionSettings):
     )
     runner_prefetch: int = Field(
         1000, ge=1, description="queued attempts a runner holds in memory to pick the highest priority from"
+    )
+    artifact_threshold_bytes: int = Field(
+        DEFAULT_THRESHOLD_BYTES, ge=0, description="a result whose JSON is larger is stored in the artifact store (S3) and the event refers to it"
     )
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
     schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")

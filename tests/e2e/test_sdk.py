@@ -114,3 +114,28 @@ async def test_schedules_from_the_sdk_and_the_cli(stack):
     assert fetched.job["labels"] == {"from": "sdk"}
     assert created.id in [schedule["id"] for schedule in json.loads(from_cli.stdout)]
     assert removed.returncode == 0 and after.deleted
+
+
+async def test_the_cli_follows_a_pipeline_step_by_step_and_downloads_its_artifact(stack, tmp_path):
+    steps = [
+        {"name": "book", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
+        {"name": "ship", "type": "fail", "payload": {"message": "no truck", "retryable": False}, "depends_on": ["book"]},
+    ]
+    failed = await asyncio.to_thread(jobledger, stack, "submit", "pipeline", "--steps", json.dumps(steps), "--wait")
+    exported = await asyncio.to_thread(
+        jobledger, stack, "submit", "pipeline", "-p", '{"object": {"a": 1}}', "--wait", "--json",
+        "--steps", '[{"name": "export", "type": "export", "payload": {"pad_to_bytes": 100000}}]',
+    )
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "book" in failed.stderr and "COMPENSATED" in failed.stderr, "a bar per step, with its state"
+    assert "step book" in failed.stdout and "COMPENSATED" in failed.stdout and "compensated true" in failed.stdout
+    assert exported.returncode == 0, exported.stderr
+    job = json.loads(exported.stdout)
+    artifact = [step for step in job["steps"] if step["name"] == "export"][0]["artifact"]
+    target = tmp_path / "export.json"
+    downloaded = await asyncio.to_thread(jobledger, stack, "artifact", job["id"], "export", "-o", str(target))
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert target.stat().st_size == artifact["size"]
+    with Client(stack.api_url) as client:
+        assert client.artifact(job["id"], "export") == target.read_bytes()

@@ -43,7 +43,8 @@ from schemas.events import (
     StepSucceeded,
 )
 from schemas.job import StepStatus
-from schemas.pipelines import PIPELINE, Compensation, Operations, PipelineSpec, PipelineStep, demo_operations, plan
+from schemas.pipelines import PIPELINE, Compensation, Operations, PipelineSpec, PipelineStep, plan
+from schemas.objects import demo_operations
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 _ids = count(1)

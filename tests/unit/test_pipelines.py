@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.pipelines import Operations, PipelineSpec, PlanError, demo_operations, plan
+from schemas.pipelines import Operations, PipelineSpec, PlanError, plan
+from schemas.objects import demo_operations
 
 
 def known() -> Operations:

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from services.ingest.routes import commands, dashboard, operations, queries, schedules, stream, submits
+from services.ingest.routes import artifacts, commands, dashboard, operations, queries, schedules, stream, submits
 
 router = APIRouter()
-for module in (submits, commands, queries, stream, schedules, operations, dashboard):
+for module in (submits, commands, queries, stream, artifacts, schedules, operations, dashboard):
     router.include_router(module.router)

@@ -1,0 +1,74 @@
+"""What ingest makes of a pipeline request: planned steps, or a 422 naming the step."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from schemas import decide
+from schemas.jobtypes import load_job_types
+from schemas.pipelines import PIPELINE
+from services.ingest.problems import Problem
+from services.ingest.submissions import parse_request, submit_command
+
+JOB_TYPES = load_job_types(["schemas.builtin", "schemas.objects"])
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def submit(body: dict):
+    return submit_command(JOB_TYPES, parse_request(body), tenant="t", job_id="p-1", issued_at=NOW)
+
+
+def refused(body: dict) -> dict[str, str]:
+    with pytest.raises(Problem) as problem:
+        submit(body)
+    assert problem.value.status == 422
+    return {error["field"]: error["message"] for error in problem.value.errors}
+
+
+def test_asking_for_an_operation_plans_its_prerequisites_in_order_each_with_the_pipeline_payload():
+    command = submit({"type": PIPELINE, "payload": {"object": {"a": 1}}, "steps": [{"name": "analyze", "type": "analyze"}]})
+
+    assert [step.name for step in command.steps] == ["validate", "transform", "enrich", "analyze"]
+    assert command.steps[3].depends_on == ("enrich",)
+    assert all(step.payload == {"object": {"a": 1}} for step in command.steps)
+    assert decide(command, None)[-1].data.step == "validate", "the decider accepts what ingest planned"
+
+
+def test_a_step_with_a_payload_of_its_own_keeps_it():
+    command = submit({"type": PIPELINE, "payload": {"object": {}}, "steps": [
+        {"name": "nap", "type": "sleep", "payload": {"seconds": 1}},
+        {"name": "after", "type": "noop", "payload": {}, "depends_on": ["nap"]},
+    ]})
+
+    assert [step.payload for step in command.steps] == [{"seconds": 1}, {}]
+
+
+@pytest.mark.parametrize(
+    ("steps", "field", "words"),
+    [
+        ([{"name": "a", "type": "noop", "depends_on": ["b"]}, {"name": "b", "type": "noop", "depends_on": ["a"]}],
+         "steps.0.depends_on", "cycle: a → b → a"),
+        ([{"name": "a", "type": "noop", "depends_on": ["ghost"]}], "steps.0.depends_on", "'ghost'"),
+        ([{"name": "a", "type": "noop"}, {"name": "a", "type": "noop"}], "steps.1.name", "two steps"),
+        ([{"name": "a", "type": "nope"}], "steps.0.type", "unknown job type 'nope'"),
+        ([{"name": "a", "type": "sleep", "payload": {"seconds": -1}}], "steps.0.payload.seconds", "greater than"),
+        ([{"name": "a", "type": "noop", "compensate": {"type": "nope"}}], "steps.0.compensate.type", "unknown job type"),
+        ([{"name": "a", "type": PIPELINE}], "steps.0.type", "do not nest"),
+        ([], "steps", "at least one step"),
+    ],
+)
+def test_a_pipeline_that_cannot_run_is_a_422_naming_the_step(steps, field, words):
+    errors = refused({"type": PIPELINE, "steps": steps})
+
+    assert field in errors, errors
+    assert words in errors[field]
+
+
+def test_steps_belong_to_pipelines_only():
+    assert "steps" in refused({"type": "noop", "steps": [{"name": "a", "type": "noop"}]})
+
+
+def test_a_pipeline_takes_no_concurrency_key():
+    assert "concurrency_key" in refused({"type": PIPELINE, "concurrency_key": "k", "steps": [{"name": "a", "type": "noop"}]})

@@ -58,6 +58,9 @@ class SubmitJobRequest(JobOptions):
         "operation's prerequisites are added; independent steps run in parallel",
         max_length=100,
     )
+    pipeline: str | None = Field(
+        None, max_length=200, description=f"type {PIPELINE} only, instead of steps: the name of a pipeline defined in code"
+    )
 
     def given_options(self) -> dict[str, Any]:
         """The options this request sets itself; the job type's defaults fill in the rest."""

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.jobtypes import job_type
-from schemas.pipelines import Operations, operations
+from schemas.pipelines import Operations, define_pipeline, operations
 
 
 class ObjectPayload(BaseModel):
@@ -48,3 +48,6 @@ def demo_operations(known: Operations = operations) -> None:
 
 
 demo_operations()
+
+OBJECT_PROCESSING = define_pipeline("object-processing", [{"name": "export", "type": "export"}])
+"""The whole demo by name: ``{"type": "pipeline", "pipeline": "object-processing", "payload": {"object": …}}``."""

@@ -90,6 +90,25 @@ operations = Operations()
 operation = operations.declare
 
 
+@dataclass
+class Pipelines:
+    """Pipelines defined in code, submitted by name (``{"type": "pipeline", "pipeline": name}``)."""
+
+    by_name: dict[str, PipelineSpec] = field(default_factory=dict)
+
+    def define(self, name: str, steps: Iterable[PipelineStep | dict[str, Any]]) -> PipelineSpec:
+        spec = PipelineSpec(steps=tuple(PipelineStep.model_validate(step) for step in steps))
+        plan(spec)  # a definition that cannot run fails when it is loaded, not when it is submitted
+        self.by_name[name] = spec
+        return spec
+
+
+pipelines = Pipelines()
+"""The pipelines defined in this process."""
+
+define_pipeline = pipelines.define
+
+
 @dataclass(frozen=True)
 class Plan:
     steps: dict[str, PipelineStep]

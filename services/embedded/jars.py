@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,3 +85,16 @@ def ensure_installed(pom: Path, home: Path, what: str, say=print) -> Path:
     staging.rename(home)
     (home / ".installed").write_text(_digest(pom))
     return home / "libs"
+
+
+def install_main(argv: list[str], module: str, what: str, ensure) -> int:
+    """``python -m <module> install``: fetch the jars, say where they are; exit 1 when a tool is missing."""
+    if argv[1:] != ["install"]:
+        print(f"usage: python -m {module} install", file=sys.stderr)
+        return 2
+    try:
+        print(f"{what}: {ensure()}")
+    except MissingTool as missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 1
+    return 0

@@ -97,15 +97,7 @@ def _log_options() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] != ["install"]:
-        print("usage: python -m services.embedded.kafka install", file=sys.stderr)
-        return 2
-    try:
-        print(f"Apache Kafka {kafka_version()}: {ensure_installed()}")
-    except MissingTool as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return jars.install_main(argv, "services.embedded.kafka", f"Apache Kafka {kafka_version()}", ensure_installed)
 
 
 if __name__ == "__main__":

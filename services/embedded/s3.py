@@ -54,15 +54,7 @@ def server_argv(properties: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] != ["install"]:
-        print("usage: python -m services.embedded.s3 install", file=sys.stderr)
-        return 2
-    try:
-        print(f"S3Proxy {version()}: {ensure_installed()}")
-    except jars.MissingTool as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return jars.install_main(argv, "services.embedded.s3", f"S3Proxy {version()}", ensure_installed)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import JobOptions, SubmitJob
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
-from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, plan
+from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
 from schemas.values import document_problems, json_problems
 from schemas.api import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
@@ -80,8 +80,9 @@ def submit_command(
     if body.type == PIPELINE:
         payload, options, steps = _pipeline(types, body)
     else:
-        if body.steps is not None:
-            raise invalid([field_error(("steps",), f"only a job of type {PIPELINE!r} has steps")])
+        for name in ("steps", "pipeline"):
+            if getattr(body, name) is not None:
+                raise invalid([field_error((name,), f"only a job of type {PIPELINE!r} has {name}")])
         job_type = declared_type(types, body)
         payload = validated_payload(job_type, body).model_dump(mode="json")
         options, steps = job_options(job_type, body), None
@@ -108,8 +109,16 @@ def _pipeline(
 ) -> tuple[dict[str, Any], JobOptions, tuple[PipelineStep, ...]]:
     """A pipeline request as its payload, options and planned steps (in dependency
     order, prerequisites added, each with its payload), or a 422 naming the step."""
+    if body.pipeline is not None:
+        if body.steps is not None:
+            raise invalid([field_error(("steps",), "give steps or the name of a defined pipeline, not both")])
+        defined = pipelines.by_name.get(body.pipeline)
+        if defined is None:
+            known = ", ".join(sorted(pipelines.by_name)) or "none"
+            raise invalid([field_error(("pipeline",), f"no pipeline is defined as {body.pipeline!r}; defined: {known}")])
+        body = body.model_copy(update={"steps": list(defined.steps)})
     if not body.steps:
-        raise invalid([field_error(("steps",), f"a {PIPELINE} needs at least one step")])
+        raise invalid([field_error(("steps",), f"a {PIPELINE} needs at least one step (or a defined pipeline's name)")])
     unfit = [field_error(("payload",) + path, message) for path, message in document_problems(body.payload)]
     if unfit:
         raise invalid(unfit)

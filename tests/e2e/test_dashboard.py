@@ -66,3 +66,20 @@ async def test_a_refused_submit_shows_the_problem_naming_the_field(page, stack):
     await page.click("#submit-button")
 
     await expect(page.locator("#submit-error")).to_contain_text("payload.seconds", timeout=30_000)
+
+
+@pytest.mark.timeout(180)
+async def test_a_pipeline_shows_its_steps_as_a_graph_that_fills_in_as_they_succeed(page, stack):
+    await sign_in(page, stack)
+    await page.fill("#submit-type", "pipeline")
+    await page.fill("#submit-payload", '{"object": {"Name": " Ada ", "born": 1815}}')
+    await page.fill("#submit-steps", '[{"name": "export", "type": "export"}]')
+    await page.click("#submit-button")
+
+    await expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=60_000)
+    nodes = page.locator("#job-dag g.node")
+    await expect(nodes).to_have_count(5, timeout=30_000)
+    await expect(page.locator("#job-dag g.node[data-state='SUCCEEDED']")).to_have_count(5, timeout=30_000)
+    await expect(page.locator("#job-dag path.edge")).to_have_count(4)
+    await expect(page.locator("#event-rows tr td:nth-child(2)").filter(has_text="step.started validate")).to_have_count(1)
+    await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-pipeline.png")), full_page=True)

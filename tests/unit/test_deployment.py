@@ -40,3 +40,12 @@ def test_the_embedded_broker_adds_only_listeners_and_its_log_directory(tmp_path)
     added = properties.removeprefix(kafka.SHARED_PROPERTIES.read_text())
     keys = {line.split("=", 1)[0] for line in added.splitlines() if "=" in line}
     assert keys == {"listeners", "advertised.listeners", "controller.quorum.bootstrap.servers", "log.dirs"}
+
+
+def test_compose_gives_every_service_the_minio_artifact_store():
+    services = compose()["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
+    for name in ("ingest", "processor", "projector"):
+        environment = services[name]["environment"]
+        assert environment["JOBLEDGER_S3_ENDPOINT"] == "http://minio:9000"
+        assert services[name]["depends_on"]["minio"]["condition"] == "service_healthy"

@@ -57,6 +57,7 @@ def test_a_step_with_a_payload_of_its_own_keeps_it():
         ([{"name": "a", "type": "noop", "compensate": {"type": "nope"}}], "steps.0.compensate.type", "unknown job type"),
         ([{"name": "a", "type": PIPELINE}], "steps.0.type", "do not nest"),
         ([], "steps", "at least one step"),
+        (None, "steps", "at least one step"),
     ],
 )
 def test_a_pipeline_that_cannot_run_is_a_422_naming_the_step(steps, field, words):
@@ -72,3 +73,15 @@ def test_steps_belong_to_pipelines_only():
 
 def test_a_pipeline_takes_no_concurrency_key():
     assert "concurrency_key" in refused({"type": PIPELINE, "concurrency_key": "k", "steps": [{"name": "a", "type": "noop"}]})
+
+
+def test_a_pipeline_defined_in_code_is_submitted_by_name():
+    command = submit({"type": PIPELINE, "pipeline": "object-processing", "payload": {"object": {"a": 1}}})
+
+    assert [step.name for step in command.steps] == ["validate", "transform", "enrich", "analyze", "export"]
+
+
+def test_an_unknown_pipeline_name_is_a_422_listing_the_defined_ones():
+    errors = refused({"type": PIPELINE, "pipeline": "nope"})
+
+    assert "object-processing" in errors["pipeline"]

@@ -46,7 +46,7 @@ from bench.results import save
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
-from bench.figures import ASSUMED_PEAK, SETTLE_S, SCENARIOS, console
+from bench.figures import ASSUMED_PEAK, PIPELINE_JOB, PIPELINE_STEPS, SETTLE_S, SCENARIOS, console
 from bench.raw import raw_broker, raw_database, raw_hop
 from bench.report import chart, report, ratios
 from bench.scenarios import throughput, latency, ingest_only, projector_fold, replay_rate, throughput_warmup
@@ -93,7 +93,7 @@ async def run(args: argparse.Namespace) -> dict:
                     )
                 finally:
                     system.close()
-        if "throughput" in wanted or "latency" in wanted:
+        if "throughput" in wanted or "latency" in wanted or "pipeline" in wanted:
             with console.status("warming up: waiting for the processor to join its groups …"):
                 await throughput_warmup(stack)
                 if args.replicas > 1:  # the later members' joins move partitions once more
@@ -101,6 +101,9 @@ async def run(args: argparse.Namespace) -> dict:
                     await throughput_warmup(stack)
         if "throughput" in wanted:
             result["throughput"] = await throughput(stack, args.jobs, args.clients, args.batch)
+        if "pipeline" in wanted:
+            pipelines = await throughput(stack, args.pipeline_jobs, args.clients, max(1, args.batch // PIPELINE_STEPS), job=PIPELINE_JOB)
+            result["pipeline"] = {**pipelines, "steps": PIPELINE_STEPS, "steps_per_s": pipelines["jobs_per_s"] * PIPELINE_STEPS}
         if "latency" in wanted:
             peak = result.get("throughput", {}).get("jobs_per_s", ASSUMED_PEAK)
             result["latency"] = await latency(stack, max(1.0, 0.2 * peak), args.latency_seconds)
@@ -128,6 +131,9 @@ def main() -> None:
     parser.add_argument("--client-jobs", type=int, default=2000, help="sequential submits per run of the client method (default 2000)")
     parser.add_argument("--client-singles", type=int, default=200, help="jobs one at a time in the client method (default 200)")
     parser.add_argument("--batch", type=int, default=100, help="jobs per POST /jobs:batch (default 100)")
+    parser.add_argument(
+        "--pipeline-jobs", type=int, default=1000, help="pipelines of 5 no-op steps in a chain, for the pipeline scenario (default 1000)"
+    )
     parser.add_argument(
         "--replicas", type=int, default=1, help="processor and projector processes, for the scale-out figures (default 1)"
     )

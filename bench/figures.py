@@ -13,13 +13,26 @@ HOPS_PER_JOB = 4
 """Broker hops from SubmitJob to JobSucceeded seen: decider, runner (its claim and
 its report travel together), decider, and the reader of the log."""
 EVENTS_PER_JOB = 4
+PIPELINE_STEPS = 5
+"""Steps of the pipeline scenario's pipelines: no-op steps in a chain."""
+PIPELINE_EVENTS = 3 + 3 * PIPELINE_STEPS
+"""submitted, pipeline.started, succeeded + each step's queued, started, succeeded."""
+PIPELINE_MESSAGES = PIPELINE_EVENTS + 1 + 2 * PIPELINE_STEPS
+"""Its events + SubmitJob + each step's StartJob and CompleteJob."""
+PIPELINE_JOB = {
+    "type": "pipeline",
+    "steps": [
+        {"name": f"s{index}", "type": "noop", "payload": {}, "depends_on": [f"s{index - 1}"] if index else []}
+        for index in range(PIPELINE_STEPS)
+    ],
+}
 ASSUMED_PEAK = 50.0
 """jobs/s the latency scenario takes 20% of when the throughput scenario did not run."""
 OVERLOADED = 0.9
 """The latency scenario completed less than this share of the load it offered."""
 SETTLE_S = 10.0
 """With ``--replicas``, the wait for every member's join before measuring."""
-SCENARIOS = ("raw", "client", "throughput", "latency", "ingest", "projector", "replay")
+SCENARIOS = ("raw", "client", "throughput", "pipeline", "latency", "ingest", "projector", "replay")
 HEADERS = {"Authorization": f"Bearer {DEV_API_KEY}"}
 console = Console()
 

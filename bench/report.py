@@ -6,7 +6,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench.figures import MESSAGES_PER_JOB, HOPS_PER_JOB, EVENTS_PER_JOB, ASSUMED_PEAK, OVERLOADED, console
+from bench.figures import (
+    ASSUMED_PEAK, EVENTS_PER_JOB, HOPS_PER_JOB, MESSAGES_PER_JOB, OVERLOADED, PIPELINE_EVENTS, PIPELINE_MESSAGES, console,
+)
 
 
 def ratios(result: dict) -> dict:
@@ -20,6 +22,12 @@ def ratios(result: dict) -> dict:
         jobs_per_s = result["throughput"]["jobs_per_s"]
         found["throughput_vs_broker"] = jobs_per_s * MESSAGES_PER_JOB / broker
         found["throughput_vs_database"] = jobs_per_s * EVENTS_PER_JOB / database
+    if "pipeline" in result:
+        pipelines_per_s = result["pipeline"]["jobs_per_s"]
+        found["pipeline_vs_broker"] = pipelines_per_s * PIPELINE_MESSAGES / broker
+        found["pipeline_vs_database"] = pipelines_per_s * PIPELINE_EVENTS / database
+        if "throughput" in result:
+            found["steps_vs_jobs"] = result["pipeline"]["steps_per_s"] / result["throughput"]["jobs_per_s"]
     if "latency" in result and "hop_ms_p50" in raw:
         found["latency_vs_hops"] = result["latency"]["latency_ms_p50"] / (HOPS_PER_JOB * raw["hop_ms_p50"])
     if "ingest" in result:
@@ -79,6 +87,16 @@ def report(result: dict) -> None:
         if len(t.get("jobs_per_runner", {})) > 1:
             shares = sorted(t["jobs_per_runner"].values(), reverse=True)
             table.add_row(f"  jobs per runner ({len(shares)} runners)", " / ".join(f"{n:,}" for n in shares), "")
+    if "pipeline" in result:
+        p = result["pipeline"]
+        table.add_row(
+            f"end to end, {p['jobs']:,} pipelines of {p['steps']} no-op steps in a chain",
+            f"{p['jobs_per_s']:,.1f} pipelines/s · {p['steps_per_s']:,.1f} steps/s",
+            f"{r['pipeline_vs_broker']:.1%} of broker ({PIPELINE_MESSAGES} msg/pipeline); "
+            f"{r['pipeline_vs_database']:.1%} of database ({PIPELINE_EVENTS} events/pipeline)"
+            + (f"; a step costs {1 / r['steps_vs_jobs']:.1f}× a no-op job" if "steps_vs_jobs" in r else ""),
+        )
+        table.add_row("  submit → SUCCEEDED p50 / p99 (saturated)", f"{p['latency_ms_p50']:,.0f} / {p['latency_ms_p99']:,.0f} ms", "")
     if "latency" in result:
         lat = result["latency"]
         table.add_row(
@@ -125,6 +143,7 @@ def chart(result: dict, path: Path) -> None:
     names = {
         "throughput_vs_broker": "end-to-end\nvs broker",
         "throughput_vs_database": "end-to-end\nvs database",
+        "pipeline_vs_database": "pipelines\nvs database",
         "ingest_single_vs_produce": "ingest single\nvs produce",
         "ingest_batch_vs_produce": "ingest batch\nvs produce",
         "projector_vs_database": "projector\nvs bulk upsert",

@@ -24,8 +24,13 @@ from bench.raw import log_consumer
 from bench.watch import Watch
 
 
-async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int, finished_out: list | None = None) -> dict:
-    """``finished_out``, if given, receives every job's finish time (for the soak's windows)."""
+async def throughput(
+    stack: EmbeddedStack, jobs: int, clients: int, batch: int, finished_out: list | None = None, job: dict | None = None
+) -> dict:
+    """``jobs`` of ``job`` (default: a no-op job) through ``POST /jobs:batch``, until
+    every one SUCCEEDED. ``finished_out``, if given, receives every job's finish
+    time (for the soak's windows)."""
+    job = job or {"type": "noop"}
     watch = Watch(stack)
     await watch.open()
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -44,7 +49,7 @@ async def throughput(stack: EmbeddedStack, jobs: int, clients: int, batch: int, 
                 except asyncio.QueueEmpty:
                     return
                 sent = time.perf_counter()
-                response = await http.post("/jobs:batch", json={"jobs": [{"type": "noop"}] * size})
+                response = await http.post("/jobs:batch", json={"jobs": [job] * size})
                 response.raise_for_status()
                 for item in response.json()["items"]:
                     watch.submitted[item["id"]] = sent

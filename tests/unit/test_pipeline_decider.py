@@ -333,3 +333,21 @@ def test_every_pipeline_event_survives_the_wire_and_folds_to_the_same_job():
     job = fold(parse_event(event.to_bytes()) for event in pipeline.history)
 
     assert job == pipeline.job
+
+
+def test_each_running_step_has_a_lease_of_its_own():
+    from schemas.leases import Deadlines
+
+    pipeline = Pipeline(step("a"), step("b"))
+    pipeline.attempt("a", StartJob)
+    pipeline.attempt("b", StartJob)
+    leases = Deadlines(lease_s=30)
+    leases.track(pipeline.job, at(0))
+    leases.renew(pipeline.job, at(20), step="a")  # a heartbeat of a only
+
+    expiries = [c for c in due_commands(pipeline.job, at(31), leases.leases("pipe-1")) if c.reason == "lost"]
+
+    assert [(c.step, c.attempt) for c in expiries] == [("b", 1)]
+    pipeline.now = 31
+    events = pipeline.decide(expiries[0])
+    assert types(events) == [StepRetryScheduled], "a lost step is retried like a lost job"

@@ -105,9 +105,13 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  API key  {key}   (header: Authorization: Bearer {key})\n"
                 f"  broker   {s.kafka_bootstrap}  (Apache Kafka {kafka.kafka_version()}, log: {s.broker_dir})\n"
                 f"  database {s.mongo_url}\n"
-                f"  data     {s.data_dir}\n\n"
+                f"  artifacts {s.s3_endpoint}  (S3Proxy {s3.version()}, bucket {s.s3_bucket})\n"
+                f"  data     {s.data_dir}\n"
+                f"  dashboard {stack.api_url}/ui\n\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "
                 f"-H 'Content-Type: application/json' -d '{{\"type\": \"sleep\", \"payload\": {{\"seconds\": 2}}}}'\n"
+                f"      jobledger submit pipeline --payload '{{\"object\": {{\"Name\": \" Ada \", \"born\": 1815}}}}' "
+                f"--steps '[{{\"name\": \"export\", \"type\": \"export\"}}]' --wait\n"
                 f"Ctrl-C stops everything.\n"
             )
             console.print(message, soft_wrap=True, highlight=False)

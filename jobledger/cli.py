@@ -322,7 +322,8 @@ def _describe(update: JobUpdate) -> str:
 
 
 def _show_job(job: JobView) -> None:
-    out.print(f"[bold]{job.id}[/]  {job.type}  {_state(job.state.value)}  attempt {job.attempt}/{job.max_attempts}", highlight=False)
+    tries = f"run {job.attempt}" if job.steps else f"attempt {job.attempt}/{job.max_attempts}"
+    out.print(f"[bold]{job.id}[/]  {job.type}  {_state(job.state.value)}  {tries}", highlight=False)
     if job.progress is not None and job.state not in TERMINAL:
         out.print(f"  progress {job.progress:.0f}% {job.progress_message or ''}")
     if job.result is not None:

@@ -262,6 +262,7 @@ class StepCompensatedData(StepData):
     """The step's compensation succeeded: what the step did is undone."""
 
     result: Any = None
+    artifact: ArtifactRef | None = Field(None, description="the compensation's result, when too large for the log")
 
 
 class StepCompensationFailedData(StepAttemptFailure):

@@ -121,7 +121,8 @@ def _step_progress(command: ReportProgress, job: Job, step: Step) -> list[Emitte
 def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
     if step.phase == "compensate":
-        return [(StepCompensated, StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result))]
+        data = StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
+        return [(StepCompensated, data)]
     data = StepSucceededData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
     return [(StepSucceeded, data)]
 

@@ -171,3 +171,38 @@ async def test_a_plain_jobs_large_result_is_an_artifact_named_result(api):
     assert job["state"] == "SUCCEEDED" and job["result"] is None
     downloaded = await download(api, job["id"], "result")
     assert hashlib.sha256(downloaded.content).hexdigest() == job["artifact"]["sha256"]
+
+
+async def test_a_step_whose_runner_dies_is_declared_lost_and_retried_and_the_pipeline_goes_on(api, stack):
+    job_id = await submit_pipeline(api, [
+        {"name": "first", "type": "noop", "payload": {}},
+        {"name": "slow", "type": "sleep", "payload": {"seconds": 3}, "depends_on": ["first"]},
+        {"name": "last", "type": "noop", "payload": {}, "depends_on": ["slow"]},
+    ])
+    await wait_until(api, job_id, lambda job: steps_by_name(job)["slow"]["state"] == "RUNNING")
+
+    stack.kill("runner")
+    stack.start_runner()
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "SUCCEEDED", job
+    slow = steps_by_name(job)["slow"]
+    assert slow["attempt"] == 2 and [error["error_type"] for error in slow["errors"]] == ["lost"]
+    assert steps_by_name(job)["first"]["attempt"] == 1, "what had succeeded is not run again"
+
+
+async def test_a_pipeline_goes_on_after_its_decider_is_killed_mid_run(api, stack):
+    job_id = await submit_pipeline(api, [
+        {"name": f"s{index}", "type": "sleep", "payload": {"seconds": 1}, "depends_on": [f"s{index - 1}"] if index else []}
+        for index in range(4)
+    ])
+    await wait_until(api, job_id, lambda job: steps_by_name(job)["s1"]["state"] == "RUNNING")
+
+    stack.kill("processor")
+    stack.restart("processor")
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "SUCCEEDED", job
+    assert [step["state"] for step in job["steps"]] == ["SUCCEEDED"] * 4
+    kinds = [kind for kind, _ in await event_types(api, job_id)]
+    assert kinds.count("jobledger.step.succeeded") == 4, "no step decided twice"

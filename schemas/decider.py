@@ -265,10 +265,19 @@ def _pipeline_retry(command: RetryJob, job: Job) -> list[Emitted]:
 
 
 def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list[AnyEvent]:
-    """The events of ``emitted``, then what the pipeline does next from where they lead."""
+    """The events of ``emitted``, then what the pipeline does next from where
+    they lead, until it has nothing more to do (a step failed while being
+    queued leads on to compensation in the same decision)."""
     events = _emit(command, job, *emitted)
     after = fold(events, job)
-    return events + _emit(command, after, *advance(after), first_index=len(events))
+    for _ in range(len(after.steps) + 2):  # each round queues, skips or ends something; this bounds a bug
+        more = advance(after)
+        if not more:
+            break
+        decided = _emit(command, after, *more, first_index=len(events))
+        events += decided
+        after = fold(decided, after)
+    return events
 
 
 def _retry_allowed(job: Job) -> int:

@@ -153,7 +153,7 @@ def _step_evolved(job: Job, event, at) -> dict:
         change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_step_error(step, data, at))
     elif isinstance(event, StepFailed):
         change = dict(
-            status=StepStatus.FAILED, error=data.error, error_type=data.error_type,
+            status=StepStatus.FAILED, attempt=data.attempt, error=data.error, error_type=data.error_type,
             errors=_with_step_error(step, data, at), finished_at=at,
         )
         derived["failed_step"] = name

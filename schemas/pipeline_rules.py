@@ -14,6 +14,11 @@ the two). Pure, like the rest of the decider.
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from schemas import topics
 from schemas.commands import (
     AttemptCommand,
     Command,
@@ -68,6 +73,16 @@ from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PlanError, pla
 from schemas.values import later
 
 Emitted = tuple[type[Event], EventData]
+
+INLINE_BUDGET_BYTES = 512 * 1024
+"""The most a pipeline's result (its final steps' results) carries inline;
+beyond, it is ``None`` and each result is on its step."""
+QUEUED_BUDGET_BYTES = topics.MAX_RECORD_BYTES - 16 * 1024
+"""The most a ``step.queued`` may carry of payload and inputs (the results it
+depends on are copied into it) so that it stays one record. Results larger
+than the runner's artifact threshold (64 KiB) travel as references, so this
+binds only a step depending on many steps."""
+INPUTS_TOO_LARGE = "InputsTooLarge"
 
 
 def pipeline_submitted(command: SubmitJob) -> list[Emitted]:
@@ -171,7 +186,8 @@ def _step_attempt_failed(
 
 
 def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
-    """The next attempt of ``step``: its work, or its compensation's (given the result it undoes)."""
+    """The next attempt of ``step``: its work, or its compensation's (given the
+    result it undoes). Inputs too large for one record fail it at once instead."""
     if compensation:
         job_type, payload, sources = step.compensate.type, step.compensate.payload, [step]
         timeout_s = job.options.timeout_s
@@ -179,13 +195,27 @@ def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
         job_type, payload = step.type, step.payload or {}
         sources = [job.step(dependency) for dependency in step.depends_on]
         timeout_s = _step_timeout(job, step)
+    inputs = {source.name: source.result for source in sources}
+    size = _inline_size(inputs) + _inline_size(payload)
+    if size > QUEUED_BUDGET_BYTES:
+        failure = dict(
+            step=step.name, attempt=step.attempt + 1, error_type=INPUTS_TOO_LARGE,
+            error=f"its payload and inputs take {size:,} bytes, more than one event may carry ({QUEUED_BUDGET_BYTES:,}): "
+            "store large results as artifacts (JOBLEDGER_ARTIFACT_THRESHOLD_BYTES) or depend on fewer steps",
+        )
+        if compensation:
+            return (StepCompensationFailed, StepCompensationFailedData(**failure))
+        return (StepFailed, StepFailedData(**failure))
     data = StepQueuedData(
-        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload,
-        inputs={source.name: source.result for source in sources},
+        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload, inputs=inputs,
         input_artifacts={source.name: source.artifact for source in sources if source.artifact is not None},
         compensation=compensation, priority=job.options.priority, timeout_s=timeout_s,
     )
     return (StepQueued, data)
+
+
+def _inline_size(value: Any) -> int:
+    return len(orjson.dumps(value))
 
 
 def _step_timeout(job: Job, step: Step) -> float | None:
@@ -225,10 +255,12 @@ def advance(job: Job) -> list[Emitted]:
     return emitted + [_pipeline_ended(job)]
 
 
-def _pipeline_result(job: Job) -> dict:
-    """The results of the steps no other step depends on."""
+def _pipeline_result(job: Job) -> dict | None:
+    """The results of the steps no other step depends on (``None`` when together
+    they are too large for one event: each is on its step)."""
     needed = {dependency for step in job.steps for dependency in step.depends_on}
-    return {step.name: step.result for step in job.steps if step.name not in needed}
+    results = {step.name: step.result for step in job.steps if step.name not in needed}
+    return results if _inline_size(results) <= INLINE_BUDGET_BYTES else None
 
 
 def _pipeline_ended(job: Job) -> Emitted:

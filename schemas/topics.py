@@ -8,6 +8,12 @@ meet on one partition, whatever partitions its jobs live on.
 
 from typing import Final
 
+MAX_RECORD_BYTES: Final = 1_040_000
+"""The largest record value on any topic: under Kafka's 1 MiB defaults
+(``message.max.bytes``, the producer's ``max_request_size``), with room for the
+key, headers and the batch's own bytes. Ingest refuses a submit whose events
+would be larger; the decider dead-letters a command whose decision would be."""
+
 COMMANDS: Final = "jobs.commands"
 """Intents: SubmitJob from ingest, Start/Complete/Fail from runners."""
 

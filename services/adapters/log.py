@@ -22,6 +22,8 @@ from services.common.settings import ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
 """Room for a burst of commands in one produce request (a batch submit of 1,000 jobs)."""
+MAX_RECORD_BYTES = topics.MAX_RECORD_BYTES
+
 
 def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer:
     options = dict(

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas import JobOptions, SubmitJob
+from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
 from schemas.values import document_problems, json_problems
@@ -24,6 +24,8 @@ from schemas.api import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")
+SUBMIT_BUDGET_BYTES = topics.MAX_RECORD_BYTES - 8 * 1024
+"""The largest SubmitJob accepted: its events (the same job plus an envelope) must fit one record."""
 
 
 def parse_request(raw: Any) -> SubmitJobRequest:
@@ -87,7 +89,7 @@ def submit_command(
         payload = validated_payload(job_type, body).model_dump(mode="json")
         options, steps = job_options(job_type, body), None
     try:
-        return SubmitJob(
+        command = SubmitJob(
             command_id=str(uuid.uuid4()),
             job_id=job_id,
             tenant=tenant,
@@ -102,6 +104,14 @@ def submit_command(
         )
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors())) from None
+    size = len(encode_command(command))
+    if size > SUBMIT_BUDGET_BYTES:
+        where = ("steps",) if steps is not None else ("payload",)
+        raise invalid([field_error(where, (
+            f"the job takes {size:,} bytes in the log, more than one record may carry ({SUBMIT_BUDGET_BYTES:,}); "
+            "pass large inputs by reference (a URL or an object key)"
+        ))])
+    return command
 
 
 def _pipeline(

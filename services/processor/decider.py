@@ -54,7 +54,7 @@ from schemas import (
     topics,
 )
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
-from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.adapters.log import MAX_RECORD_BYTES, DeadLetters, make_consumer, make_producer
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
 from services.processor.slot_decider import SlotDecider
@@ -180,6 +180,10 @@ class Decider(mode.Service):
             after = fold(decided, job)
             to_slots = slot_messages(job, decided, after)
             values = [event.to_bytes() for event in decided]
+            oversized = max((len(value) for value in values), default=0)
+            if oversized > MAX_RECORD_BYTES:
+                # Checked before anything is sent: a decision is in the log whole or not at all.
+                raise RecordTooLarge(f"the decision has an event of {oversized:,} bytes; a record may have {MAX_RECORD_BYTES:,}")
         except Rejection as rejection:
             # Routine refusals: a runner heartbeats its claims before the grant, and a
             # timer's expiry may land after the report it was waiting for (a backlog).
@@ -287,6 +291,10 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.decider.assigned(set(assigned))
+
+
+class RecordTooLarge(Exception):
+    """A decision would write an event larger than the log takes: its command is dead-lettered."""
 
 
 def _now() -> datetime:

@@ -187,6 +187,16 @@ async def test_a_body_over_the_limit_is_a_413_problem(api, chunked):
     assert "1048576 bytes" in problem["detail"]
 
 
+async def test_a_body_within_the_limit_whose_job_would_not_fit_the_log_is_a_422_not_a_503(api):
+    """Under the body limit, but its events (the payload plus an envelope) would
+    be larger than a record of the log may be: refused at the door, naming it."""
+    response = await api.post("/jobs", json={"type": "export", "payload": {"object": {"blob": "x" * 1_040_000}}})
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "payload" and "more than one record may carry" in error["message"]
+
+
 async def test_rejected_input_appends_nothing_to_the_log(api, stack):
     bad = f"bad-{uuid.uuid4()}"
     for body in ({"type": "sleep", "payload": {"seconds": -1}}, {"type": "nope"}, {"type": "noop", "x": 1}):

@@ -11,6 +11,7 @@ import pytest
 
 from schemas import (
     CancelJob,
+    topics,
     CompleteJob,
     FailJob,
     Heartbeat,
@@ -351,3 +352,33 @@ def test_each_running_step_has_a_lease_of_its_own():
     pipeline.now = 31
     events = pipeline.decide(expiries[0])
     assert types(events) == [StepRetryScheduled], "a lost step is retried like a lost job"
+
+
+def test_a_step_whose_inputs_would_not_fit_one_event_fails_at_once_and_the_pipeline_compensates():
+    from schemas.pipeline_rules import INPUTS_TOO_LARGE, QUEUED_BUDGET_BYTES
+
+    sources = [step(f"part{index}", undo="undo") for index in range(10)]
+    pipeline = Pipeline(*sources, step("join", *(source.name for source in sources)))
+    chunk = "x" * (QUEUED_BUDGET_BYTES // 8)
+    for source in sources[:-1]:
+        pipeline.run(source.name, result=chunk)
+
+    events = pipeline.run(sources[-1].name, result=chunk)
+
+    assert types(events)[:3] == [StepSucceeded, StepFailed, StepQueued], "failed when it would be queued, then compensation"
+    assert events[1].data.step == "join" and events[1].data.error_type == INPUTS_TOO_LARGE
+    assert events[2].data.compensation and events[2].data.step == "part9"
+    assert all(len(event.to_bytes()) < topics.MAX_RECORD_BYTES for event in events)
+
+
+def test_a_pipeline_whose_final_results_would_not_fit_one_event_succeeds_with_them_on_its_steps():
+    from schemas.pipeline_rules import INLINE_BUDGET_BYTES
+
+    pipeline = Pipeline(step("a"), step("b"), step("c"))
+    chunk = "x" * (INLINE_BUDGET_BYTES // 2)
+    pipeline.run("a", result=chunk)
+    pipeline.run("b", result=chunk)
+    events = pipeline.run("c", result=chunk)
+
+    assert isinstance(events[-1], JobSucceeded) and events[-1].data.result is None
+    assert pipeline.job.step("a").result == chunk

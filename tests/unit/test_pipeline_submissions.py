@@ -85,3 +85,14 @@ def test_an_unknown_pipeline_name_is_a_422_listing_the_defined_ones():
     errors = refused({"type": PIPELINE, "pipeline": "nope"})
 
     assert "object-processing" in errors["pipeline"]
+
+
+def test_a_job_too_large_for_one_record_of_the_log_is_a_422_naming_its_payload():
+    from services.ingest.submissions import SUBMIT_BUDGET_BYTES
+
+    errors = refused({"type": "export", "payload": {"object": {"blob": "x" * SUBMIT_BUDGET_BYTES}}})
+    assert "payload" in errors and "more than one record may carry" in errors["payload"]
+    errors = refused({"type": PIPELINE, "steps": [
+        {"name": f"s{index}", "type": "export", "payload": {"object": {"blob": "x" * (SUBMIT_BUDGET_BYTES // 3)}}} for index in range(4)
+    ]})
+    assert "steps" in errors

@@ -206,3 +206,22 @@ async def test_a_pipeline_goes_on_after_its_decider_is_killed_mid_run(api, stack
     assert [step["state"] for step in job["steps"]] == ["SUCCEEDED"] * 4
     kinds = [kind for kind, _ in await event_types(api, job_id)]
     assert kinds.count("jobledger.step.succeeded") == 4, "no step decided twice"
+
+
+async def test_a_failed_pipeline_retried_runs_again_from_its_first_step(api):
+    job_id = await submit_pipeline(api, [
+        {"name": "reserve", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
+        {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
+    ])
+    first = await wait_for_job(api, job_id)
+    assert first["state"] == "FAILED" and first["attempt"] == 1
+
+    response = await api.post(f"/jobs/{job_id}/retry")
+    assert response.status_code == 202, response.text
+    again = await wait_until(api, job_id, lambda job: job["attempt"] == 2 and job["state"] == "FAILED")
+
+    reserve = steps_by_name(again)["reserve"]
+    assert reserve["state"] == "COMPENSATED"
+    assert reserve["attempt"] == 4, "run, compensation, run again, compensation again: attempts number on"
+    kinds = [kind for kind, _ in await event_types(api, job_id)]
+    assert kinds.count("jobledger.pipeline.started") == 2 and kinds.count("jobledger.job.retried") == 1

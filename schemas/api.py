@@ -346,7 +346,10 @@ class ScheduleView(BaseModel):
             id=schedule.schedule_id,
             cron=spec.cron,
             timezone=spec.timezone,
-            job={"type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json")},
+            job={
+                "type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json"),
+                **({"steps": [step.model_dump(mode="json", exclude_none=True) for step in spec.steps]} if spec.steps else {}),
+            },
             created_at=schedule.created_at,
             last_tick=schedule.last_tick,
             next_tick=None if deleted else _next_tick(schedule),

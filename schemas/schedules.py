@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator,
 
 from schemas.commands import SubmitJob
 from schemas.options import MAX_LABELS, JobOptions
+from schemas.pipelines import PipelineStep
 from schemas.values import Moment, storable
 
 MAX_CATCH_UP = 1000
@@ -54,6 +55,9 @@ class ScheduleSpec(BaseModel):
     job_type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
+    steps: tuple[PipelineStep, ...] | None = Field(
+        None, description="job_type pipeline: the planned steps each tick's pipeline runs"
+    )
 
     _storable_payload = field_validator("payload")(storable)
 
@@ -195,6 +199,7 @@ def tick_command(schedule: Schedule, tick: datetime, now: datetime) -> SubmitJob
         payload=spec.payload,
         options=spec.options.model_copy(update={"labels": labels}),
         idempotency_key=f"schedule:{schedule.schedule_id}@{tick.isoformat()}",
+        steps=spec.steps,
     )
 
 

@@ -80,7 +80,7 @@ def submit_command(
     correlation_id: str | None = None,
 ) -> SubmitJob:
     if body.type == PIPELINE:
-        payload, options, steps = _pipeline(types, body)
+        payload, options, steps = pipeline_plan(types, body)
     else:
         for name in ("steps", "pipeline"):
             if getattr(body, name) is not None:
@@ -114,44 +114,44 @@ def submit_command(
     return command
 
 
-def _pipeline(
-    types: JobTypes, body: SubmitJobRequest, known: Operations = operations
+def pipeline_plan(
+    types: JobTypes, body: SubmitJobRequest, where: tuple = (), known: Operations = operations
 ) -> tuple[dict[str, Any], JobOptions, tuple[PipelineStep, ...]]:
     """A pipeline request as its payload, options and planned steps (in dependency
     order, prerequisites added, each with its payload), or a 422 naming the step."""
     if body.pipeline is not None:
         if body.steps is not None:
-            raise invalid([field_error(("steps",), "give steps or the name of a defined pipeline, not both")])
+            raise invalid([field_error(where + ("steps",), "give steps or the name of a defined pipeline, not both")])
         defined = pipelines.by_name.get(body.pipeline)
         if defined is None:
-            known = ", ".join(sorted(pipelines.by_name)) or "none"
-            raise invalid([field_error(("pipeline",), f"no pipeline is defined as {body.pipeline!r}; defined: {known}")])
+            names = ", ".join(sorted(pipelines.by_name)) or "none"
+            raise invalid([field_error(where + ("pipeline",), f"no pipeline is defined as {body.pipeline!r}; defined: {names}")])
         body = body.model_copy(update={"steps": list(defined.steps)})
     if not body.steps:
-        raise invalid([field_error(("steps",), f"a {PIPELINE} needs at least one step (or a defined pipeline's name)")])
-    unfit = [field_error(("payload",) + path, message) for path, message in document_problems(body.payload)]
+        raise invalid([field_error(where + ("steps",), f"a {PIPELINE} needs at least one step (or a defined pipeline's name)")])
+    unfit = [field_error(where + ("payload",) + path, message) for path, message in document_problems(body.payload)]
     if unfit:
         raise invalid(unfit)
     try:
         options = JobOptions.model_validate(body.given_options())
     except ValidationError as error:
-        raise invalid(pydantic_errors(error.errors())) from None
+        raise invalid(pydantic_errors(error.errors(), where)) from None
     if options.concurrency_key is not None:
-        raise invalid([field_error(("concurrency_key",), "a pipeline takes no concurrency key (its steps run as they become ready)")])
+        raise invalid([field_error(where + ("concurrency_key",), "a pipeline takes no concurrency key (its steps run as they become ready)")])
     try:
         planned = plan(PipelineSpec(steps=tuple(body.steps)), known)
     except PlanError as error:
-        raise invalid([field_error(error.where, error.message)]) from None
+        raise invalid([field_error(where + error.where, error.message)]) from None
     index = {step.name: position for position, step in enumerate(body.steps)}
     steps = []
     for name in planned.order:
         step = planned.steps[name]
-        where = ("steps", index.get(name, name))
+        at = where + ("steps", index.get(name, name))
         if step.payload is None:
             step = step.model_copy(update={"payload": body.payload})
-        _runnable(types, step.type, step.payload, where)
+        _runnable(types, step.type, step.payload, at)
         if step.compensate is not None:
-            _runnable(types, step.compensate.type, step.compensate.payload, where + ("compensate",))
+            _runnable(types, step.compensate.type, step.compensate.payload, at + ("compensate",))
         steps.append(step)
     return body.payload, options, tuple(steps)
 

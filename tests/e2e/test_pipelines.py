@@ -225,3 +225,21 @@ async def test_a_failed_pipeline_retried_runs_again_from_its_first_step(api):
     assert reserve["attempt"] == 4, "run, compensation, run again, compensation again: attempts number on"
     kinds = [kind for kind, _ in await event_types(api, job_id)]
     assert kinds.count("jobledger.pipeline.started") == 2 and kinds.count("jobledger.job.retried") == 1
+
+
+async def test_a_schedule_submits_a_pipeline_each_tick(api):
+    job = {"type": "pipeline", "pipeline": "object-processing", "payload": {"object": {"tick": 1}}}
+    response = await api.post("/schedules", json={"cron": "* * * * * *", "job": job})
+    assert response.status_code == 201, response.text
+    schedule = response.json()
+    assert [step["name"] for step in schedule["job"]["steps"]][-1] == "export"
+
+    async def two_pipelines_done() -> list[dict] | None:
+        listed = (await api.get("/jobs", params={"label": f"schedule:{schedule['id']}", "state": "SUCCEEDED"})).json()
+        return listed["items"] if len(listed["items"]) >= 2 else None
+
+    try:
+        done = await eventually(two_pipelines_done, timeout_s=60)
+    finally:
+        await api.delete(f"/schedules/{schedule['id']}")
+    assert all(job["type"] == "pipeline" and len(job["steps"]) == 5 for job in done)

@@ -96,3 +96,25 @@ def test_a_job_too_large_for_one_record_of_the_log_is_a_422_naming_its_payload()
         {"name": f"s{index}", "type": "export", "payload": {"object": {"blob": "x" * (SUBMIT_BUDGET_BYTES // 3)}}} for index in range(4)
     ]})
     assert "steps" in errors
+
+
+def test_a_schedule_plans_its_pipeline_once_and_each_tick_submits_it():
+    from datetime import timedelta
+
+    from schemas.api import ScheduleRequest
+    from schemas.schedules import Schedule, tick_command
+    from services.ingest.routes.schedules import schedule_spec
+
+    spec = schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(
+        {"cron": "* * * * *", "job": {"type": PIPELINE, "payload": {"object": {"a": 1}}, "steps": [{"name": "analyze", "type": "analyze"}]}}
+    ))
+    schedule = Schedule(schedule_id="s-1", tenant="t", spec=spec, created_at=NOW)
+    command = tick_command(schedule, NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
+
+    assert [step.name for step in command.steps] == ["validate", "transform", "enrich", "analyze"]
+    assert decide(command, None)[1].type == "jobledger.pipeline.started"
+    with pytest.raises(Problem) as refused_schedule:
+        schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(
+            {"cron": "* * * * *", "job": {"type": PIPELINE, "steps": [{"name": "a", "type": "noop", "depends_on": ["a"]}]}}
+        ))
+    assert [error["field"] for error in refused_schedule.value.errors] == ["job.steps.0.depends_on"]

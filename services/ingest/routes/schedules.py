@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas import topics
 from schemas.jobtypes import JobTypes
+from schemas.pipelines import PIPELINE
 from schemas.schedules import (
     CreateSchedule,
     DeleteSchedule,
@@ -32,7 +33,7 @@ from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
 from services.ingest.bodies import ContractRoute
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record
-from services.ingest.submissions import declared_type, job_options, validated_payload
+from services.ingest.submissions import declared_type, job_options, pipeline_plan, validated_payload
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
 log = structlog.get_logger(component="ingest")
@@ -40,15 +41,20 @@ log = structlog.get_logger(component="ingest")
 
 def schedule_spec(types: JobTypes, body: ScheduleRequest) -> ScheduleSpec:
     """The schedule a request asks for, or a 422 naming the field. Pure, like submits."""
-    job_type = declared_type(types, body.job, ("job",))
-    payload = validated_payload(job_type, body.job, ("job",))
+    if body.job.type == PIPELINE:
+        payload, options, steps = pipeline_plan(types, body.job, ("job",))
+    else:
+        job_type = declared_type(types, body.job, ("job",))
+        payload = validated_payload(job_type, body.job, ("job",)).model_dump(mode="json")
+        options, steps = job_options(job_type, body.job, ("job",)), None
     try:
         return ScheduleSpec(
             cron=body.cron,
             timezone=body.timezone,
             job_type=body.job.type,
-            payload=payload.model_dump(mode="json"),
-            options=job_options(job_type, body.job, ("job",)),
+            payload=payload,
+            options=options,
+            steps=steps,
         )
     except ValidationError as error:
         raise invalid([field_error(_request_location(item["loc"]), item["msg"]) for item in error.errors()]) from None

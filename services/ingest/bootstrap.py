@@ -19,6 +19,7 @@ from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import make_producer
 from services.adapters.readmodel import ReadModel, connect
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
+from services.ingest.lag import ConsumerLag
 from services.ingest.settings import IngestSettings
 from services.ingest.watch import JobWatch
 
@@ -34,6 +35,8 @@ class Ingest:
     watch: JobWatch
     mongo: AsyncMongoClient
     accepted: AcceptedJobs
+    lag: ConsumerLag | None = None
+    """Consumer lag for ``GET /status``, measured at most once a second."""
     artifacts: ArtifactStore | None = None
     """The S3 store of large results; ``None`` when ``s3_endpoint`` is empty."""
     accepted_schedules: AcceptedSchedules = field(default_factory=AcceptedSchedules)
@@ -52,6 +55,7 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
         watch=JobWatch(settings, settings.stream_poll_s),
         mongo=mongo,
         accepted=AcceptedJobs(settings.accepted_cache_size),
+        lag=ConsumerLag(settings),
     )
     await ingest.producer.start()
     await ingest.watch.start()

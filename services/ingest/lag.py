@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from schemas import topics
 from services.adapters.broker import GROUP_TOPICS, group_lag
@@ -19,3 +20,21 @@ async def consumer_lag(settings, timeout_s: float = 5.0) -> dict[str, int | None
     except Exception:  # best effort: unknown rather than an error
         return {name: None for name in settings.consumer_groups}
     return {name: lag[group] for name, group in settings.consumer_groups.items()}
+
+
+class ConsumerLag:
+    """The process's ``GET /status`` calls share one measurement at a time and
+    reuse it for ``max_age_s``: each measurement opens an admin client and a
+    consumer, too dear for every poll of a dashboard."""
+
+    def __init__(self, settings, max_age_s: float = 1.0) -> None:
+        self.settings = settings
+        self.max_age_s = max_age_s
+        self._lock = asyncio.Lock()
+        self._measured: tuple[float, dict[str, int | None]] | None = None
+
+    async def get(self) -> dict[str, int | None]:
+        async with self._lock:
+            if self._measured is None or time.monotonic() - self._measured[0] >= self.max_age_s:
+                self._measured = (time.monotonic(), await consumer_lag(self.settings))
+            return self._measured[1]

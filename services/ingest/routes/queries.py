@@ -128,7 +128,8 @@ async def list_jobs(
 @router.get("/status", response_model=StatusView, responses=PROBLEMS, summary="Jobs per state and consumer lag")
 async def status(state: IngestDep, tenant: str = Depends(tenant_of)) -> StatusView:
     counts = await state.read_model.count_by_status(tenant)
-    return StatusView(jobs=counts, lag=await consumer_lag(state.settings))
+    lag = await state.lag.get() if state.lag is not None else await consumer_lag(state.settings)
+    return StatusView(jobs=counts, lag=lag)
 
 
 _SEQ = re.compile(r"[0-9]{1,19}")

@@ -68,6 +68,8 @@ class JobWatch:
         self.poll_s = poll_s
         """A waiter reads the read model at least this often, whatever the tail says."""
         self._waiting: dict[bytes, set[Follower]] = {}
+        self._everything: dict[str, set[Follower]] = {}
+        """Followers of every job of a tenant (``GET /jobs:stream``), by tenant."""
         self._recent: OrderedDict[bytes, list[bytes]] = OrderedDict()
         self._task: asyncio.Task | None = None
 
@@ -112,6 +114,13 @@ class JobWatch:
             del recent[0]
         for follower in self._waiting.get(record.key, ()):
             _put(follower, record.value)
+        if self._everything:
+            try:
+                event = parse_event(record.value)
+            except Exception:
+                return
+            for follower in self._everything.get(event.tenant, ()):
+                follower.put(event)
 
     @asynccontextmanager
     async def follow(self, job_id: str) -> AsyncIterator[Follower]:
@@ -129,6 +138,20 @@ class JobWatch:
                 followers.discard(follower)
                 if not followers:
                     del self._waiting[key]
+
+    @asynccontextmanager
+    async def follow_tenant(self, tenant: str) -> AsyncIterator[Follower]:
+        """Every event of the tenant's jobs from now on, in log order per job."""
+        follower = Follower()
+        self._everything.setdefault(tenant, set()).add(follower)
+        try:
+            yield follower
+        finally:
+            followers = self._everything.get(tenant)
+            if followers is not None:
+                followers.discard(follower)
+                if not followers:
+                    del self._everything[tenant]
 
     def catch_up(self, job_id: str, job: Job | None) -> Job | None:
         """``job`` (as read from the read model, or ``None``) with the events the

@@ -83,3 +83,17 @@ async def test_a_pipeline_shows_its_steps_as_a_graph_that_fills_in_as_they_succe
     await expect(page.locator("#job-dag path.edge")).to_have_count(4)
     await expect(page.locator("#event-rows tr td:nth-child(2)").filter(has_text="step.started validate")).to_have_count(1)
     await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-pipeline.png")), full_page=True)
+
+
+@pytest.mark.timeout(120)
+async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(page, stack):
+    import httpx
+
+    await sign_in(page, stack)
+    await expect(page.locator("#jobs")).to_be_visible(timeout=30_000)
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
+        job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
+
+    row = page.locator(f"a[href='#/jobs/{job_id}']").locator("xpath=ancestor::tr")
+    await expect(row).to_be_visible(timeout=10_000)
+    await expect(row.locator("td.state")).to_have_text("SUCCEEDED", timeout=10_000)

@@ -3,8 +3,11 @@ jobs.events → projector → MongoDB → HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
+import httpx
 import pytest
 
 from schemas import JobStatus, parse_command, parse_event, topics
@@ -315,3 +318,31 @@ async def test_a_bad_wait_is_a_422(api, params):
     job_id = await submit(api, "noop")
     response = await api.get(f"/jobs/{job_id}", params=params)
     assert response.status_code == 422, response.text
+
+
+async def test_the_tenant_stream_brings_every_event_of_the_tenants_jobs_and_no_one_elses(api, stack):
+    from httpx_sse import aconnect_sse
+
+    from tests.e2e.conftest import FUZZ_KEY
+
+    heard: list[dict] = []
+    mine: dict[str, str] = {}
+
+    async def listen() -> None:
+        async with aconnect_sse(api, "GET", "/jobs:stream") as source:
+            assert source.response.status_code == 200
+            async for message in source.aiter_sse():
+                heard.append(json.loads(message.data))
+                if message.event == "jobledger.job.succeeded" and heard[-1]["subject"] == mine.get("id"):
+                    return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.5)  # the stream is live only: let it begin before the jobs do
+    async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {FUZZ_KEY}"}) as other:
+        theirs = (await other.post("/jobs", json={"type": "noop"})).json()["id"]
+    mine["id"] = await submit(api, "noop")
+    await asyncio.wait_for(listener, timeout=60)
+
+    types = [event["type"] for event in heard if event["subject"] == mine["id"]]
+    assert types[0] == "jobledger.job.submitted" and types[-1] == "jobledger.job.succeeded"
+    assert theirs not in {event["subject"] for event in heard}, "another tenant's jobs are not heard"

@@ -25,6 +25,32 @@ from services.ingest.watch import GAP_RECHECK_S, Follower
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
+MAX_PENDING_EVENTS = 10_000
+"""A tenant stream whose client reads slower than the tenant's jobs change is
+closed once this many events wait for it; the client reconnects and lists."""
+
+
+@router.get(
+    "/jobs:stream",
+    responses={**PROBLEMS, 200: {"content": {"text/event-stream": {}}}},
+    summary="Server-sent events: every change of every job of yours, live",
+    description="One SSE message per event of any of the tenant's jobs, from the moment of the request on "
+    "(`event:` its type, `data:` the CloudEvent). Live only: to catch up, list `GET /jobs`, then follow "
+    "this. A client too slow for the tenant's rate is disconnected.",
+)
+async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
+    async def messages():
+        async with state.watch.follow_tenant(tenant) as follower:
+            while True:
+                await follower.arrival(15.0)
+                events = follower.take()
+                if len(events) > MAX_PENDING_EVENTS:
+                    return
+                for event in events:
+                    yield {"event": event.type, "data": orjson.dumps(event.recorded()).decode()}
+
+    return EventSourceResponse(messages(), ping=15)
+
 
 @router.get(
     "/jobs/{job_id}/stream",

@@ -40,11 +40,18 @@ RECENT_EVENTS_PER_JOB = 64
 class Follower:
     """The events of one job heard since the request began to wait, in log order."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
         self._events: list[AnyEvent] = []
         self._arrived = asyncio.Event()
+        self.capacity = capacity
+        self.overflowed = False
+        """More than ``capacity`` events waited at once: the follower fell behind and stopped taking."""
 
     def put(self, event: AnyEvent) -> None:
+        if self.capacity is not None and len(self._events) >= self.capacity:
+            self.overflowed = True
+            self._arrived.set()
+            return
         self._events.append(event)
         self._arrived.set()
 
@@ -140,9 +147,10 @@ class JobWatch:
                     del self._waiting[key]
 
     @asynccontextmanager
-    async def follow_tenant(self, tenant: str) -> AsyncIterator[Follower]:
-        """Every event of the tenant's jobs from now on, in log order per job."""
-        follower = Follower()
+    async def follow_tenant(self, tenant: str, capacity: int) -> AsyncIterator[Follower]:
+        """Every event of the tenant's jobs from now on, in log order per job;
+        at most ``capacity`` of them wait to be taken (then ``overflowed``)."""
+        follower = Follower(capacity)
         self._everything.setdefault(tenant, set()).add(follower)
         try:
             yield follower

@@ -40,13 +40,10 @@ closed once this many events wait for it; the client reconnects and lists."""
 )
 async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
     async def messages():
-        async with state.watch.follow_tenant(tenant) as follower:
-            while True:
+        async with state.watch.follow_tenant(tenant, MAX_PENDING_EVENTS) as follower:
+            while not follower.overflowed:
                 await follower.arrival(15.0)
-                events = follower.take()
-                if len(events) > MAX_PENDING_EVENTS:
-                    return
-                for event in events:
+                for event in follower.take():
                     yield {"event": event.type, "data": orjson.dumps(event.recorded()).decode()}
 
     return EventSourceResponse(messages(), ping=15)

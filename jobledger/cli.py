@@ -41,7 +41,7 @@ schedules = typer.Typer(help="Cron schedules: each tick submits one job.", no_ar
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, get, ls, follow, events, cancel, retry, artifact):
+    for command in (submit, get, ls, follow, watch, events, cancel, retry, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
 
@@ -186,6 +186,26 @@ def follow(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key:
                 out.print(json.dumps({"seq": update.seq, "type": update.event_type, "state": update.state.value, "progress": update.progress}))
             else:
                 out.print(f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_describe(update)}")
+
+
+def watch(
+    limit: Optional[int] = typer.Option(None, help="Stop after this many events."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Print every event of every job of yours as it happens (live; Ctrl-C stops)."""
+    with _client(url, api_key) as client:
+        for seen, event in enumerate(client.watch(), start=1):
+            if as_json:
+                out.print(json.dumps(event), highlight=False, soft_wrap=True)
+            else:
+                data = event.get("data", {})
+                step = f" {data['step']}" if "step" in data else ""
+                kind = event.get("type", "").removeprefix("jobledger.")
+                out.print(f"{event.get('time', '')[:23]}  {event.get('subject')}  {event.get('seq'):>3}  {kind}{step}", highlight=False)
+            if limit is not None and seen >= limit:
+                return
 
 
 def events(

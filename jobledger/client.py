@@ -179,6 +179,17 @@ class AsyncClient:
                     event=data["event"],
                 )
 
+    async def watch(self) -> AsyncIterator[dict[str, Any]]:
+        """Every event of every job of your tenant, as it happens (``GET /jobs:stream``),
+        as CloudEvents objects; live only, and without end."""
+        async with aconnect_sse(self._http, "GET", "/jobs:stream") as source:
+            if not source.response.is_success:
+                await source.response.aread()
+                raise_for_problem(source.response)
+            async for message in source.aiter_sse():
+                if message.data:
+                    yield message.json()
+
     # --- schedules --------------------------------------------------------------
 
     async def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:

@@ -48,7 +48,8 @@ class _LoopThread:
                 except StopAsyncIteration:
                     return
         finally:
-            self.run(iterator.aclose())
+            if self._thread.is_alive():  # a generator dropped after the client closed has nothing left to close
+                self.run(iterator.aclose())
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -116,6 +117,10 @@ class Client:
 
     def follow(self, job_id: str, after_seq: int = 0) -> Iterator[JobUpdate]:
         return self._loop.iterate(self._async.follow(job_id, after_seq))
+
+    def watch(self) -> Iterator[dict[str, Any]]:
+        """Every event of every job of your tenant, as it happens; without end."""
+        return self._loop.iterate(self._async.watch())
 
     def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
         return self._loop.run(self._async.schedule(cron, type, payload, timezone=timezone, **options))

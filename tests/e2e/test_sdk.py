@@ -139,3 +139,20 @@ async def test_the_cli_follows_a_pipeline_step_by_step_and_downloads_its_artifac
     assert target.stat().st_size == artifact["size"]
     with Client(stack.api_url) as client:
         assert client.artifact(job["id"], "export") == target.read_bytes()
+
+
+async def test_the_cli_and_the_sdk_watch_every_job_of_the_tenant_live(stack):
+    watching = asyncio.create_task(asyncio.to_thread(jobledger, stack, "watch", "--limit", "1", "--json", timeout_s=60))
+    await asyncio.sleep(3)  # the watch is live only: let it connect first
+    with Client(stack.api_url) as client:
+        watch = client.watch()
+        job = client.submit("noop")
+        for event in watch:
+            if event["subject"] == job.id and event["type"] == "jobledger.job.succeeded":
+                break
+        watch.close()
+    watched = await watching
+
+    assert watched.returncode == 0, watched.stderr
+    [event] = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert event["type"].startswith("jobledger.") and event["tenant"] == "default"

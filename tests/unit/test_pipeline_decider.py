@@ -22,6 +22,7 @@ from schemas import (
     JobOptions,
     JobStatus,
     JobSucceeded,
+    ReportProgress,
     RetryJob,
     StaleAttempt,
     StartJob,
@@ -149,8 +150,13 @@ def test_progress_is_derived_from_the_steps():
     pipeline = Pipeline(step("a"), step("b", "a"))
 
     pipeline.run("a")
-
     assert pipeline.job.progress == 50.0
+    pipeline.attempt("b", StartJob)
+    [progressed] = pipeline.attempt("b", ReportProgress, percent=40, message="halfway there")
+
+    assert progressed.data.step == "b" and progressed.data.percent == 40
+    assert pipeline.job.step("b").progress_message == "halfway there"
+    assert pipeline.job.progress == 70.0, "a's 100 and b's 40, each counting half"
 
 
 def test_a_failing_third_step_compensates_the_first_two_in_reverse_completion_order_and_fails_compensated():

@@ -320,10 +320,13 @@ async def test_a_bad_wait_is_a_422(api, params):
     assert response.status_code == 422, response.text
 
 
-async def test_the_tenant_stream_brings_every_event_of_the_tenants_jobs_and_no_one_elses(api, stack):
+async def test_the_tenant_stream_brings_every_event_of_the_tenants_jobs_and_no_one_elses(api, anonymous, stack):
     from httpx_sse import aconnect_sse
 
     from tests.e2e.conftest import FUZZ_KEY
+
+    refused = await anonymous.get("/jobs:stream")
+    assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
 
     heard: list[dict] = []
     mine: dict[str, str] = {}

@@ -195,8 +195,8 @@ def watch(
     api_key: Optional[str] = Key,
 ) -> None:
     """Print every event of every job of yours as it happens (live; Ctrl-C stops)."""
-    with _client(url, api_key) as client:
-        for seen, event in enumerate(client.watch(), start=1):
+    with _client(url, api_key) as client, client.watch() as events:
+        for seen, event in enumerate(events, start=1):
             if as_json:
                 out.print(json.dumps(event), highlight=False, soft_wrap=True)
             else:

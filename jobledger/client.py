@@ -18,6 +18,7 @@ import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,12 @@ class JobUpdate:
     progress: float | None
     progress_message: str | None
     event: dict[str, Any]
+
+
+async def _cloud_events(messages) -> AsyncIterator[dict[str, Any]]:
+    async for message in messages:
+        if message.data:
+            yield message.json()
 
 
 class AsyncClient:
@@ -179,16 +186,28 @@ class AsyncClient:
                     event=data["event"],
                 )
 
-    async def watch(self) -> AsyncIterator[dict[str, Any]]:
-        """Every event of every job of your tenant, as it happens (``GET /jobs:stream``),
-        as CloudEvents objects; live only, and without end."""
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Every event of every job of your tenant as it happens (``GET /jobs:stream``),
+        as CloudEvents objects, without end. Listening once the block is entered::
+
+            async with client.watch() as events:   # nothing from here on is missed
+                job = await client.submit("noop")
+                async for event in events: ...
+        """
         async with aconnect_sse(self._http, "GET", "/jobs:stream") as source:
             if not source.response.is_success:
                 await source.response.aread()
                 raise_for_problem(source.response)
-            async for message in source.aiter_sse():
-                if message.data:
-                    yield message.json()
+            messages = source.aiter_sse()
+            async for message in messages:
+                if message.event == "ready":
+                    break
+            events = _cloud_events(messages)
+            try:
+                yield events
+            finally:
+                await events.aclose()
 
     # --- schedules --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -118,9 +119,17 @@ class Client:
     def follow(self, job_id: str, after_seq: int = 0) -> Iterator[JobUpdate]:
         return self._loop.iterate(self._async.follow(job_id, after_seq))
 
-    def watch(self) -> Iterator[dict[str, Any]]:
-        """Every event of every job of your tenant, as it happens; without end."""
-        return self._loop.iterate(self._async.watch())
+    @contextmanager
+    def watch(self) -> Iterator[Iterator[dict[str, Any]]]:
+        """Every event of every job of your tenant as it happens, without end;
+        listening once the block is entered (see :meth:`AsyncClient.watch`)."""
+        opened = self._async.watch()
+        events = self._loop.iterate(self._loop.run(opened.__aenter__()))
+        try:
+            yield events
+        finally:
+            events.close()
+            self._loop.run(opened.__aexit__(None, None, None))
 
     def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
         return self._loop.run(self._async.schedule(cron, type, payload, timezone=timezone, **options))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import structlog
 
@@ -136,30 +136,16 @@ class JobWatch:
         follower = Follower()
         for value in self._recent.get(key, ()):
             _put(follower, value)
-        self._waiting.setdefault(key, set()).add(follower)
-        try:
+        with _listed(self._waiting, key, follower):
             yield follower
-        finally:
-            followers = self._waiting.get(key)
-            if followers is not None:
-                followers.discard(follower)
-                if not followers:
-                    del self._waiting[key]
 
     @asynccontextmanager
     async def follow_tenant(self, tenant: str, capacity: int) -> AsyncIterator[Follower]:
         """Every event of the tenant's jobs from now on, in log order per job;
         at most ``capacity`` of them wait to be taken (then ``overflowed``)."""
         follower = Follower(capacity)
-        self._everything.setdefault(tenant, set()).add(follower)
-        try:
+        with _listed(self._everything, tenant, follower):
             yield follower
-        finally:
-            followers = self._everything.get(tenant)
-            if followers is not None:
-                followers.discard(follower)
-                if not followers:
-                    del self._everything[tenant]
 
     def catch_up(self, job_id: str, job: Job | None) -> Job | None:
         """``job`` (as read from the read model, or ``None``) with the events the
@@ -213,6 +199,20 @@ class JobWatch:
                 stored = await read()
                 if stored.version > job.version:
                     job = stored
+
+
+@contextmanager
+def _listed(table: dict, key, follower: Follower) -> Iterator[None]:
+    """``follower`` is among ``table[key]`` while the block runs."""
+    table.setdefault(key, set()).add(follower)
+    try:
+        yield
+    finally:
+        followers = table.get(key)
+        if followers is not None:
+            followers.discard(follower)
+            if not followers:
+                del table[key]
 
 
 def _put(follower: Follower, value: bytes) -> None:

@@ -90,7 +90,7 @@ async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(p
     import httpx
 
     await sign_in(page, stack)
-    await expect(page.locator("#jobs")).to_be_visible(timeout=30_000)
+    await expect(page.locator("#jobs[data-live='true']")).to_be_visible(timeout=30_000)
     async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
         job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
 

@@ -330,17 +330,21 @@ async def test_the_tenant_stream_brings_every_event_of_the_tenants_jobs_and_no_o
 
     heard: list[dict] = []
     mine: dict[str, str] = {}
+    ready = asyncio.Event()
 
     async def listen() -> None:
         async with aconnect_sse(api, "GET", "/jobs:stream") as source:
             assert source.response.status_code == 200
             async for message in source.aiter_sse():
+                if message.event == "ready":
+                    ready.set()
+                    continue
                 heard.append(json.loads(message.data))
                 if message.event == "jobledger.job.succeeded" and heard[-1]["subject"] == mine.get("id"):
                     return
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.5)  # the stream is live only: let it begin before the jobs do
+    await asyncio.wait_for(ready.wait(), 30)  # live only: from "ready" on, nothing is missed
     async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {FUZZ_KEY}"}) as other:
         theirs = (await other.post("/jobs", json={"type": "noop"})).json()["id"]
     mine["id"] = await submit(api, "noop")

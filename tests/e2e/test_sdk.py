@@ -142,15 +142,16 @@ async def test_the_cli_follows_a_pipeline_step_by_step_and_downloads_its_artifac
 
 
 async def test_the_cli_and_the_sdk_watch_every_job_of_the_tenant_live(stack):
-    watching = asyncio.create_task(asyncio.to_thread(jobledger, stack, "watch", "--limit", "1", "--json", timeout_s=60))
-    await asyncio.sleep(3)  # the watch is live only: let it connect first
     with Client(stack.api_url) as client:
-        watch = client.watch()
-        job = client.submit("noop")
-        for event in watch:
-            if event["subject"] == job.id and event["type"] == "jobledger.job.succeeded":
-                break
-        watch.close()
+        with client.watch() as events:  # listening from here on
+            job = client.submit("noop")
+            for event in events:
+                if event["subject"] == job.id and event["type"] == "jobledger.job.succeeded":
+                    break
+        watching = asyncio.create_task(asyncio.to_thread(jobledger, stack, "watch", "--limit", "1", "--json", timeout_s=60))
+        while not watching.done():  # the command connects in its own time: give it events until it heard one
+            client.submit("noop")
+            await asyncio.sleep(0.5)
     watched = await watching
 
     assert watched.returncode == 0, watched.stderr

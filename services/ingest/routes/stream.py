@@ -25,6 +25,8 @@ from services.ingest.watch import GAP_RECHECK_S, Follower
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
+READY = "ready"
+"""The tenant stream's first message: it listens from here on."""
 MAX_PENDING_EVENTS = 10_000
 """A tenant stream whose client reads slower than the tenant's jobs change is
 closed once this many events wait for it; the client reconnects and lists."""
@@ -34,13 +36,14 @@ closed once this many events wait for it; the client reconnects and lists."""
     "/jobs:stream",
     responses={**PROBLEMS, 200: {"content": {"text/event-stream": {}}}},
     summary="Server-sent events: every change of every job of yours, live",
-    description="One SSE message per event of any of the tenant's jobs, from the moment of the request on "
-    "(`event:` its type, `data:` the CloudEvent). Live only: to catch up, list `GET /jobs`, then follow "
-    "this. A client too slow for the tenant's rate is disconnected.",
+    description="First a `ready` message once the stream is listening; then one SSE message per event of "
+    "any of the tenant's jobs (`event:` its type, `data:` the CloudEvent). Live only: to catch up, list "
+    "`GET /jobs` after `ready`. A client too slow for the tenant's rate is disconnected.",
 )
 async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
     async def messages():
         async with state.watch.follow_tenant(tenant, MAX_PENDING_EVENTS) as follower:
+            yield {"event": READY, "data": "{}"}  # from here on nothing is missed: list GET /jobs now to catch up
             while not follower.overflowed:
                 await follower.arrival(15.0)
                 for event in follower.take():

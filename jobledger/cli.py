@@ -203,7 +203,8 @@ def watch(
                 data = event.get("data", {})
                 step = f" {data['step']}" if "step" in data else ""
                 kind = event.get("type", "").removeprefix("jobledger.")
-                out.print(f"{event.get('time', '')[:23]}  {event.get('subject')}  {event.get('seq'):>3}  {kind}{step}", highlight=False)
+                line = f"{event.get('time', '')[:23]}  {event.get('subject')}  {event.get('seq'):>3}  {kind}{step}"
+                out.print(line, highlight=False, soft_wrap=True)
             if limit is not None and seen >= limit:
                 return
 

@@ -181,6 +181,7 @@ class StepView(BaseModel):
     errors: list[AttemptErrorView] = Field(default_factory=list)
     compensate: Compensation | None = None
     compensation_result: Any = None
+    compensation_artifact: ArtifactView | None = None
     next_attempt_at: datetime | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -204,6 +205,7 @@ class StepView(BaseModel):
             errors=_error_views(step.errors),
             compensate=step.compensate,
             compensation_result=step.compensation_result,
+            compensation_artifact=ArtifactView.of(job_id, step.compensation_artifact),
             next_attempt_at=millis(step.due_at),
             queued_at=millis(step.queued_at),
             started_at=millis(step.started_at),

@@ -4,7 +4,8 @@ it is, how large, and its sha256 — so the log stays small and an auditor can
 still prove the stored bytes are the ones the job produced.
 
 The API streams an artifact back at ``GET /jobs/{id}/artifacts/{name}``:
-``name`` is the step's name for a pipeline step, ``result`` for a job's result.
+``name`` is the step's name for a pipeline step (``<step>:compensation`` for
+its compensation's), ``result`` for a job's result.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RESULT = "result"
 """The artifact name of a plain job's result."""
+COMPENSATION_SUFFIX = ":compensation"
+"""A step's compensation's artifact is named ``<step>:compensation`` (a step's name has no colon)."""
 DEFAULT_THRESHOLD_BYTES = 64 * 1024
 """A result whose JSON is larger than this is stored as an artifact."""
 

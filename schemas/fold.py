@@ -162,7 +162,9 @@ def _step_evolved(job: Job, event, at) -> dict:
     elif isinstance(event, StepSkipped):
         change = dict(status=StepStatus.SKIPPED, due_at=None)
     elif isinstance(event, StepCompensated):
-        change = dict(status=StepStatus.COMPENSATED, compensation_result=data.result, finished_at=at)
+        change = dict(
+            status=StepStatus.COMPENSATED, compensation_result=data.result, compensation_artifact=data.artifact, finished_at=at
+        )
     elif isinstance(event, StepCompensationFailed):
         change = dict(
             status=StepStatus.COMPENSATION_FAILED, error=data.error, error_type=data.error_type,

@@ -97,6 +97,7 @@ class Step(PipelineStep):
     errors: tuple[AttemptError, ...] = ()
     artifact: ArtifactRef | None = Field(None, description="the result, when it was too large for the log")
     compensation_result: Any = None
+    compensation_artifact: ArtifactRef | None = Field(None, description="the compensation's result, when too large for the log")
     queued_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None

@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from schemas import CompleteJob, ExpiryReason, FailJob, JobQueued, timeout_error
-from schemas.artifacts import RESULT
+from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import StepQueued
 from services.adapters.artifacts import ArtifactMissing, Offloader
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
@@ -138,7 +138,7 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
         result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
         if offloader is None:
             return Report(CompleteJob, "complete", {"result": result})
-        name = attempt.step or RESULT
+        name = RESULT if attempt.step is None else attempt.step + (COMPENSATION_SUFFIX if attempt.compensation else "")
         fields = await offloader.result(result, tenant=queued.tenant, job_id=queued.job_id, name=name, attempt=queued.data.attempt)
         return Report(CompleteJob, "complete", fields)
     except asyncio.CancelledError:

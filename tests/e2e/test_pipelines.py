@@ -243,3 +243,20 @@ async def test_a_schedule_submits_a_pipeline_each_tick(api):
     finally:
         await api.delete(f"/schedules/{schedule['id']}")
     assert all(job["type"] == "pipeline" and len(job["steps"]) == 5 for job in done)
+
+
+async def test_a_compensations_large_result_is_an_artifact_of_its_own(api):
+    undo = {"type": "export", "payload": {"object": {"undone": True}, "pad_to_bytes": 100_000}}
+    job_id = await submit_pipeline(api, [
+        {"name": "reserve", "type": "noop", "payload": {}, "compensate": undo},
+        {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
+    ])
+    job = await wait_for_job(api, job_id)
+
+    assert job["state"] == "FAILED" and job["compensated"] is True, job
+    reserve = steps_by_name(job)["reserve"]
+    artifact = reserve["compensation_artifact"]
+    assert reserve["artifact"] is None and artifact["href"] == f"/jobs/{job_id}/artifacts/reserve:compensation"
+    downloaded = await download(api, job_id, "reserve:compensation")
+    assert hashlib.sha256(downloaded.content).hexdigest() == artifact["sha256"]
+    assert (await api.get(f"/jobs/{job_id}/artifacts/reserve")).status_code == 404, "the step's own result was small"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from schemas import Job
-from schemas.artifacts import RESULT, ArtifactRef
+from schemas.artifacts import COMPENSATION_SUFFIX, RESULT, ArtifactRef
 from services.adapters.artifacts import ArtifactMissing
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
@@ -33,7 +33,8 @@ router = APIRouter(route_class=ContractRoute, tags=["jobs"])
         503: PROBLEM_RESPONSE,
     },
     summary="Download an artifact: a result too large for the log",
-    description="`name` is a pipeline step's name, or `result` for a job's own result. The job must be "
+    description="`name` is a pipeline step's name (`<step>:compensation` for its compensation's result), or "
+    "`result` for a job's own result. The job must be "
     "one of the caller's tenant (else 404, as for a job that does not exist).",
 )
 async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> StreamingResponse:
@@ -55,6 +56,9 @@ async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = D
 def _artifact_of(job: Job, name: str) -> ArtifactRef:
     if name == RESULT and not job.is_pipeline:
         ref = job.artifact
+    elif name.endswith(COMPENSATION_SUFFIX):
+        step = job.step(name.removesuffix(COMPENSATION_SUFFIX))
+        ref = step.compensation_artifact if step is not None else None
     else:
         step = job.step(name)
         ref = step.artifact if step is not None else None

@@ -10,6 +10,7 @@ It imports nothing from the services, Kafka or MongoDB.
 from schemas import topics
 from schemas.chain import GENESIS, event_hash
 from schemas.commands import (
+    AdvancePipeline,
     AnyCommand,
     AttemptCommand,
     CancelJob,
@@ -133,6 +134,7 @@ __all__ = [
     "StartJob",
     "SubmitJob",
     "WakeJob",
+    "AdvancePipeline",
     "apply_next",
     "deadlines",
     "decide",

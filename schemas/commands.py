@@ -118,6 +118,14 @@ class WakeJob(Command):
     step: str | None = None
 
 
+class AdvancePipeline(Command):
+    """Timer: a running pipeline has something to do that no decision did — its
+    last decision reached the log only in part (a crash between two of its
+    record batches). Emits nothing itself; the pipeline then does what is next."""
+
+    type: Literal["AdvancePipeline"] = "AdvancePipeline"
+
+
 class ExpiryReason(StrEnum):
     """Why a timer ends a running attempt."""
 
@@ -153,6 +161,7 @@ AnyCommand = Annotated[
         CancelJob,
         RetryJob,
         WakeJob,
+        AdvancePipeline,
         ExpireAttempt,
         GrantSlot,
         RefuseSlot,

@@ -17,6 +17,7 @@ import uuid
 
 from schemas.chain import GENESIS, event_hash
 from schemas.commands import (
+    AdvancePipeline,
     AnyCommand,
     AttemptCommand,
     CancelJob,
@@ -99,6 +100,8 @@ def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
     if job is None:
         raise JobNotFound(command.job_id, f"job {command.job_id} does not exist")
     if not job.is_pipeline:
+        if isinstance(command, AdvancePipeline):
+            raise InvalidTransition(job.job_id, f"job {job.job_id} is no pipeline")
         rule = _RULES.get(type(command))
         if rule is None:
             raise TypeError(f"unknown command {type(command).__name__}")
@@ -304,6 +307,7 @@ _RULES = {
 }
 
 _PIPELINE_RULES = {
+    AdvancePipeline: lambda command, job: [],
     WakeJob: pipeline_wake,
     CancelJob: _cancel,
     RetryJob: _pipeline_retry,

@@ -16,13 +16,16 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from schemas.commands import Command, ExpireAttempt, ExpiryReason, WakeJob
+from schemas.commands import AdvancePipeline, Command, ExpireAttempt, ExpiryReason, WakeJob
 from schemas.job import Job, JobStatus, StepStatus
+from schemas.pipeline_rules import advance
 from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
 WAKE = "wake"
 """The deadline of a PENDING job: its ``run_at`` or its backoff has passed."""
+ADVANCE = "advance"
+"""A running pipeline has a next step no decision took (see ``AdvancePipeline``): due at once."""
 
 
 Leases = Mapping[str | None, datetime]
@@ -50,6 +53,8 @@ def _pipeline_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, s
     if job.status is not JobStatus.RUNNING:
         return []
     found = []
+    if advance(job):  # every whole decision leaves nothing to advance: this one was cut short
+        found.append((job.updated_at, ADVANCE, None))
     for step in job.steps:
         if step.status is StepStatus.PENDING and step.due_at is not None:
             found.append((step.due_at, WAKE, step.name))
@@ -100,6 +105,8 @@ def due_commands(job: Job, now: datetime, lease_expires_at: Leases | datetime | 
         )
         if reason == WAKE:
             commands.append(WakeJob(step=step, **common))
+        elif reason == ADVANCE:
+            commands.append(AdvancePipeline(**common))
         else:
             attempt = job.attempt if step is None else job.step(step).attempt
             commands.append(ExpireAttempt(attempt=attempt, reason=reason, step=step, **common))

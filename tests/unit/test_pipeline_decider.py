@@ -388,3 +388,21 @@ def test_a_pipeline_whose_final_results_would_not_fit_one_event_succeeds_with_th
 
     assert isinstance(events[-1], JobSucceeded) and events[-1].data.result is None
     assert pipeline.job.step("a").result == chunk
+
+
+def test_a_decision_that_reached_the_log_only_in_part_is_completed_by_a_timer():
+    """A crash between two record batches of one decision leaves a succeeded step
+    whose successors were never queued; the command, redelivered, is a repeat."""
+    pipeline = Pipeline(step("a"), step("b", "a"))
+    pipeline.attempt("a", StartJob)
+    whole = decide(CompleteJob(**pipeline._common(), step="a", attempt=1, runner_id="r1", result=1), pipeline.job)
+    assert types(whole) == [StepSucceeded, StepQueued]
+    cut = fold(whole[:1], pipeline.job)  # only the first batch made it
+    assert due_commands(pipeline.job, at(0)) == [], "a whole decision leaves nothing to advance"
+
+    [advance] = due_commands(cut, at(1))
+    events = decide(advance, cut)
+
+    assert advance.type == "AdvancePipeline"
+    assert [(type(event), event.data.step) for event in events] == [(StepQueued, "b")]
+    assert decide(advance, fold(events, cut)) == [], "applied once"

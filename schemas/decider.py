@@ -76,7 +76,7 @@ from schemas.events import (
 )
 from schemas.fold import fold
 from schemas.job import Job, JobStatus, timeout_error
-from schemas.pipeline_rules import STEP_RULES, advance, pipeline_submitted, pipeline_wake
+from schemas.pipeline_rules import STEP_RULES, advance, check_plan
 from schemas.options import retry_at
 from schemas.values import later
 
@@ -96,7 +96,8 @@ def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
             raise JobAlreadyExists(command.job_id, f"job {command.job_id} already exists")
         if command.steps is None:
             return _emit(command, None, *_submitted(command))
-        return _advanced(command, None, pipeline_submitted(command))
+        check_plan(command)
+        return _advanced(command, None, _submitted(command))
     if job is None:
         raise JobNotFound(command.job_id, f"job {command.job_id} does not exist")
     if not job.is_pipeline:
@@ -128,15 +129,22 @@ def _submitted(command: SubmitJob) -> list[Emitted]:
         options=options,
         idempotency_key=command.idempotency_key,
         request_hash=command.request_hash,
+        steps=command.steps,
     )
     emitted: list[Emitted] = [(JobSubmitted, submitted)]
     if options.due(command.issued_at) is None:
-        emitted.append(_next_attempt(command.job_id, command.job_type, command.payload, options, 1, holds_slot=False))
+        pipeline = command.steps is not None
+        emitted.append(_next_attempt(command.job_id, command.job_type, command.payload, options, 1, False, pipeline))
     return emitted
 
 
-def _next_attempt(job_id: str, job_type: str, payload: dict, options, attempt: int, holds_slot: bool) -> Emitted:
-    """Queue the attempt, or first ask for a slot of the job's concurrency key."""
+def _next_attempt(
+    job_id: str, job_type: str, payload: dict, options, attempt: int, holds_slot: bool, pipeline: bool = False
+) -> Emitted:
+    """Queue the attempt, or first ask for a slot of the job's concurrency key;
+    a pipeline's next attempt is its next run, which queues its steps."""
+    if pipeline:
+        return (PipelineStarted, PipelineStartedData(attempt=attempt))
     if options.concurrency_key is not None and not holds_slot:
         return (JobSlotRequested, JobSlotRequestedData(concurrency_key=options.concurrency_key, limit=options.concurrency_limit))
     return _queued(job_id, job_type, payload, options, attempt)
@@ -159,7 +167,7 @@ def _wake(command: WakeJob, job: Job) -> list[Emitted]:
     _require_status(job, command, JobStatus.PENDING)
     if job.due_at is None or command.issued_at < job.due_at:
         raise NotDue(job.job_id, f"job {job.job_id} is not due")
-    return [_next_attempt(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1, job.holds_slot)]
+    return [_next_attempt(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1, job.holds_slot, job.is_pipeline)]
 
 
 def _grant(command: GrantSlot, job: Job) -> list[Emitted]:
@@ -252,19 +260,18 @@ def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
 
 
 def _retry(command: RetryJob, job: Job) -> list[Emitted]:
-    attempt = _retry_allowed(job)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED):
+        raise InvalidTransition(
+            job.job_id, f"only a FAILED, CANCELLED or REJECTED job can be retried; job {job.job_id} is {job.status}"
+        )
+    attempt = job.attempt + 1
     return [
         (JobRetried, JobRetriedData(attempt=attempt)),
-        _next_attempt(job.job_id, job.job_type, job.payload, job.options, attempt, holds_slot=False),
+        _next_attempt(job.job_id, job.job_type, job.payload, job.options, attempt, False, job.is_pipeline),
     ]
 
 
-# --- pipelines: the whole-pipeline commands here, the step rules in schemas.pipeline_rules
-
-
-def _pipeline_retry(command: RetryJob, job: Job) -> list[Emitted]:
-    retried = _retry_allowed(job)
-    return [(JobRetried, JobRetriedData(attempt=retried)), (PipelineStarted, PipelineStartedData(attempt=retried))]
+# --- pipelines: the step rules are in schemas.pipeline_rules
 
 
 def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list[AnyEvent]:
@@ -283,15 +290,6 @@ def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list
     return events
 
 
-def _retry_allowed(job: Job) -> int:
-    """The first attempt of a retried job's fresh budget (for a pipeline: its next run)."""
-    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REJECTED):
-        raise InvalidTransition(
-            job.job_id, f"only a FAILED, CANCELLED or REJECTED job can be retried; job {job.job_id} is {job.status}"
-        )
-    return job.attempt + 1
-
-
 _RULES = {
     WakeJob: _wake,
     GrantSlot: _grant,
@@ -308,12 +306,12 @@ _RULES = {
 
 _PIPELINE_RULES = {
     AdvancePipeline: lambda command, job: [],
-    WakeJob: pipeline_wake,
+    WakeJob: _wake,
     CancelJob: _cancel,
-    RetryJob: _pipeline_retry,
+    RetryJob: _retry,
 }
-"""The commands about a pipeline as a whole; every other command names a step."""
-
+"""The commands about a pipeline as a whole: the rules of jobs, which start a
+pipeline's next run where a job's next attempt. Every other command names a step."""
 
 
 def _require_status(job: Job, command: Command, status: JobStatus) -> None:

@@ -40,12 +40,8 @@ from schemas.events import (
     JobCancelledData,
     JobFailed,
     JobFailedData,
-    JobSubmitted,
-    JobSubmittedData,
     JobSucceeded,
     JobSucceededData,
-    PipelineStarted,
-    PipelineStartedData,
     StepCancelled,
     StepCancelledData,
     StepCompensated,
@@ -85,8 +81,8 @@ binds only a step depending on many steps."""
 INPUTS_TOO_LARGE = "InputsTooLarge"
 
 
-def pipeline_submitted(command: SubmitJob) -> list[Emitted]:
-    """A pipeline job: its plan checked again (ingest checked it; a command may come from elsewhere)."""
+def check_plan(command: SubmitJob) -> None:
+    """A pipeline's plan checked again (ingest checked it; a command may come from elsewhere)."""
     try:
         plan(PipelineSpec(steps=command.steps), Operations())
     except PlanError as error:
@@ -94,25 +90,6 @@ def pipeline_submitted(command: SubmitJob) -> list[Emitted]:
     nested = [step.name for step in command.steps if step.type == PIPELINE]
     if nested:
         raise InvalidPipeline(command.job_id, f"step {nested[0]!r} is a pipeline; pipelines do not nest")
-    submitted = JobSubmittedData(
-        job_type=command.job_type,
-        payload=command.payload,
-        options=command.options,
-        idempotency_key=command.idempotency_key,
-        request_hash=command.request_hash,
-        steps=command.steps,
-    )
-    emitted: list[Emitted] = [(JobSubmitted, submitted)]
-    if command.options.due(command.issued_at) is None:
-        emitted.append((PipelineStarted, PipelineStartedData(attempt=1)))
-    return emitted
-
-
-def pipeline_wake(command: WakeJob, job: Job) -> list[Emitted]:
-    """A pipeline submitted with ``run_at`` starts its first run."""
-    if job.status is not JobStatus.PENDING or job.due_at is None or command.issued_at < job.due_at:
-        raise NotDue(job.job_id, f"job {job.job_id} is not due")
-    return [(PipelineStarted, PipelineStartedData(attempt=job.attempt + 1))]
 
 
 def _step_start(command: StartJob, job: Job, step: Step) -> list[Emitted]:

@@ -128,7 +128,7 @@ def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
     _require_step(job, step, command, StepStatus.RUNNING)
     now = command.issued_at
     if command.reason is ExpiryReason.TIMEOUT:
-        timeout_s = _step_timeout(job, step)
+        timeout_s = step_timeout(job, step)
         if timeout_s is None or step.started_at is None or now < later(step.started_at, timeout_s):
             raise NotDue(job.job_id, f"attempt {step.attempt} of step {step.name!r} has not timed out")
         return _step_attempt_failed(job, step, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
@@ -171,7 +171,7 @@ def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
     else:
         job_type, payload = step.type, step.payload or {}
         sources = [job.step(dependency) for dependency in step.depends_on]
-        timeout_s = _step_timeout(job, step)
+        timeout_s = step_timeout(job, step)
     inputs = {source.name: source.result for source in sources}
     size = _inline_size(inputs) + _inline_size(payload)
     if size > QUEUED_BUDGET_BYTES:
@@ -195,7 +195,8 @@ def _inline_size(value: Any) -> int:
     return len(orjson.dumps(value))
 
 
-def _step_timeout(job: Job, step: Step) -> float | None:
+def step_timeout(job: Job, step: Step) -> float | None:
+    """The timeout of the step's current attempt: its own, else (and for a compensation) the pipeline's."""
     if step.phase == "run" and step.timeout_s is not None:
         return step.timeout_s
     return job.options.timeout_s

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from schemas.commands import AdvancePipeline, Command, ExpireAttempt, ExpiryReason, WakeJob
 from schemas.job import Job, JobStatus, StepStatus
-from schemas.pipeline_rules import advance
+from schemas.pipeline_rules import advance, step_timeout
 from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
@@ -38,20 +38,17 @@ def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[d
     if isinstance(leases, datetime):
         leases = {None: leases}
     leases = leases or {}
-    if job.is_pipeline:
-        return _pipeline_deadlines(job, leases)
     if job.status is JobStatus.PENDING and job.due_at is not None:
         return [(job.due_at, WAKE, None)]
     if job.status is not JobStatus.RUNNING:
         return []
+    if job.is_pipeline:
+        return _step_deadlines(job, leases)
     return _attempt_deadlines(job.options.timeout_s, job.started_at, job.cancel_deadline, leases.get(None), None)
 
 
-def _pipeline_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, str | None]]:
-    if job.status is JobStatus.PENDING and job.due_at is not None:
-        return [(job.due_at, WAKE, None)]
-    if job.status is not JobStatus.RUNNING:
-        return []
+def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, str | None]]:
+    """A running pipeline's: each step's backoff, timeout, cancel grace and lease."""
     found = []
     if advance(job):  # every whole decision leaves nothing to advance: this one was cut short
         found.append((job.updated_at, ADVANCE, None))
@@ -59,9 +56,8 @@ def _pipeline_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, s
         if step.status is StepStatus.PENDING and step.due_at is not None:
             found.append((step.due_at, WAKE, step.name))
         elif step.status is StepStatus.RUNNING:
-            timeout_s = step.timeout_s if step.phase == "run" and step.timeout_s is not None else job.options.timeout_s
             cancel = job.cancel_deadline if step.phase == "run" else None
-            found += _attempt_deadlines(timeout_s, step.started_at, cancel, leases.get(step.name), step.name)
+            found += _attempt_deadlines(step_timeout(job, step), step.started_at, cancel, leases.get(step.name), step.name)
     return found
 
 

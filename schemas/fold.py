@@ -29,7 +29,6 @@ from schemas.events import (
     StepCancelled,
     StepCompensated,
     StepCompensationFailed,
-    StepData,
     StepFailed,
     StepProgressed,
     StepQueued,
@@ -85,13 +84,13 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
     elif isinstance(event, JobSucceeded):
         update.update(status=JobStatus.SUCCEEDED, result=event.data.result, artifact=event.data.artifact, progress=100.0, **ended)
     elif isinstance(event, JobRetryScheduled):
-        update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job, event, at))
+        update.update(status=JobStatus.PENDING, due_at=event.data.retry_at, errors=_with_error(job.errors, event.data, at))
     elif isinstance(event, JobFailed):
         update.update(
             status=JobStatus.FAILED,
             error=event.data.error,
             error_type=event.data.error_type,
-            errors=_with_error(job, event, at),
+            errors=_with_error(job.errors, event.data, at),
             failed_step=event.data.step,
             compensated=event.data.compensated,
             **ended,
@@ -150,11 +149,11 @@ def _step_evolved(job: Job, event, at) -> dict:
         change = dict(status=StepStatus.SUCCEEDED, result=data.result, artifact=data.artifact, progress=100.0, finished_at=at)
         derived["completed_steps"] = job.completed_steps + (name,)
     elif isinstance(event, StepRetryScheduled):
-        change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_step_error(step, data, at))
+        change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_error(step.errors, data, at))
     elif isinstance(event, StepFailed):
         change = dict(
             status=StepStatus.FAILED, attempt=data.attempt, error=data.error, error_type=data.error_type,
-            errors=_with_step_error(step, data, at), finished_at=at,
+            errors=_with_error(step.errors, data, at), finished_at=at,
         )
         derived["failed_step"] = name
     elif isinstance(event, StepCancelled):
@@ -168,7 +167,7 @@ def _step_evolved(job: Job, event, at) -> dict:
     elif isinstance(event, StepCompensationFailed):
         change = dict(
             status=StepStatus.COMPENSATION_FAILED, error=data.error, error_type=data.error_type,
-            errors=_with_step_error(step, data, at), finished_at=at,
+            errors=_with_error(step.errors, data, at), finished_at=at,
         )
     else:
         raise TypeError(f"unknown step event {type(event).__name__}")
@@ -187,13 +186,9 @@ def pipeline_progress(steps: tuple[Step, ...]) -> float:
     return round(done / len(steps), 1)
 
 
-def _with_step_error(step: Step, data: StepData, at) -> tuple[AttemptError, ...]:
-    return step.errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
-
-
-def _with_error(job: Job, event: JobRetryScheduled | JobFailed, at) -> tuple[AttemptError, ...]:
-    data = event.data
-    return job.errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
+def _with_error(errors: tuple[AttemptError, ...], data, at) -> tuple[AttemptError, ...]:
+    """``errors`` (a job's or a step's) and the failed attempt ``data`` reports."""
+    return errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
 
 
 def apply_next(job: Job | None, event: AnyEvent) -> Job | None:

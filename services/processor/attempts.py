@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from schemas import CompleteJob, ExpiryReason, FailJob, JobQueued, timeout_error
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
-from schemas.events import StepQueued
+from schemas.events import STEP_EVENTS, StepQueued
 from services.adapters.artifacts import ArtifactMissing, Offloader
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
 
@@ -33,6 +33,13 @@ MAX_ERROR_CHARS = 10_000
 
 AttemptKey = tuple[str, str | None, int]
 """(job id, pipeline step or ``None``, attempt number)"""
+
+
+def attempt_key(event) -> AttemptKey:
+    """The attempt an event is about (attempt 0: none). Only step events name a
+    step: a pipeline's JobFailed names its failed step, not an attempt of it."""
+    step = event.data.step if isinstance(event, STEP_EVENTS) else None
+    return (event.job_id, step, getattr(event.data, "attempt", 0))
 
 
 class AttemptState(StrEnum):
@@ -70,7 +77,7 @@ class Attempt:
 
     @property
     def key(self) -> AttemptKey:
-        return (self.queued.job_id, self.step, self.queued.data.attempt)
+        return attempt_key(self.queued)
 
     @property
     def step(self) -> str | None:

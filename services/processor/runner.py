@@ -40,7 +40,7 @@ from schemas import (
     parse_event,
     topics,
 )
-from schemas.events import QUEUED, STEP_EVENTS, StepStarted
+from schemas.events import QUEUED, StepStarted
 from services.adapters.artifacts import ArtifactStore, Offloader
 from services.adapters.log import make_consumer, make_producer
 from services.processor.attempts import (
@@ -49,6 +49,7 @@ from services.processor.attempts import (
     AttemptKey,
     AttemptState,
     WaitingAttempts,
+    attempt_key,
     first_error,
     outcome,
 )
@@ -180,7 +181,7 @@ class Runner(mode.Service):
 
     def _observe(self, tp: TopicPartition, offset: int, event) -> None:
         if isinstance(event, QUEUED):
-            key = (event.job_id, getattr(event.data, "step", None), event.data.attempt)
+            key = attempt_key(event)
             known = self._attempts.get(key)
             if known is not None:
                 if known.tp == tp and known.state in IN_FLIGHT:
@@ -197,9 +198,7 @@ class Runner(mode.Service):
         if isinstance(event, JobCancelRequested):
             self._cancel_requested(event.job_id)
             return
-        data = event.data
-        step = data.step if isinstance(event, STEP_EVENTS) else None
-        attempt = self._attempts.get((event.job_id, step, getattr(data, "attempt", 0)))
+        attempt = self._attempts.get(attempt_key(event))
         if attempt is None:
             return
         if isinstance(event, (JobStarted, StepStarted)):

@@ -40,18 +40,18 @@ def parse_request(raw: Any) -> SubmitJobRequest:
         raise invalid(pydantic_errors(error.errors())) from None
 
 
-def declared_type(types: JobTypes, body: SubmitJobRequest, where: tuple = ()) -> JobType:
-    """The job type the request names, or a 422 naming ``type``."""
+def declared_type(types: JobTypes, name: str, where: tuple = ()) -> JobType:
+    """The declared job type ``name``, or a 422 naming ``type``."""
     try:
-        return types.get(body.type)
+        return types.get(name)
     except UnknownJobType as unknown:
         raise invalid([field_error(where + ("type",), str(unknown))]) from None
 
 
-def validated_payload(job_type: JobType, body: SubmitJobRequest, where: tuple = ()) -> BaseModel:
-    """The payload as the job type's model, or a 422 naming the payload field."""
+def validated_payload(job_type: JobType, raw: dict[str, Any], where: tuple = ()) -> BaseModel:
+    """The payload as the job type's model, one the read model can hold, or a 422 naming the payload field."""
     try:
-        payload = job_type.validate(body.payload)
+        payload = job_type.validate(raw)
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
     unfit = document_problems(payload.model_dump(mode="json"))
@@ -85,8 +85,8 @@ def submit_command(
         for name in ("steps", "pipeline"):
             if getattr(body, name) is not None:
                 raise invalid([field_error((name,), f"only a job of type {PIPELINE!r} has {name}")])
-        job_type = declared_type(types, body)
-        payload = validated_payload(job_type, body).model_dump(mode="json")
+        job_type = declared_type(types, body.type)
+        payload = validated_payload(job_type, body.payload).model_dump(mode="json")
         options, steps = job_options(job_type, body), None
     try:
         command = SubmitJob(
@@ -160,14 +160,7 @@ def _runnable(types: JobTypes, type_name: str, payload: dict[str, Any], where: t
     """A step's (or compensation's) job type is declared and takes its payload, or a 422 naming where."""
     if type_name == PIPELINE:
         raise invalid([field_error(where + ("type",), "a step cannot be a pipeline: pipelines do not nest")])
-    try:
-        job_type = types.get(type_name)
-    except UnknownJobType as unknown:
-        raise invalid([field_error(where + ("type",), str(unknown))]) from None
-    try:
-        job_type.validate(payload)
-    except ValidationError as error:
-        raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
+    validated_payload(declared_type(types, type_name, where), payload, where)
 
 
 def idempotent_job_id(tenant: str, idempotency_key: str) -> str:

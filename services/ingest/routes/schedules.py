@@ -44,8 +44,8 @@ def schedule_spec(types: JobTypes, body: ScheduleRequest) -> ScheduleSpec:
     if body.job.type == PIPELINE:
         payload, options, steps = pipeline_plan(types, body.job, ("job",))
     else:
-        job_type = declared_type(types, body.job, ("job",))
-        payload = validated_payload(job_type, body.job, ("job",)).model_dump(mode="json")
+        job_type = declared_type(types, body.job.type, ("job",))
+        payload = validated_payload(job_type, body.job.payload, ("job",)).model_dump(mode="json")
         options, steps = job_options(job_type, body.job, ("job",)), None
     try:
         return ScheduleSpec(

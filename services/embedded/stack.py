@@ -168,18 +168,12 @@ class EmbeddedStack:
 
     async def _wait_artifact_store(self) -> None:
         """Up once it answers HTTP at all (an unsigned request is refused, which is fine)."""
-        deadline = time.monotonic() + self.settings.start_timeout_s
-        async with httpx.AsyncClient(timeout=2) as client:
-            while True:
-                if self.processes["artifacts"].poll() is not None:
-                    raise RuntimeError(f"the artifact store exited; see {self.logs / 'artifacts.log'}")
-                try:
-                    await client.get(self.settings.s3_endpoint)
-                    return
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the artifact store at {self.settings.s3_endpoint} did not answer in time") from None
-                await asyncio.sleep(0.1)
+
+        def alive() -> None:
+            if self.processes["artifacts"].poll() is not None:
+                raise RuntimeError(f"the artifact store exited; see {self.logs / 'artifacts.log'}")
+
+        await self._until_answered(self.settings.s3_endpoint, lambda response: True, alive, "the artifact store")
 
     def start_broker(self) -> None:
         """Format the broker's log directory if it is new, then start Kafka."""
@@ -228,17 +222,23 @@ class EmbeddedStack:
         process.wait()
 
     async def wait_ready(self) -> None:
+        await self._until_answered(
+            f"{self.api_url}/readyz", lambda response: response.status_code == 200, self.check_alive, f"the API at {self.api_url}"
+        )
+
+    async def _until_answered(self, url: str, answered, alive, what: str) -> None:
+        """Ask ``url`` until ``answered(response)``; ``alive()`` raises if what should answer died."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=2) as client:
+        async with httpx.AsyncClient(timeout=2) as client:
             while True:
-                self.check_alive()
+                alive()
                 try:
-                    if (await client.get("/readyz")).status_code == 200:
+                    if answered(await client.get(url)):
                         return
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the API at {self.api_url} was not ready in time; see {self.logs}")
+                    raise TimeoutError(f"{what} was not ready in time; see {self.logs}")
                 await asyncio.sleep(0.1)
 
     def restart(self, name: str) -> None:

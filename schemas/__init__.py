@@ -30,7 +30,7 @@ from schemas.commands import (
     encode_command,
     parse_command,
 )
-from schemas.decider import decide
+from schemas.decider import decide, queued_work
 from schemas.fold import apply_next, evolve, fold
 from schemas.errors import (
     CONCURRENCY_LIMIT_REACHED,
@@ -138,6 +138,7 @@ __all__ = [
     "apply_next",
     "deadlines",
     "decide",
+    "queued_work",
     "decide_slots",
     "due_commands",
     "encode_command",

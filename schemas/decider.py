@@ -73,10 +73,11 @@ from schemas.events import (
     JobSucceededData,
     PipelineStarted,
     PipelineStartedData,
+    StepQueuedData,
 )
 from schemas.fold import fold
-from schemas.job import Job, JobStatus, timeout_error
-from schemas.pipeline_rules import STEP_RULES, advance, check_plan
+from schemas.job import Job, JobStatus, StepStatus, timeout_error
+from schemas.pipeline_rules import STEP_RULES, advance, check_plan, step_work
 from schemas.options import retry_at
 from schemas.values import later
 
@@ -161,6 +162,24 @@ def _queued(job_id: str, job_type: str, payload: dict, options, attempt: int) ->
             timeout_s=options.timeout_s,
         ),
     )
+
+
+def queued_work(job: Job) -> list[JobQueuedData | StepQueuedData]:
+    """The work of each of ``job``'s attempts that is QUEUED now: what its
+    ``job.queued`` (``step.queued``) carried, rebuilt from the state by the
+    rules that queued it. A runner handed a job's state rather than its events
+    (its process restarted, say) runs the attempt from this."""
+    if job.is_pipeline:
+        if job.status is not JobStatus.RUNNING:
+            return []
+        return [
+            step_work(job, step, step.phase == "compensate", step.attempt)
+            for step in job.steps
+            if step.status is StepStatus.QUEUED
+        ]
+    if job.status is not JobStatus.QUEUED:
+        return []
+    return [_queued(job.job_id, job.job_type, job.payload, job.options, job.attempt)[1]]
 
 
 def _wake(command: WakeJob, job: Job) -> list[Emitted]:

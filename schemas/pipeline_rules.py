@@ -165,6 +165,25 @@ def _step_attempt_failed(
 def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
     """The next attempt of ``step``: its work, or its compensation's (given the
     result it undoes). Inputs too large for one record fail it at once instead."""
+    data = step_work(job, step, compensation, step.attempt + 1)
+    size = _inline_size(data.inputs) + _inline_size(data.payload)
+    if size > QUEUED_BUDGET_BYTES:
+        failure = dict(
+            step=step.name, attempt=data.attempt, error_type=INPUTS_TOO_LARGE,
+            error=f"its payload and inputs take {size:,} bytes, more than one event may carry ({QUEUED_BUDGET_BYTES:,}): "
+            "store large results as artifacts (JOBLEDGER_ARTIFACT_THRESHOLD_BYTES) or depend on fewer steps",
+        )
+        if compensation:
+            return (StepCompensationFailed, StepCompensationFailedData(**failure))
+        return (StepFailed, StepFailedData(**failure))
+    return (StepQueued, data)
+
+
+def step_work(job: Job, step: Step, compensation: bool, attempt: int) -> StepQueuedData:
+    """What attempt ``attempt`` of ``step`` (or of its compensation) runs: the
+    data of its ``step.queued``. The inputs are the results of the steps it
+    depends on (a compensation: of the step it undoes), which no later event
+    changes, so the same work is rebuilt from any state where it is queued."""
     if compensation:
         job_type, payload, sources = step.compensate.type, step.compensate.payload, [step]
         timeout_s = job.options.timeout_s
@@ -172,23 +191,12 @@ def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
         job_type, payload = step.type, step.payload or {}
         sources = [job.step(dependency) for dependency in step.depends_on]
         timeout_s = step_timeout(job, step)
-    inputs = {source.name: source.result for source in sources}
-    size = _inline_size(inputs) + _inline_size(payload)
-    if size > QUEUED_BUDGET_BYTES:
-        failure = dict(
-            step=step.name, attempt=step.attempt + 1, error_type=INPUTS_TOO_LARGE,
-            error=f"its payload and inputs take {size:,} bytes, more than one event may carry ({QUEUED_BUDGET_BYTES:,}): "
-            "store large results as artifacts (JOBLEDGER_ARTIFACT_THRESHOLD_BYTES) or depend on fewer steps",
-        )
-        if compensation:
-            return (StepCompensationFailed, StepCompensationFailedData(**failure))
-        return (StepFailed, StepFailedData(**failure))
-    data = StepQueuedData(
-        step=step.name, attempt=step.attempt + 1, job_type=job_type, payload=payload, inputs=inputs,
+    return StepQueuedData(
+        step=step.name, attempt=attempt, job_type=job_type, payload=payload,
+        inputs={source.name: source.result for source in sources},
         input_artifacts={source.name: source.artifact for source in sources if source.artifact is not None},
         compensation=compensation, priority=job.options.priority, timeout_s=timeout_s,
     )
-    return (StepQueued, data)
 
 
 def _inline_size(value: Any) -> int:

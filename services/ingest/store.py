@@ -15,7 +15,9 @@ from services.ingest.problems import Problem
 async def find_job(state: Ingest, job_id: str, tenant: str) -> Job | None:
     """The job as the read model has it, or as accepted here, with what the
     log's tail has heard since (read-your-writes within this ingest)."""
-    job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
+    job = state.watch.from_start(job_id)
+    if job is None or job.tenant != tenant:
+        job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
     caught_up = state.watch.catch_up(job_id, job)
     return caught_up if caught_up is not None and caught_up.tenant == tenant else job
 

@@ -77,7 +77,7 @@ class JobWatch:
         self._waiting: dict[bytes, set[Follower]] = {}
         self._everything: dict[str, set[Follower]] = {}
         """Followers of every job of a tenant (``GET /jobs:stream``), by tenant."""
-        self._recent: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self._recent: OrderedDict[bytes, _Heard] = OrderedDict()
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -113,12 +113,10 @@ class JobWatch:
     def _hand_over(self, record) -> None:
         recent = self._recent.get(record.key)
         if recent is None:
-            recent = self._recent[record.key] = []
+            recent = self._recent[record.key] = _Heard()
             if len(self._recent) > RECENT_JOBS:
                 self._recent.popitem(last=False)
-        recent.append(record.value)
-        if len(recent) > RECENT_EVENTS_PER_JOB:
-            del recent[0]
+        recent.add(record.value)
         for follower in self._waiting.get(record.key, ()):
             _put(follower, record.value)
         if self._everything:
@@ -134,8 +132,10 @@ class JobWatch:
         """The job's events from now on, and those the tail still remembers."""
         key = job_id.encode()
         follower = Follower()
-        for value in self._recent.get(key, ()):
-            _put(follower, value)
+        recent = self._recent.get(key)
+        if recent is not None:
+            for event in recent.events():
+                follower.put(event)
         with _listed(self._waiting, key, follower):
             yield follower
 
@@ -146,6 +146,18 @@ class JobWatch:
         follower = Follower(capacity)
         with _listed(self._everything, tenant, follower):
             yield follower
+
+    def from_start(self, job_id: str) -> Job | None:
+        """The job folded from the events the tail remembers, if they begin at
+        its first: then the read model has nothing the log's tail lacks, and a
+        read costs the database nothing. ``None`` otherwise."""
+        recent = self._recent.get(job_id.encode())
+        if recent is None:
+            return None
+        events = recent.events()
+        if not events or events[0].seq != 1:
+            return None
+        return fold_ahead(None, {}, events)
 
     def catch_up(self, job_id: str, job: Job | None) -> Job | None:
         """``job`` (as read from the read model, or ``None``) with the events the
@@ -159,14 +171,10 @@ class JobWatch:
         """The job's events after ``seq`` that the tail remembers, in seq order
         and without a gap (empty if the next one is not among them)."""
         recent = self._recent.get(job_id.encode())
-        if not recent:
+        if recent is None:
             return []
         newer = []
-        for value in reversed(recent):  # newest first: usually only the last few are new
-            try:
-                event = parse_event(value)
-            except Exception:
-                continue
+        for event in reversed(recent.events()):  # newest first: usually only the last few are new
             if event.seq <= seq:
                 break
             newer.append(event)
@@ -213,6 +221,33 @@ def _listed(table: dict, key, follower: Follower) -> Iterator[None]:
             followers.discard(follower)
             if not followers:
                 del table[key]
+
+
+class _Heard:
+    """The latest records of one job, each decoded at most once (when somebody reads it)."""
+
+    __slots__ = ("values", "decoded")
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+        self.decoded: list[AnyEvent | None] = []
+        """``decoded[i]`` is ``values[i]`` parsed; the list grows as far as a reader asked."""
+
+    def add(self, value: bytes) -> None:
+        self.values.append(value)
+        if len(self.values) > RECENT_EVENTS_PER_JOB:
+            del self.values[0]
+            if self.decoded:
+                del self.decoded[0]
+
+    def events(self) -> list[AnyEvent]:
+        """The job events among the records, in log order (a record that is not one is left out)."""
+        for value in self.values[len(self.decoded) :]:
+            try:
+                self.decoded.append(parse_event(value))
+            except Exception:
+                self.decoded.append(None)  # not a job event: the projector dead-letters it
+        return [event for event in self.decoded if event is not None]
 
 
 def _put(follower: Follower, value: bytes) -> None:

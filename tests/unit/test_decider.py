@@ -48,6 +48,7 @@ from schemas import (
     event_hash,
     fold,
     parse_event,
+    queued_work,
 )
 
 JOB = "job-1"
@@ -564,3 +565,33 @@ def test_any_command_sequence_yields_a_gapless_chained_log(script):
     assert [e.seq for e in log] == list(range(1, len(log) + 1))
     assert all(b.hash == a.prev_hash for b, a in zip(log, log[1:]))
     assert fold(log) == job
+
+
+@settings(max_examples=200, deadline=None)
+@given(COMMANDS)
+def test_a_queued_attempts_work_is_rebuilt_from_the_state_alone(script):
+    """A runner handed the state rather than the events (after a restart) runs
+    exactly what the last JobQueued carried."""
+    makers = {
+        "submit": lambda attempt, when: submit(options=RETRYING, issued_at=at(when)),
+        "start": lambda attempt, when: start(attempt, issued_at=at(when)),
+        "fail": lambda attempt, when: fail(attempt, issued_at=at(when)),
+        "cancel": lambda attempt, when: cancel(issued_at=at(when)),
+        "retry": lambda attempt, when: retry(issued_at=at(when)),
+        "wake": lambda attempt, when: wake(issued_at=at(when)),
+        "expire": lambda attempt, when: expire("lost", attempt, issued_at=at(when)),
+    }
+    job, last_queued = None, None
+    for name, attempt, when in script:
+        if name not in makers:
+            continue
+        try:
+            events = decide(makers[name](attempt, when), job)
+        except Rejection:
+            continue
+        job = fold(events, job)
+        last_queued = next((e for e in reversed(events) if isinstance(e, JobQueued)), last_queued)
+        if job.status is JobStatus.QUEUED:
+            assert queued_work(job) == [last_queued.data]
+        else:
+            assert queued_work(job) == []

@@ -31,6 +31,7 @@ from schemas import (
     due_commands,
     fold,
     parse_event,
+    queued_work,
 )
 from schemas.errors import InvalidPipeline
 from schemas.events import (
@@ -406,3 +407,29 @@ def test_a_decision_that_reached_the_log_only_in_part_is_completed_by_a_timer():
     assert advance.type == "AdvancePipeline"
     assert [(type(event), event.data.step) for event in events] == [(StepQueued, "b")]
     assert decide(advance, fold(events, cut)) == [], "applied once"
+
+
+def test_the_work_of_queued_steps_is_rebuilt_from_the_state_alone():
+    """Inputs, compensations and attempt numbers included: what a restarted
+    runner is handed equals what the step.queued events carried."""
+    p = Pipeline(step("a", undo="noop"), step("b", "a"), step("c", "a"), step("d", "b", "c"), max_attempts=2)
+
+    def queued_now() -> dict:
+        latest = {}
+        for event in p.history:
+            if isinstance(event, StepQueued):
+                latest[event.data.step] = event.data
+        return {name: data for name, data in latest.items() if p.status(name) is StepStatus.QUEUED}
+
+    def rebuilt() -> dict:
+        return {data.step: data for data in queued_work(p.job)}
+
+    assert rebuilt() == queued_now() and set(rebuilt()) == {"a"}
+    p.run("a", result={"from": "a"})
+    assert rebuilt() == queued_now() and set(rebuilt()) == {"b", "c"}
+    assert rebuilt()["b"].inputs == {"a": {"from": "a"}}
+    p.fails("b", retryable=True)
+    assert set(rebuilt()) == {"c"}, "b waits out its backoff; c is still queued"
+    p.fails("c")
+    assert rebuilt() == queued_now() and rebuilt()["a"].compensation, "a's compensation is queued"
+    assert rebuilt()["a"].inputs == {"a": {"from": "a"}}

@@ -59,8 +59,8 @@ async def get_job(
 ) -> JobView:
     if as_of is None:
         job = await job_or_404(state, job_id, tenant)
-        if wait_s:
-            done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
+        done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
+        if wait_s and not done(job):
             job = await state.watch.until(job_id, lambda: job_or_404(state, job_id, tenant), done, wait_s)
         return JobView.of(job)
     if wait_s is not None or after_version is not None:

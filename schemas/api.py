@@ -301,7 +301,10 @@ class JobList(BaseModel):
 
 class StatusView(BaseModel):
     jobs: dict[str, int] = Field(description="jobs of this tenant per state")
-    lag: dict[str, int | None] = Field(description="records each consumer group has yet to process (null: unknown)")
+    lag: dict[str, int | None] = Field(
+        description="records each consumer group has yet to process (null: unknown); the runners' group only where "
+        "runner-only processes joined it (a processor's own runner is fed by its decider)"
+    )
 
 
 def millis(moment: datetime | None) -> datetime | None:

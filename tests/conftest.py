@@ -47,8 +47,9 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
 
 @pytest.fixture(scope="session")
 async def stack(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
-    # A separate runner process, so a test can kill the runner mid-attempt.
-    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("stack"), separate_runner=True))
+    # As `make run` runs it: the processor's decider feeds its own runner in memory.
+    # Tests of runner-only processes start them (stack.start_runner).
+    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("stack")))
     await stack.start()
     try:
         yield stack

@@ -116,6 +116,10 @@ GROUP_TOPICS: dict[str, tuple[str, ...]] = {
 }
 """Each consumer group of jobledger and the topics it reads."""
 
+OPTIONAL_GROUPS = frozenset({RUNNER_GROUP})
+"""Groups only some deployments have: runner-only processes join the runners'
+group; a processor's runner fed by its decider does not."""
+
 READ_MODEL_GROUPS = {group: GROUP_TOPICS[group] for group in (DECIDER_GROUP, PROJECTOR_GROUP)}
 """The groups between a command and the read models. A runner's committed
 offset stays below an attempt still running, so a long job keeps the runners'
@@ -124,12 +128,18 @@ projected."""
 
 
 async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> dict[str, int]:
-    """Per group: records in its topics past its committed offsets (end offset
-    minus committed, summed over partitions; a partition never committed counts whole)."""
+    """Per group the broker knows: records in its topics past its committed
+    offsets (end offset minus committed, summed over partitions; a partition
+    never committed counts whole). A group the broker has never seen has no
+    members to wait for and is left out: by default no process joins the
+    runners' group (:data:`OPTIONAL_GROUPS`), since each processor's decider
+    feeds its runner in memory."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = make_consumer(settings)
     try:
         await asyncio.gather(admin.start(), consumer.start())
+        known = {listed[0] for listed in await admin.list_consumer_groups()}
+        groups = {group: names for group, names in groups.items() if group in known or group not in OPTIONAL_GROUPS}
         wanted = {topic for names in groups.values() for topic in names}
         ends: dict[TopicPartition, int] = {}
         for topic in wanted:

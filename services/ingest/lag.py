@@ -13,13 +13,14 @@ _TOPICS_OF = {"decider": GROUP_TOPICS[DECIDER_GROUP], "runner": GROUP_TOPICS[RUN
 
 
 async def consumer_lag(settings, timeout_s: float = 5.0) -> dict[str, int | None]:
-    """Per name of ``settings.consumer_groups``: records not yet processed; ``None`` if unknown."""
+    """Per name of ``settings.consumer_groups`` whose group exists: records not
+    yet processed; ``None`` for every name if the broker did not answer."""
     groups = {group: _TOPICS_OF.get(name, (topics.EVENTS,)) for name, group in settings.consumer_groups.items()}
     try:
         lag = await asyncio.wait_for(group_lag(settings, groups), timeout_s)
     except Exception:  # best effort: unknown rather than an error
         return {name: None for name in settings.consumer_groups}
-    return {name: lag[group] for name, group in settings.consumer_groups.items()}
+    return {name: lag[group] for name, group in settings.consumer_groups.items() if group in lag}
 
 
 class ConsumerLag:

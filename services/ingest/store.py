@@ -12,10 +12,13 @@ from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
 
 
-async def find_job(state: Ingest, job_id: str, tenant: str) -> Job | None:
-    """The job as the read model has it, or as accepted here, with what the
-    log's tail has heard since (read-your-writes within this ingest)."""
-    job = state.watch.from_start(job_id)
+async def find_job(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job | None:
+    """The job as the log's tail has heard it from its first event, if it has
+    (no database read at all); else as the read model has it, or as accepted
+    here, with what the tail has heard since (read-your-writes within this
+    ingest). ``tail_first=False`` reads the read model in any case, for a
+    waiter that heard nothing for a while."""
+    job = state.watch.from_start(job_id) if tail_first else None
     if job is None or job.tenant != tenant:
         job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
     caught_up = state.watch.catch_up(job_id, job)
@@ -37,8 +40,8 @@ async def job_events(
     return recorded
 
 
-async def job_or_404(state: Ingest, job_id: str, tenant: str) -> Job:
-    job = await find_job(state, job_id, tenant)
+async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job:
+    job = await find_job(state, job_id, tenant, tail_first)
     if job is None:
         raise Problem(404, "job-not-found", "No such job", f"There is no job {job_id!r}.", job_id=job_id)
     return job

@@ -106,6 +106,7 @@ class JobWatch:
                 raise
             except Exception as error:  # the broker went away: waiters fall back to the read model meanwhile
                 log.warning("lost the tail of jobs.events; following it again", error=repr(error))
+                self._recent.clear()  # followed again from the end: what it remembers may now have gaps
                 await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
@@ -187,13 +188,19 @@ class JobWatch:
         return contiguous
 
     async def until(
-        self, job_id: str, read: Callable[[], Awaitable[Job]], done: Callable[[Job], bool], timeout_s: float
+        self,
+        job_id: str,
+        read: Callable[[bool], Awaitable[Job]],
+        done: Callable[[Job], bool],
+        timeout_s: float,
     ) -> Job:
         """The job once ``done(job)`` holds, or as it is when ``timeout_s`` is up:
-        the read model's version, with the events the log has beyond it folded in."""
+        the read model's version, with the events the log has beyond it folded in.
+        ``read(tail_first)`` reads the job; when the tail brought nothing for
+        ``poll_s``, it is asked to read the read model itself."""
         deadline = time.monotonic() + timeout_s
         async with self.follow(job_id) as follower:  # listening before reading: no event slips between
-            job = await read()
+            job = await read(True)
             ahead: dict[int, AnyEvent] = {}
             while True:
                 job = fold_ahead(job, ahead, follower.take())
@@ -204,7 +211,7 @@ class JobWatch:
                     await asyncio.sleep(min(left, GAP_RECHECK_S))
                 elif await follower.arrival(min(left, self.poll_s)):
                     continue
-                stored = await read()
+                stored = await read(False)
                 if stored.version > job.version:
                     job = stored
 

@@ -19,9 +19,9 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from schemas import CompleteJob, ExpiryReason, FailJob, JobQueued, timeout_error
+from schemas import CompleteJob, ExpiryReason, FailJob, Job, JobQueued, timeout_error
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
-from schemas.events import STEP_EVENTS, StepQueued
+from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
 
@@ -57,16 +57,49 @@ IN_FLIGHT = (AttemptState.CLAIMED, AttemptState.RUNNING)
 """Holding a slot: heartbeated, and followed after a rebalance."""
 
 
-def report_id(queued_event_id: str, runner_id: str, report: str) -> str:
+def report_id(order_id: str, runner_id: str, report: str) -> str:
     """The command id of a report: the same report of the same attempt is the same command."""
-    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{queued_event_id}/{runner_id}/{report}"))
+    return str(uuid.uuid5(_REPORT_NAMESPACE, f"{order_id}/{runner_id}/{report}"))
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one attempt runs: the data its ``job.queued`` (``step.queued``) carried."""
+
+    job_id: str
+    tenant: str
+    correlation_id: str | None
+    order_id: str
+    """Names this queueing of the attempt: the queued event's id, or for work
+    rebuilt from a job's state, an id derived from the attempt."""
+    data: JobQueuedData | StepQueuedData
+
+    @classmethod
+    def of_event(cls, event: JobQueued | StepQueued) -> "Work":
+        return cls(event.job_id, event.tenant, event.correlation_id, event.event_id, event.data)
+
+    @classmethod
+    def of_state(cls, job: Job, data: JobQueuedData | StepQueuedData) -> "Work":
+        """Work rebuilt from the job's state (:func:`schemas.queued_work`), for an attempt whose event is not at hand."""
+        step = getattr(data, "step", None)
+        order_id = str(uuid.uuid5(_REPORT_NAMESPACE, f"{job.job_id}/{step}/{data.attempt}"))
+        return cls(job.job_id, job.tenant, None, order_id, data)
+
+    @property
+    def step(self) -> str | None:
+        return getattr(self.data, "step", None)
+
+    @property
+    def key(self) -> AttemptKey:
+        return (self.job_id, self.step, self.data.attempt)
 
 
 @dataclass(eq=False)
 class Attempt:
     tp: TopicPartition
-    offset: int
-    queued: JobQueued | StepQueued
+    offset: int | None
+    """Where its queued event was read (``None``: handed over in memory, not read)."""
+    work: Work
     state: AttemptState = AttemptState.WAITING
     claimed_at: float = 0.0
     resends: int = 0
@@ -77,15 +110,15 @@ class Attempt:
 
     @property
     def key(self) -> AttemptKey:
-        return attempt_key(self.queued)
+        return self.work.key
 
     @property
     def step(self) -> str | None:
-        return getattr(self.queued.data, "step", None)
+        return self.work.step
 
     @property
     def compensation(self) -> bool:
-        return getattr(self.queued.data, "compensation", False)
+        return getattr(self.work.data, "compensation", False)
 
 
 @dataclass
@@ -97,7 +130,7 @@ class WaitingAttempts:
     size: int = 0
 
     def push(self, attempt: Attempt) -> None:
-        heapq.heappush(self.heap, (attempt.queued.data.priority.rank, next(self.order), attempt))
+        heapq.heappush(self.heap, (attempt.work.data.priority.rank, next(self.order), attempt))
         self.size += 1
 
     def pop(self) -> Attempt | None:
@@ -127,36 +160,36 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
 
     With an ``offloader``, inputs stored as artifacts are fetched first and a
     large result is stored as one."""
-    queued = attempt.queued
+    work = attempt.work
     try:
         try:  # neither would change on a later attempt
-            job_handler = registry.get(queued.data.job_type)
-            payload = job_handler.job_type.validate(queued.data.payload)
+            job_handler = registry.get(work.data.job_type)
+            payload = job_handler.job_type.validate(work.data.payload)
         except UnknownJobType as unknown:
             raise PermanentError(f"no handler here for job type {unknown.job_type!r}; this runner has: {', '.join(unknown.known)}") from None
         except ValidationError as error:
             raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {first_error(error)}") from None
-        stored_inputs = getattr(queued.data, "input_artifacts", None)
+        stored_inputs = getattr(work.data, "input_artifacts", None)
         if offloader is not None and stored_inputs:
             try:
                 attempt.ctx.inputs = {**attempt.ctx.inputs, **await offloader.inputs(stored_inputs)}
             except ArtifactMissing as missing:
                 raise PermanentError(str(missing)) from None
-        result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), queued.data.timeout_s)
+        result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), work.data.timeout_s)
         if offloader is None:
             return Report(CompleteJob, "complete", {"result": result})
         name = RESULT if attempt.step is None else attempt.step + (COMPENSATION_SUFFIX if attempt.compensation else "")
-        fields = await offloader.result(result, tenant=queued.tenant, job_id=queued.job_id, name=name, attempt=queued.data.attempt)
+        fields = await offloader.result(result, tenant=work.tenant, job_id=work.job_id, name=name, attempt=work.data.attempt)
         return Report(CompleteJob, "complete", fields)
     except asyncio.CancelledError:
         if not attempt.ended_by_decider:
             raise
-        log.info("attempt ended by the decider", job_id=queued.job_id, attempt=queued.data.attempt)
+        log.info("attempt ended by the decider", job_id=work.job_id, attempt=work.data.attempt)
         return None
     except TimeoutError:
-        return Report(FailJob, "fail", {"error": timeout_error(queued.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
+        return Report(FailJob, "fail", {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
     except Exception as error:
-        log.info("job attempt failed", job_id=queued.job_id, attempt=queued.data.attempt, error=repr(error))
+        log.info("job attempt failed", job_id=work.job_id, attempt=work.data.attempt, error=repr(error))
         return Report(
             FailJob,
             "fail",

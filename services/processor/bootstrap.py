@@ -2,7 +2,9 @@
 
 ``JOBLEDGER_DECIDER_ENABLED=false`` gives a runner-only process (more workers
 for the same jobs; it never joins the decider's consumer group), and
-``JOBLEDGER_RUNNER_ENABLED=false`` a decider-only one. The runner gets the
+``JOBLEDGER_RUNNER_ENABLED=false`` a decider-only one. With both, the decider
+feeds the runner in memory unless ``JOBLEDGER_EAGER_DISPATCH=false``, which
+makes it read ``jobs.events`` like a runner-only process. The runner gets the
 handlers of ``JOBLEDGER_HANDLER_MODULES``.
 """
 
@@ -17,11 +19,16 @@ from services.processor.settings import ProcessorSettings
 
 
 def bootstrap(settings: ProcessorSettings) -> list[mode.Service]:
+    """The services, in start order (mode stops them in reverse: the runner first)."""
     services: list[mode.Service] = []
-    if settings.decider_enabled:
-        services.append(Decider(settings))
+    decider = Decider(settings) if settings.decider_enabled else None
+    if decider is not None:
+        services.append(decider)
     if settings.runner_enabled:
-        services.append(Runner(settings, load_handlers(settings.handler_modules)))
+        runner = Runner(settings, load_handlers(settings.handler_modules), decider if settings.eager_dispatch else None)
+        if decider is not None and settings.eager_dispatch:
+            decider.runner = runner
+        services.append(runner)
     if not services:
         raise SystemExit("nothing to run: both JOBLEDGER_DECIDER_ENABLED and JOBLEDGER_RUNNER_ENABLED are false")
     return services

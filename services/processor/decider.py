@@ -14,6 +14,13 @@ restored when the partition is assigned, before any of its records is read:
 job states from the local disk plus the tail of ``jobs.events`` past it, slot
 and schedule tables from their compacted changelogs.
 
+The runner of the same process is fed in memory (:mod:`.runner`): the
+decider hands it every event it decides and takes its reports into an inbox,
+decided in the same round as the records fetched from the log. A round's
+events are sent together at its end, after the runner's handlers have had
+one turn of the event loop: a job that takes no time leaves as one record
+batch — submitted, queued, started, succeeded — from one ``SubmitJob``.
+
 Time enters through two loops: deadlines (``run_at``, backoff, timeout, cancel
 grace, lease) become ``WakeJob``/``ExpireAttempt`` commands, and due cron ticks
 become ``SubmitJob`` commands — both sent to the topics and decided like any
@@ -31,8 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from typing import TYPE_CHECKING
 
 import mode
 import structlog
@@ -40,7 +50,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas import (
+    Command,
+    CompleteJob,
     ExpireAttempt,
+    FailJob,
     Heartbeat,
     Job,
     Rejection,
@@ -61,10 +74,23 @@ from services.processor.slot_decider import SlotDecider
 from services.processor.states import DurableStates, trust_only_the_log
 from services.processor.tables import JobStates
 
+if TYPE_CHECKING:
+    from services.processor.runner import Runner
+
 log = structlog.get_logger(component="decider")
 
 EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
 INPUTS = (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES)
+
+
+@dataclass
+class Decided:
+    """One decision's events, to be sent at the end of the round."""
+
+    key: bytes
+    values: list[bytes]
+    job: Job
+    """The state the events lead to."""
 
 
 class Decider(mode.Service):
@@ -79,6 +105,15 @@ class Decider(mode.Service):
         self._producer = None
         self._consumer: AIOKafkaConsumer | None = None
         self._dead: DeadLetters | None = None
+        self.runner: Runner | None = None
+        """The runner of this process, fed in memory (set by the bootstrap)."""
+        self._inbox: deque[Command] = deque()
+        """Reports of the runner of this process, about jobs of partitions owned here."""
+        self._inbox_filled = asyncio.Event()
+        self._round: list[Decided] = []
+        """This round's decisions, sent at its end."""
+        self._log_ends: dict[int, int] = {}
+        """Per jobs.events partition, the offset after the last event of ours acknowledged there."""
         self._sent: list[asyncio.Future] = []
         """Deliveries not yet known to be acknowledged."""
         self._decided: dict[TopicPartition, int] = {}
@@ -105,9 +140,12 @@ class Decider(mode.Service):
         self._consumer.subscribe(list(INPUTS), listener=_Rebalance(self))
 
     async def on_stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()  # its last reports land in the inbox, decided next
         if self._consumer is not None:
             try:
-                await self._settle()
+                await self._decide_inbox()
+                await self._end_round()
                 await self._commit()
             except Exception as error:
                 log.warning("could not commit on the way out; the rest is decided again", error=repr(error))
@@ -122,24 +160,84 @@ class Decider(mode.Service):
     async def _consume(self) -> None:
         consumer = self._consumer
         await consumer.start()
-        log.info("decider started", group=self.settings.app_id)
-        while not self.should_stop:
-            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-            await self._restored.wait()
-            assigned = consumer.assignment()
-            for tp, records in batches.items():
-                if tp not in assigned:
-                    continue  # fetched before a rebalance took the partition away
-                for record in records:
-                    await self._take(record)
-                    self._decided[tp] = record.offset + 1
-            await self._settle()
-            if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-                await self._commit()
+        log.info("decider started", group=self.settings.app_id, runner="in this process" if self.runner else "elsewhere")
+        fetch: asyncio.Future | None = None
+        inbox: asyncio.Future | None = None
+        try:
+            while not self.should_stop:
+                # A round: what the log brought, or what the runner reported, whichever comes first.
+                if fetch is None:
+                    fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500, max_records=1000))
+                if not self._inbox:
+                    if inbox is None:
+                        self._inbox_filled.clear()
+                        inbox = asyncio.ensure_future(self._inbox_filled.wait())
+                    await asyncio.wait((fetch, inbox), return_when=asyncio.FIRST_COMPLETED)
+                    if inbox.done():
+                        inbox = None
+                if fetch.done():
+                    batches, fetch = fetch.result(), None
+                    await self._decide_records(batches)
+                await self._decide_inbox()
+                await self._end_round()
+                if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
+                    await self._commit()
+        finally:
+            for pending in (fetch, inbox):
+                if pending is not None:
+                    pending.cancel()
+
+    async def _decide_records(self, batches) -> None:
+        await self._restored.wait()
+        assigned = self._consumer.assignment()
+        for tp, records in batches.items():
+            if tp not in assigned:
+                continue  # fetched before a rebalance took the partition away
+            for record in records:
+                await self._take(record)
+                self._decided[tp] = record.offset + 1
+
+    async def _decide_inbox(self) -> None:
+        """Decide the runner's reports; then give the handlers started meanwhile
+        one turn of the event loop, and decide what they reported — a handler
+        that finishes at once ends its job in this round."""
+        for _ in range(2):
+            while self._inbox:
+                command = self._inbox.popleft()
+                partition = self.jobs.partition_of(command.job_id)
+                if partition is not None:  # (a rebalance may have taken it meanwhile: then the lease runs out)
+                    await self._decide(command, partition)
+            if self.runner is None or not self.runner.started_any():
+                return
+            await asyncio.sleep(0)
+
+    def take(self, command: Command) -> bool:
+        """A report of the runner of this process: decided here if its job's partition is owned here."""
+        if self.jobs.partition_of(command.job_id) is None or not self._restored.is_set():
+            return False
+        self._inbox.append(command)
+        self._inbox_filled.set()
+        return True
+
+    async def _end_round(self) -> None:
+        """Send the round's events, each decision's in one record batch, and wait
+        until the broker has them all; a failure stops the decider (its records
+        are not committed, so they are decided again after a restart)."""
+        decided, self._round = self._round, []
+        last = {item.key: item for item in decided}  # a later decision's state includes an earlier one's
+        for item in decided:
+            for value in item.values:
+                delivery = await self._producer.send(topics.EVENTS, key=item.key, value=value, headers=EVENT_HEADERS)
+            if last[item.key] is item:
+                delivery.add_done_callback(partial(self._acknowledged, item.job))
+            self._send(delivery)
+        await self._settle()
 
     async def _take(self, record) -> None:
         if record.topic == topics.COMMANDS:
-            await self._decide_job(record)
+            command = await self._dead.parsed(record, parse_command, "job command")
+            if command is not None:
+                await self._decide(command, record.partition, record)
         elif record.topic == topics.SLOTS:
             await self.slots.decide(record)
         elif record.topic == topics.SCHEDULES:
@@ -169,10 +267,8 @@ class Decider(mode.Service):
 
     # --- job commands --------------------------------------------------------------
 
-    async def _decide_job(self, record) -> None:
-        command = await self._dead.parsed(record, parse_command, "job command")
-        if command is None:
-            return
+    async def _decide(self, command: Command, partition: int, record=None) -> None:
+        """Decide a job command, from the log (``record``) or from the runner of this process."""
         job: Job | None = self.jobs.get(command.job_id)
         try:
             require_lease_ended(command, self.deadlines)
@@ -190,9 +286,16 @@ class Decider(mode.Service):
             level = log.debug if isinstance(command, (Heartbeat, ExpireAttempt)) else log.info
             level("command rejected", job_id=command.job_id, command=command.type, reason=rejection.code, detail=rejection.detail)
             return
+        except RecordTooLarge as error:
+            if record is not None:
+                await self._dead.send(record, error)
+            elif isinstance(command, CompleteJob):  # the runner's result: fail the job as the log would have refused it
+                await self._decide(_unrecordable(command, str(error)), partition)
+            return
         except Exception as error:  # a command no rule can decide (a bug, or a value no rule foresaw)
             log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
-            await self._dead.send(record, error)
+            if record is not None:
+                await self._dead.send(record, error)
             return
         if not decided:
             if isinstance(command, RENEWS_LEASE):
@@ -203,24 +306,23 @@ class Decider(mode.Service):
         # the other order could lose a release and block the key for good.
         for message in to_slots:
             await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
-        key = command.job_id.encode()
-        # All events of one decision are sent before the loop yields, so they travel
-        # in one record batch of one produce request: in the log all or none of them.
-        for value in values:
-            delivery = await self._producer.send(topics.EVENTS, key=key, value=value, headers=EVENT_HEADERS)
-        delivery.add_done_callback(partial(self._acknowledged, after))
-        self._send(delivery)
-        self.jobs.put(record.partition, after)
+        # All events of one decision are sent at the end of the round without the
+        # loop yielding, so they travel in one record batch: in the log all or none.
+        self._round.append(Decided(command.job_id.encode(), values, after))
+        self.jobs.put(partition, after)
         if isinstance(command, RENEWS_LEASE):
             self.deadlines.renew(after, _now(), command.step)
         else:
             self.deadlines.track(after, _now())
+        if self.runner is not None:
+            await self.runner.heard(partition, decided)
 
     def _acknowledged(self, job: Job, delivery: asyncio.Future) -> None:
         """The last event of a decision is in the log: the state it leads to is durable."""
         if delivery.cancelled() or delivery.exception() is not None:
             return  # not in the log: the command is decided again after a restart
         metadata = delivery.result()
+        self._log_ends[metadata.partition] = max(self._log_ends.get(metadata.partition, 0), metadata.offset + 1)
         self.jobs.acknowledged(metadata.partition, metadata.offset, job)
 
     # --- time ---------------------------------------------------------------------------
@@ -264,6 +366,9 @@ class Decider(mode.Service):
         now = _now()
         for job in live:
             self.deadlines.track(job, now)
+        if self.runner is not None:
+            for partition in job_partitions:
+                await self.runner.restored(partition, [job for job in live if self.jobs.partition_of(job.job_id) == partition])
         await self.slots.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SLOTS})
         await self.scheduler.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
         log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))
@@ -272,10 +377,14 @@ class Decider(mode.Service):
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         """Hand over cleanly: what was decided is acknowledged and committed; forget the rest."""
+        await self._decide_inbox()  # the runner's reports on these partitions, while they are still ours
         self._restored.clear()
-        await self._settle()
+        await self._end_round()
         await self._commit()
-        for job_id in self.jobs.forget({tp.partition for tp in revoked if tp.topic == topics.COMMANDS}):
+        lost = {tp.partition for tp in revoked if tp.topic == topics.COMMANDS}
+        if self.runner is not None:
+            self.runner.released(lost, self._log_ends)
+        for job_id in self.jobs.forget(lost):
             self.deadlines.forget(job_id)
         self.slots.table.forget({tp.partition for tp in revoked if tp.topic == topics.SLOTS})
         self.scheduler.table.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
@@ -295,6 +404,23 @@ class _Rebalance(ConsumerRebalanceListener):
 
 class RecordTooLarge(Exception):
     """A decision would write an event larger than the log takes: its command is dead-lettered."""
+
+
+def _unrecordable(command: CompleteJob, reason: str) -> FailJob:
+    """The runner's report of a result too large for the log, as the failure the log's refusal would have caused."""
+    return FailJob(
+        command_id=f"{command.command_id}/unrecordable",
+        job_id=command.job_id,
+        tenant=command.tenant,
+        correlation_id=command.correlation_id,
+        issued_at=command.issued_at,
+        attempt=command.attempt,
+        runner_id=command.runner_id,
+        step=command.step,
+        error=f"the handler's complete report cannot be recorded: {reason}",
+        error_type="UnrecordableReport",
+        retryable=False,
+    )
 
 
 def _now() -> datetime:

@@ -1,26 +1,43 @@
 """What a runner tells the decider about its attempts: reports (claim,
 result, failure) and, while they last, heartbeats and progress.
 
-A report's command id derives from the attempt's ``JobQueued`` event, the
-runner and the report's name, so a report sent again is the same command and
-the decider applies it once.
+A report's command id derives from the attempt's queueing (its ``JobQueued``
+event), the runner and the report's name, so a report sent again is the same
+command and the decider applies it once. A report about a job whose
+partition the decider of this process owns is handed to it in memory;
+any other goes to ``jobs.commands``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
-from schemas import Heartbeat, ReportProgress, encode_command, topics
+from schemas import Command, Heartbeat, ReportProgress, encode_command, topics
+from services.adapters.log import MAX_RECORD_BYTES
 from services.processor.attempts import IN_FLIGHT, Attempt, report_id
 from services.processor.settings import ProcessorSettings
 
 
+class LocalDecider(Protocol):
+    """The decider of this process, as its runner sees it."""
+
+    def take(self, command: Command) -> bool:
+        """Decide ``command`` in this process if its job's partition is owned
+        here (``True``); ``False``: send it through the log."""
+
+
 class Reports:
-    def __init__(self, producer: AIOKafkaProducer, runner_id: str, settings: ProcessorSettings) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, runner_id: str, settings: ProcessorSettings, decider: LocalDecider | None = None
+    ) -> None:
         self._producer = producer
+        self._decider = decider
         self.runner_id = runner_id
         self._heartbeat_interval_s = settings.heartbeat_interval_s
         self._progress_interval_s = settings.progress_interval_s
@@ -29,19 +46,25 @@ class Reports:
 
     async def send(self, command_class, attempt: Attempt, name: str, **fields):
         """Send a command about ``attempt``; returns its delivery future."""
-        queued = attempt.queued
+        work = attempt.work
         command = command_class(
-            command_id=report_id(queued.event_id, self.runner_id, name),
-            job_id=queued.job_id,
-            tenant=queued.tenant,
-            correlation_id=queued.correlation_id,
+            command_id=report_id(work.order_id, self.runner_id, name),
+            job_id=work.job_id,
+            tenant=work.tenant,
+            correlation_id=work.correlation_id,
             issued_at=datetime.now(timezone.utc),
-            attempt=queued.data.attempt,
+            attempt=work.data.attempt,
             runner_id=self.runner_id,
             step=attempt.step,
             **fields,
         )
-        return await self._producer.send(topics.COMMANDS, key=queued.job_id.encode(), value=encode_command(command))
+        value = encode_command(command)
+        if self._decider is not None:
+            if len(value) > MAX_RECORD_BYTES:  # as the log would refuse it, so the runner fails the job alike
+                raise MessageSizeTooLargeError(f"the {name} report takes {len(value):,} bytes")
+            if self._decider.take(command):
+                return _taken()
+        return await self._producer.send(topics.COMMANDS, key=work.job_id.encode(), value=value)
 
     async def keep_alive(self, attempts: list[Attempt]) -> None:
         """Heartbeats for every claimed or running attempt; progress, coalesced per interval.
@@ -66,3 +89,10 @@ class Reports:
                 await self.send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
             elif heartbeat_due:
                 await self.send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
+
+
+def _taken() -> asyncio.Future:
+    """The delivery of a report handed over in memory: done at once."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future

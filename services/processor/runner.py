@@ -1,21 +1,34 @@
-"""The runner: takes queued attempts from ``jobs.events``, runs their handlers,
-and reports back to the decider as commands.
+"""The runner: runs queued attempts' handlers and reports back to the decider as commands.
 
 An attempt waits in a buffer ordered by priority, is claimed with
 ``StartJob`` when a slot is free, runs, and is reported as ``CompleteJob`` or
 ``FailJob`` (the steps are :class:`~services.processor.attempts.AttemptState`).
-By default the handler starts beside the claim, one round trip through the
-decider fewer per job; a ``JobStarted`` naming another runner, or an event
-that ends the attempt, cancels it. With ``runner_waits_for_grant`` nothing
-runs until this runner's own ``JobStarted`` comes back, so even a
-``JobQueued`` replayed to two runners across a rebalance never runs twice at
-once — for handlers that must not overlap.
 
-Runners form their own consumer group, so they scale apart from deciders.
-Reports are not awaited inside a slot: the offset of a ``JobQueued`` is
-committed only once its report was acknowledged (:mod:`.offsets`). Attempts
-on a partition a rebalance took away are followed to their end
-(:mod:`.follower`).
+A runner is fed one of two ways:
+
+- **In memory, by the decider of its own process** (the default: a processor
+  runs both). The decider hands it every event it decides for the partitions
+  it owns, and the runner's reports for those jobs go straight back into the
+  decider's inbox — no record on ``jobs.commands``, no read of ``jobs.events``.
+  A short job is then one command (``SubmitJob``) and one record batch of
+  events, the way Temporal dispatches an activity eagerly to the worker that
+  asked. The claim is granted within the same decision round, so the handler
+  starts only once the decider has granted it.
+- **From the log** (``JOBLEDGER_DECIDER_ENABLED=false``: a runner-only
+  process, for more workers than deciders or for job types only other hosts
+  run). It reads ``jobs.events`` in its own consumer group and reports through
+  ``jobs.commands``. By default the handler starts beside the claim, one
+  round trip through the decider fewer per job; a ``JobStarted`` naming
+  another runner, or an event that ends the attempt, cancels it. With
+  ``runner_waits_for_grant`` nothing runs until this runner's own
+  ``JobStarted`` comes back, so even a ``JobQueued`` replayed to two runners
+  across a rebalance never runs twice at once. Reports are not awaited inside
+  a slot: the offset of a ``JobQueued`` is committed only once its report was
+  acknowledged (:mod:`.offsets`).
+
+Both kinds may serve the same jobs: the decider grants each attempt to the
+first claim it decides. Attempts on a partition this runner's process lost
+are followed to their end on the log (:mod:`.follower`).
 """
 
 from __future__ import annotations
@@ -34,10 +47,12 @@ from pydantic import ValidationError
 from schemas import (
     ATTEMPT_ENDED,
     FailJob,
+    Job,
     JobCancelRequested,
     JobStarted,
     StartJob,
     parse_event,
+    queued_work,
     topics,
 )
 from schemas.events import QUEUED, StepStarted
@@ -49,6 +64,7 @@ from services.processor.attempts import (
     AttemptKey,
     AttemptState,
     WaitingAttempts,
+    Work,
     attempt_key,
     first_error,
     outcome,
@@ -56,7 +72,7 @@ from services.processor.attempts import (
 from services.processor.handlers import HandlerRegistry, JobContext
 from services.processor.follower import LostPartitions
 from services.processor.offsets import Offsets
-from services.processor.reports import Reports
+from services.processor.reports import LocalDecider, Reports
 from services.processor.settings import ProcessorSettings
 
 log = structlog.get_logger(component="runner")
@@ -73,10 +89,15 @@ record) is never answered. Should the decider grant it after all, nobody
 runs it, its lease runs out and the attempt is retried."""
 
 class Runner(mode.Service):
-    def __init__(self, settings: ProcessorSettings, registry: HandlerRegistry, **kwargs) -> None:
+    def __init__(
+        self, settings: ProcessorSettings, registry: HandlerRegistry, decider: LocalDecider | None = None, **kwargs
+    ) -> None:
+        """``decider``: the decider of this process, which feeds this runner in
+        memory; ``None``: read ``jobs.events`` in the runners' consumer group."""
         super().__init__(**kwargs)
         self.settings = settings
         self.registry = registry
+        self._decider = decider
         self.runner_id = settings.runner_id or f"{socket.gethostname()}:{os.getpid()}"
         self._free = settings.runner_concurrency
         self._attempts: dict[AttemptKey, Attempt] = {}
@@ -91,19 +112,35 @@ class Runner(mode.Service):
         self._last_commit = 0.0
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
+        self._started_any = False
+        self._slot_freed = asyncio.Event()
+        """Set when a handler ends: fed in memory, nothing else would claim the next waiting attempt."""
         self._drained = asyncio.Event()
         """Set once the consumer loop has ended (after the stop's claim drain)."""
 
     # --- lifecycle -------------------------------------------------------------
 
+    def started_any(self) -> bool:
+        """Whether a handler started since the last call."""
+        started, self._started_any = self._started_any, False
+        return started
+
+    @property
+    def in_memory(self) -> bool:
+        """Fed by the decider of this process rather than by the log."""
+        return self._decider is not None
+
     async def on_start(self) -> None:
         self._producer = make_producer(self.settings)
-        self._reports = Reports(self._producer, self.runner_id, self.settings)
+        self._reports = Reports(self._producer, self.runner_id, self.settings, self._decider)
         if self.settings.s3_endpoint:
             self._artifacts = await ArtifactStore(self.settings).start()
             self._offloader = Offloader(self._artifacts, self.settings.artifact_threshold_bytes)
-        self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
-        self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
+        if self.in_memory:
+            self._drained.set()  # claims are answered within the decider's round: none is ever left open
+        else:
+            self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
+            self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
         await self._producer.start()
 
     async def on_stop(self) -> None:
@@ -134,15 +171,18 @@ class Runner(mode.Service):
 
     @mode.Service.task
     async def _consume(self) -> None:
-        consumer = self._consumer
-        # Joined here, not in on_start, so the decider's group join runs meanwhile.
-        await consumer.start()
         log.info(
             "runner started",
             runner_id=self.runner_id,
             concurrency=self.settings.runner_concurrency,
             job_types=self.registry.names(),
+            fed_by="the decider, in memory" if self.in_memory else f"jobs.events (group {self.settings.runner_group_id})",
         )
+        if self.in_memory:
+            return
+        consumer = self._consumer
+        # Joined here, not in on_start, so the decider's group join runs meanwhile.
+        await consumer.start()
         try:
             while not self.should_stop or self._claims_pending():
                 await self._consume_once(consumer)
@@ -162,9 +202,49 @@ class Runner(mode.Service):
                 self._offsets.seen(tp, record.offset)
                 self._take(tp, record)
         self._refill()
+        await self._resend_claims()
         await self._dispatch()
         if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
             await self._commit()
+
+    # --- fed by the decider of this process --------------------------------------
+
+    async def heard(self, partition: int, events: list) -> None:
+        """Events the decider of this process just decided for a partition it
+        owns: observed as if read from the log, then free slots claim."""
+        tp = TopicPartition(topics.EVENTS, partition)
+        for event in events:
+            try:
+                self._observe(tp, None, event)
+            except Exception:
+                log.exception("runner could not observe an event; skipped", job_id=event.job_id)
+        await self._dispatch()
+
+    async def restored(self, partition: int, jobs: list[Job]) -> None:
+        """The decider restored a partition: its queued attempts wait here,
+        rebuilt from the jobs' states (their events were decided by another
+        process, or before this one started)."""
+        tp = TopicPartition(topics.EVENTS, partition)
+        self._lost.regained([tp])
+        for job in jobs:
+            for data in queued_work(job):
+                work = Work.of_state(job, data)
+                if work.key not in self._attempts:
+                    self._wait(Attempt(tp, None, work))
+        await self._dispatch()
+
+    def released(self, partitions: set[int], follow_from: dict[int, int]) -> None:
+        """The decider lost ``partitions``: attempts still waiting there are the
+        new owner's; running ones finish, their answers heard on the log from
+        ``follow_from`` (where the log ended when the partition went)."""
+        lost = {TopicPartition(topics.EVENTS, partition) for partition in partitions}
+        for attempt in list(self._attempts.values()):
+            if attempt.tp not in lost:
+                continue
+            if attempt.state is AttemptState.WAITING:
+                self._drop(attempt)
+            elif attempt.state in IN_FLIGHT:
+                self._lost.lost(attempt.tp, follow_from.get(attempt.tp.partition, 0))
 
     def _take(self, tp: TopicPartition, record, follower: bool = False) -> None:
         """Observe one record; what cannot be read or observed is skipped, never fatal."""
@@ -179,21 +259,21 @@ class Runner(mode.Service):
         except Exception:
             log.exception("runner could not observe an event; skipped", job_id=event.job_id, offset=record.offset)
 
-    def _observe(self, tp: TopicPartition, offset: int, event) -> None:
+    def _observe(self, tp: TopicPartition, offset: int | None, event) -> None:
         if isinstance(event, QUEUED):
             key = attempt_key(event)
             known = self._attempts.get(key)
             if known is not None:
-                if known.tp == tp and known.state in IN_FLIGHT:
+                if known.tp == tp and known.state in IN_FLIGHT and offset is not None:
                     self._offsets.started(tp, offset)  # its partition came back after a rebalance
                 return
-            if self._buffer.size >= self.settings.runner_prefetch:
-                self._offsets.hold(tp, offset)  # read it again once the buffer has room
+            if offset is not None and self._buffer.size >= self.settings.runner_prefetch:
+                # Read it again once the buffer has room. (Fed in memory, the
+                # buffer takes every queued attempt: the decider holds these
+                # jobs in memory too, and nothing would hand this one over again.)
+                self._offsets.hold(tp, offset)
                 return
-            attempt = Attempt(tp, offset, event)
-            self._attempts[key] = attempt
-            self._offsets.started(tp, offset)
-            self._buffer.push(attempt)
+            self._wait(Attempt(tp, offset, Work.of_event(event)))
             return
         if isinstance(event, JobCancelRequested):
             self._cancel_requested(event.job_id)
@@ -215,11 +295,17 @@ class Runner(mode.Service):
             else:
                 self._end(attempt)
 
+    def _wait(self, attempt: Attempt) -> None:
+        self._attempts[attempt.key] = attempt
+        if attempt.offset is not None:
+            self._offsets.started(attempt.tp, attempt.offset)
+        self._buffer.push(attempt)
+
     def _cancel_requested(self, job_id: str) -> None:
         """Tell the job's running handlers (a pipeline's running steps; not its
         compensations, which undo and must finish) that a cancel came."""
         for attempt in self._attempts.values():
-            if attempt.queued.job_id == job_id and attempt.ctx is not None and not attempt.compensation:
+            if attempt.work.job_id == job_id and attempt.ctx is not None and not attempt.compensation:
                 attempt.ctx.cancel_requested.set()
 
     def _end(self, attempt: Attempt) -> None:
@@ -237,27 +323,33 @@ class Runner(mode.Service):
             if offset is not None:
                 self._consumer.seek(tp, offset)
 
-    async def _dispatch(self) -> None:
+    async def _resend_claims(self) -> None:
+        """Claims sent through the log that no event answered for long are sent again, then given up."""
         now = time.monotonic()
         for attempt in list(self._attempts.values()):
             if attempt.state is AttemptState.CLAIMED and now - attempt.claimed_at > CLAIM_RESEND_S:
                 attempt.claimed_at = now
                 attempt.resends += 1
                 if attempt.resends > CLAIM_RESENDS:
-                    log.error("claim never answered; giving it up", job_id=attempt.queued.job_id, attempt=attempt.queued.data.attempt)
+                    log.error("claim never answered; giving it up", job_id=attempt.work.job_id, attempt=attempt.work.data.attempt)
                     self._drop(attempt)
                     continue
-                log.warning("claim not answered yet; sending it again", job_id=attempt.queued.job_id)
+                log.warning("claim not answered yet; sending it again", job_id=attempt.work.job_id)
                 await self._send(StartJob, attempt, "start")
+
+    async def _dispatch(self) -> None:
+        # Fed in memory, the grant comes back in the same decision round: waiting
+        # for it costs nothing, and a handler never starts before it is granted.
+        start_at_once = not (self.in_memory or self.settings.runner_waits_for_grant)
         while self._free > 0 and not self.should_stop:
             attempt = self._buffer.pop()
             if attempt is None:
                 return
             attempt.state = AttemptState.CLAIMED
-            attempt.claimed_at = now
+            attempt.claimed_at = time.monotonic()
             self._free -= 1
             await self._send(StartJob, attempt, "start")
-            if not self.settings.runner_waits_for_grant:
+            if start_at_once:
                 self._run(attempt)
 
     def _drop(self, attempt: Attempt) -> None:
@@ -267,7 +359,12 @@ class Runner(mode.Service):
             self._free += 1
         attempt.state = AttemptState.DONE
         self._attempts.pop(attempt.key, None)
-        self._offsets.done(attempt.tp, attempt.offset)
+        self._done(attempt)
+
+    def _done(self, attempt: Attempt) -> None:
+        """Its queued event's offset no longer holds the runners' group back."""
+        if attempt.offset is not None:
+            self._offsets.done(attempt.tp, attempt.offset)
 
     async def _commit(self) -> None:
         self._last_commit = time.monotonic()
@@ -285,12 +382,24 @@ class Runner(mode.Service):
                 continue
             if attempt.state is AttemptState.WAITING:
                 self._drop(attempt)
-            elif attempt.state in IN_FLIGHT:
+            elif attempt.state in IN_FLIGHT and attempt.offset is not None:
                 self._lost.lost(attempt.tp, attempt.offset)
         self._offsets.forget(partitions)
 
     def assigned(self, partitions) -> None:
         self._lost.regained(partitions)
+
+    @mode.Service.task
+    async def _claim_freed_slots(self) -> None:
+        """Fed in memory, a slot freed when no event follows (the last job of a
+        burst ended) must still claim the next waiting attempt. (Fed by the log,
+        the consumer loop claims at least every 100 ms.)"""
+        if not self.in_memory:
+            return
+        while not self.should_stop:
+            await self._slot_freed.wait()
+            self._slot_freed.clear()
+            await self._dispatch()
 
     @mode.Service.task
     async def _follow(self) -> None:
@@ -302,13 +411,14 @@ class Runner(mode.Service):
     # --- running an attempt -------------------------------------------------------
 
     def _run(self, attempt: Attempt) -> None:
-        queued = attempt.queued
+        work = attempt.work
         attempt.state = AttemptState.RUNNING
         attempt.ctx = JobContext(
-            job_id=queued.job_id, attempt=queued.data.attempt, tenant=queued.tenant, step=attempt.step,
-            inputs=getattr(queued.data, "inputs", {}), compensating=attempt.compensation,
+            job_id=work.job_id, attempt=work.data.attempt, tenant=work.tenant, step=attempt.step,
+            inputs=getattr(work.data, "inputs", {}), compensating=attempt.compensation,
         )
         attempt.task = asyncio.create_task(self._attempt(attempt))
+        self._started_any = True
         # A callback, not a ``finally``: a task cancelled before its first step
         # never runs its body, and would keep its slot (and heartbeat) for good.
         attempt.task.add_done_callback(lambda task: self._finished(attempt, task))
@@ -316,24 +426,25 @@ class Runner(mode.Service):
     def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
         attempt.state = AttemptState.DONE
         self._free += 1
+        self._slot_freed.set()
         self._attempts.pop(attempt.key, None)
         if task.cancelled() and attempt.ended_by_decider:
-            self._offsets.done(attempt.tp, attempt.offset)
+            self._done(attempt)
 
     async def _attempt(self, attempt: Attempt) -> None:
         report = await outcome(self.registry, attempt, self._offloader)
         attempt.state = AttemptState.DONE  # no more heartbeats; the slot is freed when the report is on its way
         if report is None:
-            self._offsets.done(attempt.tp, attempt.offset)
+            self._done(attempt)
             return
         try:
             future = await self._send(report.command, attempt, report.name, **report.fields)
         except (ValidationError, MessageSizeTooLargeError) as error:  # the log cannot carry it: fail for good
-            log.warning("job report cannot be recorded; failing the job", job_id=attempt.queued.job_id, error=str(error))
+            log.warning("job report cannot be recorded; failing the job", job_id=attempt.work.job_id, error=str(error))
             reason = first_error(error) if isinstance(error, ValidationError) else "larger than the broker accepts"
             message = f"the handler's {report.name} report cannot be recorded: {reason}"
             future = await self._send(FailJob, attempt, "fail", error=message, error_type="UnrecordableReport", retryable=False)
-        future.add_done_callback(lambda _: self._offsets.done(attempt.tp, attempt.offset))
+        future.add_done_callback(lambda _: self._done(attempt))
 
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
         return await self._reports.send(command_class, attempt, name, **fields)

@@ -19,6 +19,12 @@ class ProcessorSettings(ConnectionSettings):
     )
     decider_enabled: bool = True
     runner_enabled: bool = True
+    eager_dispatch: bool = Field(
+        True,
+        description="with the decider and the runner in one process, hand the runner the attempts of the decider's "
+        "partitions in memory and decide its reports there (false: the runner reads jobs.events and reports through "
+        "jobs.commands, as a runner-only process does)",
+    )
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long running jobs may finish on stop")
     lease_s: float = Field(
         30.0, gt=0, description="an attempt whose runner sent no heartbeat for this long is failed as lost"

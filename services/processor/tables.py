@@ -36,6 +36,10 @@ class JobStates:
         job = self._memory.get(job_id)
         return job if job is not None else self.durable.job(job_id)
 
+    def partition_of(self, job_id: str) -> int | None:
+        """The partition of a job held in memory (unfinished, or decided lately); ``None`` otherwise."""
+        return self._partition.get(job_id)
+
     def put(self, partition: int, job: Job) -> None:
         self._memory[job.job_id] = job
         self._partition[job.job_id] = partition

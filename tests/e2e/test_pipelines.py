@@ -181,8 +181,8 @@ async def test_a_step_whose_runner_dies_is_declared_lost_and_retried_and_the_pip
     ])
     await wait_until(api, job_id, lambda job: steps_by_name(job)["slow"]["state"] == "RUNNING")
 
-    stack.kill("runner")
-    stack.start_runner()
+    stack.kill("processor")  # its runner ran the step
+    stack.restart("processor")
     job = await wait_for_job(api, job_id)
 
     assert job["state"] == "SUCCEEDED", job

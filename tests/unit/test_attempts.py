@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from schemas import CompleteJob, FailJob, JobQueued, JobOptions, Priority, decide
 from schemas.jobtypes import JobType
-from services.processor.attempts import Attempt, AttemptState, WaitingAttempts, outcome
+from services.processor.attempts import Attempt, AttemptState, WaitingAttempts, Work, outcome
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
 from tests.unit.test_decider import submit
 
@@ -24,7 +24,7 @@ class Size(BaseModel):
 def queued(job_type: str = "resize", payload: dict | None = None, **options) -> Attempt:
     command = submit(job_type=job_type, payload=payload if payload is not None else {"width": 1}, options=JobOptions(**options))
     event = next(e for e in decide(command, None) if isinstance(e, JobQueued))
-    attempt = Attempt(TP, 0, event)
+    attempt = Attempt(TP, 0, Work.of_event(event))
     attempt.ctx = JobContext(job_id=event.job_id, attempt=1, tenant=event.tenant)
     return attempt
 

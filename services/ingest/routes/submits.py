@@ -117,7 +117,9 @@ async def _slot_decision(state: Ingest, command: SubmitJob) -> Job:
     def decided(job: Job) -> bool:  # queued or rejected; or waiting for its run_at, to be decided then
         return job.status is not JobStatus.PENDING or (job.due_at is not None and not job.awaiting_slot)
 
-    return await state.watch.until(job_id, lambda: job_or_404(state, job_id, tenant), decided, state.settings.produce_timeout_s)
+    return await state.watch.until(
+        job_id, lambda tail_first: job_or_404(state, job_id, tenant, tail_first), decided, state.settings.produce_timeout_s
+    )
 
 
 def _rejected(job: Job, command: SubmitJob) -> Problem:

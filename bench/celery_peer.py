@@ -46,6 +46,12 @@ def noop() -> None:
 
 
 
+def celery_client(url: str) -> ClientSystem:
+    """Celery's client on the Redis at ``url`` (also the factory of each client process)."""
+    app.conf.broker_url = app.conf.result_backend = url
+    return ClientSystem("celery", submit=noop.delay, wait=lambda result: result.get(timeout=WAIT_S), close=lambda: None)
+
+
 class CeleryPeer:
     """Redis and one Celery worker on loopback for as long as the ``with`` lasts."""
 
@@ -84,9 +90,13 @@ class CeleryPeer:
                 if time.monotonic() > deadline:
                     self.__exit__()
                     raise TimeoutError(f"the Celery worker did not answer; see {self.dir}")
-        return ClientSystem(
-            "celery", submit=noop.delay, wait=lambda result: result.get(timeout=WAIT_S), close=lambda: None
-        )
+        self.url = url
+        return celery_client(url)
+
+    @property
+    def sessions(self) -> dict[str, int]:
+        """Its processes for the CPU meter: each leads a session of its own (the worker's pool included)."""
+        return {"redis": self.processes[0].pid, "worker": self.processes[1].pid}
 
     def __exit__(self, *exc) -> None:
         for process in reversed(self.processes):  # the worker (and its pool) first, then Redis

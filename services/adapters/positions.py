@@ -63,3 +63,11 @@ async def save(db: AsyncDatabase, positions: dict[TopicPartition, int]) -> None:
 
 async def reset(db: AsyncDatabase, partitions) -> None:
     await db[POSITIONS].delete_many({"_id": {"$in": [_key(tp) for tp in partitions]}})
+
+
+async def rewind(db: AsyncDatabase, topic: str) -> None:
+    """Every stored position on ``topic`` back to its start: the read models
+    it fed are to be rebuilt from the log."""
+    keys = [document["_id"] async for document in db[POSITIONS].find({}, {"_id": 1}) if document["_id"].startswith(f"{topic}:")]
+    if keys:
+        await db[POSITIONS].update_many({"_id": {"$in": keys}}, {"$set": {"offset": 0}})

@@ -7,7 +7,7 @@ per collection. A job whose first event in the batch is its first event of all
 inserted rather than replaced (an insert costs the database a fraction of a
 replacement). Writes are idempotent:
 
-- ``job_events`` is unique on ``_id`` (the event id) and ``(job_id, seq)``, so a
+- a ``job_events`` document's ``_id`` is its ``(job_id, seq)``, so a
   redelivered event is a duplicate-key no-op;
 - a job document is only replaced by one with a higher ``version``. Every
   writer's document is the exact fold of the log up to its version, so the

@@ -3,7 +3,10 @@ every query the API asks (:class:`ReadModel`).
 
 ``jobs`` holds one document per job, the fold of its events (``version`` is
 the seq of the last applied event). ``job_events`` holds every event once,
-unique on ``(job_id, seq)``, so a redelivered event is a no-op.
+keyed by ``(job_id, seq)`` in its ``_id`` (:func:`event_key`), so a
+redelivered event is a duplicate key, a second event at the same seq can
+never be stored, and a job's history is a range of the ``_id`` index — no
+other index to keep up per event.
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from schemas import AnyEvent, Job, JobStatus, Priority
+from schemas import AnyEvent, Job, JobStatus, Priority, topics
 from schemas.schedules import Schedule
+from services.adapters import positions
 from services.common.settings import ConnectionSettings
 
 JOBS = "jobs"
 JOB_EVENTS = "job_events"
 SCHEDULES = "schedules"
+META = "read_model"
+"""One document, ``{_id: "layout", version}``: the layout the read models are in."""
+LAYOUT = 2
+"""1: ``job_events`` keyed by event id, with a unique index on ``(job_id, seq)``.
+2: keyed by ``(job_id, seq)`` itself: a third of the database's work per
+event (measured: 0.70 → 0.22 ms of its CPU per job of four events)."""
 
 
 def connect(settings: ConnectionSettings) -> AsyncMongoClient:
@@ -33,7 +43,6 @@ async def ensure_indexes(db: AsyncDatabase, jobs: str = JOBS, job_events: str = 
     await db[jobs].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
     # GET /jobs?state=…: a rare state (FAILED among millions of SUCCEEDED) would scan the tenant otherwise.
     await db[jobs].create_index([("tenant", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)])
-    await db[job_events].create_index([("job_id", ASCENDING), ("seq", ASCENDING)], unique=True)
     await db[SCHEDULES].create_index([("tenant", ASCENDING), ("created_at", DESCENDING)])
 
 
@@ -50,10 +59,21 @@ def job_from_document(document: dict[str, Any]) -> Job:
     return Job.model_validate(fields)
 
 
+def event_key(job_id: str, seq: int) -> str:
+    """The ``_id`` of a job's event in ``job_events``: ordered by job, then seq."""
+    return f"{job_id}:{seq:020d}"
+
+
+def job_history(job_id: str) -> dict[str, str]:
+    """The ``_id`` range of a job's events."""
+    return {"$gt": f"{job_id}:", "$lt": f"{job_id};"}  # ";" follows ":"
+
+
 def event_document(event: AnyEvent) -> dict[str, Any]:
     """An event as stored in ``job_events``: its wire form plus query fields."""
     return {
-        "_id": event.event_id,
+        "_id": event_key(event.job_id, event.seq),
+        "event_id": event.event_id,
         "job_id": event.job_id,
         "seq": event.seq,
         "tenant": event.tenant,
@@ -133,17 +153,16 @@ class ReadModel:
         self, job_id: str, tenant: str, *, up_to_seq: int | None = None, up_to_time: datetime | None = None, after_seq: int = 0
     ) -> AsyncIterator[dict[str, Any]]:
         """The job's events as the log holds them (CloudEvents JSON objects), in seq order."""
-        query: dict[str, Any] = {"job_id": job_id, "tenant": tenant}
-        seq: dict[str, int] = {}
+        keys = job_history(job_id)
         if after_seq:
-            seq["$gt"] = after_seq
+            keys["$gt"] = event_key(job_id, after_seq)
         if up_to_seq is not None:
-            seq["$lte"] = up_to_seq
-        if seq:
-            query["seq"] = seq
+            del keys["$lt"]
+            keys["$lte"] = event_key(job_id, max(up_to_seq, 0))
+        query: dict[str, Any] = {"_id": keys, "job_id": job_id, "tenant": tenant}
         if up_to_time is not None:
             query["occurred_at"] = {"$lte": up_to_time}
-        async for document in self.db[JOB_EVENTS].find(query).sort("seq", ASCENDING):
+        async for document in self.db[JOB_EVENTS].find(query).sort("_id", ASCENDING):
             yield document["event"]
 
     async def count_by_status(self, tenant: str) -> dict[str, int]:
@@ -160,3 +179,22 @@ class ReadModel:
         """The tenant's schedules not deleted, newest first."""
         async for document in self.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", DESCENDING):
             yield document
+
+
+async def ensure_layout(db: AsyncDatabase) -> bool:
+    """Read models in an older :data:`LAYOUT` are put aside (renamed
+    ``<name>_layout<old>``, kept as a backup) and the new layout is rebuilt
+    from the log: True when that happened. The log is the source of truth;
+    a read model is only ever its fold."""
+    found = await db[META].find_one({"_id": "layout"})
+    if found is not None and found.get("version") == LAYOUT:
+        return False
+    old = found.get("version", 1) if found is not None else 1
+    present = set(await db.list_collection_names())
+    held = [name for name in (JOBS, JOB_EVENTS) if name in present and await db[name].estimated_document_count()]
+    if held:  # rewound first: a crash before the marker is written repeats all of this
+        await positions.rewind(db, topics.EVENTS)
+    for name in held:
+        await db[name].rename(f"{name}_layout{old}", dropTarget=True)
+    await db[META].replace_one({"_id": "layout"}, {"_id": "layout", "version": LAYOUT}, upsert=True)
+    return bool(held)

@@ -28,7 +28,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
 from services.adapters.log import DeadLetters, make_consumer, make_producer
-from services.adapters.readmodel import connect, ensure_indexes
+from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters import positions
 from services.adapters.positions import LogLost
 from services.adapters.projections import BatchOutcome, JobProjection
@@ -38,6 +38,8 @@ from services.projector.settings import ProjectorSettings
 log = structlog.get_logger(component="projector")
 
 STAGE = "projector"
+BATCH_BYTES = 256 * 1024
+"""A fetch is answered once this much is there, or after ``batch_wait_ms``."""
 
 
 class _Progress:
@@ -112,8 +114,10 @@ class _Rebalance(ConsumerRebalanceListener):
             for item in lost:
                 stored.pop(item.tp, None)
         for tp, position in stored.items():
+            # What the read models hold decides, whichever way the broker's commit is
+            # off: ahead of a save whose commit failed, or behind a rewind (a rebuild).
             committed = await self.consumer.committed(tp)
-            if committed is None or committed < position:
+            if committed != position:
                 self.consumer.seek(tp, position)
 
     async def _confirmed_losses(self, stored, assigned) -> list:
@@ -146,10 +150,18 @@ class Projector:
 async def bootstrap(settings: ProjectorSettings) -> Projector:
     mongo = connect(settings)
     db = mongo[settings.mongo_db]
+    if await ensure_layout(db):
+        log.warning("the read models were in an older layout: kept aside as *_layout<n>, rebuilding them from the log")
     await ensure_indexes(db)
     projection = JobProjection(db, settings.cache_jobs)
     producer = make_producer(settings)
-    consumer = make_consumer(settings, settings.group_id, max_poll_records=settings.batch_max_records)
+    consumer = make_consumer(
+        settings,
+        settings.group_id,
+        max_poll_records=settings.batch_max_records,
+        fetch_min_bytes=BATCH_BYTES,
+        fetch_max_wait_ms=settings.batch_wait_ms,
+    )
     progress = _Progress(db, consumer, settings.commit_interval_s)
     return Projector(
         settings=settings,

@@ -8,9 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from schemas import CompleteJob, FailJob, JobOptions, JobStatus, Priority, StartJob, SubmitJob, decide, fold
+from aiokafka import TopicPartition
+
+from schemas import CompleteJob, FailJob, JobOptions, JobStatus, Priority, StartJob, SubmitJob, decide, fold, topics
+from services.adapters import positions
 from services.adapters.projections import JobProjection
-from services.adapters.readmodel import JobFilter, ReadModel, ensure_indexes
+from services.adapters.readmodel import JOB_EVENTS, JOBS, LAYOUT, JobFilter, ReadModel, ensure_indexes, ensure_layout
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +79,25 @@ async def test_jobs_are_counted_per_state_for_one_tenant(read_model):
 
     assert counts["SUCCEEDED"] == 4 and counts["FAILED"] == 2
     assert set(counts) == {status.value for status in JobStatus}
+
+
+async def test_read_models_in_an_older_layout_are_kept_aside_and_rebuilt_from_the_log(db):
+    own = db.client[f"it_layout_{uuid.uuid4().hex[:8]}"]
+    await own[JOBS].insert_one({"_id": "job-01", "version": 4})
+    await own[JOB_EVENTS].insert_one({"_id": "an-event-id", "job_id": "job-01", "seq": 1})
+    await positions.save(own, {TopicPartition(topics.EVENTS, 0): 120, TopicPartition(topics.SCHEDULES, 0): 7})
+
+    assert await ensure_layout(own) is True
+
+    assert await own[f"{JOBS}_layout1"].count_documents({}) == 1, "kept as a backup"
+    assert await own[f"{JOB_EVENTS}_layout1"].count_documents({}) == 1
+    assert await own[JOBS].count_documents({}) == 0 and await own[JOB_EVENTS].count_documents({}) == 0
+    stored = await positions.load(own, [TopicPartition(topics.EVENTS, 0), TopicPartition(topics.SCHEDULES, 0)])
+    assert stored == {TopicPartition(topics.EVENTS, 0): 0, TopicPartition(topics.SCHEDULES, 0): 7}, "jobs.events is read again from its start"
+    assert await ensure_layout(own) is False, "once in the current layout, nothing more happens"
+
+
+async def test_a_fresh_database_is_in_the_current_layout_at_once(db):
+    own = db.client[f"it_layout_{uuid.uuid4().hex[:8]}"]
+    assert await ensure_layout(own) is False
+    assert (await own["read_model"].find_one({"_id": "layout"}))["version"] == LAYOUT

@@ -64,7 +64,11 @@ class SubmitJobRequest(JobOptions):
 
     def given_options(self) -> dict[str, Any]:
         """The options this request sets itself; the job type's defaults fill in the rest."""
-        return self.model_dump(include=self.model_fields_set & set(JobOptions.model_fields))
+        given = self.model_fields_set & _OPTION_FIELDS
+        return self.model_dump(include=given) if given else {}
+
+
+_OPTION_FIELDS = frozenset(JobOptions.model_fields)
 
 
 class FieldError(BaseModel):

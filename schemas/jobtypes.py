@@ -21,6 +21,8 @@ declarations), so keep declarations in a module of their own.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,7 +79,14 @@ class JobType:
 
     def options(self, given: Mapping[str, Any]) -> JobOptions:
         """The options of a submit that set ``given``, this type's defaults under them."""
+        if not given:
+            return self.default_options
         return JobOptions.model_validate({**self.defaults, **given})
+
+    @cached_property
+    def default_options(self) -> JobOptions:
+        """The options of a submit that sets none (frozen, so one instance serves every such job)."""
+        return JobOptions.model_validate(dict(self.defaults))
 
 
 class ByJobType(Generic[T]):

@@ -9,10 +9,18 @@ docs/architecture.md).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 from schemas import Job, SubmitJob, decide, evolve
 from schemas.schedules import Schedule
+
+FRESH_S = 5.0
+"""A job accepted this recently, whose first event the log's tail has not
+brought back yet, is answered as accepted without asking the read model:
+the read model cannot be ahead of a tail that has heard nothing of it
+unless that tail lags by seconds (a waiter reads the read model anyway
+when the tail stays silent)."""
 
 
 class AcceptedJobs:
@@ -21,18 +29,22 @@ class AcceptedJobs:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._commands: OrderedDict[str, SubmitJob] = OrderedDict()
+        self._commands: OrderedDict[str, tuple[SubmitJob, float]] = OrderedDict()
 
     def remember(self, command: SubmitJob) -> None:
         if self._capacity <= 0:
             return
-        self._commands[command.job_id] = command
+        self._commands[command.job_id] = (command, time.monotonic())
         while len(self._commands) > self._capacity:
             self._commands.popitem(last=False)
 
-    def get(self, job_id: str, tenant: str) -> Job | None:
-        command = self._commands.get(job_id)
-        if command is None or command.tenant != tenant:
+    def get(self, job_id: str, tenant: str, within_s: float | None = None) -> Job | None:
+        """The job as accepted (PENDING, version 0); with ``within_s``, only if accepted that recently."""
+        found = self._commands.get(job_id)
+        if found is None:
+            return None
+        command, accepted_at = found
+        if command.tenant != tenant or (within_s is not None and time.monotonic() - accepted_at > within_s):
             return None
         submitted = decide(command, None)[0]
         return evolve(None, submitted).model_copy(update={"version": 0})

@@ -8,17 +8,23 @@ from typing import Any
 
 from schemas import Command, Job, encode_command, topics
 from services.adapters.log import append
+from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
 
 
 async def find_job(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job | None:
     """The job as the log's tail has heard it from its first event, if it has
-    (no database read at all); else as the read model has it, or as accepted
+    (no database read at all), or as accepted here moments ago if the tail has
+    heard nothing of it yet; else as the read model has it, or as accepted
     here, with what the tail has heard since (read-your-writes within this
     ingest). ``tail_first=False`` reads the read model in any case, for a
     waiter that heard nothing for a while."""
-    job = state.watch.from_start(job_id) if tail_first else None
+    job = None
+    if tail_first:
+        job = state.watch.from_start(job_id)
+        if job is None and not state.watch.heard_of(job_id):
+            job = state.accepted.get(job_id, tenant, within_s=FRESH_S)
     if job is None or job.tenant != tenant:
         job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
     caught_up = state.watch.catch_up(job_id, job)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,12 +29,14 @@ SUBMIT_BUDGET_BYTES = topics.MAX_RECORD_BYTES - 8 * 1024
 """The largest SubmitJob accepted: its events (the same job plus an envelope) must fit one record."""
 
 
-def parse_request(raw: Any) -> SubmitJobRequest:
+def parse_request(raw: Any, values_checked: bool = False) -> SubmitJobRequest:
     """A decoded JSON value as a submit request (a batch item: the single submit's
-    body is decoded the same way by the route)."""
-    unfit = [field_error(path, message) for path, message in json_problems(raw)]
-    if unfit:
-        raise invalid(unfit)
+    body is decoded the same way by the route). ``values_checked``: the body it
+    came in was checked against the contract's value rules already."""
+    if not values_checked:
+        unfit = [field_error(path, message) for path, message in json_problems(raw)]
+        if unfit:
+            raise invalid(unfit)
     try:
         return SubmitJobRequest.model_validate(raw)
     except ValidationError as error:
@@ -69,7 +72,20 @@ def job_options(job_type: JobType, body: SubmitJobRequest, where: tuple = ()) ->
         raise invalid(pydantic_errors(error.errors(), where)) from None
 
 
-def submit_command(
+@dataclass(frozen=True)
+class Submission:
+    """A checked submit: its command, and the command as the record that carries it."""
+
+    command: SubmitJob
+    value: bytes
+
+
+def submit_command(types: JobTypes, body: SubmitJobRequest, **fields: Any) -> SubmitJob:
+    """The ``SubmitJob`` of a request (see :func:`submission`)."""
+    return submission(types, body, **fields).command
+
+
+def submission(
     types: JobTypes,
     body: SubmitJobRequest,
     *,
@@ -78,7 +94,8 @@ def submit_command(
     issued_at: datetime,
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
-) -> SubmitJob:
+) -> Submission:
+    """A request as the command to append, or a 422 naming the field."""
     if body.type == PIPELINE:
         payload, options, steps = pipeline_plan(types, body)
     else:
@@ -104,14 +121,14 @@ def submit_command(
         )
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors())) from None
-    size = len(encode_command(command))
-    if size > SUBMIT_BUDGET_BYTES:
+    value = encode_command(command)
+    if len(value) > SUBMIT_BUDGET_BYTES:
         where = ("steps",) if steps is not None else ("payload",)
         raise invalid([field_error(where, (
-            f"the job takes {size:,} bytes in the log, more than one record may carry ({SUBMIT_BUDGET_BYTES:,}); "
+            f"the job takes {len(value):,} bytes in the log, more than one record may carry ({SUBMIT_BUDGET_BYTES:,}); "
             "pass large inputs by reference (a URL or an object key)"
         ))])
-    return command
+    return Submission(command, value)
 
 
 def pipeline_plan(

@@ -148,6 +148,10 @@ class JobWatch:
         with _listed(self._everything, tenant, follower):
             yield follower
 
+    def heard_of(self, job_id: str) -> bool:
+        """Whether the tail remembers any record of the job."""
+        return job_id.encode() in self._recent
+
     def from_start(self, job_id: str) -> Job | None:
         """The job folded from the events the tail remembers, if they begin at
         its first: then the read model has nothing the log's tail lacks, and a

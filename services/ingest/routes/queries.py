@@ -30,6 +30,7 @@ from schemas.api import (
 )
 from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest import store
+from services.ingest.responses import answer
 from services.ingest.store import job_or_404
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
@@ -62,7 +63,7 @@ async def get_job(
         done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
         if wait_s and not done(job):
             job = await state.watch.until(job_id, lambda tail_first: job_or_404(state, job_id, tenant, tail_first), done, wait_s)
-        return JobView.of(job)
+        return answer(JobView.of(job))
     if wait_s is not None or after_version is not None:
         raise invalid([field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")])
     await job_or_404(state, job_id, tenant)

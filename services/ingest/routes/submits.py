@@ -13,7 +13,6 @@ from schemas import (
     Job,
     JobStatus,
     SubmitJob,
-    encode_command,
     topics,
 )
 from services.ingest.auth import tenant_of
@@ -29,8 +28,9 @@ from schemas.api import (
     job_path,
 )
 from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error
-from services.ingest.store import append_command, find_job, job_or_404
-from services.ingest.submissions import idempotent_job_id, parse_request, submit_command
+from services.ingest.store import append_record, find_job, job_or_404
+from services.ingest.responses import answer
+from services.ingest.submissions import Submission, idempotent_job_id, parse_request, submission
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
@@ -54,19 +54,19 @@ async def submit_job(
     body: SubmitJobRequest,
     request: Request,
     state: IngestDep,
-    response: Response,
     tenant: str = Depends(tenant_of),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
-    command = _submit_command(state, body, tenant, job_id, request, idempotency_key)
+    submitted = _submission(state, body, tenant, job_id, request, idempotency_key)
+    command = submitted.command
     if idempotency_key is None:
-        return await _submit(state, response, command, body)
+        return await _submit(state, submitted)
     async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
         try:
             existing = await find_job(state, job_id, tenant)
             if existing is None:
-                return await _submit(state, response, command, body)
+                return await _submit(state, submitted)
             if existing.request_hash != command.request_hash:
                 raise Problem(
                     422,
@@ -76,15 +76,14 @@ async def submit_job(
                     errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
                     job_id=job_id,
                 )
-            response.status_code = 200
-            response.headers["Location"] = job_path(job_id)
-            return JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
+            accepted = JobAccepted(id=job_id, state=existing.status, links=JobLinks.of(job_id))
+            return answer(accepted, 200, {"Location": job_path(job_id)})
         finally:
             state.idempotency_locks.pop(job_id, None)
 
 
-def _submit_command(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> SubmitJob:
-    return submit_command(
+def _submission(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> Submission:
+    return submission(
         state.job_types,
         body,
         tenant=tenant,
@@ -95,8 +94,9 @@ def _submit_command(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: 
     )
 
 
-async def _submit(state: Ingest, response: Response, command: SubmitJob, body: SubmitJobRequest) -> JobAccepted:
-    await append_command(state, command)
+async def _submit(state: Ingest, submitted: Submission) -> Response:
+    command = submitted.command
+    await append_record(state, topics.COMMANDS, command.job_id, submitted.value)
     state.accepted.remember(command)
     job_state = JobStatus.PENDING
     if command.options.on_conflict == "reject":
@@ -104,8 +104,8 @@ async def _submit(state: Ingest, response: Response, command: SubmitJob, body: S
         if job.status is JobStatus.REJECTED:
             raise _rejected(job, command)
         job_state = job.status
-    response.headers["Location"] = job_path(command.job_id)
-    return JobAccepted(id=command.job_id, state=job_state, links=JobLinks.of(command.job_id))
+    accepted = JobAccepted(id=command.job_id, state=job_state, links=JobLinks.of(command.job_id))
+    return answer(accepted, 202, {"Location": job_path(command.job_id)})
 
 
 async def _slot_decision(state: Ingest, command: SubmitJob) -> Job:
@@ -149,26 +149,31 @@ async def submit_batch(
     request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)
 ) -> BatchAccepted:
     results: list[BatchItem | None] = [None] * len(body.jobs)
-    commands: list[tuple[int, SubmitJob]] = []
+    commands: list[tuple[int, Submission]] = []
     for index, raw in enumerate(body.jobs):
         try:
-            item = parse_request(raw)
-            command = _submit_command(state, item, tenant, str(uuid.uuid4()), request)
-            commands.append((index, command))
+            item = parse_request(raw, values_checked=True)  # the whole body was, by ContractRoute
+            commands.append((index, _submission(state, item, tenant, str(uuid.uuid4()), request)))
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
     unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
     sent = []
-    for index, command in commands:
+    for index, submitted in commands:
+        command = submitted.command
         try:
-            delivery = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
+            delivery = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=submitted.value)
         except Exception:  # the producer's buffer refused it
             results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
             continue
-        sent.append((index, command, asyncio.wait_for(delivery, state.settings.produce_timeout_s)))
-    acks = await asyncio.gather(*(ack for _, _, ack in sent), return_exceptions=True)
-    for (index, command, _), ack in zip(sent, acks):
-        if isinstance(ack, BaseException):
+        sent.append((index, command, delivery))
+    # One deadline for the whole batch (a timer task per record cost a tenth of it).
+    deliveries = [delivery for _, _, delivery in sent]
+    if deliveries:
+        await asyncio.wait(deliveries, timeout=state.settings.produce_timeout_s)
+    for index, command, delivery in sent:
+        if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+            if not delivery.done():
+                delivery.cancel()
             results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
             continue
         state.accepted.remember(command)
@@ -184,4 +189,4 @@ async def submit_batch(
         else:
             results[index] = results[index].model_copy(update={"state": job.status})
     accepted = sum(1 for item in results if item.status == 202)
-    return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results)
+    return answer(BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results))

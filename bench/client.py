@@ -146,9 +146,9 @@ def measure_processes(
     for worker in workers:
         worker.start()
     progress(f"{processes} client processes connecting …")
-    ready.wait(timeout=120)
     if meter is not None:
-        meter.start()
+        meter.start()  # while the clients wait at the barrier: they are idle, connected and warm
+    ready.wait(timeout=120)
     progress(f"{processes} client processes, {jobs_per_process} sequential submits each, then a wait for each …")
     answers = [results.get(timeout=600) for _ in workers]
     if meter is not None:

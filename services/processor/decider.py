@@ -41,7 +41,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from typing import TYPE_CHECKING
 
 import mode
@@ -198,10 +197,13 @@ class Decider(mode.Service):
                 self._decided[tp] = record.offset + 1
 
     async def _decide_inbox(self) -> None:
-        """Decide the runner's reports; then give the handlers started meanwhile
-        one turn of the event loop, and decide what they reported — a handler
-        that finishes at once ends its job in this round."""
+        """Let the runner claim what the round queued, decide its reports; then
+        give the handlers started meanwhile one turn of the event loop, and
+        decide what they reported — a handler that finishes at once ends its
+        job in this round."""
         for _ in range(2):
+            if self.runner is not None:
+                await self.runner.claim()
             while self._inbox:
                 command = self._inbox.popleft()
                 partition = self.jobs.partition_of(command.job_id)
@@ -225,13 +227,15 @@ class Decider(mode.Service):
         are not committed, so they are decided again after a restart)."""
         decided, self._round = self._round, []
         last = {item.key: item for item in decided}  # a later decision's state includes an earlier one's
+        states: list[tuple[Job, asyncio.Future]] = []
         for item in decided:
             for value in item.values:
                 delivery = await self._producer.send(topics.EVENTS, key=item.key, value=value, headers=EVENT_HEADERS)
             if last[item.key] is item:
-                delivery.add_done_callback(partial(self._acknowledged, item.job))
+                states.append((item.job, delivery))
             self._send(delivery)
         await self._settle()
+        self._acknowledged(states)
 
     async def _take(self, record) -> None:
         if record.topic == topics.COMMANDS:
@@ -315,15 +319,20 @@ class Decider(mode.Service):
         else:
             self.deadlines.track(after, _now())
         if self.runner is not None:
-            await self.runner.heard(partition, decided)
+            self.runner.heard(partition, decided)
 
-    def _acknowledged(self, job: Job, delivery: asyncio.Future) -> None:
-        """The last event of a decision is in the log: the state it leads to is durable."""
-        if delivery.cancelled() or delivery.exception() is not None:
-            return  # not in the log: the command is decided again after a restart
-        metadata = delivery.result()
-        self._log_ends[metadata.partition] = max(self._log_ends.get(metadata.partition, 0), metadata.offset + 1)
-        self.jobs.acknowledged(metadata.partition, metadata.offset, job)
+    def _acknowledged(self, states: list[tuple[Job, asyncio.Future]]) -> None:
+        """The last event of each decision is in the log: the states they lead to
+        are durable — written to disk together, one batch per partition."""
+        acknowledged: dict[int, tuple[int, list[Job]]] = {}
+        for job, delivery in states:
+            metadata = delivery.result()
+            offset, jobs = acknowledged.get(metadata.partition, (-1, []))
+            jobs.append(job)
+            acknowledged[metadata.partition] = (max(offset, metadata.offset), jobs)
+        for partition, (offset, jobs) in acknowledged.items():
+            self._log_ends[partition] = max(self._log_ends.get(partition, 0), offset + 1)
+            self.jobs.acknowledged(partition, offset, jobs)
 
     # --- time ---------------------------------------------------------------------------
 

@@ -209,15 +209,20 @@ class Runner(mode.Service):
 
     # --- fed by the decider of this process --------------------------------------
 
-    async def heard(self, partition: int, events: list) -> None:
+    def heard(self, partition: int, events: list) -> None:
         """Events the decider of this process just decided for a partition it
-        owns: observed as if read from the log, then free slots claim."""
+        owns, observed as if read from the log. Free slots claim once the
+        decider's round has been heard whole (:meth:`claim`), so a high
+        priority job decided later in the round still goes first."""
         tp = TopicPartition(topics.EVENTS, partition)
         for event in events:
             try:
                 self._observe(tp, None, event)
             except Exception:
                 log.exception("runner could not observe an event; skipped", job_id=event.job_id)
+
+    async def claim(self) -> None:
+        """Free slots claim the waiting attempts, highest priority first."""
         await self._dispatch()
 
     async def restored(self, partition: int, jobs: list[Job]) -> None:

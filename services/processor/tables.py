@@ -44,13 +44,14 @@ class JobStates:
         self._memory[job.job_id] = job
         self._partition[job.job_id] = partition
 
-    def acknowledged(self, partition: int, offset: int, job: Job) -> None:
-        """``job`` as of ``offset`` of its partition is in the log: keep it on disk, and
-        out of memory once it has ended (the disk answers for it from now on)."""
-        self.durable.write(partition, offset, [job])
-        if job.status.terminal and self._memory.get(job.job_id) is job:
-            del self._memory[job.job_id]
-            del self._partition[job.job_id]
+    def acknowledged(self, partition: int, offset: int, jobs: list[Job]) -> None:
+        """``jobs`` as of ``offset`` of their partition are in the log: keep them on
+        disk, and out of memory once ended (the disk answers for them from now on)."""
+        self.durable.write(partition, offset, jobs)
+        for job in jobs:
+            if job.status.terminal and self._memory.get(job.job_id) is job:
+                del self._memory[job.job_id]
+                del self._partition[job.job_id]
 
     def forget(self, partitions: set[int]) -> list[str]:
         """Drop the jobs of partitions this decider no longer owns; their ids."""

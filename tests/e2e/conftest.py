@@ -67,13 +67,15 @@ async def wait_for_job(api: httpx.AsyncClient, job_id: str, states=TERMINAL, tim
     return await wait_until(api, job_id, lambda job: job["state"] in wanted, timeout_s)
 
 
-async def wait_until(api: httpx.AsyncClient, job_id: str, condition, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+async def wait_until(
+    api: httpx.AsyncClient, job_id: str, condition, timeout_s: float = JOB_TIMEOUT_S, headers: dict[str, str] | None = None
+) -> dict:
     """The job once ``condition(job)`` holds. Each read waits on the server for
     the job's next version (``?wait_s=``), so nothing here sleeps and polls."""
     deadline = time.monotonic() + timeout_s
     params: dict = {}
     while True:
-        response = await api.get(f"/jobs/{job_id}", params=params)
+        response = await api.get(f"/jobs/{job_id}", params=params, headers=headers)
         assert response.status_code == 200, response.text
         job = response.json()
         if condition(job):
@@ -82,6 +84,22 @@ async def wait_until(api: httpx.AsyncClient, job_id: str, condition, timeout_s: 
         if left <= 0:
             raise AssertionError(f"job {job_id} still {job['state']} (version {job['version']}) after {timeout_s}s")
         params = {"wait_s": round(min(5.0, left), 3), "after_version": job["version"]}
+
+
+async def cancel_unfinished(api: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """Cancel, without grace, every job of the tenant of ``headers`` that has
+    not ended (as far as the read model knows), and wait until each has."""
+    unfinished = []
+    for state in ("PENDING", "QUEUED", "RUNNING"):
+        response = await api.get("/jobs", params={"state": state, "limit": 1000}, headers=headers)
+        assert response.status_code == 200, response.text
+        unfinished += [job["id"] for job in response.json()["items"]]
+    for job_id in unfinished:
+        response = await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 0}, headers=headers)
+        assert response.status_code in (202, 409), response.text  # 409: it ended meanwhile
+    ended = {status.value for status in TERMINAL}
+    for job_id in unfinished:
+        await wait_until(api, job_id, lambda job: job["state"] in ended, headers=headers)
 
 
 async def drained(stack: EmbeddedStack) -> None:

@@ -353,6 +353,7 @@ def _show_job(job: JobView) -> None:
         out.print(f"  artifact {job.artifact.href} ({job.artifact.size} bytes, sha256 {job.artifact.sha256[:12]}…)", highlight=False)
     if job.error:
         out.print(f"  error  [red]{job.error_type or ''}[/] {job.error}", highlight=False)
+    _show_errors(job.errors, job.error is None)
     if job.compensated is not None:
         out.print(f"  compensated {str(job.compensated).lower()}", highlight=False)
     for step in job.steps or []:
@@ -365,6 +366,18 @@ def _show_job(job: JobView) -> None:
         if step.error:
             line += f"  [red]{step.error}[/]"
         out.print(line, highlight=False)
+        if step.state.value in ("FAILED", "COMPENSATION_FAILED"):
+            _show_errors(step.errors[-1:], False, indent="    ")
+
+
+def _show_errors(errors, every: bool, indent: str = "  ") -> None:
+    """Each failed attempt's error (``every``: the job has no error of its own,
+    e.g. it succeeded on a later attempt), then the last one's traceback."""
+    if every or len(errors) > 1:
+        for error in errors:
+            out.print(f"{indent}attempt {error.attempt} failed: [red]{error.error_type or ''}[/] {error.error}", highlight=False)
+    if errors and errors[-1].traceback:
+        out.print(indent + errors[-1].traceback.rstrip().replace("\n", "\n" + indent), style="dim", highlight=False, markup=False)
 
 
 def _state(state: str) -> str:

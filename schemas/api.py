@@ -148,6 +148,7 @@ class AttemptErrorView(BaseModel):
     attempt: int
     error: str
     error_type: str | None = None
+    traceback: str | None = Field(None, description="the handler's traceback (its own frames), when a handler raised")
     at: datetime
 
 

@@ -79,6 +79,7 @@ class FailJob(AttemptCommand):
     type: Literal["FailJob"] = "FailJob"
     error: str
     error_type: str | None = None
+    traceback: str | None = Field(None, description="the handler's traceback: its own frames, the last 8,000 characters")
     retryable: bool = Field(True, description="False: fail the job now, whatever attempts are left")
 
 

@@ -230,7 +230,7 @@ def _complete(command: CompleteJob, job: Job) -> list[Emitted]:
 
 def _fail(command: FailJob, job: Job) -> list[Emitted]:
     _require_lease(job, command)
-    return _attempt_failed(job, command, command.error, command.error_type, command.retryable)
+    return _attempt_failed(job, command, command.error, command.error_type, command.retryable, command.traceback)
 
 
 def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
@@ -251,18 +251,16 @@ def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
     )
 
 
-def _attempt_failed(job: Job, command: Command, error: str, error_type: str | None, retryable: bool) -> list[Emitted]:
+def _attempt_failed(
+    job: Job, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
+) -> list[Emitted]:
     if job.cancel_requested_at is not None:
         return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
+    failure = dict(attempt=job.attempt, error=error, error_type=error_type, traceback=traceback)
     if retryable and job.attempts_left > 0:
         when = retry_at(job.options, job.job_id, job.attempt, command.issued_at)
-        return [
-            (
-                JobRetryScheduled,
-                JobRetryScheduledData(attempt=job.attempt, error=error, error_type=error_type, retry_at=when),
-            )
-        ]
-    return [(JobFailed, JobFailedData(attempt=job.attempt, error=error, error_type=error_type))]
+        return [(JobRetryScheduled, JobRetryScheduledData(**failure, retry_at=when))]
+    return [(JobFailed, JobFailedData(**failure))]
 
 
 def _cancel(command: CancelJob, job: Job) -> list[Emitted]:

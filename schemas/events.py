@@ -139,6 +139,10 @@ class AttemptFailure(EventData):
     attempt: int = Field(ge=1)
     error: str
     error_type: str | None = None
+    traceback: str | None = Field(
+        None,
+        description="the handler's traceback: its own frames, the last 8,000 characters; null when the processor ended the attempt",
+    )
 
 
 class JobRetryScheduledData(AttemptFailure):
@@ -235,6 +239,10 @@ class StepSucceededData(StepData):
 class StepAttemptFailure(StepData):
     error: str
     error_type: str | None = None
+    traceback: str | None = Field(
+        None,
+        description="the handler's traceback: its own frames, the last 8,000 characters; null when the processor ended the attempt",
+    )
 
 
 class StepRetryScheduledData(StepAttemptFailure):
@@ -310,17 +318,21 @@ class JobSucceeded(Event):
 
 
 class JobRetryScheduled(Event):
+    """Version 2 added ``traceback``."""
+
     type: Literal["jobledger.job.retry_scheduled"] = "jobledger.job.retry_scheduled"
     data: JobRetryScheduledData
 
+    SCHEMA_VERSION: ClassVar[int] = 2
+
 
 class JobFailed(Event):
-    """Version 2 added ``step`` and ``compensated``."""
+    """Version 2 added ``step`` and ``compensated``; version 3 ``traceback``."""
 
     type: Literal["jobledger.job.failed"] = "jobledger.job.failed"
     data: JobFailedData
 
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
 
 class JobCancelRequested(Event):
@@ -373,13 +385,21 @@ class StepSucceeded(Event):
 
 
 class StepRetryScheduled(Event):
+    """Version 2 added ``traceback``."""
+
     type: Literal["jobledger.step.retry_scheduled"] = "jobledger.step.retry_scheduled"
     data: StepRetryScheduledData
 
+    SCHEMA_VERSION: ClassVar[int] = 2
+
 
 class StepFailed(Event):
+    """Version 2 added ``traceback``."""
+
     type: Literal["jobledger.step.failed"] = "jobledger.step.failed"
     data: StepFailedData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 class StepCancelled(Event):
@@ -398,8 +418,12 @@ class StepCompensated(Event):
 
 
 class StepCompensationFailed(Event):
+    """Version 2 added ``traceback``."""
+
     type: Literal["jobledger.step.compensation_failed"] = "jobledger.step.compensation_failed"
     data: StepCompensationFailedData
+
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -482,6 +506,11 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("jobledger.job.submitted", 1): _submitted_v1_to_v2,
     ("jobledger.job.submitted", 2): _adding(3, steps=None),
     ("jobledger.job.failed", 1): _adding(2, step=None, compensated=None),
+    ("jobledger.job.failed", 2): _adding(3, traceback=None),
+    ("jobledger.job.retry_scheduled", 1): _adding(2, traceback=None),
+    ("jobledger.step.retry_scheduled", 1): _adding(2, traceback=None),
+    ("jobledger.step.failed", 1): _adding(2, traceback=None),
+    ("jobledger.step.compensation_failed", 1): _adding(2, traceback=None),
     ("jobledger.job.cancelled", 1): _adding(2, compensated=None),
     ("jobledger.job.succeeded", 1): _adding(2, artifact=None),
 }

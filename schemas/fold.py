@@ -188,7 +188,9 @@ def pipeline_progress(steps: tuple[Step, ...]) -> float:
 
 def _with_error(errors: tuple[AttemptError, ...], data, at) -> tuple[AttemptError, ...]:
     """``errors`` (a job's or a step's) and the failed attempt ``data`` reports."""
-    return errors + (AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, at=at),)
+    return errors + (
+        AttemptError(attempt=data.attempt, error=data.error, error_type=data.error_type, traceback=data.traceback, at=at),
+    )
 
 
 def apply_next(job: Job | None, event: AnyEvent) -> Job | None:

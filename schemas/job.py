@@ -49,6 +49,7 @@ class AttemptError(BaseModel):
     attempt: int
     error: str
     error_type: str | None = None
+    traceback: str | None = Field(None, description="the handler's traceback, when a handler raised")
     at: AwareDatetime
 
 

@@ -121,7 +121,7 @@ def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
 
 def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
-    return _step_attempt_failed(job, step, command, command.error, command.error_type, command.retryable)
+    return _step_attempt_failed(job, step, command, command.error, command.error_type, command.retryable, command.traceback)
 
 
 def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
@@ -148,9 +148,9 @@ def _step_wake(command: WakeJob, job: Job, step: Step) -> list[Emitted]:
 
 
 def _step_attempt_failed(
-    job: Job, step: Step, command: Command, error: str, error_type: str | None, retryable: bool
+    job: Job, step: Step, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
 ) -> list[Emitted]:
-    failure = dict(step=step.name, attempt=step.attempt, error=error, error_type=error_type)
+    failure = dict(step=step.name, attempt=step.attempt, error=error, error_type=error_type, traceback=traceback)
     if step.phase == "run" and job.cancel_requested_at is not None:
         return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
     tried = step.attempt - step.budget_start + 1
@@ -260,7 +260,8 @@ def _pipeline_ended(job: Job) -> Emitted:
     if unfinished:
         error += "; " + "; ".join(f"compensation of step {step.name!r} failed: {step.error}" for step in unfinished)
     data = JobFailedData(
-        attempt=job.attempt, error=error, error_type=failed.error_type, step=failed.name, compensated=compensated
+        attempt=job.attempt, error=error, error_type=failed.error_type, step=failed.name, compensated=compensated,
+        traceback=failed.errors[-1].traceback if failed.errors else None,
     )
     return (JobFailed, data)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,12 +24,17 @@ from schemas import CompleteJob, ExpiryReason, FailJob, Job, JobQueued, timeout_
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
+from services.processor import handlers
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
 
 log = structlog.get_logger(component="runner")
 
 _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
 MAX_ERROR_CHARS = 10_000
+MAX_TRACEBACK_CHARS = 8_000
+"""A traceback longer than this keeps its end: the frame that raised, and the exception."""
+_RUNNER_FRAMES = (__file__, handlers.__file__, asyncio.__file__.rpartition("/")[0] + "/")
+"""Where the frames that call a handler live: a traceback starts below them."""
 """An exception's message is cut to this length in the job's error."""
 
 AttemptKey = tuple[str, str | None, int]
@@ -189,16 +195,41 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
     except TimeoutError:
         return Report(FailJob, "fail", {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
     except Exception as error:
-        log.info("job attempt failed", job_id=work.job_id, attempt=work.data.attempt, error=repr(error))
+        log.error("job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error)
         return Report(
             FailJob,
             "fail",
             {
                 "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
                 "error_type": type(error).__name__,
+                "traceback": handler_traceback(error),
                 "retryable": not isinstance(error, PermanentError),
             },
         )
+
+
+def handler_traceback(error: BaseException) -> str | None:
+    """The traceback of an exception a handler raised, from the handler's own
+    frames down (the runner's and asyncio's are left out), its last
+    :data:`MAX_TRACEBACK_CHARS`; ``None`` when no frame is the handler's (the
+    runner refused the attempt itself: an unknown type, a payload that does not fit)."""
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename.startswith(_RUNNER_FRAMES):
+        frames = frames.tb_next
+    if frames is None:
+        return None
+    formatted = text("".join(_shortened(part) for part in traceback.format_exception(type(error), error, frames)))
+    if len(formatted) <= MAX_TRACEBACK_CHARS:
+        return formatted
+    return f"… ({len(formatted) - MAX_TRACEBACK_CHARS} characters left out)\n" + formatted[-MAX_TRACEBACK_CHARS:]
+
+
+def _shortened(part: str, keep: int = 500) -> str:
+    """One frame or exception line of a traceback, its middle left out when
+    longer than twice ``keep`` (a huge message must not push the frames out)."""
+    if len(part) <= 2 * keep:
+        return part
+    return f"{part[:keep]} … ({len(part) - 2 * keep} characters) … {part[-keep:]}"
 
 
 def text(message: str) -> str:

@@ -97,3 +97,19 @@ async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(p
     row = page.locator(f"a[href='#/jobs/{job_id}']").locator("xpath=ancestor::tr")
     await expect(row).to_be_visible(timeout=10_000)
     await expect(row.locator("td.state")).to_have_text("SUCCEEDED", timeout=10_000)
+
+
+@pytest.mark.timeout(120)
+async def test_a_failed_jobs_page_lists_its_attempts_with_the_handlers_traceback(page, stack):
+    await sign_in(page, stack)
+    await page.fill("#submit-type", "fail")
+    await page.fill("#submit-payload", '{"message": "disk full", "retryable": false}')
+    await page.click("#submit-button")
+
+    await expect(page.locator("#job-state")).to_have_text("FAILED", timeout=60_000)
+    failure = page.locator("#failure-list details").first
+    await expect(failure.locator("summary")).to_contain_text("attempt 1 · PermanentError: disk full")
+    await failure.locator("summary").click()
+    await expect(failure.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
+    await expect(failure.locator("pre.traceback")).to_contain_text("in fail")
+    await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-failed.png")), full_page=True)

@@ -68,6 +68,19 @@ async def test_the_last_failure_ends_failed_with_every_attempts_error(api):
     assert [e["error"] for e in job["errors"]] == ["nope", "nope"]
 
 
+async def test_a_failing_handler_leaves_its_traceback_on_the_job_and_in_the_log(api, stack):
+    job_id = await post_job(api, "fail", {"message": "disk full", "retryable": False})
+
+    job = await wait_for_job(api, job_id)
+
+    trace = job["errors"][0]["traceback"]
+    assert trace.startswith("Traceback (most recent call last):")
+    assert "builtin.py" in trace and "in fail" in trace, "the handler's own frame"
+    assert trace.rstrip().endswith("PermanentError: disk full")
+    logged = [line for line in (stack.logs / "processor.log").read_text().splitlines() if job_id in line]
+    assert any("error" in line and "job attempt failed" in line for line in logged), logged
+
+
 async def test_a_non_retryable_error_fails_at_once(api):
     job_id = await post_job(api, "fail", {"retryable": False}, max_attempts=5)
 

@@ -88,6 +88,7 @@ async def test_the_cli_waits_with_a_progress_bar_and_exits_non_zero_when_the_job
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["state"] == "SUCCEEDED"
     assert failed.returncode == 1 and "nope" in failed.stdout
+    assert "Traceback (most recent call last)" in failed.stdout, "the handler's traceback, to find the bug"
     assert missing.returncode == 3 and "404" in missing.stderr
     assert bad.returncode == 3 and "payload.seconds" in bad.stderr
     job_id = json.loads(ok.stdout)["id"]

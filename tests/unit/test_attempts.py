@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from schemas import CompleteJob, FailJob, JobQueued, JobOptions, Priority, decide
 from schemas.jobtypes import JobType
-from services.processor.attempts import Attempt, AttemptState, WaitingAttempts, Work, outcome
+from services.processor.attempts import MAX_TRACEBACK_CHARS, Attempt, AttemptState, WaitingAttempts, Work, outcome
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
 from tests.unit.test_decider import submit
 
@@ -75,6 +75,43 @@ def test_an_exception_is_a_retryable_failure_and_permanent_error_is_not():
     assert refused_report.fields["retryable"] is False
 
 
+def test_a_failure_carries_the_handlers_traceback_from_its_own_frames():
+    def parse(pixels: dict) -> int:
+        return pixels["boom"]
+
+    async def resize(ctx, payload):
+        return parse({})
+
+    report = report_of(registry_with(resize), queued())
+
+    trace = report.fields["traceback"]
+    assert trace.startswith("Traceback (most recent call last):")
+    assert "in resize" in trace and "in parse" in trace and 'return pixels["boom"]' in trace
+    assert trace.rstrip().endswith("KeyError: 'boom'")
+    assert "services/processor" not in trace and "asyncio" not in trace, "the runner's own frames are left out"
+
+
+def test_a_long_traceback_keeps_its_end():
+    async def verbose(ctx, payload):
+        raise RuntimeError("x" * 20_000 + " at the bottom")
+
+    async def deep(ctx, payload, depth: int = 0):
+        if depth == 300:
+            raise RuntimeError(f"at the bottom, {depth}")
+        return await (deep if depth % 2 else deeper)(ctx, payload, depth + 1)
+
+    async def deeper(ctx, payload, depth: int):
+        return await deep(ctx, payload, depth)
+
+    long_message = report_of(registry_with(verbose), queued()).fields["traceback"]
+    many_frames = report_of(registry_with(deep), queued()).fields["traceback"]
+
+    assert "in verbose" in long_message and long_message.rstrip().endswith("at the bottom"), "a huge message keeps the frames"
+    assert len(long_message) < 2_000
+    assert len(many_frames) <= MAX_TRACEBACK_CHARS + 50
+    assert many_frames.startswith("… (") and many_frames.rstrip().endswith("RuntimeError: at the bottom, 300")
+
+
 def test_an_unknown_type_or_unfit_payload_fails_for_good_without_running():
     ran = []
 
@@ -88,6 +125,7 @@ def test_an_unknown_type_or_unfit_payload_fails_for_good_without_running():
     assert ran == []
     assert unknown.fields["retryable"] is False and "no handler here for job type 'crop'" in unknown.fields["error"]
     assert unfit.fields["retryable"] is False and "payload does not fit" in unfit.fields["error"]
+    assert unknown.fields["traceback"] is None and unfit.fields["traceback"] is None, "no frame of a handler: nothing to show"
 
 
 def test_a_handler_past_its_timeout_fails_as_timeout():

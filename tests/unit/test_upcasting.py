@@ -65,3 +65,14 @@ def test_current_events_are_not_touched():
 
     assert event.data.options.max_attempts == 5
     assert event.recorded() == event.wire_dict()
+
+
+def test_failures_recorded_before_tracebacks_read_with_none():
+    failed_v1 = {**V1_SUBMITTED, "type": "jobledger.job.failed", "seq": 2, "data": {"attempt": 1, "error": "boom"}}
+    retry_v1 = {**failed_v1, "type": "jobledger.job.retry_scheduled", "data": {**failed_v1["data"], "retry_at": "2026-11-22T10:00:01Z"}}
+    step_v1 = {**failed_v1, "type": "jobledger.step.failed", "data": {"step": "a", "attempt": 1, "error": "boom"}}
+
+    for recorded in (failed_v1, retry_v1, step_v1):
+        event = parse_event(orjson.dumps(recorded))
+        assert event.data.traceback is None
+        assert event.recorded() == recorded

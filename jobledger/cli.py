@@ -281,7 +281,8 @@ class _client:
                           "Start the stack with `make run`, or set JOBLEDGER_URL.", highlight=False)
             raise typer.Exit(EXIT_REFUSED)
         if isinstance(error, ApiError):
-            console.print(f"[red]{error.status} {error.title}[/]: {error.detail or ''}", highlight=False)
+            title = f"{error.status} {error.title}" if error.status else error.title
+            console.print(f"[red]{title}[/]: {error.detail or ''}", highlight=False)
             for item in error.errors:
                 console.print(f"  {item.get('field')}: {item.get('message')}", highlight=False)
             raise typer.Exit(EXIT_REFUSED)

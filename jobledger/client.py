@@ -28,7 +28,7 @@ from httpx_sse import aconnect_sse
 
 from schemas import TERMINAL, JobStatus
 from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView, ScheduleList, ScheduleView
-from jobledger.errors import ApiError, JobFailed, WaitTimeout, raise_for_problem
+from jobledger.errors import ApiError, JobFailed, WaitTimeout, answering, raise_for_problem
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL_S = 30.0
@@ -81,7 +81,8 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = await self._http.request(method, path, **kwargs)
+        with answering(self.base_url):
+            response = await self._http.request(method, path, **kwargs)
         raise_for_problem(response)
         return response
 
@@ -169,22 +170,23 @@ class AsyncClient:
     async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
         """Each change of the job as it happens (server-sent events), until it ends."""
         headers = {"Last-Event-ID": str(after_seq)} if after_seq else {}
-        async with aconnect_sse(self._http, "GET", f"/jobs/{job_id}/stream", headers=headers) as source:
-            if not source.response.is_success:
-                await source.response.aread()
-                raise_for_problem(source.response)
-            async for message in source.aiter_sse():
-                if not message.data:
-                    continue
-                data = message.json()
-                yield JobUpdate(
-                    seq=int(message.id),
-                    event_type=message.event,
-                    state=JobStatus(data["state"]),
-                    progress=data.get("progress"),
-                    progress_message=data.get("progress_message"),
-                    event=data["event"],
-                )
+        with answering(self.base_url):
+            async with aconnect_sse(self._http, "GET", f"/jobs/{job_id}/stream", headers=headers) as source:
+                if not source.response.is_success:
+                    await source.response.aread()
+                    raise_for_problem(source.response)
+                async for message in source.aiter_sse():
+                    if not message.data:
+                        continue
+                    data = message.json()
+                    yield JobUpdate(
+                        seq=int(message.id),
+                        event_type=message.event,
+                        state=JobStatus(data["state"]),
+                        progress=data.get("progress"),
+                        progress_message=data.get("progress_message"),
+                        event=data["event"],
+                    )
 
     @asynccontextmanager
     async def watch(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -195,19 +197,20 @@ class AsyncClient:
                 job = await client.submit("noop")
                 async for event in events: ...
         """
-        async with aconnect_sse(self._http, "GET", "/jobs:stream") as source:
-            if not source.response.is_success:
-                await source.response.aread()
-                raise_for_problem(source.response)
-            messages = source.aiter_sse()
-            async for message in messages:
-                if message.event == "ready":
-                    break
-            events = _cloud_events(messages)
-            try:
-                yield events
-            finally:
-                await events.aclose()
+        with answering(self.base_url):
+            async with aconnect_sse(self._http, "GET", "/jobs:stream") as source:
+                if not source.response.is_success:
+                    await source.response.aread()
+                    raise_for_problem(source.response)
+                messages = source.aiter_sse()
+                async for message in messages:
+                    if message.event == "ready":
+                        break
+                events = _cloud_events(messages)
+                try:
+                    yield events
+                finally:
+                    await events.aclose()
 
     # --- schedules --------------------------------------------------------------
 

@@ -7,7 +7,8 @@ document's ``type``, ``title``, ``detail`` and the ``errors`` naming bad fields.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import httpx
 
@@ -29,7 +30,8 @@ class ApiError(ClientError):
         self.detail: str | None = problem.get("detail")
         self.errors: list[dict[str, Any]] = problem.get("errors") or []
         fields = "; ".join(f"{error.get('field')}: {error.get('message')}" for error in self.errors)
-        super().__init__(f"{status} {self.title}: {self.detail or ''}{' (' + fields + ')' if fields else ''}".strip())
+        status_text = f"{status} " if status else ""
+        super().__init__(f"{status_text}{self.title}: {self.detail or ''}{' (' + fields + ')' if fields else ''}".strip())
 
     @property
     def code(self) -> str:
@@ -54,7 +56,22 @@ class Invalid(ApiError):
 
 
 class Unavailable(ApiError):
-    """503: the broker did not acknowledge; nothing was accepted, try again."""
+    """503: the broker did not acknowledge; nothing was accepted, try again.
+    Also (``status`` 0) when nothing answers at the API's URL at all."""
+
+
+@contextmanager
+def answering(base_url: str) -> Iterator[None]:
+    """Turn "nothing listens at ``base_url``" into :class:`Unavailable`."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+        raise Unavailable(0, {
+            "type": "urn:jobledger:problem:unreachable",
+            "title": "No API answers",
+            "detail": f"nothing answers at {base_url} ({error or type(error).__name__}); start the stack with "
+            "`make run`, or point JOBLEDGER_URL at it",
+        }) from error
 
 
 _BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}

@@ -82,8 +82,31 @@ def field_error(location: tuple[Any, ...], message: str) -> dict[str, Any]:
     return {
         "field": ".".join(parts),
         "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts),
-        "message": message,
+        "message": message.removeprefix(PYDANTIC_PREFIX),
     }
+
+
+PYDANTIC_PREFIX = "Value error, "
+"""What pydantic puts before the message of a validator's ValueError: the message is ours, the prefix is noise."""
+
+
+def _request_error(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    """One error of FastAPI's request validation, named as the client wrote it:
+    body fields as in the body, bad JSON by its position, a body that is not
+    JSON by its content type."""
+    location = tuple(item["loc"])
+    if item["type"] == "json_invalid":
+        reason = (item.get("ctx") or {}).get("error") or item["msg"]
+        return field_error((), f"not valid JSON: {reason} (at character {location[-1]})")
+    if location == ("body",) and item["type"] in ("model_attributes_type", "dict_type"):
+        content_type = request.headers.get("content-type")
+        if content_type is None or "json" not in content_type:
+            sent = f"Content-Type {content_type}" if content_type else "no Content-Type"
+            return field_error((), f"must be a JSON object sent with Content-Type: application/json; this request had {sent}")
+        return field_error((), "must be a JSON object")
+    if location[:1] == ("body",):
+        location = location[1:]
+    return field_error(location, item["msg"])
 
 
 def pydantic_errors(errors: list[dict[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -97,13 +120,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = []
-        for item in error.errors():
-            location = tuple(item["loc"])
-            if location[:1] == ("body",):  # body fields are named as in the body
-                location = location[1:]
-            errors.append(field_error(location, item["msg"]))
-        return invalid(errors).response(request.url.path)
+        return invalid([_request_error(request, item) for item in error.errors()]).response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

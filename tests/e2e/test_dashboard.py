@@ -113,3 +113,12 @@ async def test_a_failed_jobs_page_lists_its_attempts_with_the_handlers_traceback
     await expect(failure.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
     await expect(failure.locator("pre.traceback")).to_contain_text("in fail")
     await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-failed.png")), full_page=True)
+
+
+@pytest.mark.timeout(120)
+async def test_a_payload_that_is_not_json_is_named_before_anything_is_sent(page, stack):
+    await sign_in(page, stack)
+    await page.fill("#submit-payload", '{"seconds": ')
+    await page.click("#submit-button")
+
+    await expect(page.locator("#submit-error")).to_contain_text("payload is not valid JSON")

@@ -4,6 +4,8 @@ decided by the edge alone — the refusals that must not reach the log."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -85,3 +87,28 @@ def test_a_schedule_that_never_fires_is_refused(client):
     response = client.post("/schedules", json={"cron": "0 0 31 2 *", "job": {"type": "noop"}}, headers=AUTH)
 
     assert (response.status_code, fields(response)) == (422, ["cron"])
+
+
+def test_a_body_that_is_not_json_is_refused_by_what_is_wrong_with_it(client):
+    broken = client.post("/jobs", content=b'{"type": "noop", "payload": {"a": 1,}}', headers={**AUTH, "Content-Type": "application/json"})
+    untyped = client.post("/jobs", content=b'{"type": "noop"}', headers=AUTH)
+    text = client.post("/jobs:batch", content=b'{"jobs": []}', headers={**AUTH, "Content-Type": "text/plain"})
+
+    assert broken.status_code == 422 and fields(broken) == [""], "the body as a whole, not a field named 36"
+    assert broken.json()["errors"][0]["message"] == "not valid JSON: Expecting property name enclosed in double quotes (at character 36)"
+    assert "Content-Type: application/json; this request had no Content-Type" in untyped.json()["detail"]
+    assert "this request had Content-Type text/plain" in text.json()["detail"]
+
+
+def test_a_validators_message_reaches_the_client_without_pydantics_prefix(client):
+    cron = client.post("/schedules", json={"cron": "99 * * * *", "job": {"type": "noop"}}, headers=AUTH)
+    zone = client.post("/schedules", json={"cron": "0 * * * *", "timezone": "Mars/Base", "job": {"type": "noop"}}, headers=AUTH)
+
+    assert cron.json()["errors"][0]["message"].startswith("'99 * * * *' is not a cron expression")
+    assert zone.json()["errors"][0]["message"].startswith("'Mars/Base' is not an IANA time zone")
+
+
+def test_a_cursor_jobledger_did_not_make_is_a_422(client):
+    for cursor in (base64.b64encode(b"[1,2]").decode(), "!!!", base64.b64encode(b'{"a": 1}').decode()):
+        response = client.get("/jobs", params={"cursor": cursor}, headers=AUTH)
+        assert (response.status_code, fields(response)) == (422, ["query.cursor"]), cursor

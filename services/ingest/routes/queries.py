@@ -158,6 +158,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, job_id = orjson.loads(raw)
-        return _MOMENT.validate_python(at), str(job_id)
+        if not (isinstance(at, str) and isinstance(job_id, str)):
+            raise ValueError("a cursor is [created_at, job id]")
+        return _MOMENT.validate_python(at), job_id
     except (ValueError, TypeError):
         raise invalid([field_error(("query", "cursor"), "not a cursor from a previous page")]) from None

@@ -16,7 +16,7 @@ from jobledger.cli import register as register_job_commands
 from services.adapters.broker import ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
-from services.embedded.stack import EmbeddedStack, StackSettings
+from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
 app = typer.Typer(
@@ -82,6 +82,11 @@ def up(
         console.print(f"[red]cannot start the stack:[/] {missing}", highlight=False)
         raise typer.Exit(1) from None
     stack = EmbeddedStack(StackSettings(**overrides), echo_services=True)
+    taken = taken_ports(stack.settings)
+    if taken:
+        for line in taken:
+            console.print(f"[red]cannot start the stack:[/] {line}", highlight=False)
+        raise typer.Exit(1)
     asyncio.run(_serve(stack))
 
 
@@ -107,7 +112,8 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  database  {s.mongo_url}\n"
                 f"  artifacts {s.s3_endpoint}  (S3Proxy {s3.version()}, bucket {s.s3_bucket})\n"
                 f"  data      {s.data_dir}\n"
-                f"  dashboard {stack.api_url}/ui\n\n"
+                f"  dashboard {stack.api_url}/ui\n"
+                f"{_client_env(stack)}\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "
                 f"-H 'Content-Type: application/json' -d '{{\"type\": \"sleep\", \"payload\": {{\"seconds\": 2}}}}'\n"
                 f"      jobledger submit pipeline --payload '{{\"object\": {{\"Name\": \" Ada \", \"born\": 1815}}}}' "
@@ -123,6 +129,19 @@ async def _serve(stack: EmbeddedStack) -> None:
         with console.status("stopping…"):
             await asyncio.to_thread(stack.stop)
         console.print("stopped")
+
+
+def _client_env(stack: EmbeddedStack) -> str:
+    """How the CLI and the SDK find this stack: nothing to set on the defaults."""
+    moved = {
+        "JOBLEDGER_URL": (stack.api_url, f"http://127.0.0.1:{StackSettings.model_fields['api_port'].default}"),
+        "JOBLEDGER_KAFKA_BOOTSTRAP": (stack.settings.kafka_bootstrap, ConnectionSettings.model_fields["kafka_bootstrap"].default),
+        "JOBLEDGER_MONGO_URL": (stack.settings.mongo_url, ConnectionSettings.model_fields["mongo_url"].default),
+    }
+    exports = [f"{name}={value}" for name, (value, default) in moved.items() if value != default]
+    if not exports:
+        return "  CLI, SDK  find it on their defaults (JOBLEDGER_URL, JOBLEDGER_KAFKA_BOOTSTRAP unset)\n"
+    return f"  CLI, SDK  in another shell: export {' '.join(exports)}\n"
 
 
 async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:

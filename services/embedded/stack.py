@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
 from services.adapters.broker import ensure_topics, wait_for_broker
@@ -41,7 +41,12 @@ class StackSettings(ConnectionSettings):
     broker_port: int = Field(19092, ge=0, description="Kafka port of the embedded broker (0: any free port)")
     controller_port: int = Field(19093, ge=0, description="KRaft controller port of the embedded broker (0: any free port)")
     mongo_port: int = Field(27027, ge=0, description="MongoDB port of the embedded database (0: any free port)")
-    api_port: int = Field(8000, ge=0, description="port of the HTTP API (0: any free port)")
+    api_port: int = Field(
+        8000,
+        ge=0,
+        validation_alias=AliasChoices("api_port", "JOBLEDGER_PORT", "JOBLEDGER_API_PORT"),
+        description="port of the HTTP API, JOBLEDGER_PORT as for ingest itself (0: any free port)",
+    )
     s3_port: int = Field(19000, ge=0, description="port of the embedded S3 artifact store (0: any free port)")
     mongo_storage: Literal["disk", "memory"] = Field(
         "disk", description="disk: the read models survive restarts; memory: they die with the database (tests)"
@@ -70,6 +75,34 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+PORTS = {
+    "api_port": ("the HTTP API", "JOBLEDGER_PORT"),
+    "broker_port": ("the broker", "JOBLEDGER_BROKER_PORT"),
+    "controller_port": ("the broker's controller", "JOBLEDGER_CONTROLLER_PORT"),
+    "mongo_port": ("the database", "JOBLEDGER_MONGO_PORT"),
+    "s3_port": ("the artifact store", "JOBLEDGER_S3_PORT"),
+}
+"""Each port of the embedded stack: what listens there, and the setting that moves it."""
+
+
+class PortTaken(RuntimeError):
+    """A port the stack would listen on is in use (often: another stack is running)."""
+
+
+def taken_ports(settings: StackSettings) -> list[str]:
+    """One line for each of ``settings``' ports that something already listens on."""
+    lines = []
+    for name, (what, variable) in PORTS.items():
+        port = getattr(settings, name)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT does not count
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                lines.append(f"port {port} ({what}) is taken; stop what listens there (another `make run`?) or set {variable}")
+    return lines
 
 
 def free_port() -> int:
@@ -132,6 +165,9 @@ class EmbeddedStack:
     # --- start -------------------------------------------------------------
 
     async def start(self) -> None:
+        taken = taken_ports(self.settings)
+        if taken:
+            raise PortTaken("\n".join(taken))
         try:
             await self.start_infrastructure()
             await self.start_services()

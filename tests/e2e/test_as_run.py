@@ -151,3 +151,25 @@ async def test_jobs_and_their_history_survive_a_stop_and_a_start_on_disk(as_run)
     assert before["state"] == "SUCCEEDED" and after == before
     assert events_after == events_before
     assert fresh["state"] == "SUCCEEDED"
+
+
+@pytest.mark.timeout(200)
+def test_a_second_stack_on_a_taken_port_refuses_in_one_line_per_port(as_run, tmp_path):
+    port = as_run.api_url.rsplit(":", 1)[1]
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("JOBLEDGER_")},
+        "JOBLEDGER_PORT": port,  # the documented name of the API's port, for make run as for ingest
+        "JOBLEDGER_BROKER_PORT": "0",
+        "JOBLEDGER_CONTROLLER_PORT": "0",
+        "JOBLEDGER_MONGO_PORT": "0",
+        "JOBLEDGER_S3_PORT": "0",
+    }
+    argv = [sys.executable, "-m", "services.cli", "up", "--data-dir", str(tmp_path / "var")]
+
+    result = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"port {port} (the HTTP API) is taken" in said and "set JOBLEDGER_PORT" in said, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "kafka").exists(), "nothing was started"

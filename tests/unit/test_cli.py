@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from jobledger import Client, Unavailable
+from services.embedded.stack import StackSettings
+
 NOBODY = {"JOBLEDGER_KAFKA_BOOTSTRAP": "127.0.0.1:1", "JOBLEDGER_MONGO_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500", "JOBLEDGER_URL": "http://127.0.0.1:1"}
 
 
@@ -19,7 +22,7 @@ def jobledger(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(("args", "code", "says"), [
     (("audit", "verify"), 1, "no broker answers at 127.0.0.1:1"),
     (("drain", "--timeout", "2"), 1, "no broker answers at 127.0.0.1:1"),
-    (("get", "some-job"), 3, "no API answers at http://127.0.0.1:1"),
+    (("get", "some-job"), 3, "nothing answers at http://127.0.0.1:1"),
 ])
 def test_an_unreachable_stack_is_one_clear_line(args, code, says):
     result = jobledger(*args)
@@ -27,3 +30,18 @@ def test_an_unreachable_stack_is_one_clear_line(args, code, says):
     assert result.returncode == code, result.stderr
     assert says in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_the_sdk_raises_its_own_unavailable_when_nothing_answers():
+    with Client("http://127.0.0.1:1") as client, pytest.raises(Unavailable) as raised:
+        client.get("some-job")
+
+    assert raised.value.status == 0 and raised.value.code == "unreachable"
+    assert str(raised.value).startswith("No API answers: nothing answers at http://127.0.0.1:1")
+
+
+def test_make_runs_api_port_is_the_documented_jobledger_port(monkeypatch):
+    monkeypatch.setenv("JOBLEDGER_PORT", "8123")
+
+    assert StackSettings().api_port == 8123
+    assert StackSettings(api_port=0).api_port == 0, "an explicit port (the tests' 0: any free one) still wins"

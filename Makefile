@@ -19,8 +19,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (as on the CI
+# machines) every process would otherwise compile each import at every start
+# (the CLI's --help 2.0 s → 0.55 s). The project's own code is compiled on each
+# install, which skips what is up to date.
 .venv/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 KAFKA_STAMP := $(TOOLS)/kafka-$(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' kafka/pom.xml)/.installed
@@ -34,6 +38,7 @@ $(S3_STAMP): s3/pom.xml .venv/.installed
 	$(UV) run --frozen python -m services.embedded.s3 install
 
 install: .venv/.installed $(KAFKA_STAMP) $(S3_STAMP) ## install everything (idempotent)
+	@.venv/bin/python -m compileall -q -j 0 services schemas jobledger bench >/dev/null
 
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up

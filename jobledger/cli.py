@@ -8,6 +8,7 @@ did not answer; 4 ``--wait`` ran out of time; 2 a usage error.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Optional
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -28,6 +30,8 @@ from schemas.api import JobView
 EXIT_JOB_FAILED = 1
 EXIT_REFUSED = 3
 EXIT_WAIT_TIMEOUT = 4
+ID_LENGTH = 36
+"""A job id is a UUID; anything shorter is taken as the start of one."""
 
 console = Console(stderr=True)
 out = Console()
@@ -102,7 +106,7 @@ def submit(
     priority: Optional[str] = typer.Option(None, help="high, normal or low."),
     max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED."),
     timeout_s: Optional[float] = typer.Option(None, help="An attempt running longer fails (and is retried)."),
-    label: list[str] = typer.Option([], "--label", "-l", help="key=value; repeat for more."),
+    label: list[str] = typer.Option([], "--label", "-l", help="key:value (or key=value); repeat for more."),
     concurrency_key: Optional[str] = typer.Option(None, help="Jobs sharing it run one (or --concurrency-limit) at a time."),
     concurrency_limit: Optional[int] = typer.Option(None, help="With --concurrency-key: how many may run at once."),
     idempotency_key: Optional[str] = typer.Option(None, help="Submitting again with it returns the same job."),
@@ -147,14 +151,14 @@ def submit(
 def get(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
     """Show a job: state, attempts, progress, result or error."""
     with _client(url, api_key) as client:
-        job = client.get(job_id)
+        job = client.get(_full_id(client, job_id))
     _print(as_json, job.model_dump(mode="json"), lambda: _show_job(job))
 
 
 def ls(
     state: Optional[str] = typer.Option(None, help="Only jobs in this state."),
     type: Optional[str] = typer.Option(None, "--type", help="Only jobs of this type."),
-    label: list[str] = typer.Option([], "--label", "-l", help="key=value; repeat to require several."),
+    label: list[str] = typer.Option([], "--label", "-l", help="key:value (or key=value); repeat to require several."),
     limit: int = typer.Option(20, min=1, help="How many jobs, newest first."),
     as_json: bool = Json,
     url: Optional[str] = Url,
@@ -171,21 +175,25 @@ def ls(
     if as_json:
         out.print_json(data=[job.model_dump(mode="json") for job in jobs])
         return
-    table = Table("id", "type", "state", "attempt", "progress", "created")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # the id whole, whatever the terminal's width: it is for copying
+    table.add_column("id", no_wrap=True, min_width=ID_LENGTH)
+    for name in ("type", "state", "attempt", "progress", "created"):
+        table.add_column(name, overflow="fold")
     for job in jobs:
         progress = f"{job.progress:.0f}%" if job.progress is not None else ""
-        table.add_row(job.id, job.type, _state(job.state.value), f"{job.attempt}/{job.max_attempts}", progress, job.created_at.isoformat(timespec="seconds"))
+        created = job.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(job.id, job.type, _state(job.state.value), f"{job.attempt}/{job.max_attempts}", progress, created)
     out.print(table)
 
 
 def follow(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
     """Print each change of a job as it happens, until it ends."""
     with _client(url, api_key) as client:
-        for update in client.follow(job_id):
+        for update in client.follow(_full_id(client, job_id)):
             if as_json:
                 out.print(json.dumps({"seq": update.seq, "type": update.event_type, "state": update.state.value, "progress": update.progress}))
             else:
-                out.print(f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_describe(update)}")
+                out.print(f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_progress(update)}".rstrip())
 
 
 def watch(
@@ -218,7 +226,7 @@ def events(
 ) -> None:
     """A job's history: its events, hash chain included."""
     with _client(url, api_key) as client:
-        history = client.events(job_id, until)
+        history = client.events(_full_id(client, job_id), until)
     if as_json:
         out.print_json(data=history)
         return
@@ -237,7 +245,7 @@ def cancel(
 ) -> None:
     """Cancel a job (a running one is asked to stop, then stopped after the grace)."""
     with _client(url, api_key) as client:
-        accepted = client.cancel(job_id, reason, grace_s)
+        accepted = client.cancel(_full_id(client, job_id), reason, grace_s)
     console.print(f"cancel requested for {accepted.id} (was {accepted.state.value})")
 
 
@@ -250,7 +258,7 @@ def artifact(
 ) -> None:
     """Download a result stored as an artifact (one too large for the log), checked against its sha256."""
     with _client(url, api_key) as client:
-        data = client.artifact(job_id, name)
+        data = client.artifact(_full_id(client, job_id), name)
     if output is None:
         sys.stdout.buffer.write(data)
     else:
@@ -261,8 +269,20 @@ def artifact(
 def retry(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
     """Run a FAILED, CANCELLED or REJECTED job again with a fresh attempt budget."""
     with _client(url, api_key) as client:
-        accepted = client.retry(job_id)
+        accepted = client.retry(_full_id(client, job_id))
     console.print(f"retry accepted for {accepted.id}")
+
+
+def _full_id(client: Client, given: str) -> str:
+    """``given``, or the one job id it is an unambiguous start of (as ``ls`` shows ids, ``get 7debcd5c`` works)."""
+    if len(given) >= ID_LENGTH:
+        return given
+    matches = [job.id for job in itertools.islice(client.list(id_prefix=given, page_size=2), 2)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ApiError(404, {"title": "Not Found", "detail": f"no job of yours has an id starting with {given!r}"})
+    raise ApiError(409, {"title": "Ambiguous id", "detail": f"{given!r} starts more than one job id ({', '.join(matches)}, …): give more of it"})
 
 
 class _client:
@@ -337,10 +357,17 @@ class StepBars:
 
 
 def _describe(update: JobUpdate) -> str:
-    text = update.state.value
+    return " ".join(filter(None, (update.state.value, _progress(update))))
+
+
+def _progress(update: JobUpdate) -> str:
+    """``40% · resizing`` while the job runs; empty when there is nothing to say."""
+    parts = []
+    if update.progress is not None and update.state not in TERMINAL:
+        parts.append(f"{update.progress:.0f}%")
     if update.progress_message:
-        text += f" · {update.progress_message}"
-    return text
+        parts.append(update.progress_message)
+    return " · ".join(parts)
 
 
 def _show_job(job: JobView) -> None:
@@ -404,7 +431,8 @@ def _json_option(text: str, option: str) -> Any:
 
 
 def _pair(item: str, option: str) -> tuple[str, str]:
-    key, separator, value = item.partition("=")
-    if not separator or not key:
-        raise typer.BadParameter(f"{item!r} is not key=value", param_hint=option)
-    return key, value
+    """``key:value`` as the API and a schedule's link write a label, or ``key=value``."""
+    cut = min((at for at in (item.find(":"), item.find("=")) if at >= 0), default=-1)
+    if cut <= 0:
+        raise typer.BadParameter(f"{item!r} is not key:value (or key=value)", param_hint=option)
+    return item[:cut], item[cut + 1:]

@@ -131,11 +131,12 @@ class AsyncClient:
         labels: dict[str, str] | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        id_prefix: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[JobView]:
         """Every matching job, newest first, page after page."""
         params: dict[str, Any] = {"limit": page_size}
-        for name, value in (("state", state), ("type", type), ("priority", priority)):
+        for name, value in (("state", state), ("type", type), ("priority", priority), ("id_prefix", id_prefix)):
             if value is not None:
                 params[name] = getattr(value, "value", value)
         if created_after is not None:
@@ -209,8 +210,9 @@ class AsyncClient:
                 events = _cloud_events(messages)
                 try:
                     yield events
-                finally:
+                finally:  # both, in order: a generator left open is closed by a task on a loop that may be gone
                     await events.aclose()
+                    await messages.aclose()
 
     # --- schedules --------------------------------------------------------------
 

@@ -38,6 +38,12 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobledger-client", daemon=True)
         self._thread.start()
 
+    async def _finish(self) -> None:
+        await self.loop.shutdown_asyncgens()
+        pending = [task for task in asyncio.all_tasks(self.loop) if task is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
     def run(self, coroutine) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
@@ -53,6 +59,8 @@ class _LoopThread:
                 self.run(iterator.aclose())
 
     def stop(self) -> None:
+        if self._thread.is_alive():  # what asyncio.run does at its end: no generator is left to a loop that is gone
+            self.run(self._finish())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()

@@ -110,6 +110,8 @@ class JobFilter:
     created_before: datetime | None = None
     after: tuple[datetime, str] | None = None
     """``(created_at, job id)`` of the last job of the previous page: only older ones."""
+    id_prefix: str | None = None
+    """Only jobs whose id starts with this (a short id as a person types it)."""
 
 
 class ReadModel:
@@ -143,6 +145,8 @@ class ReadModel:
             created["$lt"] = wanted.created_before
         if created:
             query["created_at"] = created
+        if wanted.id_prefix:
+            query["_id"] = {"$gte": wanted.id_prefix, "$lt": wanted.id_prefix + "\U0010ffff"}
         if wanted.after is not None:
             at, last_id = wanted.after
             query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}

@@ -126,14 +126,17 @@ async def eventually(probe, timeout_s: float = JOB_TIMEOUT_S, every_s: float = 0
     return value
 
 
-def jobledger(stack: EmbeddedStack, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
-    """Run the ``jobledger`` command line against the test stack."""
+def jobledger(
+    stack: EmbeddedStack, *args: str, timeout_s: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the ``jobledger`` command line against the test stack (``env``: more variables)."""
     env = {
         **os.environ,
         "JOBLEDGER_KAFKA_BOOTSTRAP": stack.settings.kafka_bootstrap,
         "JOBLEDGER_MONGO_URL": stack.settings.mongo_url,
         "JOBLEDGER_MONGO_DB": stack.settings.mongo_db,
         "JOBLEDGER_URL": stack.api_url,
+        **(env or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=timeout_s

@@ -156,5 +156,27 @@ async def test_the_cli_and_the_sdk_watch_every_job_of_the_tenant_live(stack):
     watched = await watching
 
     assert watched.returncode == 0, watched.stderr
+    assert "Task was destroyed" not in watched.stderr, "a clean exit after --limit"
     [event] = [json.loads(line) for line in watched.stdout.splitlines()]
     assert event["type"].startswith("jobledger.") and event["tenant"] == "default"
+
+
+async def test_the_cli_takes_the_ids_it_shows_and_the_labels_the_api_writes(stack):
+    batch = uuid.uuid4().hex[:12]
+    with Client(stack.api_url) as client:
+        job = client.submit("sleep", {"seconds": 1.5}, labels={"batch": batch})
+    followed = await asyncio.to_thread(jobledger, stack, "follow", job.id)
+    await drained(stack)
+
+    listed = await asyncio.to_thread(jobledger, stack, "ls", "--label", f"batch:{batch}", env={"COLUMNS": "80"})
+    same = await asyncio.to_thread(jobledger, stack, "ls", "--label", f"batch={batch}", "--json")
+    by_prefix = await asyncio.to_thread(jobledger, stack, "get", job.id[:8], "--json")
+    unknown = await asyncio.to_thread(jobledger, stack, "get", "zzzzzzzz")
+
+    assert job.id in listed.stdout, f"the whole id, copyable, at 80 columns:\n{listed.stdout}"
+    assert [listed_job["id"] for listed_job in json.loads(same.stdout)] == [job.id]
+    assert by_prefix.returncode == 0 and json.loads(by_prefix.stdout)["id"] == job.id, by_prefix.stderr
+    assert unknown.returncode == 3 and "no job of yours has an id starting with 'zzzzzzzz'" in unknown.stderr
+    running = [line for line in followed.stdout.splitlines() if "RUNNING" in line]
+    assert any("%" in line for line in running), f"progress in follow:\n{followed.stdout}"
+    assert not any(line.count("RUNNING") > 1 for line in running), followed.stdout

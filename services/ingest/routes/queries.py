@@ -101,6 +101,9 @@ async def list_jobs(
     created_after: Moment | None = Query(None, description="only jobs created at or after this time (with a zone)"),
     created_before: Moment | None = Query(None, description="only jobs created before this time (with a zone)"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    id_prefix: str | None = Query(
+        None, min_length=1, max_length=64, description="only jobs whose id starts with this (a short id, as the CLI takes it)"
+    ),
 ) -> JobList:
     labels = {}
     for index, item in enumerate(label):
@@ -120,6 +123,7 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
         after=_decode_cursor(cursor) if cursor is not None else None,
+        id_prefix=id_prefix,
     )
     jobs = await ingest.read_model.jobs(wanted, limit + 1)
     next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None

@@ -83,6 +83,15 @@ class FailJob(AttemptCommand):
     retryable: bool = Field(True, description="False: fail the job now, whatever attempts are left")
 
 
+class ReleaseJob(AttemptCommand):
+    """The runner hands its running attempt back unfinished (it is stopping):
+    the job is queued again at once, and the attempt does not count against
+    its budget."""
+
+    type: Literal["ReleaseJob"] = "ReleaseJob"
+    reason: str = Field("the runner stopped before the attempt finished", max_length=1000)
+
+
 class CancelJob(Command):
     """Cancel a job: at once unless it runs; a running one gets ``grace_s`` to stop."""
 
@@ -159,6 +168,7 @@ AnyCommand = Annotated[
         ReportProgress,
         CompleteJob,
         FailJob,
+        ReleaseJob,
         CancelJob,
         RetryJob,
         WakeJob,

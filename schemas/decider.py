@@ -30,6 +30,7 @@ from schemas.commands import (
     Heartbeat,
     RefuseSlot,
     ReportProgress,
+    ReleaseJob,
     RetryJob,
     StartJob,
     SubmitJob,
@@ -57,6 +58,8 @@ from schemas.events import (
     JobProgressedData,
     JobQueued,
     JobQueuedData,
+    JobReleased,
+    JobReleasedData,
     JobRetried,
     JobRetriedData,
     JobRetryScheduled,
@@ -119,7 +122,10 @@ def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
     step = job.step(name)
     if step is None:
         raise InvalidTransition(job.job_id, f"pipeline {job.job_id} has no step {name!r}")
-    return _advanced(command, job, STEP_RULES[type(command)](command, job, step))
+    step_rule = STEP_RULES.get(type(command))
+    if step_rule is None:
+        raise InvalidTransition(job.job_id, f"{command.type} is not for a step (step {name!r} of pipeline {job.job_id})")
+    return _advanced(command, job, step_rule(command, job, step))
 
 
 def _submitted(command: SubmitJob) -> list[Emitted]:
@@ -263,6 +269,16 @@ def _attempt_failed(
     return [(JobFailed, JobFailedData(**failure))]
 
 
+def _release(command: ReleaseJob, job: Job) -> list[Emitted]:
+    _require_lease(job, command)
+    if job.cancel_requested_at is not None:  # it was asked to stop anyway
+        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
+    return [
+        (JobReleased, JobReleasedData(attempt=job.attempt, reason=command.reason)),
+        _queued(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1),
+    ]
+
+
 def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
     if job.status.terminal:
         raise InvalidTransition(job.job_id, f"job {job.job_id} is {job.status}: there is nothing to cancel")
@@ -316,6 +332,7 @@ _RULES = {
     ReportProgress: _progress,
     CompleteJob: _complete,
     FailJob: _fail,
+    ReleaseJob: _release,
     ExpireAttempt: _expire,
     CancelJob: _cancel,
     RetryJob: _retry,

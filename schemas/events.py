@@ -186,6 +186,15 @@ class JobRejectedData(EventData):
     detail: str
 
 
+class JobReleasedData(EventData):
+    """Its runner handed the running attempt back unfinished (it was stopping).
+    The attempt does not count: the next one, queued in the same decision,
+    leaves the job as many attempts as before."""
+
+    attempt: int = Field(ge=1, description="the attempt handed back")
+    reason: str
+
+
 class JobRetriedData(EventData):
     """A finished job was sent round again by hand; attempts count from ``attempt``."""
 
@@ -349,6 +358,11 @@ class JobCancelled(Event):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
+class JobReleased(Event):
+    type: Literal["jobledger.job.released"] = "jobledger.job.released"
+    data: JobReleasedData
+
+
 class JobRetried(Event):
     type: Literal["jobledger.job.retried"] = "jobledger.job.retried"
     data: JobRetriedData
@@ -439,6 +453,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobCancelled,
     JobRetried,
     JobRejected,
+    JobReleased,
     PipelineStarted,
     StepQueued,
     StepStarted,
@@ -453,7 +468,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 ATTEMPT_ENDED: tuple[type[Event], ...] = (
-    JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled,
+    JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled, JobReleased,
     StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepSkipped, StepCompensated, StepCompensationFailed,
 )
 """The events that end a job's (or, with ``data.step``, a step's) current attempt:

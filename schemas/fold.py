@@ -18,6 +18,7 @@ from schemas.events import (
     JobProgressed,
     JobQueued,
     JobRejected,
+    JobReleased,
     JobRetried,
     JobRetryScheduled,
     JobSlotRequested,
@@ -109,6 +110,10 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         )
     elif isinstance(event, JobRejected):
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
+    elif isinstance(event, JobReleased):
+        update.update(
+            status=JobStatus.PENDING, budget_start=job.budget_start + 1, runner_id=None, progress=None, progress_message=None,
+        )
     elif isinstance(event, JobRetried):
         update.update(
             status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, artifact=None, error=None, error_type=None,

@@ -50,6 +50,7 @@ from schemas import (
     Job,
     JobCancelRequested,
     JobStarted,
+    ReleaseJob,
     StartJob,
     parse_event,
     queued_work,
@@ -78,6 +79,8 @@ from services.processor.settings import ProcessorSettings
 log = structlog.get_logger(component="runner")
 
 CLAIM_RESEND_S = 60.0
+RELEASE_WAIT_S = 2.0
+"""After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
 """A claim not answered by then is sent again (same command id: the decider
 applies it once). Every StartJob of a job the decider knows is answered in the
 log in the end — by a JobStarted, or by the event that changed the job
@@ -146,17 +149,25 @@ class Runner(mode.Service):
     async def on_stop(self) -> None:
         """Within ``shutdown_grace_s``: first hear the answers to our claims (a
         granted claim then runs; one left unanswered would hold its job until
-        the lease ran out and burn an attempt), then let running attempts finish."""
+        the lease ran out and burn an attempt), then let running attempts
+        finish. Those that do not are stopped and handed back (``ReleaseJob``):
+        queued again at once, for another runner or the next start, without
+        costing an attempt."""
         self._stop_by = time.monotonic() + self.settings.shutdown_grace_s
         try:
             await asyncio.wait_for(self._drained.wait(), self.settings.shutdown_grace_s)
         except TimeoutError:
             pass
-        running = [a.task for a in self._attempts.values() if a.task is not None and not a.task.done()]
+        running = [a for a in self._attempts.values() if a.task is not None and not a.task.done()]
         if running:
-            await asyncio.wait(running, timeout=max(0.0, self._stop_by - time.monotonic()))
-            for task in running:
-                task.cancel()
+            await asyncio.wait([a.task for a in running], timeout=max(0.0, self._stop_by - time.monotonic()))
+            unfinished = [a for a in running if not a.task.done()]
+            for attempt in unfinished:
+                attempt.task.cancel()
+            if unfinished:
+                await asyncio.wait([a.task for a in unfinished], timeout=RELEASE_WAIT_S)
+            for attempt in unfinished:
+                await self._release(attempt)
         if self._producer is not None:
             await self._producer.flush()
         if self._consumer is not None:
@@ -454,9 +465,30 @@ class Runner(mode.Service):
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
         return await self._reports.send(command_class, attempt, name, **fields)
 
-    @mode.Service.timer(0.2)
+    async def _release(self, attempt: Attempt) -> None:
+        """Hand a stopped attempt back. (A pipeline's step keeps the old way: its
+        lease runs out and the step is retried.)"""
+        if attempt.step is not None or attempt.ended_by_decider:
+            return
+        log.info("running attempt handed back: the runner is stopping", job_id=attempt.work.job_id, attempt=attempt.work.data.attempt)
+        try:
+            future = await self._send(ReleaseJob, attempt, "release")
+        except Exception as error:  # the lease runs out instead, as after a crash
+            log.warning("could not hand the attempt back", job_id=attempt.work.job_id, error=repr(error))
+            return
+        future.add_done_callback(lambda _: self._done(attempt))
+
+    @mode.Service.task
     async def _keep_leases(self) -> None:
-        await self._reports.keep_alive(list(self._attempts.values()))
+        """Heartbeats every 0.2 s, on through the stop's grace (a timer of mode's
+        would end at the stop, and a lease shorter than the grace would run out
+        while the attempt still runs here). Ended with the service's tasks."""
+        while True:
+            await asyncio.sleep(0.2)
+            try:
+                await self._reports.keep_alive(list(self._attempts.values()))
+            except Exception as error:  # the broker went away: the next beat tries again
+                log.warning("heartbeats not sent", error=repr(error))
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -117,6 +117,20 @@ async def test_a_job_whose_runner_dies_is_retried_not_stuck(api, stack):
     assert at(lost["at"]) - at(running["started_at"]) >= timedelta(seconds=LEASE_S * 0.9)
 
 
+async def test_a_stopping_processor_hands_its_running_job_back_without_costing_an_attempt(api, stack):
+    job_id = await post_job(api, "sleep", {"seconds": 60}, max_attempts=1)
+    await wait_for_job(api, job_id, states={"RUNNING"})
+
+    stack.restart("processor")  # SIGTERM: the grace runs out, the attempt is stopped and handed back
+
+    job = await wait_until(api, job_id, lambda job: job["state"] == "RUNNING" and job["attempt"] == 2)
+    assert job["errors"] == [] and job["attempts_left"] == 0, "a released attempt is no failure and costs nothing"
+    kinds = [short_type(event) for event in await events_of(api, job_id)]
+    assert kinds[kinds.index("released") :][:3] == ["released", "queued", "started"], kinds
+    await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 0})
+    assert (await wait_for_job(api, job_id))["state"] == "CANCELLED"
+
+
 # --- cancel and manual retry ---------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from schemas import (
     JobOptions,
     JobProgressed,
     JobQueued,
+    JobReleased,
     JobRetried,
     JobRetryScheduled,
     JobStarted,
@@ -36,6 +37,7 @@ from schemas import (
     NotDue,
     Priority,
     Rejection,
+    ReleaseJob,
     ReportProgress,
     RetryJob,
     SequenceGap,
@@ -240,6 +242,32 @@ def test_a_failed_attempt_with_attempts_left_is_retried_after_the_backoff():
     assert after.status is JobStatus.PENDING
     assert after.due_at == at(102)
     assert after.attempts_left == 2
+
+
+def release(attempt: int = 1, **kw) -> ReleaseJob:
+    return ReleaseJob(**_base(kw), attempt=attempt, runner_id=kw.get("runner_id", RUNNER))
+
+
+def test_a_released_attempt_is_queued_again_at_once_without_costing_an_attempt():
+    job, _ = given_history(submit(options=JobOptions(max_attempts=1)), start(), progress(40))
+
+    events = decide(release(), job)
+
+    assert types(events) == [JobReleased, JobQueued]
+    assert events[1].data.attempt == 2
+    after = fold(events, job)
+    assert (after.status, after.attempt, after.attempts_left) == (JobStatus.QUEUED, 2, 0), "still its one attempt"
+    assert after.progress is None and after.runner_id is None and after.errors == ()
+    assert types(decide(complete(attempt=2), fold(decide(start(attempt=2), after), after))) == [JobSucceeded]
+
+
+def test_only_the_lease_holder_releases_and_a_cancel_asked_for_wins():
+    job, _ = given_history(submit(), start())
+    asked, _ = given_history(submit(), start(), cancel())
+
+    with pytest.raises(StaleAttempt):
+        decide(release(runner_id="runner-b"), job)
+    assert types(decide(release(), asked)) == [JobCancelled]
 
 
 def test_the_backoff_grows_by_its_factor_and_the_next_attempt_is_queued_when_due():

@@ -79,17 +79,18 @@ from services.processor.settings import ProcessorSettings
 log = structlog.get_logger(component="runner")
 
 CLAIM_RESEND_S = 60.0
-RELEASE_WAIT_S = 2.0
-"""After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
 """A claim not answered by then is sent again (same command id: the decider
 applies it once). Every StartJob of a job the decider knows is answered in the
 log in the end — by a JobStarted, or by the event that changed the job
 meanwhile — but a backlogged decider may take long."""
+RELEASE_WAIT_S = 2.0
+"""After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
 CLAIM_RESENDS = 5
 """After this many unanswered resends the claim is given up and its slot freed:
 a JobQueued of a job the decider does not know (a forged or dead-lettered
 record) is never answered. Should the decider grant it after all, nobody
 runs it, its lease runs out and the attempt is retried."""
+
 
 class Runner(mode.Service):
     def __init__(

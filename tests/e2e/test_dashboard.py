@@ -97,6 +97,7 @@ async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(p
     row = page.locator(f"a[href='#/jobs/{job_id}']").locator("xpath=ancestor::tr")
     await expect(row).to_be_visible(timeout=10_000)
     await expect(row.locator("td.state")).to_have_text("SUCCEEDED", timeout=10_000)
+    await expect(page.locator("#state-counts a[data-state='SUCCEEDED']")).to_contain_text("SUCCEEDED ")
 
 
 @pytest.mark.timeout(120)
@@ -112,6 +113,8 @@ async def test_a_failed_jobs_page_lists_its_attempts_with_the_handlers_traceback
     await failure.locator("summary").click()
     await expect(failure.locator("pre.traceback")).to_contain_text("Traceback (most recent call last)")
     await expect(failure.locator("pre.traceback")).to_contain_text("in fail")
+    await expect(page.locator("#job-payload")).to_contain_text('"message":"disk full"')
+    await expect(page.locator("#job-finished")).to_contain_text(" s)")  # how long it ran
     await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-failed.png")), full_page=True)
 
 

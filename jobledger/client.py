@@ -171,23 +171,19 @@ class AsyncClient:
     async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
         """Each change of the job as it happens (server-sent events), until it ends."""
         headers = {"Last-Event-ID": str(after_seq)} if after_seq else {}
-        with answering(self.base_url):
-            async with aconnect_sse(self._http, "GET", f"/jobs/{job_id}/stream", headers=headers) as source:
-                if not source.response.is_success:
-                    await source.response.aread()
-                    raise_for_problem(source.response)
-                async for message in source.aiter_sse():
-                    if not message.data:
-                        continue
-                    data = message.json()
-                    yield JobUpdate(
-                        seq=int(message.id),
-                        event_type=message.event,
-                        state=JobStatus(data["state"]),
-                        progress=data.get("progress"),
-                        progress_message=data.get("progress_message"),
-                        event=data["event"],
-                    )
+        async with self._stream(f"/jobs/{job_id}/stream", headers) as source:
+            async for message in source.aiter_sse():
+                if not message.data:
+                    continue
+                data = message.json()
+                yield JobUpdate(
+                    seq=int(message.id),
+                    event_type=message.event,
+                    state=JobStatus(data["state"]),
+                    progress=data.get("progress"),
+                    progress_message=data.get("progress_message"),
+                    event=data["event"],
+                )
 
     @asynccontextmanager
     async def watch(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -198,21 +194,27 @@ class AsyncClient:
                 job = await client.submit("noop")
                 async for event in events: ...
         """
+        async with self._stream("/jobs:stream") as source:
+            messages = source.aiter_sse()
+            async for message in messages:
+                if message.event == "ready":
+                    break
+            events = _cloud_events(messages)
+            try:
+                yield events
+            finally:  # both, in order: a generator left open is closed by a task on a loop that may be gone
+                await events.aclose()
+                await messages.aclose()
+
+    @asynccontextmanager
+    async def _stream(self, path: str, headers: dict[str, str] | None = None):
+        """A server-sent event stream of the API, open; a refusal raises its :class:`ApiError`."""
         with answering(self.base_url):
-            async with aconnect_sse(self._http, "GET", "/jobs:stream") as source:
+            async with aconnect_sse(self._http, "GET", path, headers=dict(headers or {})) as source:
                 if not source.response.is_success:
                     await source.response.aread()
                     raise_for_problem(source.response)
-                messages = source.aiter_sse()
-                async for message in messages:
-                    if message.event == "ready":
-                        break
-                events = _cloud_events(messages)
-                try:
-                    yield events
-                finally:  # both, in order: a generator left open is closed by a task on a loop that may be gone
-                    await events.aclose()
-                    await messages.aclose()
+                yield source
 
     # --- schedules --------------------------------------------------------------
 

@@ -36,12 +36,20 @@ async def sign_in(page, stack) -> None:
     await page.click("#login-form button")
 
 
+async def submit_from_the_form(page, stack, payload: str, job_type: str | None = None, steps: str | None = None) -> None:
+    """Sign in and submit a job with the dashboard's form (its type field keeps its default when ``job_type`` is None)."""
+    await sign_in(page, stack)
+    if job_type is not None:
+        await page.fill("#submit-type", job_type)
+    await page.fill("#submit-payload", payload)
+    if steps is not None:
+        await page.fill("#submit-steps", steps)
+    await page.click("#submit-button")
+
+
 @pytest.mark.timeout(180)
 async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_progress_bar(page, stack):
-    await sign_in(page, stack)
-    await page.fill("#submit-type", "sleep")
-    await page.fill("#submit-payload", '{"seconds": 2.5}')
-    await page.click("#submit-button")
+    await submit_from_the_form(page, stack, '{"seconds": 2.5}', "sleep")
 
     await expect(page.locator("#job-state")).to_have_text("RUNNING", timeout=30_000)
     await page.wait_for_function("document.getElementById('job-progress').value > 0 && document.getElementById('job-progress').value < 100", timeout=30_000)
@@ -61,20 +69,16 @@ async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_prog
 
 @pytest.mark.timeout(120)
 async def test_a_refused_submit_shows_the_problem_naming_the_field(page, stack):
-    await sign_in(page, stack)
-    await page.fill("#submit-payload", '{"seconds": -1}')
-    await page.click("#submit-button")
+    await submit_from_the_form(page, stack, '{"seconds": -1}')
 
     await expect(page.locator("#submit-error")).to_contain_text("payload.seconds", timeout=30_000)
 
 
 @pytest.mark.timeout(180)
 async def test_a_pipeline_shows_its_steps_as_a_graph_that_fills_in_as_they_succeed(page, stack):
-    await sign_in(page, stack)
-    await page.fill("#submit-type", "pipeline")
-    await page.fill("#submit-payload", '{"object": {"Name": " Ada ", "born": 1815}}')
-    await page.fill("#submit-steps", '[{"name": "export", "type": "export"}]')
-    await page.click("#submit-button")
+    await submit_from_the_form(
+        page, stack, '{"object": {"Name": " Ada ", "born": 1815}}', "pipeline", steps='[{"name": "export", "type": "export"}]'
+    )
 
     await expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=60_000)
     nodes = page.locator("#job-dag g.node")
@@ -102,10 +106,7 @@ async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(p
 
 @pytest.mark.timeout(120)
 async def test_a_failed_jobs_page_lists_its_attempts_with_the_handlers_traceback(page, stack):
-    await sign_in(page, stack)
-    await page.fill("#submit-type", "fail")
-    await page.fill("#submit-payload", '{"message": "disk full", "retryable": false}')
-    await page.click("#submit-button")
+    await submit_from_the_form(page, stack, '{"message": "disk full", "retryable": false}', "fail")
 
     await expect(page.locator("#job-state")).to_have_text("FAILED", timeout=60_000)
     failure = page.locator("#failure-list details").first
@@ -120,8 +121,6 @@ async def test_a_failed_jobs_page_lists_its_attempts_with_the_handlers_traceback
 
 @pytest.mark.timeout(120)
 async def test_a_payload_that_is_not_json_is_named_before_anything_is_sent(page, stack):
-    await sign_in(page, stack)
-    await page.fill("#submit-payload", '{"seconds": ')
-    await page.click("#submit-button")
+    await submit_from_the_form(page, stack, '{"seconds": ')
 
     await expect(page.locator("#submit-error")).to_contain_text("payload is not valid JSON")

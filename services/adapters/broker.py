@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
 from services.adapters.log import make_consumer, topic_partitions
@@ -125,6 +125,30 @@ READ_MODEL_GROUPS = {group: GROUP_TOPICS[group] for group in (DECIDER_GROUP, PRO
 offset stays below an attempt still running, so a long job keeps the runners'
 group from draining; these two drain as soon as every record is decided and
 projected."""
+
+
+async def wait_for_coordinators(settings: ConnectionSettings, groups: Iterable[str] = GROUP_TOPICS, timeout_s: float = 30.0) -> None:
+    """Wait until the broker coordinates ``groups``. A new broker creates its
+    offsets topic on the first group request and loads it; a consumer that
+    joins meanwhile logs errors and warnings for every retry. Waiting here
+    makes a clean start a quiet one."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        for group in groups:
+            while True:
+                try:
+                    [described] = await admin.describe_consumer_groups([group])
+                    if all(not entry[0] for entry in described.groups):  # each group's error code
+                        break
+                except KafkaError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"the broker does not coordinate consumer group {group!r} after {timeout_s:.0f} s")
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
 
 
 async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> dict[str, int]:

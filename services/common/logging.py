@@ -1,4 +1,9 @@
-"""structlog set up once per process, readable in a terminal or as JSON lines."""
+"""structlog set up once per process, readable in a terminal or as JSON lines.
+
+Every line of a service has one format, its own and its libraries' alike: the
+standard library's records (aiokafka, uvicorn, mode, pymongo) are rendered by
+the same structlog renderer. Libraries speak from WARNING up; jobledger's own
+loggers at ``settings.log_level``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import structlog
 
 from services.common.settings import ConnectionSettings
 
+LIBRARY_LEVEL = logging.WARNING
+"""Below this, libraries narrate their own start-up and group joins: noise to a user of jobledger."""
+
 
 def configure_logging(settings: ConnectionSettings, service: str) -> structlog.stdlib.BoundLogger:
     level = logging.getLevelName(settings.log_level.upper())
@@ -17,17 +25,21 @@ def configure_logging(settings: ConnectionSettings, service: str) -> structlog.s
         if settings.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    stamped = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *stamped, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*stamped, structlog.stdlib.add_logger_name, structlog.processors.format_exc_info],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, LIBRARY_LEVEL))
     return structlog.get_logger(service=service)

@@ -27,7 +27,7 @@ import httpx
 from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
-from services.adapters.broker import ensure_topics, wait_for_broker
+from services.adapters.broker import ensure_topics, wait_for_broker, wait_for_coordinators
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
 
@@ -190,6 +190,7 @@ class EmbeddedStack:
         await _wait_mongo(s, s.start_timeout_s, self.processes["database"])
         await self._wait_artifact_store()
         await ensure_topics(s)
+        await wait_for_coordinators(s)
 
     def start_artifact_store(self) -> None:
         s = self.settings

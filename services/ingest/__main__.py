@@ -16,7 +16,8 @@ def main() -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level.lower(),
+        log_config=None,  # its records go through jobledger's one format (services.common.logging)
+        log_level=None,
         access_log=False,
         loop="uvloop",
         http="httptools",

@@ -13,7 +13,7 @@ from services.processor.settings import ProcessorSettings
 def main() -> None:
     settings = ProcessorSettings()
     configure_logging(settings, "processor")
-    mode.Worker(*bootstrap(settings), loglevel=settings.log_level.lower(), quiet=True).execute_from_commandline()
+    mode.Worker(*bootstrap(settings), override_logging=False, quiet=True).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ class RunningStack:
         self.home = home
         self.process: subprocess.Popen | None = None
         self.api_url = ""
+        self.first_start: list[str] = []
+        """What the first start printed until it was up."""
 
     def start(self) -> None:
         env = {
@@ -74,6 +76,7 @@ class RunningStack:
             found = re.search(r"API\s+(http://\S+)", line)
             if found:
                 self.api_url = found.group(1)
+                self.first_start = self.first_start or seen
                 threading.Thread(target=self._keep_reading, daemon=True).start()  # a full pipe would block the services
                 return
             assert time.monotonic() < deadline, "jobledger up did not come up:\n" + "".join(seen)
@@ -132,6 +135,18 @@ async def test_a_user_job_type_is_validated_by_ingest_and_run_by_the_processor(a
     assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == ["payload.name"]
     assert job["state"] == "SUCCEEDED" and job["result"] == {"greeting": "hello Ada", "attempt": 1}
     assert (job["max_attempts"], job["timeout_s"]) == (5, 30), "the type's defaults"
+
+
+OTHER_FORMATS = re.compile(r"^(\[\d{4}-|(DEBUG|INFO|WARNING|ERROR|CRITICAL):)")
+"""How mode's worker, uvicorn and the standard library would print, were they not routed through structlog."""
+
+
+def test_a_clean_first_start_logs_no_warning_and_every_line_in_one_format(as_run):
+    said = "".join(as_run.first_start)
+
+    assert "jobledger is up" in said
+    assert not re.search(r"\[(warning|error|critical)", said), said
+    assert not [line for line in as_run.first_start if OTHER_FORMATS.match(line)], said
 
 
 @pytest.mark.timeout(400)

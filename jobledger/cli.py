@@ -320,8 +320,9 @@ def _final(client: Client, job_id: str, timeout: Optional[float]) -> JobView:
 
 
 STEP_STATES = {
-    "queued": "QUEUED", "started": "RUNNING", "succeeded": "SUCCEEDED", "retry_scheduled": "PENDING", "failed": "FAILED",
-    "cancelled": "CANCELLED", "skipped": "SKIPPED", "compensated": "COMPENSATED", "compensation_failed": "COMPENSATION_FAILED",
+    "queued": "QUEUED", "started": "RUNNING", "succeeded": "SUCCEEDED", "retry_scheduled": "PENDING", "released": "PENDING",
+    "failed": "FAILED", "cancelled": "CANCELLED", "skipped": "SKIPPED", "compensated": "COMPENSATED",
+    "compensation_failed": "COMPENSATION_FAILED",
 }
 """A step event's kind → the step's state after it."""
 

@@ -268,6 +268,14 @@ class StepCancelledData(StepData):
     """The step was running when the pipeline was cancelled, and stopped (or ran out of grace)."""
 
 
+class StepReleasedData(StepData):
+    """Its runner handed the step's running attempt back unfinished (it was
+    stopping). The attempt does not count: the next one, queued in the same
+    decision, leaves the step as many attempts as before."""
+
+    reason: str
+
+
 class StepSkippedData(EventData):
     """The step never ran (or never ran again): the pipeline failed or was cancelled first."""
 
@@ -421,6 +429,11 @@ class StepCancelled(Event):
     data: StepCancelledData
 
 
+class StepReleased(Event):
+    type: Literal["jobledger.step.released"] = "jobledger.step.released"
+    data: StepReleasedData
+
+
 class StepSkipped(Event):
     type: Literal["jobledger.step.skipped"] = "jobledger.step.skipped"
     data: StepSkippedData
@@ -462,6 +475,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StepRetryScheduled,
     StepFailed,
     StepCancelled,
+    StepReleased,
     StepSkipped,
     StepCompensated,
     StepCompensationFailed,
@@ -469,14 +483,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 
 ATTEMPT_ENDED: tuple[type[Event], ...] = (
     JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled, JobReleased,
-    StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepSkipped, StepCompensated, StepCompensationFailed,
+    StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepReleased, StepSkipped, StepCompensated,
+    StepCompensationFailed,
 )
 """The events that end a job's (or, with ``data.step``, a step's) current attempt:
 after one, no report of that attempt counts."""
 
 STEP_EVENTS: tuple[type[Event], ...] = (
-    StepQueued, StepStarted, StepProgressed, StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepSkipped,
-    StepCompensated, StepCompensationFailed,
+    StepQueued, StepStarted, StepProgressed, StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepReleased,
+    StepSkipped, StepCompensated, StepCompensationFailed,
 )
 """The events about one step of a pipeline (``data.step`` names it)."""
 

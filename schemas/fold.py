@@ -34,6 +34,7 @@ from schemas.events import (
     StepProgressed,
     StepQueued,
     StepRetryScheduled,
+    StepReleased,
     StepSkipped,
     StepStarted,
     StepSucceeded,
@@ -163,6 +164,11 @@ def _step_evolved(job: Job, event, at) -> dict:
         derived["failed_step"] = name
     elif isinstance(event, StepCancelled):
         change = dict(status=StepStatus.CANCELLED, finished_at=at)
+    elif isinstance(event, StepReleased):
+        change = dict(
+            status=StepStatus.PENDING, budget_start=step.budget_start + 1, runner_id=None,
+            progress=None if step.phase == "run" else step.progress, progress_message=None,
+        )
     elif isinstance(event, StepSkipped):
         change = dict(status=StepStatus.SKIPPED, due_at=None)
     elif isinstance(event, StepCompensated):

@@ -27,6 +27,7 @@ from schemas.commands import (
     ExpiryReason,
     FailJob,
     Heartbeat,
+    ReleaseJob,
     ReportProgress,
     StartJob,
     SubmitJob,
@@ -56,6 +57,8 @@ from schemas.events import (
     StepQueuedData,
     StepRetryScheduled,
     StepRetryScheduledData,
+    StepReleased,
+    StepReleasedData,
     StepSkipped,
     StepSkippedData,
     StepStarted,
@@ -122,6 +125,14 @@ def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
 def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
     return _step_attempt_failed(job, step, command, command.error, command.error_type, command.retryable, command.traceback)
+
+
+def _step_release(command: ReleaseJob, job: Job, step: Step) -> list[Emitted]:
+    _require_step_lease(job, step, command)
+    if step.phase == "run" and job.cancel_requested_at is not None:  # it was asked to stop anyway
+        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
+    released = StepReleasedData(step=step.name, attempt=step.attempt, reason=command.reason)
+    return [(StepReleased, released), _step_queued(job, step, compensation=step.phase == "compensate")]
 
 
 def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
@@ -294,6 +305,7 @@ STEP_RULES = {
     ReportProgress: _step_progress,
     CompleteJob: _step_complete,
     FailJob: _step_fail,
+    ReleaseJob: _step_release,
     ExpireAttempt: _step_expire,
     WakeJob: _step_wake,
 }

@@ -18,6 +18,7 @@ from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
 from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
 from services.ingest.settings import DEV_API_KEY, IngestSettings
+from services.processor.settings import ProcessorSettings
 
 app = typer.Typer(
     help="jobledger: an event-sourced job service over Kafka.",
@@ -126,7 +127,10 @@ async def _serve(stack: EmbeddedStack) -> None:
         else:
             starting.cancel()
     finally:
-        with console.status("stopping…"):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stack.hurry)
+        grace = ProcessorSettings().shutdown_grace_s
+        with console.status(f"stopping… a running job gets {grace:g} s to finish, then is handed back (Ctrl-C again: now)"):
             await asyncio.to_thread(stack.stop)
         console.print("stopped")
 

@@ -118,6 +118,8 @@ class EmbeddedStack:
     _commands: dict[str, tuple[list[str], dict | None, bool | None]] = field(default_factory=dict)
     echo_services: bool = False
     """True: services log to this terminal; False: every process logs to a file."""
+    _stopping: dict[str, subprocess.Popen] = field(default_factory=dict)
+    """The services :meth:`stop` is stopping."""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -278,10 +280,13 @@ class EmbeddedStack:
                     raise TimeoutError(f"{what} was not ready in time; see {self.logs}")
                 await asyncio.sleep(0.1)
 
-    def restart(self, name: str) -> None:
-        """Stop a service cleanly (SIGTERM) and start it again as it was."""
+    def restart(self, name: str, **settings: str) -> None:
+        """Stop a service cleanly (SIGTERM) and start it again as it was, or
+        this once with other settings (``shutdown_grace_s="60"``)."""
         self.stop_service(name)
-        self._spawn(name, *self._commands[name])
+        argv, env, echo = original = self._commands[name]
+        self._spawn(name, argv, {**(env or os.environ), **{f"JOBLEDGER_{key.upper()}": value for key, value in settings.items()}}, echo)
+        self._commands[name] = original
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None, echo: bool | None = None) -> None:
         self._commands[name] = (argv, env, echo)
@@ -300,6 +305,13 @@ class EmbeddedStack:
 
     # --- stop --------------------------------------------------------------
 
+    def hurry(self) -> None:
+        """While :meth:`stop` runs: processors end their grace now, handing
+        their running jobs back instead of waiting for them (a second SIGTERM)."""
+        for name, process in self._stopping.items():
+            if name.startswith(("processor", "runner")) and process.poll() is None:
+                signal_group(process, signal.SIGTERM)
+
     def stop_service(self, name: str, timeout_s: float = 20.0) -> None:
         process = self.processes.pop(name, None)
         if process is not None:
@@ -308,7 +320,8 @@ class EmbeddedStack:
     def stop(self, timeout_s: float = 20.0) -> None:
         """Stop the services (ingest first), then the infrastructure; kill what does not stop in time."""
         services = sorted((name for name in self.processes if name not in INFRASTRUCTURE), key=lambda name: name != "ingest")
-        _terminate([self.processes.pop(name) for name in services], timeout_s)
+        self._stopping = {name: self.processes.pop(name) for name in services}
+        _terminate(list(self._stopping.values()), timeout_s)
         _terminate([self.processes.pop(name) for name in INFRASTRUCTURE if name in self.processes], timeout_s)
 
 

@@ -121,6 +121,8 @@ class Runner(mode.Service):
         """Set when a handler ends: fed in memory, nothing else would claim the next waiting attempt."""
         self._drained = asyncio.Event()
         """Set once the consumer loop has ended (after the stop's claim drain)."""
+        self._hurried = asyncio.Event()
+        """Set by :meth:`hurry`: the stop's grace is over."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -155,13 +157,10 @@ class Runner(mode.Service):
         queued again at once, for another runner or the next start, without
         costing an attempt."""
         self._stop_by = time.monotonic() + self.settings.shutdown_grace_s
-        try:
-            await asyncio.wait_for(self._drained.wait(), self.settings.shutdown_grace_s)
-        except TimeoutError:
-            pass
+        await self._within_grace([asyncio.ensure_future(self._drained.wait())])
         running = [a for a in self._attempts.values() if a.task is not None and not a.task.done()]
         if running:
-            await asyncio.wait([a.task for a in running], timeout=max(0.0, self._stop_by - time.monotonic()))
+            await self._within_grace([a.task for a in running])
             unfinished = [a for a in running if not a.task.done()]
             for attempt in unfinished:
                 attempt.task.cancel()
@@ -178,6 +177,23 @@ class Runner(mode.Service):
             await self._producer.stop()
         if self._artifacts is not None:
             await self._artifacts.stop()
+
+    def hurry(self) -> None:
+        """End the stop's grace now (a second Ctrl-C): running attempts are
+        stopped and handed back without waiting for them any longer."""
+        if self._stop_by is not None:
+            self._stop_by = time.monotonic()
+        self._hurried.set()
+
+    async def _within_grace(self, tasks: list[asyncio.Future]) -> None:
+        """Wait for every one of ``tasks`` until the grace ends or the stop is hurried."""
+        every = asyncio.ensure_future(asyncio.wait(tasks))
+        hurried = asyncio.ensure_future(self._hurried.wait())
+        try:
+            await asyncio.wait([every, hurried], timeout=max(0.0, self._stop_by - time.monotonic()), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            every.cancel()  # the tasks themselves go on
+            hurried.cancel()
 
     # --- the consumer loop -------------------------------------------------------
 
@@ -467,11 +483,13 @@ class Runner(mode.Service):
         return await self._reports.send(command_class, attempt, name, **fields)
 
     async def _release(self, attempt: Attempt) -> None:
-        """Hand a stopped attempt back. (A pipeline's step keeps the old way: its
-        lease runs out and the step is retried.)"""
-        if attempt.step is not None or attempt.ended_by_decider:
+        """Hand a stopped attempt back: a job's or a pipeline step's."""
+        if attempt.ended_by_decider:
             return
-        log.info("running attempt handed back: the runner is stopping", job_id=attempt.work.job_id, attempt=attempt.work.data.attempt)
+        log.info(
+            "running attempt handed back: the runner is stopping",
+            job_id=attempt.work.job_id, step=attempt.step, attempt=attempt.work.data.attempt,
+        )
         try:
             future = await self._send(ReleaseJob, attempt, "release")
         except Exception as error:  # the lease runs out instead, as after a crash

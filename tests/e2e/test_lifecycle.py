@@ -4,12 +4,15 @@ manual retry, idempotent submit, run_at, priorities, progress and queries."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 
+from services.embedded.stack import signal_group
 from tests.e2e.conftest import LEASE_S, drained, eventually, read_topic, wait_for_job, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -129,6 +132,37 @@ async def test_a_stopping_processor_hands_its_running_job_back_without_costing_a
     assert kinds[kinds.index("released") :][:3] == ["released", "queued", "started"], kinds
     await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 0})
     assert (await wait_for_job(api, job_id))["state"] == "CANCELLED"
+
+
+async def test_a_second_stop_signal_hands_the_running_job_back_without_waiting_out_the_grace(api, stack):
+    stack.restart("processor", shutdown_grace_s="3600")
+    try:
+        job_id = await post_job(api, "sleep", {"seconds": 600}, max_attempts=1)
+        await wait_for_job(api, job_id, states={"RUNNING"})
+        processor = stack.processes["processor"]
+
+        # Ctrl-C in `make run` begins the grace; Ctrl-C again ends it. (Signals
+        # sent at once may arrive as one, so they are repeated until it exits.)
+        for _ in range(120):
+            signal_group(processor, signal.SIGTERM)
+            if await asyncio.to_thread(_exited, processor, 0.5):
+                break
+
+        assert processor.returncode == 0, "an hour's grace is not waited out"
+    finally:
+        stack.restart("processor")
+    job = await wait_until(api, job_id, lambda job: job["state"] == "RUNNING" and job["attempt"] == 2)
+    assert job["errors"] == [], "handed back, not failed"
+    await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 0})
+    assert (await wait_for_job(api, job_id))["state"] == "CANCELLED"
+
+
+def _exited(process, timeout_s: float) -> bool:
+    try:
+        process.wait(timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 # --- cancel and manual retry ---------------------------------------------------------

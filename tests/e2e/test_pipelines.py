@@ -106,6 +106,25 @@ async def test_cancelling_a_running_pipeline_stops_the_running_step_and_compensa
     }
 
 
+async def test_a_stopping_processor_hands_the_running_step_back_and_the_pipeline_goes_on(api, stack):
+    stack.restart("processor", shutdown_grace_s="0")  # this once: stopped, it hands back at once
+    job_id = await submit_pipeline(api, [
+        {"name": "first", "type": "noop", "payload": {}},
+        {"name": "long", "type": "sleep", "payload": {"seconds": 60}, "depends_on": ["first"]},
+    ], max_attempts=1)
+    await wait_until(api, job_id, lambda job: steps_by_name(job)["long"]["state"] == "RUNNING")
+
+    stack.restart("processor")
+
+    job = await wait_until(api, job_id, lambda job: steps_by_name(job)["long"]["attempt"] == 2, timeout_s=60)
+    long = steps_by_name(job)["long"]
+    assert long["state"] in ("QUEUED", "RUNNING") and long["errors"] == [], "handed back, not failed"
+    kinds = [kind.removeprefix("jobledger.") for kind, step in await event_types(api, job_id) if step == "long"]
+    assert kinds[kinds.index("step.released") :][:2] == ["step.released", "step.queued"], kinds
+    await api.post(f"/jobs/{job_id}/cancel", json={"grace_s": 0})
+    assert (await wait_for_job(api, job_id))["state"] == "CANCELLED"
+
+
 async def test_a_cycle_is_a_422_naming_it(api):
     response = await api.post("/jobs", json={"type": "pipeline", "steps": [
         {"name": "a", "type": "noop", "depends_on": ["b"]},

@@ -22,6 +22,7 @@ from schemas import (
     JobOptions,
     JobStatus,
     JobSucceeded,
+    ReleaseJob,
     ReportProgress,
     RetryJob,
     StaleAttempt,
@@ -41,6 +42,7 @@ from schemas.events import (
     StepCompensationFailed,
     StepFailed,
     StepQueued,
+    StepReleased,
     StepRetryScheduled,
     StepSkipped,
     StepSucceeded,
@@ -241,6 +243,27 @@ def test_a_failed_step_retries_within_its_own_budget():
 
     assert types(events) == [StepFailed, JobFailed]
     assert events[-1].data.compensated is None, "nothing had succeeded: nothing to undo"
+
+
+def test_a_released_step_is_queued_again_at_once_without_costing_an_attempt():
+    pipeline = Pipeline(step("a", max_attempts=1), step("b", "a"))
+    pipeline.attempt("a", StartJob)
+    pipeline.attempt("a", ReportProgress, percent=40)
+
+    events = pipeline.attempt("a", ReleaseJob)
+
+    assert types(events) == [StepReleased, StepQueued]
+    a = pipeline.job.step("a")
+    assert (a.status, a.attempt, a.progress, a.errors) == (StepStatus.QUEUED, 2, None, ())
+    assert types(pipeline.fails("a", retryable=True))[0] is StepFailed, "its one attempt, still: no retry"
+
+
+def test_a_step_released_after_a_cancel_was_asked_for_is_cancelled():
+    pipeline = Pipeline(step("a"))
+    pipeline.attempt("a", StartJob)
+    pipeline.decide(CancelJob(**pipeline._common()))
+
+    assert types(pipeline.attempt("a", ReleaseJob))[0] is StepCancelled
 
 
 def test_a_step_running_past_its_timeout_is_expired_by_a_timer():

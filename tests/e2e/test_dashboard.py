@@ -1,12 +1,16 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright):
 sign in, submit a job from the page, watch its progress bar reach 100% and
-its state SUCCEEDED, then see it in the jobs table. The final page is saved
-as var/test-output/dashboard.png."""
+its state SUCCEEDED, then see it in the jobs table; page through the table,
+read a pipeline's step results and download a large one, fail a job and read
+its traceback, all also at phone width. Screenshots go to var/test-output/."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import uuid
 
+import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
@@ -39,6 +43,7 @@ async def sign_in(page, stack) -> None:
 async def submit_from_the_form(page, stack, payload: str, job_type: str | None = None, steps: str | None = None) -> None:
     """Sign in and submit a job with the dashboard's form (its type field keeps its default when ``job_type`` is None)."""
     await sign_in(page, stack)
+    await page.click("#submit-panel summary")
     if job_type is not None:
         await page.fill("#submit-type", job_type)
     await page.fill("#submit-payload", payload)
@@ -91,8 +96,6 @@ async def test_a_pipeline_shows_its_steps_as_a_graph_that_fills_in_as_they_succe
 
 @pytest.mark.timeout(120)
 async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(page, stack):
-    import httpx
-
     await sign_in(page, stack)
     await expect(page.locator("#jobs[data-live='true']")).to_be_visible(timeout=30_000)
     async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
@@ -124,3 +127,70 @@ async def test_a_payload_that_is_not_json_is_named_before_anything_is_sent(page,
     await submit_from_the_form(page, stack, '{"seconds": ')
 
     await expect(page.locator("#submit-error")).to_contain_text("payload is not valid JSON")
+
+
+def api_client(stack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=60)
+
+
+@pytest.mark.timeout(120)
+async def test_the_jobs_table_pages_past_fifty_rows_and_back(page, stack):
+    label = f"page:{uuid.uuid4().hex[:8]}"
+    async with api_client(stack) as api:
+        response = await api.post("/jobs:batch", json={"jobs": [{"type": "noop", "labels": {"page": label[5:]}}] * 55})
+        assert response.status_code == 200 and all(item["status"] == 202 for item in response.json()["items"])
+    await sign_in(page, stack)
+
+    await page.fill("#filter-label", label)
+    await page.press("#filter-label", "Enter")
+    rows = page.locator("#job-rows tr")
+    await expect(rows).to_have_count(50, timeout=30_000)
+    await page.click("#older-button")
+    await expect(rows).to_have_count(5, timeout=30_000)
+    await expect(page.locator("#older-button")).to_be_disabled()
+    await expect(page.locator("#page-number")).to_have_text("page 2")
+    await page.click("#newer-button")
+    await expect(rows).to_have_count(50, timeout=30_000)
+
+
+@pytest.mark.timeout(180)
+async def test_a_pipelines_page_shows_each_steps_json_result_and_a_large_one_as_a_download(page, stack):
+    async with api_client(stack) as api:
+        response = await api.post("/jobs", json={"type": "pipeline", "payload": {"object": {"a": 1}}, "steps": [
+            {"name": "export", "type": "export", "payload": {"pad_to_bytes": 100_000}},
+            {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
+        ]})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+    await sign_in(page, stack)
+    await page.goto(f"{stack.api_url}/ui#/jobs/{job_id}")
+
+    await expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=60_000)
+    analysis = page.locator("#step-rows tr[data-step='analyze'] pre.json")
+    await expect(analysis).to_contain_text('"numeric": {')  # indented JSON, not an escaped string
+    link = page.locator("#step-rows tr[data-step='export'] a.artifact")
+    await expect(link).to_contain_text("export (")
+    await expect(page.locator("#job-artifacts a.artifact[data-name='export']")).to_be_visible()
+    async with page.expect_download() as downloading:
+        await link.click()
+    download = await downloading.value
+    stored = (await page.evaluate(f"fetch('/jobs/{job_id}', {{headers: {{Authorization: 'Bearer {DEV_API_KEY}'}}}}).then(r => r.json())"))
+    export = next(step for step in stored["steps"] if step["name"] == "export")
+    with open(await download.path(), "rb") as saved:
+        assert hashlib.sha256(saved.read()).hexdigest() == export["artifact"]["sha256"]
+    await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-artifact.png")), full_page=True)
+
+
+@pytest.mark.timeout(180)
+async def test_the_dashboard_reads_at_phone_width_without_scrolling_sideways(page, stack):
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await submit_from_the_form(page, stack, '{"message": "disk full", "retryable": false}', "fail")
+    await expect(page.locator("#job-state")).to_have_text("FAILED", timeout=60_000)
+    await expect(page.locator("#event-rows tr").last).to_contain_text("failed", timeout=30_000)
+
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the job page overflows"
+    await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-phone-job.png")), full_page=True)
+    await page.goto(f"{stack.api_url}/ui#/")
+    await expect(page.locator("#job-rows tr").first).to_be_visible(timeout=30_000)
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the jobs table overflows"
+    await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-phone.png")), full_page=True)

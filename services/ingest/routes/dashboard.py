@@ -1,5 +1,7 @@
-"""``GET /ui``: the dashboard — a jobs table with filters, a job page with its
-history and a live progress bar, cancel and retry. One static page with a
+"""``GET /ui``: the dashboard — counts per state, a paged jobs table with
+filters, a job page with its details, results (large ones as downloads),
+failed attempts, steps, history and a live progress bar, cancel and retry;
+it reads at phone width. One static page with a
 small script, no build step; it calls the same API with the key it is given
 (kept in the browser's local storage)."""
 

@@ -4,6 +4,7 @@ decided by the edge alone — the refusals that must not reach the log."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -112,3 +113,59 @@ def test_a_cursor_jobledger_did_not_make_is_a_422(client):
     for cursor in (base64.b64encode(b"[1,2]").decode(), "!!!", base64.b64encode(b'{"a": 1}').decode()):
         response = client.get("/jobs", params={"cursor": cursor}, headers=AUTH)
         assert (response.status_code, fields(response)) == (422, ["query.cursor"]), cursor
+
+
+class LaggingTail:
+    """A log tail that has heard a job only up to an older version than the read model holds."""
+
+    def __init__(self, heard) -> None:
+        self.heard = heard
+
+    def from_start(self, job_id):
+        return self.heard
+
+    def heard_of(self, job_id):
+        return True
+
+    def catch_up(self, job_id, job):
+        return job
+
+
+class StoredJobs:
+    def __init__(self, stored) -> None:
+        self.stored = stored
+
+    async def job(self, job_id, tenant):
+        return self.stored
+
+
+class Acknowledging:
+    """A producer whose every record is acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic, key, value):
+        self.sent.append((topic, value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_a_cancel_is_decided_on_the_read_models_version_when_the_tail_lags_behind_it():
+    from tests.unit.test_decider import JOB, cancel, given_history, retry, start, submit
+
+    cancelled, _ = given_history(submit(), cancel())
+    running_again, _ = given_history(submit(), cancel(), retry(), start(attempt=2))
+    settings = IngestSettings(api_keys={"acme-key": "acme"})
+    app = create_app(settings)
+    producer = Acknowledging()
+    app.dependency_overrides[ingest_of] = lambda: Ingest(
+        settings=settings, job_types=load_job_types(settings.job_type_modules), read_model=StoredJobs(running_again),
+        producer=producer, watch=LaggingTail(cancelled), mongo=Unreachable(), accepted=Unreachable(),
+    )
+
+    response = TestClient(app).post(f"/jobs/{JOB}/cancel", json={}, headers={"Authorization": "Bearer acme-key"})
+
+    assert response.status_code == 202, "a client that saw the retried run RUNNING (a stream reads the read model) may cancel it"
+    assert response.json()["state"] == "RUNNING" and [topic for topic, _ in producer.sent] == ["jobs.commands"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from jobledger.client import JobUpdate
 from jobledger.errors import ApiError, JobFailed, WaitTimeout
@@ -74,11 +76,11 @@ def schedule_list(as_json: bool = Json, url: Optional[str] = Url, api_key: Optio
     if as_json:
         out.print_json(data=[schedule.model_dump(mode="json") for schedule in found])
         return
-    table = Table("id", "cron", "timezone", "job", "next tick")
-    for schedule in found:
-        next_tick = schedule.next_tick.isoformat(timespec="seconds") if schedule.next_tick else ""
-        table.add_row(schedule.id, schedule.cron, schedule.timezone, schedule.job.get("type", ""), next_tick)
-    out.print(table)
+    rows = [
+        (schedule.id, schedule.cron, schedule.job.get("type", ""), _when(schedule.next_tick), schedule.timezone)
+        for schedule in found
+    ]
+    out.print(_id_table(("id", "cron", "job", "next tick", "timezone"), rows))
 
 
 @schedules.command("get")
@@ -175,15 +177,37 @@ def ls(
     if as_json:
         out.print_json(data=[job.model_dump(mode="json") for job in jobs])
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)  # the id whole, whatever the terminal's width: it is for copying
-    table.add_column("id", no_wrap=True, min_width=ID_LENGTH)
-    for name in ("type", "state", "attempt", "progress", "created"):
-        table.add_column(name, overflow="fold")
-    for job in jobs:
-        progress = f"{job.progress:.0f}%" if job.progress is not None else ""
-        created = job.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(job.id, job.type, _state(job.state.value), f"{job.attempt}/{job.max_attempts}", progress, created)
-    out.print(table)
+    rows = [
+        (
+            job.id, _state(job.state.value), job.type, f"{job.attempt}/{job.max_attempts}",
+            f"{job.progress:.0f}%" if job.progress is not None else "", _when(job.created_at),
+        )
+        for job in jobs
+    ]
+    out.print(_id_table(("id", "state", "type", "attempt", "progress", "created"), rows))
+
+
+def _id_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """A table led by whole ids (they are for copying), with as many of the
+    other columns, left to right, as fit the terminal: none is cut or wrapped."""
+    widths = [max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) for index, header in enumerate(headers)]
+    shown = len(headers)
+    while shown > 1 and sum(widths[:shown]) + 2 * (shown - 1) > out.width:
+        shown -= 1
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for header in headers[:shown]:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row[:shown])
+    return table
+
+
+def _when(at: datetime | None) -> str:
+    """A time in the terminal's zone, the date left out when it is today's."""
+    if at is None:
+        return ""
+    local = at.astimezone()
+    return local.strftime("%H:%M:%S" if local.date() == datetime.now().date() else "%Y-%m-%d %H:%M")
 
 
 def follow(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:

@@ -107,6 +107,7 @@ async def test_schedules_from_the_sdk_and_the_cli(stack):
         fetched = await client.get_schedule(created.id)
 
     from_cli = await asyncio.to_thread(jobledger, stack, "schedules", "ls", "--json")
+    table = await asyncio.to_thread(jobledger, stack, "schedules", "ls", env={"COLUMNS": "80"})
     removed = await asyncio.to_thread(jobledger, stack, "schedules", "rm", created.id)
     async with AsyncClient(stack.api_url) as client:
         after = await client.get_schedule(created.id)
@@ -114,6 +115,7 @@ async def test_schedules_from_the_sdk_and_the_cli(stack):
     assert created.id in listed and fetched.timezone == "Europe/Berlin" and fetched.next_tick is not None
     assert fetched.job["labels"] == {"from": "sdk"}
     assert created.id in [schedule["id"] for schedule in json.loads(from_cli.stdout)]
+    assert any(created.id in line and "0 3 * * *" in line for line in table.stdout.splitlines()), table.stdout
     assert removed.returncode == 0 and after.deleted
 
 
@@ -174,6 +176,8 @@ async def test_the_cli_takes_the_ids_it_shows_and_the_labels_the_api_writes(stac
     unknown = await asyncio.to_thread(jobledger, stack, "get", "zzzzzzzz")
 
     assert job.id in listed.stdout, f"the whole id, copyable, at 80 columns:\n{listed.stdout}"
+    [row] = [line for line in listed.stdout.splitlines() if job.id in line]
+    assert "SUCCEEDED" in row, f"a job's row on one line, nothing wrapped:\n{listed.stdout}"
     assert [listed_job["id"] for listed_job in json.loads(same.stdout)] == [job.id]
     assert by_prefix.returncode == 0 and json.loads(by_prefix.stdout)["id"] == job.id, by_prefix.stderr
     assert unknown.returncode == 3 and "no job of yours has an id starting with 'zzzzzzzz'" in unknown.stderr

@@ -10,13 +10,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 from pymongo import AsyncMongoClient
 
 from schemas.jobtypes import JobTypes, load_job_types
 from services.adapters.artifacts import ArtifactStore
-from services.adapters.log import make_producer
+from services.adapters.log import MAX_BATCH_BYTES
+from services.adapters.rdproducer import RdProducer
 from services.adapters.readmodel import ReadModel, connect
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
 from services.ingest.lag import ConsumerLag
@@ -31,7 +31,7 @@ class Ingest:
     settings: IngestSettings
     job_types: JobTypes
     read_model: ReadModel
-    producer: AIOKafkaProducer
+    producer: RdProducer
     watch: JobWatch
     mongo: AsyncMongoClient
     accepted: AcceptedJobs
@@ -51,7 +51,7 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
         settings=settings,
         job_types=load_job_types(settings.job_type_modules),
         read_model=ReadModel(mongo[settings.mongo_db]),
-        producer=make_producer(settings),
+        producer=RdProducer(settings, MAX_BATCH_BYTES, delivery_timeout_s=settings.produce_timeout_s),
         watch=JobWatch(settings, settings.stream_poll_s),
         mongo=mongo,
         accepted=AcceptedJobs(settings.accepted_cache_size),

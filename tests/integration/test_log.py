@@ -9,7 +9,8 @@ import pytest
 
 from schemas import parse_command, topics
 from services.adapters.broker import drain, ensure_topics, group_lag
-from services.adapters.log import DeadLetters, append, log_entries, make_consumer, make_producer
+from services.adapters.log import MAX_BATCH_BYTES, DeadLetters, append, log_entries, make_consumer, make_producer
+from services.adapters.rdproducer import RdProducer
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +80,23 @@ async def test_drain_waits_for_a_group_that_is_behind_and_names_it(stack, topic,
     finally:
         await consumer.stop()
     await drain(stack.settings, timeout_s=30, groups={group: (topic,)})
+
+
+async def test_librdkafka_puts_each_key_on_the_partition_aiokafka_does(stack, topic, log_producer):
+    """Commands (ingest, librdkafka) and events (the decider, aiokafka) of a job
+    must share a partition: both hash keys with the Java client's murmur2."""
+    rd = RdProducer(stack.settings, MAX_BATCH_BYTES)
+    await rd.start()
+    try:
+        keys = [f"job-{n}".encode() for n in range(64)]
+        for key in keys:
+            await append(log_producer, topic, key, b"aiokafka", timeout_s=10)
+            await append(rd, topic, key, b"librdkafka", timeout_s=10)
+    finally:
+        await rd.stop()
+
+    partitions: dict[bytes, set[int]] = {}
+    for record in await entries(stack, topic):
+        partitions.setdefault(record.key, set()).add(record.partition)
+    assert all(len(found) == 1 for found in partitions.values()), partitions
+    assert len({next(iter(found)) for found in partitions.values()}) > 1, "keys spread over the partitions"

@@ -22,7 +22,7 @@ async def healthz() -> dict:
 async def readyz(state: IngestDep) -> dict:
     checks = {}
     try:
-        await asyncio.wait_for(state.producer.client.fetch_all_metadata(), 3)
+        await state.producer.ready(timeout_s=3)
         checks["broker"] = "ok"
     except Exception as error:
         checks["broker"] = f"unavailable: {type(error).__name__}"

@@ -16,12 +16,9 @@ async def tenant_of(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> str:
     """The caller's tenant, or a 401 problem."""
-    keys: dict[str, str] = request.app.state.settings.api_keys
-    if credentials is not None:
-        given = credentials.credentials.encode()
-        for key, tenant in keys.items():
-            if hmac.compare_digest(given, key.encode()):
-                return tenant
+    tenant = tenant_for(request.app.state.settings.api_keys, credentials.credentials.encode()) if credentials is not None else None
+    if tenant is not None:
+        return tenant
     raise Problem(
         401,
         "unauthorized",
@@ -29,3 +26,11 @@ async def tenant_of(
         "Send the header `Authorization: Bearer <api key>`.",
         headers={"WWW-Authenticate": 'Bearer realm="jobledger"'},
     )
+
+
+def tenant_for(keys: dict[str, str], given: bytes) -> str | None:
+    """The tenant whose API key ``given`` is (compared in constant time), or ``None``."""
+    for key, tenant in keys.items():
+        if hmac.compare_digest(given, key.encode()):
+            return tenant
+    return None

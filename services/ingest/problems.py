@@ -131,8 +131,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        structlog.get_logger(component="ingest").exception("unhandled error", path=request.url.path)
-        return Problem(500, "internal", "Internal error", "The error was logged.").response(request.url.path)
+        return unexpected(request.url.path)
+
+
+def unexpected(path: str) -> JSONResponse:
+    """A 500 problem for an error nobody expected; the error, with its traceback, is logged."""
+    structlog.get_logger(component="ingest").exception("unhandled error", path=path)
+    return Problem(500, "internal", "Internal error", "The error was logged.").response(path)
 
 
 PROBLEM_RESPONSE = {

@@ -10,7 +10,10 @@ import base64
 import pytest
 from fastapi.testclient import TestClient
 
+from schemas import parse_command
+from schemas.api import JobAccepted
 from schemas.jobtypes import load_job_types
+from services.ingest.accepted import AcceptedJobs
 from services.ingest.app import create_app
 from services.ingest.bootstrap import Ingest, ingest_of
 from services.ingest.settings import DEV_API_KEY, IngestSettings
@@ -169,3 +172,68 @@ def test_a_cancel_is_decided_on_the_read_models_version_when_the_tail_lags_behin
 
     assert response.status_code == 202, "a client that saw the retried run RUNNING (a stream reads the read model) may cancel it"
     assert response.json()["state"] == "RUNNING" and [topic for topic, _ in producer.sent] == ["jobs.commands"]
+
+
+@pytest.fixture
+def direct():
+    """An app whose plain submits are answered by the direct path: an Ingest
+    that acknowledges every record and touches nothing else."""
+    settings = IngestSettings(api_keys={"acme-key": "acme"}, max_body_bytes=2048)
+    app = create_app(settings)
+    producer = Acknowledging()
+    app.state.ingest = Ingest(
+        settings=settings, job_types=load_job_types(settings.job_type_modules), read_model=Unreachable(),
+        producer=producer, watch=Unreachable(), mongo=Unreachable(), accepted=AcceptedJobs(100),
+    )
+    return TestClient(app), producer
+
+
+def test_a_plain_submit_is_appended_and_answered_as_the_route_documents_it(direct):
+    client, producer = direct
+
+    response = client.post(
+        "/jobs", json={"type": "sleep", "payload": {"seconds": 1}, "labels": {"team": "ml"}},
+        headers={"Authorization": "Bearer acme-key", "X-Correlation-Id": "trace-7"},
+    )
+
+    assert response.status_code == 202, response.text
+    accepted = JobAccepted.model_validate(response.json())
+    assert response.headers["location"] == f"/jobs/{accepted.id}" and accepted.state == "PENDING"
+    [(topic, value)] = producer.sent
+    command = parse_command(value)
+    assert topic == "jobs.commands" and command.job_id == accepted.id
+    assert (command.tenant, command.correlation_id, command.options.labels) == ("acme", "trace-7", {"team": "ml"})
+
+
+@pytest.mark.parametrize(
+    "body, headers, status, field",
+    [
+        ({"type": "sleep", "payload": {"seconds": -1}}, {}, 422, ["payload.seconds"]),
+        ({"type": "resize"}, {}, 422, ["type"]),
+        ({"type": "noop"}, {"Authorization": "Bearer wrong"}, 401, None),
+    ],
+    ids=["bad payload", "unknown type", "unknown key"],
+)
+def test_what_the_direct_path_refuses_gets_the_routes_own_answer_and_nothing_is_appended(direct, body, headers, status, field):
+    client, producer = direct
+
+    response = client.post("/jobs", json=body, headers={"Authorization": "Bearer acme-key", **headers})
+
+    assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
+    if field is not None:
+        assert fields(response) == field
+    assert producer.sent == []
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_problem_on_the_direct_path_too(direct):
+    client, producer = direct
+
+    def chunks():
+        yield b'{"type": "noop", "payload": {"x": "'
+        yield b"y" * 4096
+        yield b'"}}'
+
+    response = client.post("/jobs", content=chunks(), headers={"Authorization": "Bearer acme-key", "Content-Type": "application/json"})
+
+    assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+    assert producer.sent == []

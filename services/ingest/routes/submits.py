@@ -58,15 +58,15 @@ async def submit_job(
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> JobAccepted:
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
-    submitted = _submission(state, body, tenant, job_id, request, idempotency_key)
+    submitted = prepare_submission(state, body, tenant, job_id, request.headers.get("x-correlation-id"), idempotency_key)
     command = submitted.command
     if idempotency_key is None:
-        return await _submit(state, submitted)
+        return await accept_submission(state, submitted)
     async with state.idempotency_locks.setdefault(job_id, asyncio.Lock()):
         try:
             existing = await find_job(state, job_id, tenant)
             if existing is None:
-                return await _submit(state, submitted)
+                return await accept_submission(state, submitted)
             if existing.request_hash != command.request_hash:
                 raise Problem(
                     422,
@@ -82,7 +82,9 @@ async def submit_job(
             state.idempotency_locks.pop(job_id, None)
 
 
-def _submission(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, request: Request, idempotency_key=None) -> Submission:
+def prepare_submission(
+    state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, correlation_id: str | None, idempotency_key: str | None = None
+) -> Submission:
     return submission(
         state.job_types,
         body,
@@ -90,11 +92,13 @@ def _submission(state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str,
         job_id=job_id,
         issued_at=datetime.now(timezone.utc),
         idempotency_key=idempotency_key,
-        correlation_id=request.headers.get("x-correlation-id"),
+        correlation_id=correlation_id,
     )
 
 
-async def _submit(state: Ingest, submitted: Submission) -> Response:
+async def accept_submission(state: Ingest, submitted: Submission) -> Response:
+    """Append a prepared submit and answer 202 once acknowledged (a 409 problem
+    if it asked to be refused rather than wait, and was)."""
     command = submitted.command
     await append_record(state, topics.COMMANDS, command.job_id, submitted.value)
     state.accepted.remember(command)
@@ -153,7 +157,7 @@ async def submit_batch(
     for index, raw in enumerate(body.jobs):
         try:
             item = parse_request(raw, values_checked=True)  # the whole body was, by ContractRoute
-            commands.append((index, _submission(state, item, tenant, str(uuid.uuid4()), request)))
+            commands.append((index, prepare_submission(state, item, tenant, str(uuid.uuid4()), request.headers.get("x-correlation-id"))))
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
     unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")

@@ -27,6 +27,8 @@ async def find_job(state: Ingest, job_id: str, tenant: str, tail_first: bool = T
             job = state.accepted.get(job_id, tenant, within_s=FRESH_S)
     if job is None or job.tenant != tenant:
         job = await state.read_model.job(job_id, tenant) or state.accepted.get(job_id, tenant)
+        if job is not None:
+            state.watch.served(job_id, job.version)
     caught_up = state.watch.catch_up(job_id, job)
     return caught_up if caught_up is not None and caught_up.tenant == tenant else job
 
@@ -43,6 +45,8 @@ async def job_events(
         if up_to_time is not None and event.occurred_at > up_to_time:
             break
         recorded.append(event.recorded())
+    if recorded:
+        state.watch.served(job_id, recorded[-1]["seq"])
     return recorded
 
 

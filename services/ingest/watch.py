@@ -78,6 +78,10 @@ class JobWatch:
         self._everything: dict[str, set[Follower]] = {}
         """Followers of every job of a tenant (``GET /jobs:stream``), by tenant."""
         self._recent: OrderedDict[bytes, _Heard] = OrderedDict()
+        self._served: OrderedDict[bytes, int] = OrderedDict()
+        """The newest version of each recent job this ingest has answered from
+        the read model (a stream message, an events page, a read): the tail may
+        lag the projector, and a read from the tail must not answer older."""
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -154,15 +158,29 @@ class JobWatch:
 
     def from_start(self, job_id: str) -> Job | None:
         """The job folded from the events the tail remembers, if they begin at
-        its first: then the read model has nothing the log's tail lacks, and a
-        read costs the database nothing. ``None`` otherwise."""
-        recent = self._recent.get(job_id.encode())
+        its first and reach every version this ingest has answered: then the
+        read model has nothing the log's tail lacks, and a read costs the
+        database nothing. ``None`` otherwise."""
+        key = job_id.encode()
+        recent = self._recent.get(key)
         if recent is None:
             return None
         events = recent.events()
         if not events or events[0].seq != 1:
             return None
-        return fold_ahead(None, {}, events)
+        job = fold_ahead(None, {}, events)
+        if job is not None and job.version < self._served.get(key, 0):
+            return None
+        return job
+
+    def served(self, job_id: str, version: int) -> None:
+        """This ingest answered ``version`` of the job: no later read from the tail answers older."""
+        key = job_id.encode()
+        if version > self._served.get(key, 0):
+            self._served[key] = version
+            self._served.move_to_end(key)
+            if len(self._served) > RECENT_JOBS:
+                self._served.popitem(last=False)
 
     def catch_up(self, job_id: str, job: Job | None) -> Job | None:
         """``job`` (as read from the read model, or ``None``) with the events the

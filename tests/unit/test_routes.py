@@ -133,6 +133,9 @@ class LaggingTail:
     def catch_up(self, job_id, job):
         return job
 
+    def served(self, job_id, version):
+        pass
+
 
 class StoredJobs:
     def __init__(self, stored) -> None:

@@ -22,3 +22,29 @@ def test_an_unbounded_follower_never_overflows():
         follower.put(index)
 
     assert not follower.overflowed and len(follower.take()) == 10_000
+
+
+class Record:
+    def __init__(self, event) -> None:
+        self.key = event.job_id.encode()
+        self.value = event.to_bytes()
+
+
+def test_the_tails_fold_is_not_answered_once_a_newer_version_was_served_from_the_read_model():
+    from services.ingest.settings import IngestSettings
+    from services.ingest.watch import JobWatch
+    from tests.unit.test_decider import JOB, cancel, given_history, retry, start, submit
+
+    _, history = given_history(submit(), cancel(), retry(), start(attempt=2))
+    cancelled = next(index for index, event in enumerate(history) if event.type == "jobledger.job.cancelled")
+    heard = history[: cancelled + 1]  # up to the cancel: the tail is behind the projector
+    watch = JobWatch(IngestSettings(), poll_s=1.0)
+    for event in heard:
+        watch._hand_over(Record(event))
+    assert watch.from_start(JOB).status == "CANCELLED"
+
+    watch.served(JOB, history[-1].seq)  # a stream answered the retried run's start from the read model
+
+    assert watch.from_start(JOB) is None, "the read model is read instead"
+    watch.served(JOB, 1)
+    assert watch.from_start(JOB) is None, "what was served only grows"

@@ -93,6 +93,7 @@ async def _stream_messages(state: Ingest, job_id: str, tenant: str, last_event_i
                 if event.seq != version() + 1:
                     break  # a gap: the projector has not written the missing one yet
                 job = evolve(job, event)
+                state.watch.served(job_id, job.version)
                 if event.seq > last_event_id:
                     yield _message(job, event)
         for event in follower.take():

@@ -10,7 +10,7 @@ from services.ingest import problems
 from services.ingest.bootstrap import bootstrap, shutdown
 from services.ingest.direct import DirectSubmit
 from services.ingest.problems import BodyTooLarge
-from services.ingest.routes import router
+from services.ingest.routes import ROUTERS
 from services.ingest.settings import IngestSettings
 
 
@@ -69,5 +69,6 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     app.add_middleware(DirectSubmit, keys=settings.api_keys)  # inside the body limit: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

@@ -79,7 +79,7 @@ chaos: install ## kill -9 each service, then every process, under load; check no
 	$(UV) run --frozen python -m bench.chaos $(BENCH_ARGS)
 
 schemas: install ## regenerate schemas/json/, schemas/asyncapi.yaml and docs/openapi.json from the code
-	$(UV) run --frozen python -m schemas.generate
+	$(UV) run --frozen python -m services.contract
 	$(UV) run --frozen python -m services.ingest.openapi
 
 clean: ## remove installed tools and local data

@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 
 from schemas import JobCancelled, JobFailed, JobSucceeded
-from schemas.consumer import JobEventConsumer
+from jobledger.consumer import JobEventConsumer
 
 COLUMNS = ["job_id", "seq", "state", "attempt", "finished_at", "detail"]
 ENDED = {JobSucceeded: "SUCCEEDED", JobFailed: "FAILED", JobCancelled: "CANCELLED"}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -133,14 +132,3 @@ catalog = JobTypes()
 
 job_type = catalog.declare
 
-
-def import_modules(modules: Iterable[str]) -> None:
-    """Import the modules a setting names (they declare or bind job types as they load)."""
-    for module in modules:
-        importlib.import_module(module)
-
-
-def load_job_types(modules: Iterable[str]) -> JobTypes:
-    """Import the modules that declare job types; return the catalog they filled."""
-    import_modules(modules)
-    return catalog

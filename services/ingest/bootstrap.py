@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pymongo import AsyncMongoClient
 
-from schemas.jobtypes import JobTypes, load_job_types
+from schemas.jobtypes import JobTypes
+from services.common.modules import load_job_types
 from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import MAX_BATCH_BYTES
 from services.adapters.rdproducer import RdProducer

@@ -30,7 +30,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import JobledgerError
-from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog, import_modules
+from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog
+from services.common.modules import import_modules
 
 __all__ = ["EmptyPayload", "HandlerRegistry", "JobContext", "PermanentError", "UnknownJobType", "handler", "load_handlers"]
 

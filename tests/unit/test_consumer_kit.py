@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.consumer import SeenEvents
+from jobledger.consumer import SeenEvents
 
 
 def test_an_event_is_new_once_and_older_seqs_are_repeats():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from schemas.generate import HERE, contract_files, stale
+from services.contract import HERE, contract_files, stale
 
 
 def test_the_generated_contract_files_are_up_to_date():

@@ -46,7 +46,7 @@ from services.ingest.routes.queries import _until
 from schemas.api import ScheduleRequest, ScheduleView
 from services.ingest.routes.schedules import schedule_spec
 from services.ingest.submissions import parse_request, submit_command
-from schemas.jobtypes import load_job_types
+from services.common.modules import load_job_types
 
 JOB_TYPES = load_job_types(["schemas.builtin"])
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from schemas import decide
-from schemas.jobtypes import load_job_types
+from services.common.modules import load_job_types
 from schemas.pipelines import PIPELINE
 from services.ingest.problems import Problem
 from services.ingest.submissions import parse_request, submit_command

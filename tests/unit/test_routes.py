@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from schemas import parse_command
 from schemas.api import JobAccepted
-from schemas.jobtypes import load_job_types
+from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs
 from services.ingest.app import create_app
 from services.ingest.bootstrap import Ingest, ingest_of

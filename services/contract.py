@@ -1,7 +1,7 @@
 """Write the contract files: ``schemas/json/`` and ``schemas/asyncapi.yaml``.
 
-    python -m schemas.generate          # what ``make schemas`` runs
-    python -m schemas.generate --check  # exit 1 if the files are stale
+    python -m services.contract          # what ``make schemas`` runs
+    python -m services.contract --check  # exit 1 if the files are stale
 
 One JSON Schema per event type and version, per command, and per message of
 the slot and schedule topics, generated from the pydantic models; and an
@@ -27,7 +27,8 @@ from schemas.events import EVENT_TYPES, event_type_name
 from schemas.schedules import AnyScheduleCommand
 from schemas.slots import AnySlotMessage
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "schemas"
+"""Where the contract and its generated files live."""
 VERSION = "1.0.0"
 
 
@@ -182,7 +183,7 @@ def write(root: Path = HERE) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m schemas.generate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.contract", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report stale files; exit 1 if any")
     args = parser.parse_args()
     if args.check:

@@ -1,6 +1,6 @@
 """The consumer kit: follow ``jobs.events`` from your own service.
 
-    from schemas.consumer import JobEventConsumer
+    from jobledger.consumer import JobEventConsumer
     from schemas import JobSucceeded
 
     async with JobEventConsumer("kafka:9092", group_id="billing") as events:
@@ -22,8 +22,8 @@ What it does for you:
   ends, also by ``break`` or an exception), never ahead of your code. Crash
   and the events after the last commit come again.
 
-It needs ``aiokafka`` (a dependency of jobledger); the domain modules of
-``schemas`` import no Kafka client.
+It needs ``aiokafka`` (a dependency of jobledger). It lives with the SDK,
+not in ``schemas``: the contract does no I/O.
 """
 
 from __future__ import annotations

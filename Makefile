@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install browser run test test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
+.PHONY: help install browser run test lint test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ browser: ## Debian's chromium, for the dashboard's browser test (apt-get, once)
 
 test: install browser ## unit, integration and end-to-end tests against the real embedded stack
 	$(UV) run --frozen pytest
+
+lint: install ## ruff's checks on the whole tree (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
+	.venv/bin/ruff check .
 
 test-unit: install ## the fast unit tests only
 	$(UV) run --frozen pytest tests/unit

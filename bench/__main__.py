@@ -40,17 +40,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 from bench import client
+from bench.figures import ASSUMED_PEAK, PIPELINE_JOB, PIPELINE_STEPS, SCENARIOS, SETTLE_S, console
+from bench.raw import raw_broker, raw_database, raw_hop
+from bench.report import chart, ratios, report
 from bench.results import save
+from bench.scenarios import ingest_only, latency, projector_fold, replay_rate, throughput, throughput_warmup
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
-from bench.figures import ASSUMED_PEAK, PIPELINE_JOB, PIPELINE_STEPS, SETTLE_S, SCENARIOS, console
-from bench.raw import raw_broker, raw_database, raw_hop
-from bench.report import chart, report, ratios
-from bench.scenarios import throughput, latency, ingest_only, projector_fold, replay_rate, throughput_warmup
-
 
 # --- the run -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from celery import Celery
 
 from bench.client import WAIT_S, ClientSystem
-from services.embedded.stack import signal_group, free_port
+from services.embedded.stack import free_port, signal_group
 
 REDIS_URL_ENV = "JOBLEDGER_PEER_REDIS_URL"
 
@@ -89,7 +89,7 @@ class CeleryPeer:
             except Exception:
                 if time.monotonic() > deadline:
                     self.__exit__()
-                    raise TimeoutError(f"the Celery worker did not answer; see {self.dir}")
+                    raise TimeoutError(f"the Celery worker did not answer; see {self.dir}") from None
         self.url = url
         return celery_client(url)
 

@@ -45,8 +45,8 @@ from rich.table import Table
 
 from bench.history import noop_history
 from bench.results import save
-from services.adapters.readmodel import JOBS, ensure_indexes
 from services.adapters.projections import JobProjection
+from services.adapters.readmodel import JOBS, ensure_indexes
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / ".tools"
@@ -239,7 +239,7 @@ def report(results: list[dict]) -> None:
     for column in ("database", "live fold ev/s", "replay fold ev/s", "read p50 / p99 ms", "features", "install", "license"):
         table.add_column(column)
     for r in results:
-        def rate(key: str) -> str:
+        def rate(key: str, r: dict = r) -> str:
             return f"{r[key]:,.0f}" if key in r else "—"
 
         notes = [f"{k}: {v}" for k, v in r.get("features", {}).items()]

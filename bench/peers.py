@@ -121,7 +121,8 @@ def report(result: dict) -> None:
     for name in ("jobledger", "celery"):
         one = result[name]["one"]
         rates = " → ".join(f"{r['end_to_end_jobs_per_s']:,.0f}" for r in one["runs"])
-        table.add_row(f"{name} one client end to end, run 1 → {len(one['runs'])}", rates, "", "flat" if one["flat"] else "NOT flat (a run < 90% of the first)")
+        verdict = "flat" if one["flat"] else "NOT flat (a run < 90% of the first)"
+        table.add_row(f"{name} one client end to end, run 1 → {len(one['runs'])}", rates, "", verdict)
     console.print(table)
     for method, title in (("one", "one client"), ("many", f"{processes} client processes")):
         cpu = Table(title=f"CPU per job, ms, by process — {title} (from /proc, before and after)")
@@ -159,7 +160,9 @@ def main() -> None:
         "celery": run_celery(args),
     }
     result["ratios"] = {
-        f"{method}.{key if isinstance(key, str) else '.'.join(key)}": _figure(result["jobledger"], method, key) / _figure(result["celery"], method, key)
+        f"{method}.{key if isinstance(key, str) else '.'.join(key)}": (
+            _figure(result["jobledger"], method, key) / _figure(result["celery"], method, key)
+        )
         for method, key, _, _ in FIGURES
     }
     report(result)

@@ -10,11 +10,10 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import AsyncMongoClient, UpdateOne
 
+from bench.figures import percentile
 from services.adapters.broker import ensure_topics
 from services.adapters.log import make_producer, topic_partitions
 from services.embedded.stack import EmbeddedStack
-from bench.figures import percentile
-
 
 # --- raw limits -------------------------------------------------------------------------
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from rich.table import Table
 
 from bench.figures import (
-    ASSUMED_PEAK, EVENTS_PER_JOB, HOPS_PER_JOB, MESSAGES_PER_JOB, OVERLOADED, PIPELINE_EVENTS, PIPELINE_MESSAGES, console,
+    ASSUMED_PEAK,
+    EVENTS_PER_JOB,
+    HOPS_PER_JOB,
+    MESSAGES_PER_JOB,
+    OVERLOADED,
+    PIPELINE_EVENTS,
+    PIPELINE_MESSAGES,
+    console,
 )
 
 
@@ -115,12 +122,17 @@ def report(result: dict) -> None:
             )
     if "ingest" in result:
         i = result["ingest"]
-        table.add_row("ingest only, single POST /jobs", f"{i['single_accepted_per_s']:,.0f} jobs/s", f"{r['ingest_single_vs_produce']:.1%} of raw produce")
-        table.add_row("ingest only, POST /jobs:batch", f"{i['batch_accepted_per_s']:,.0f} jobs/s", f"{r['ingest_batch_vs_produce']:.1%} of raw produce")
+        single, batch = f"{i['single_accepted_per_s']:,.0f} jobs/s", f"{i['batch_accepted_per_s']:,.0f} jobs/s"
+        table.add_row("ingest only, single POST /jobs", single, f"{r['ingest_single_vs_produce']:.1%} of raw produce")
+        table.add_row("ingest only, POST /jobs:batch", batch, f"{r['ingest_batch_vs_produce']:.1%} of raw produce")
     if "projector" in result:
-        table.add_row("projector fold", f"{result['projector']['events_per_s']:,.0f} events/s", f"{r['projector_vs_database']:.1%} of raw bulk upsert")
+        fold = f"{result['projector']['events_per_s']:,.0f} events/s"
+        table.add_row("projector fold", fold, f"{r['projector_vs_database']:.1%} of raw bulk upsert")
     if "replay" in result:
-        table.add_row(f"replay ({result['replay']['events']:,} events)", f"{result['replay']['events_per_s']:,.0f} events/s", f"{r['replay_vs_database']:.1%} of raw bulk upsert")
+        replay = result["replay"]
+        table.add_row(
+            f"replay ({replay['events']:,} events)", f"{replay['events_per_s']:,.0f} events/s", f"{r['replay_vs_database']:.1%} of raw bulk upsert"
+        )
     console.print(table)
     hops = result.get("latency", {}).get("hops")
     if hops:

@@ -12,16 +12,16 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from bench import stages
+from bench.figures import EVENTS_PER_JOB, HEADERS, console, percentile, progress_bar
 from bench.history import noop_history
+from bench.raw import log_consumer
+from bench.watch import Watch
 from schemas import JobStatus, parse_event
 from services.adapters.broker import ensure_topics
 from services.adapters.log import make_producer, topic_partitions
-from services.adapters.readmodel import ensure_indexes
 from services.adapters.projections import JobProjection
+from services.adapters.readmodel import ensure_indexes
 from services.embedded.stack import EmbeddedStack
-from bench.figures import EVENTS_PER_JOB, HEADERS, console, progress_bar, percentile
-from bench.raw import log_consumer
-from bench.watch import Watch
 
 
 async def throughput(

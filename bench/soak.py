@@ -20,8 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.scenarios import throughput
 from bench.results import save
+from bench.scenarios import throughput
 from services.embedded import kafka
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 

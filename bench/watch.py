@@ -12,7 +12,6 @@ from schemas import JobStatus
 from services.adapters.readmodel import JOBS
 from services.embedded.stack import EmbeddedStack
 
-
 # --- the pipeline --------------------------------------------------------------------------
 
 

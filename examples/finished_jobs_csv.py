@@ -19,8 +19,8 @@ import os
 import signal
 from pathlib import Path
 
-from schemas import JobCancelled, JobFailed, JobSucceeded
 from jobledger.consumer import JobEventConsumer
+from schemas import JobCancelled, JobFailed, JobSucceeded
 
 COLUMNS = ["job_id", "seq", "state", "attempt", "finished_at", "detail"]
 ENDED = {JobSucceeded: "SUCCEEDED", JobFailed: "FAILED", JobCancelled: "CANCELLED"}

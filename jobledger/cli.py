@@ -138,7 +138,8 @@ def submit(
             _print(as_json, {"id": job.id}, lambda: out.print(job.id))
             return
         console.print(f"submitted {job.id}")
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console) as bar:
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
             task = bar.add_task("PENDING", total=100)
             step_bars = StepBars(bar)
             for update in job.follow():

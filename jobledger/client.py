@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from jobledger.errors import ApiError, JobFailed, WaitTimeout, answering, raise_for_problem
 from schemas import TERMINAL, JobStatus
 from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView, ScheduleList, ScheduleView
-from jobledger.errors import ApiError, JobFailed, WaitTimeout, answering, raise_for_problem
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL_S = 30.0

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate
+from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView
 
 T = TypeVar("T")
 

@@ -22,8 +22,8 @@ from schemas.commands import (
     GrantSlot,
     Heartbeat,
     RefuseSlot,
-    ReportProgress,
     ReleaseJob,
+    ReportProgress,
     RetryJob,
     StartJob,
     SubmitJob,
@@ -32,7 +32,6 @@ from schemas.commands import (
     parse_command,
 )
 from schemas.decider import decide, queued_work
-from schemas.fold import apply_next, evolve, fold
 from schemas.errors import (
     CONCURRENCY_LIMIT_REACHED,
     InvalidTransition,
@@ -65,6 +64,7 @@ from schemas.events import (
     event_type_name,
     parse_event,
 )
+from schemas.fold import apply_next, evolve, fold
 from schemas.job import TERMINAL, AttemptError, Job, JobStatus, timeout_error
 from schemas.options import Backoff, JobOptions, Priority
 from schemas.slots import (

@@ -29,8 +29,8 @@ from schemas.commands import (
     GrantSlot,
     Heartbeat,
     RefuseSlot,
-    ReportProgress,
     ReleaseJob,
+    ReportProgress,
     RetryJob,
     StartJob,
     SubmitJob,
@@ -58,14 +58,14 @@ from schemas.events import (
     JobProgressedData,
     JobQueued,
     JobQueuedData,
+    JobRejected,
+    JobRejectedData,
     JobReleased,
     JobReleasedData,
     JobRetried,
     JobRetriedData,
     JobRetryScheduled,
     JobRetryScheduledData,
-    JobRejected,
-    JobRejectedData,
     JobSlotRequested,
     JobSlotRequestedData,
     JobStarted,
@@ -80,8 +80,8 @@ from schemas.events import (
 )
 from schemas.fold import fold
 from schemas.job import Job, JobStatus, StepStatus, timeout_error
-from schemas.pipeline_rules import STEP_RULES, advance, check_plan, step_work
 from schemas.options import retry_at
+from schemas.pipeline_rules import STEP_RULES, advance, check_plan, step_work
 from schemas.values import later
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b7a-5c3e-9a2f-0b1e2d3c4f5a")

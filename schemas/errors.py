@@ -6,7 +6,6 @@ They are values the caller can act on. The API turns a ``Rejection`` into a
 
 from __future__ import annotations
 
-
 CONCURRENCY_LIMIT_REACHED = "concurrency-limit-reached"
 """Why a job with ``on_conflict: reject`` was refused (the ``reason`` of its ``jobledger.job.rejected``)."""
 

@@ -14,8 +14,8 @@ the one before it (see :mod:`schemas.chain`), so a consumer deduplicates by
 
 from __future__ import annotations
 
-from datetime import timezone
 from collections.abc import Callable
+from datetime import timezone
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import orjson

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from schemas.errors import SequenceGap
 from schemas.events import (
+    STEP_EVENTS,
     AnyEvent,
     JobCancelled,
     JobCancelRequested,
@@ -26,21 +27,20 @@ from schemas.events import (
     JobSubmitted,
     JobSucceeded,
     PipelineStarted,
-    STEP_EVENTS,
     StepCancelled,
     StepCompensated,
     StepCompensationFailed,
     StepFailed,
     StepProgressed,
     StepQueued,
-    StepRetryScheduled,
     StepReleased,
+    StepRetryScheduled,
     StepSkipped,
     StepStarted,
     StepSucceeded,
 )
-from schemas.pipelines import PipelineStep
 from schemas.job import AttemptError, Job, JobStatus, Step, StepStatus
+from schemas.pipelines import PipelineStep
 
 
 def evolve(job: Job | None, event: AnyEvent) -> Job:

@@ -151,7 +151,8 @@ class Job(BaseModel):
     completed_steps: tuple[str, ...] = Field((), description="a pipeline's succeeded steps, in the order they succeeded")
     failed_step: str | None = Field(None, description="the step whose failure failed the pipeline")
     compensated: bool | None = Field(
-        None, description="a pipeline that ended early: true when every compensation succeeded, false when one failed; none when nothing needed undoing"
+        None,
+        description="a pipeline that ended early: true when every compensation succeeded, false when one failed; none when nothing needed undoing",
     )
 
     @property

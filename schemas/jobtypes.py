@@ -21,10 +21,9 @@ declarations), so keep declarations in a module of their own.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -32,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.errors import JobledgerError
 from schemas.options import JobOptions
-
 
 T = TypeVar("T")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

@@ -13,9 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-
 from schemas.chain import ChainCheck
-
 
 CSV_COLUMNS = ["subject", "seq", "type", "time", "tenant", "id", "causationid", "correlationid", "prevhash", "hash", "data"]
 

@@ -22,10 +22,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
 from services.adapters.log import log_records
-from services.adapters.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
-from services.common.settings import ConnectionSettings
 from services.adapters.projections import JobProjection
+from services.adapters.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
 from services.adapters.schedule_projection import ScheduleProjection
+from services.common.settings import ConnectionSettings
 
 BATCH = 2000
 

@@ -16,7 +16,6 @@ from pymongo import AsyncMongoClient
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
-
 # A CI timeout or kill sends SIGTERM: let the session fixtures stop the stack.
 stop_on_sigterm()
 

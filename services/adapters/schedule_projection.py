@@ -7,8 +7,8 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas.schedules import ScheduleCommand, evolve_schedule
-from services.adapters.readmodel import SCHEDULES, schedule_document, schedule_from_document
 from services.adapters.projections import BatchOutcome
+from services.adapters.readmodel import SCHEDULES, schedule_document, schedule_from_document
 
 
 class ScheduleProjection:

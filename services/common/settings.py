@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 DECIDER_GROUP = "jobledger-processor"
 """The decider's consumer group (on jobs.commands, jobs.slots and jobs.schedules)."""
 RUNNER_GROUP = "jobledger-runner"
@@ -46,4 +45,6 @@ class ConnectionSettings(BaseSettings):
     group_session_timeout_s: float = Field(
         10.0, gt=1, description="consumer-group session timeout: how soon a dead member's partitions move"
     )
-    linger_ms: int = Field(0, ge=0, description="how long a producer waits to batch records (records sent while a request is in flight are batched anyway)")
+    linger_ms: int = Field(
+        0, ge=0, description="how long a producer waits to batch records (records sent while a request is in flight are batched anyway)"
+    )

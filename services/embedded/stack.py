@@ -361,7 +361,7 @@ async def _wait_mongo(settings: ConnectionSettings, timeout_s: float, process: s
             return
         except Exception:
             if process.poll() is not None:
-                raise RuntimeError(f"the database exited with code {process.returncode}")
+                raise RuntimeError(f"the database exited with code {process.returncode}") from None
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)

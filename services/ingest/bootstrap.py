@@ -14,11 +14,11 @@ from fastapi import Depends, Request
 from pymongo import AsyncMongoClient
 
 from schemas.jobtypes import JobTypes
-from services.common.modules import load_job_types
 from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import MAX_BATCH_BYTES
 from services.adapters.rdproducer import RdProducer
 from services.adapters.readmodel import ReadModel, connect
+from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
 from services.ingest.lag import ConsumerLag
 from services.ingest.settings import IngestSettings

@@ -18,10 +18,10 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas import JobOptions, SubmitJob, encode_command, topics
+from schemas.api import SubmitJobRequest
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
 from schemas.values import document_problems, json_problems
-from schemas.api import SubmitJobRequest
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")

@@ -70,8 +70,8 @@ from services.processor.attempts import (
     first_error,
     outcome,
 )
-from services.processor.handlers import HandlerRegistry, JobContext
 from services.processor.follower import LostPartitions
+from services.processor.handlers import HandlerRegistry, JobContext
 from services.processor.offsets import Offsets
 from services.processor.reports import LocalDecider, Reports
 from services.processor.settings import ProcessorSettings

@@ -7,8 +7,8 @@ import signal
 
 import structlog
 
-from services.common.logging import configure_logging
 from services.adapters.positions import LogLost
+from services.common.logging import configure_logging
 from services.projector.service import run_projector
 from services.projector.settings import ProjectorSettings
 

@@ -27,11 +27,11 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, 
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
-from services.adapters.log import DeadLetters, make_consumer, make_producer
-from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters import positions
+from services.adapters.log import DeadLetters, make_consumer, make_producer
 from services.adapters.positions import LogLost
 from services.adapters.projections import BatchOutcome, JobProjection
+from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters.schedule_projection import ScheduleProjection
 from services.projector.settings import ProjectorSettings
 

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer
 from schemas import TERMINAL, JobStatus
 from services.adapters.broker import READ_MODEL_GROUPS, drain
 from services.embedded.stack import EmbeddedStack
-from tests.conftest import API_KEYS, FUZZ_KEY, LEASE_S, stack_settings  # noqa: F401  (the e2e tests import them from here)
 from services.ingest.settings import DEV_API_KEY
+from tests.conftest import API_KEYS, FUZZ_KEY, LEASE_S, stack_settings  # noqa: F401  (the e2e tests import them from here)
 
 JOB_TIMEOUT_S = 90.0
 

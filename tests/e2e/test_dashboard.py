@@ -57,7 +57,8 @@ async def test_a_job_submitted_in_the_dashboard_runs_to_success_with_a_live_prog
     await submit_from_the_form(page, stack, '{"seconds": 2.5}', "sleep")
 
     await expect(page.locator("#job-state")).to_have_text("RUNNING", timeout=30_000)
-    await page.wait_for_function("document.getElementById('job-progress').value > 0 && document.getElementById('job-progress').value < 100", timeout=30_000)
+    midway = "document.getElementById('job-progress').value > 0 && document.getElementById('job-progress').value < 100"
+    await page.wait_for_function(midway, timeout=30_000)
     await expect(page.locator("#job-state")).to_have_text("SUCCEEDED", timeout=60_000)
     await page.wait_for_function("document.getElementById('job-progress').value === 100", timeout=30_000)
     history = page.locator("#event-rows tr td:nth-child(2)")

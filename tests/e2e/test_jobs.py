@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ async def test_a_sleep_job_runs_to_success_and_its_events_are_seq_1_to_n(api, db
     assert job["version"] == len(stored)
     # The stored events are the log's events: chained, and they parse back.
     events = [parse_event(doc["event"]) for doc in stored]
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:]))
+    assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(events))
 
 
 async def test_the_job_passes_through_queued_and_running(api, stack):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import uuid
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -57,7 +58,7 @@ async def test_a_flaky_job_succeeds_on_attempt_3_after_visible_backoff(api):
     assert [round((at(e["data"]["retry_at"]) - at(e["time"])).total_seconds(), 3) for e in scheduled] == [0.3, 0.6]
     queued = [e for e in events if short_type(e) == "queued"]
     assert [e["data"]["attempt"] for e in queued] == [1, 2, 3]
-    for retry, requeued in zip(scheduled, queued[1:]):
+    for retry, requeued in zip(scheduled, queued[1:], strict=False):
         assert at(requeued["time"]) >= at(retry["data"]["retry_at"]), "no attempt before its backoff"
 
 
@@ -416,7 +417,7 @@ async def test_jobs_sharing_a_concurrency_key_never_overlap(api):
         assert "slot_requested" in [short_type(e) for e in events]
         intervals.append((started, ended))
     intervals.sort()
-    for (_, end), (next_start, _) in zip(intervals, intervals[1:]):
+    for (_, end), (next_start, _) in pairwise(intervals):
         assert next_start >= end, "a job with the key started before the previous one ended"
 
 
@@ -609,7 +610,7 @@ async def test_a_schedule_whose_job_says_reject_obeys_the_limit(api):
     finally:
         await api.delete(f"/schedules/{schedule_id}")
     ran = sorted((at(j["started_at"]), at(j["finished_at"]) if j["finished_at"] else None) for j in jobs if j["started_at"])
-    for (_, first_end), (second_start, _) in zip(ran, ran[1:]):
+    for (_, first_end), (second_start, _) in pairwise(ran):
         assert first_end is not None and first_end <= second_start, "one job with the key at a time"
     for j in jobs:
         if j["state"] not in ("SUCCEEDED", "REJECTED", "CANCELLED"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from itertools import pairwise
 
 import httpx
 import orjson
@@ -42,7 +43,7 @@ async def test_the_five_demo_operations_run_in_dependency_order_and_export_the_o
     steps = steps_by_name(job)
     order = ["validate", "transform", "enrich", "analyze", "export"]
     assert [step["name"] for step in job["steps"]] == order
-    for before, after in zip(order, order[1:]):
+    for before, after in pairwise(order):
         assert steps[before]["finished_at"] <= steps[after]["started_at"], f"{after} started before {before} ended"
     exported = job["result"]["export"]
     assert hashlib.sha256(exported["document"].encode()).hexdigest() == exported["sha256"]

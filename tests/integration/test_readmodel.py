@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from aiokafka import TopicPartition
 
 from schemas import CompleteJob, FailJob, JobOptions, JobStatus, Priority, StartJob, SubmitJob, decide, fold, topics
@@ -40,7 +39,8 @@ async def read_model(db):
     await ensure_indexes(own)
     events = []
     for n in range(6):
-        events += history("acme", n, fails=n % 3 == 0, priority=Priority.HIGH if n < 2 else Priority.NORMAL, labels={"team": "ml" if n % 2 else "web"})
+        priority = Priority.HIGH if n < 2 else Priority.NORMAL
+        events += history("acme", n, fails=n % 3 == 0, priority=priority, labels={"team": "ml" if n % 2 else "web"})
     events += history("other", 9)
     await JobProjection(own).apply(events)
     yield ReadModel(own)
@@ -57,7 +57,8 @@ async def test_jobs_are_listed_newest_first_filtered_and_paged(read_model):
     assert [job.job_id for job in failed] == ["job-03", "job-00"]
     ml_high = await read_model.jobs(JobFilter(tenant="acme", labels={"team": "ml"}, priority=Priority.HIGH), limit=10)
     assert [job.job_id for job in ml_high] == ["job-01"]
-    window = await read_model.jobs(JobFilter(tenant="acme", created_after=T0 + timedelta(seconds=2), created_before=T0 + timedelta(seconds=4)), limit=10)
+    between = JobFilter(tenant="acme", created_after=T0 + timedelta(seconds=2), created_before=T0 + timedelta(seconds=4))
+    window = await read_model.jobs(between, limit=10)
     assert [job.job_id for job in window] == ["job-03", "job-02"]
 
 

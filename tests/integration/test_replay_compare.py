@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
+from schemas import topics
 from services.adapters.log import make_consumer, topic_partitions
 from services.adapters.projections import JobProjection
 from services.adapters.readmodel import JOB_EVENTS, JOBS, ensure_indexes
 from services.replay import compare
-from schemas import topics
 from tests.integration.test_readmodel import history
 
 pytestmark = pytest.mark.integration

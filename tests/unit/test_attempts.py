@@ -8,7 +8,7 @@ import asyncio
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from schemas import CompleteJob, FailJob, JobQueued, JobOptions, Priority, decide
+from schemas import CompleteJob, FailJob, JobOptions, JobQueued, Priority, decide
 from schemas.jobtypes import JobType
 from services.processor.attempts import MAX_TRACEBACK_CHARS, Attempt, AttemptState, WaitingAttempts, Work, outcome
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from itertools import count
+from itertools import count, pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -524,7 +524,7 @@ def test_events_chain_by_hash_from_genesis():
 
     assert [e.seq for e in log] == [1, 2, 3, 4]
     assert log[0].prev_hash == GENESIS
-    for before, after in zip(log, log[1:]):
+    for before, after in pairwise(log):
         assert after.prev_hash == before.hash
     for event in log:
         assert event.hash == event_hash(event.wire_dict())
@@ -591,7 +591,7 @@ def test_any_command_sequence_yields_a_gapless_chained_log(script):
         assert job.attempt <= job.budget_start + job.options.max_attempts - 1
 
     assert [e.seq for e in log] == list(range(1, len(log) + 1))
-    assert all(b.hash == a.prev_hash for b, a in zip(log, log[1:]))
+    assert all(b.hash == a.prev_hash for b, a in pairwise(log))
     assert fold(log) == job
 
 

@@ -36,17 +36,16 @@ from schemas import (
     parse_command,
     parse_event,
 )
+from schemas.api import CancelRequest, JobView, ScheduleRequest, ScheduleView
 from schemas.schedules import CreateSchedule, encode_schedule_command, evolve_schedule, parse_schedule_command, tick_command, ticks_due
 from schemas.timers import due_commands
 from schemas.values import INT64_MAX, LATEST, Moment, document_problems, json_problems, label_key_problem, later, storable
 from services.adapters.readmodel import event_document, job_document, job_from_document, schedule_document
-from schemas.api import CancelRequest, JobView
+from services.common.modules import load_job_types
 from services.ingest.problems import Problem
 from services.ingest.routes.queries import _until
-from schemas.api import ScheduleRequest, ScheduleView
 from services.ingest.routes.schedules import schedule_spec
 from services.ingest.submissions import parse_request, submit_command
-from services.common.modules import load_job_types
 
 JOB_TYPES = load_job_types(["schemas.builtin"])
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import BaseModel
 
-from schemas.jobtypes import JobTypes, UnknownJobType
 from schemas.api import SubmitJobRequest
+from schemas.jobtypes import JobTypes, UnknownJobType
 from services.ingest.problems import Problem
 from services.ingest.submissions import submit_command
 

@@ -11,7 +11,6 @@ import pytest
 
 from schemas import (
     CancelJob,
-    topics,
     CompleteJob,
     FailJob,
     Heartbeat,
@@ -33,6 +32,7 @@ from schemas import (
     fold,
     parse_event,
     queued_work,
+    topics,
 )
 from schemas.errors import InvalidPipeline
 from schemas.events import (
@@ -48,8 +48,8 @@ from schemas.events import (
     StepSucceeded,
 )
 from schemas.job import StepStatus
-from schemas.pipelines import PIPELINE, Compensation, Operations, PipelineSpec, PipelineStep, plan
 from schemas.objects import demo_operations
+from schemas.pipelines import PIPELINE, Compensation, Operations, PipelineSpec, PipelineStep, plan
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 _ids = count(1)

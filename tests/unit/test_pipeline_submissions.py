@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from schemas import decide
-from services.common.modules import load_job_types
 from schemas.pipelines import PIPELINE
+from services.common.modules import load_job_types
 from services.ingest.problems import Problem
 from services.ingest.submissions import parse_request, submit_command
 

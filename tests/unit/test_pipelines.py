@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.pipelines import Operations, PipelineSpec, PlanError, plan
 from schemas.objects import demo_operations
+from schemas.pipelines import Operations, PipelineSpec, PlanError, plan
 
 
 def known() -> Operations:

@@ -13,9 +13,9 @@ from schemas.schedules import (
     DeleteSchedule,
     Schedule,
     ScheduleSpec,
+    encode_schedule_command,
     evolve_schedule,
     parse_schedule_command,
-    encode_schedule_command,
     tick_command,
     ticks_due,
 )

@@ -10,19 +10,19 @@ from schemas import (
     JobOptions,
     JobQueued,
     JobRejected,
-    RefuseSlot,
-    SlotEntry,
     JobSlotRequested,
     JobStatus,
+    RefuseSlot,
+    SlotEntry,
     SlotRelease,
     SlotRequest,
     decide,
     decide_slots,
+    encode_slot_message,
     fold,
     grant_command,
-    refuse_command,
     parse_slot_message,
-    encode_slot_message,
+    refuse_command,
 )
 from tests.unit.test_decider import _base, at, cancel, complete, fail, given_history, retry, start, submit, wake
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from schemas import Backoff, ExpireAttempt, JobOptions, NotDue, WakeJob, decide, deadlines, due_commands, fold, next_deadline
+from schemas import Backoff, ExpireAttempt, JobOptions, NotDue, WakeJob, deadlines, decide, due_commands, fold, next_deadline
 from schemas.leases import Deadlines, require_lease_ended
 from tests.unit.test_decider import at, cancel, fail, given_history, start, submit
 

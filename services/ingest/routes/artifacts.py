@@ -14,7 +14,7 @@ from services.adapters.artifacts import ArtifactMissing
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import IngestDep
-from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem
 from services.ingest.store import job_or_404
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])

@@ -21,15 +21,15 @@ from schemas import (
     RetryJob,
     decide,
 )
-from services.ingest.auth import tenant_of
-from services.ingest.bootstrap import Ingest, IngestDep
-from services.ingest.bodies import ContractRoute
 from schemas.api import (
     CancelRequest,
     JobAccepted,
     JobLinks,
 )
-from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import Ingest, IngestDep
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem
 from services.ingest.store import append_command, job_or_404
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])

@@ -17,19 +17,19 @@ from schemas import (
     fold,
     parse_event,
 )
-from schemas.values import INT64_MAX, Moment, label_key_problem
-from services.adapters.readmodel import JobFilter
-from services.ingest.auth import tenant_of
-from services.ingest.bootstrap import IngestDep
-from services.ingest.bodies import ContractRoute
-from services.ingest.lag import consumer_lag
 from schemas.api import (
     JobList,
     JobView,
     StatusView,
 )
-from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error, invalid
+from schemas.values import INT64_MAX, Moment, label_key_problem
+from services.adapters.readmodel import JobFilter
 from services.ingest import store
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import IngestDep
+from services.ingest.lag import consumer_lag
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error, invalid
 from services.ingest.responses import answer
 from services.ingest.store import job_or_404
 

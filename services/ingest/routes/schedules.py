@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
 from schemas.jobtypes import JobTypes
 from schemas.pipelines import PIPELINE
 from schemas.schedules import (
@@ -28,9 +29,8 @@ from schemas.schedules import (
 )
 from services.adapters.readmodel import schedule_from_document
 from services.ingest.auth import tenant_of
-from services.ingest.bootstrap import Ingest, IngestDep
-from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
 from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record
 from services.ingest.submissions import declared_type, job_options, pipeline_plan, validated_payload

@@ -17,9 +17,9 @@ from schemas import (
 )
 from schemas.values import INT64_MAX
 from services.ingest.auth import tenant_of
-from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.bodies import ContractRoute
-from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE
+from services.ingest.bootstrap import Ingest, IngestDep
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS
 from services.ingest.store import job_or_404
 from services.ingest.watch import GAP_RECHECK_S, Follower
 

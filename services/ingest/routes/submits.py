@@ -15,9 +15,6 @@ from schemas import (
     SubmitJob,
     topics,
 )
-from services.ingest.auth import tenant_of
-from services.ingest.bootstrap import Ingest, IngestDep
-from services.ingest.bodies import ContractRoute
 from schemas.api import (
     BatchAccepted,
     BatchItem,
@@ -27,9 +24,12 @@ from schemas.api import (
     SubmitJobRequest,
     job_path,
 )
-from services.ingest.problems import PROBLEMS, PROBLEM_RESPONSE, Problem, field_error
-from services.ingest.store import append_record, find_job, job_or_404
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import Ingest, IngestDep
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error
 from services.ingest.responses import answer
+from services.ingest.store import append_record, find_job, job_or_404
 from services.ingest.submissions import Submission, idempotent_job_id, parse_request, submission
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
@@ -186,7 +186,7 @@ async def submit_batch(
         )
     rejectable = [(index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"]
     decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
-    for (index, command), job in zip(rejectable, decided):
+    for (index, command), job in zip(rejectable, decided, strict=True):
         if job.status is JobStatus.REJECTED:
             problem = _rejected(job, command).body(f"/jobs:batch#{index}")
             results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=problem)

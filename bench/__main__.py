@@ -100,7 +100,9 @@ async def run(args: argparse.Namespace) -> dict:
         if "throughput" in wanted:
             result["throughput"] = await throughput(stack, args.jobs, args.clients, args.batch)
         if "pipeline" in wanted:
-            pipelines = await throughput(stack, args.pipeline_jobs, args.clients, max(1, args.batch // PIPELINE_STEPS), job=PIPELINE_JOB)
+            pipelines = await throughput(
+                stack, args.pipeline_jobs, args.clients, max(1, args.batch // PIPELINE_STEPS), job=PIPELINE_JOB
+            )
             result["pipeline"] = {**pipelines, "steps": PIPELINE_STEPS, "steps_per_s": pipelines["jobs_per_s"] * PIPELINE_STEPS}
         if "latency" in wanted:
             peak = result.get("throughput", {}).get("jobs_per_s", ASSUMED_PEAK)
@@ -122,15 +124,22 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--jobs", type=int, default=10_000, help="no-op jobs of the throughput scenario (default 10000)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients (default 16)")
-    parser.add_argument("--client-jobs", type=int, default=2000, help="sequential submits per run of the client method (default 2000)")
+    parser.add_argument(
+        "--client-jobs", type=int, default=2000, help="sequential submits per run of the client method (default 2000)"
+    )
     parser.add_argument("--client-singles", type=int, default=200, help="jobs one at a time in the client method (default 200)")
     parser.add_argument("--batch", type=int, default=100, help="jobs per POST /jobs:batch (default 100)")
     parser.add_argument(
-        "--pipeline-jobs", type=int, default=1000, help="pipelines of 5 no-op steps in a chain, for the pipeline scenario (default 1000)"
+        "--pipeline-jobs",
+        type=int,
+        default=1000,
+        help="pipelines of 5 no-op steps in a chain, for the pipeline scenario (default 1000)",
     )
     parser.add_argument(
         "--replicas", type=int, default=1, help="processor and projector processes, for the scale-out figures (default 1)"

@@ -44,8 +44,6 @@ def noop() -> None:
     return None
 
 
-
-
 def celery_client(url: str) -> ClientSystem:
     """Celery's client on the Redis at ``url`` (also the factory of each client process)."""
     app.conf.broker_url = app.conf.result_backend = url
@@ -66,18 +64,45 @@ class CeleryPeer:
         log = open(self.dir / "redis.log", "ab")
         self.processes.append(
             subprocess.Popen(
-                [redis_server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(self.dir), "--save", "",
-                 "--appendonly", "yes", "--appendfsync", "everysec"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    redis_server,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(self.dir),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         worker_log = open(self.dir / "worker.log", "ab")
         self.processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--loglevel=WARNING",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench.celery_peer",
+                    "worker",
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
                 env={**os.environ, REDIS_URL_ENV: url},
-                stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         )
         app.conf.broker_url = app.conf.result_backend = url

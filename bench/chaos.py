@@ -179,8 +179,13 @@ def jobledger(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess:
 
 async def run(args) -> dict:
     settings = StackSettings(
-        data_dir=Path(tempfile.mkdtemp(prefix="jobledger-chaos-")), broker_port=0, controller_port=0, mongo_port=0,
-        api_port=0, s3_port=0, service_env={"lease_s": str(LEASE_S)},
+        data_dir=Path(tempfile.mkdtemp(prefix="jobledger-chaos-")),
+        broker_port=0,
+        controller_port=0,
+        mongo_port=0,
+        api_port=0,
+        s3_port=0,
+        service_env={"lease_s": str(LEASE_S)},
     )
     stack = EmbeddedStack(settings)
     say = console.log
@@ -235,7 +240,9 @@ async def run(args) -> dict:
 
 def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the watcher reconnects through the power cut
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=1600, help="jobs submitted per round (default 1600)")
     parser.add_argument("--rate", type=float, default=40.0, help="jobs submitted per second (default 40)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of kills on the same stack (default 1)")

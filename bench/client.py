@@ -142,7 +142,9 @@ def measure_processes(
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(processes + 1)
     results = context.Queue()
-    workers = [context.Process(target=_one_process, args=(factory, args, jobs_per_process, ready, results)) for _ in range(processes)]
+    workers = [
+        context.Process(target=_one_process, args=(factory, args, jobs_per_process, ready, results)) for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     progress(f"{processes} client processes connecting …")

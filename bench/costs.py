@@ -81,7 +81,10 @@ def broker_requests(pid: int) -> dict[str, int]:
         classes = _compiled_reader()
         done = subprocess.run(
             [java(), "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", str(classes), "KafkaRequests", str(pid)],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return json.loads(done.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):

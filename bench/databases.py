@@ -101,9 +101,20 @@ def candidates() -> list[Candidate]:
     secantus = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
     found = [
         Candidate(
-            "SecantusDB (Python)", "GPL-2.0", "PyPI wheel (uv sync): seconds",
-            lambda data, port: [secantus, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data),
-                                "--log-level", "WARNING"],
+            "SecantusDB (Python)",
+            "GPL-2.0",
+            "PyPI wheel (uv sync): seconds",
+            lambda data, port: [
+                secantus,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data),
+                "--log-level",
+                "WARNING",
+            ],
         ),
     ]
     ferret_name = f"FerretDB {FERRETDB_VERSION} (SQLite)"
@@ -111,17 +122,28 @@ def candidates() -> list[Candidate]:
         ferret = str(ferretdb_binary())
         found.append(
             Candidate(
-                ferret_name, "Apache-2.0", "go build of its module: about 1.5 min, once",
-                lambda data, port: [ferret, "--handler=sqlite", f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{port}",
-                                    "--telemetry=disable", "--log-level=warn", f"--state-dir={data}"],
+                ferret_name,
+                "Apache-2.0",
+                "go build of its module: about 1.5 min, once",
+                lambda data, port: [
+                    ferret,
+                    "--handler=sqlite",
+                    f"--sqlite-url=file:{data}/",
+                    f"--listen-addr=127.0.0.1:{port}",
+                    "--telemetry=disable",
+                    "--log-level=warn",
+                    f"--state-dir={data}",
+                ],
             )
         )
     except Exception as error:
         found.append(Candidate(ferret_name, "Apache-2.0", f"not built: {error}", None))
     found.append(
         Candidate(
-            "SecantusDB (Rust)", "GPL-2.0",
-            "not installable: secantus-mdb on crates.io is 0.0.0, a reserved placeholder ('not yet released')", None,
+            "SecantusDB (Rust)",
+            "GPL-2.0",
+            "not installable: secantus-mdb on crates.io is 0.0.0, a reserved placeholder ('not yet released')",
+            None,
         )
     )
     return found
@@ -239,6 +261,7 @@ def report(results: list[dict]) -> None:
     for column in ("database", "live fold ev/s", "replay fold ev/s", "read p50 / p99 ms", "features", "install", "license"):
         table.add_column(column)
     for r in results:
+
         def rate(key: str, r: dict = r) -> str:
             return f"{r[key]:,.0f}" if key in r else "—"
 
@@ -257,10 +280,14 @@ def report(results: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.databases", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.databases", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=3000, help="jobs whose events each candidate folds (default 3000)")
     parser.add_argument("--reads", type=int, default=2000, help="single reads by id (default 2000)")
-    parser.add_argument("--budget-s", type=float, default=120, help="longest a fold may take; a slower one is reported unfinished (default 120)")
+    parser.add_argument(
+        "--budget-s", type=float, default=120, help="longest a fold may take; a slower one is reported unfinished (default 120)"
+    )
     args = parser.parse_args()
     results = run(args)
     report(results)

@@ -79,7 +79,9 @@ def run_jobledger(args) -> dict:
             sessions = {name: process.pid for name, process in stack.processes.items() if name != "artifacts"}
             return CostMeter(sessions, stack.processes["broker"].pid, stack.settings.mongo_url)
 
-        return _measured("jobledger", jobledger(stack.api_url, DEV_API_KEY), (jobledger, (stack.api_url, DEV_API_KEY)), meter, args)
+        return _measured(
+            "jobledger", jobledger(stack.api_url, DEV_API_KEY), (jobledger, (stack.api_url, DEV_API_KEY)), meter, args
+        )
     finally:
         with console.status("stopping jobledger …"):
             stack.stop()
@@ -144,7 +146,9 @@ def report(result: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=2000, help="one client: sequential submits per run (default 2000)")
     parser.add_argument("--runs", type=int, default=3, help="one client: runs on each system (default 3)")
     parser.add_argument("--singles", type=int, default=200, help="jobs one at a time, for latency (default 200)")

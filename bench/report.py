@@ -60,7 +60,9 @@ def report(result: dict) -> None:
     if raw:
         table.add_row("raw broker produce", f"{raw['produce_msgs_per_s']:,.0f} msg/s", "")
         table.add_row("raw broker consume", f"{raw['consume_msgs_per_s']:,.0f} msg/s", "")
-        table.add_row("raw broker hop (produce → consumed)", f"p50 {raw['hop_ms_p50']:,.1f} · p99 {raw['hop_ms_p99']:,.1f} ms", "")
+        table.add_row(
+            "raw broker hop (produce → consumed)", f"p50 {raw['hop_ms_p50']:,.1f} · p99 {raw['hop_ms_p99']:,.1f} ms", ""
+        )
         table.add_row("raw database bulk upsert", f"{raw['bulk_upserts_per_s']:,.0f} ops/s", "")
     if "client" in result:
         c = result["client"]
@@ -90,7 +92,9 @@ def report(result: dict) -> None:
             f"{r['throughput_vs_broker']:.1%} of broker ({MESSAGES_PER_JOB} msg/job); "
             f"{r['throughput_vs_database']:.1%} of database ({EVENTS_PER_JOB} events/job)",
         )
-        table.add_row("  submit → SUCCEEDED p50 / p99 (saturated)", f"{t['latency_ms_p50']:,.0f} / {t['latency_ms_p99']:,.0f} ms", "")
+        table.add_row(
+            "  submit → SUCCEEDED p50 / p99 (saturated)", f"{t['latency_ms_p50']:,.0f} / {t['latency_ms_p99']:,.0f} ms", ""
+        )
         if len(t.get("jobs_per_runner", {})) > 1:
             shares = sorted(t["jobs_per_runner"].values(), reverse=True)
             table.add_row(f"  jobs per runner ({len(shares)} runners)", " / ".join(f"{n:,}" for n in shares), "")
@@ -103,7 +107,9 @@ def report(result: dict) -> None:
             f"{r['pipeline_vs_database']:.1%} of database ({PIPELINE_EVENTS} events/pipeline)"
             + (f"; a step costs {1 / r['steps_vs_jobs']:.1f}× a no-op job" if "steps_vs_jobs" in r else ""),
         )
-        table.add_row("  submit → SUCCEEDED p50 / p99 (saturated)", f"{p['latency_ms_p50']:,.0f} / {p['latency_ms_p99']:,.0f} ms", "")
+        table.add_row(
+            "  submit → SUCCEEDED p50 / p99 (saturated)", f"{p['latency_ms_p50']:,.0f} / {p['latency_ms_p99']:,.0f} ms", ""
+        )
     if "latency" in result:
         lat = result["latency"]
         table.add_row(
@@ -131,7 +137,9 @@ def report(result: dict) -> None:
     if "replay" in result:
         replay = result["replay"]
         table.add_row(
-            f"replay ({replay['events']:,} events)", f"{replay['events_per_s']:,.0f} events/s", f"{r['replay_vs_database']:.1%} of raw bulk upsert"
+            f"replay ({replay['events']:,} events)",
+            f"{replay['events_per_s']:,.0f} events/s",
+            f"{r['replay_vs_database']:.1%} of raw bulk upsert",
         )
     console.print(table)
     hops = result.get("latency", {}).get("hops")

@@ -51,7 +51,9 @@ async def fill(stack: EmbeddedStack, jobs: int) -> None:
         for i in range(jobs):
             job_id = f"history-{i:07d}"
             for event in noop_history(job_id, "default", now):
-                pending.append(await producer.send(topics.EVENTS, key=job_id.encode(), value=event.to_bytes(), headers=EVENT_HEADERS))
+                pending.append(
+                    await producer.send(topics.EVENTS, key=job_id.encode(), value=event.to_bytes(), headers=EVENT_HEADERS)
+                )
             if len(pending) > 20_000:
                 await asyncio.gather(*pending)
                 pending = []
@@ -89,12 +91,20 @@ def decider_restore_s(log: Path, since: float) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.restart", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.restart", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=100_000, help="finished jobs in the log before the restart (default 100000)")
     args = parser.parse_args()
     stop_on_sigterm()
-    settings = StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-restart-")), broker_port=0,
-                             controller_port=0, mongo_port=0, api_port=0, s3_port=0)
+    settings = StackSettings(
+        data_dir=Path(tempfile.mkdtemp(prefix="jobledger-restart-")),
+        broker_port=0,
+        controller_port=0,
+        mongo_port=0,
+        api_port=0,
+        s3_port=0,
+    )
     stack = EmbeddedStack(settings)
     try:
         with console.status("starting the stack …"):

@@ -31,8 +31,15 @@ console = Console()
 
 async def run(jobs: int) -> dict:
     stack = EmbeddedStack(
-        StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-soak-")), broker_port=0, controller_port=0,
-                      mongo_port=0, api_port=0, s3_port=0, service_env={"runner_concurrency": "64"})
+        StackSettings(
+            data_dir=Path(tempfile.mkdtemp(prefix="jobledger-soak-")),
+            broker_port=0,
+            controller_port=0,
+            mongo_port=0,
+            api_port=0,
+            s3_port=0,
+            service_env={"runner_concurrency": "64"},
+        )
     )
     with console.status("starting the stack …"):
         await stack.start()
@@ -58,7 +65,9 @@ async def run(jobs: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=50_000, help="no-op jobs (default 50000)")
     args = parser.parse_args()
     stop_on_sigterm()

@@ -47,9 +47,7 @@ def breakdown(times: dict[str, dict[str, float]]) -> list[dict]:
     """Median and p95 of each hop over the jobs that have both ends of it, in ms."""
     rows = []
     for name, start, end in HOPS:
-        gaps = sorted(
-            (marks[end] - marks[start]) * 1000 for marks in times.values() if start in marks and end in marks
-        )
+        gaps = sorted((marks[end] - marks[start]) * 1000 for marks in times.values() if start in marks and end in marks)
         if gaps:
             p95 = gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))]
             rows.append({"hop": name, "p50_ms": statistics.median(gaps), "p95_ms": p95, "jobs": len(gaps)})

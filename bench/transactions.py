@@ -44,8 +44,12 @@ class Relay:
         self.source, self.target, self.transactional = source, target, transactional
         self.group = f"relay-{uuid.uuid4().hex[:8]}"
         self.consumer = AIOKafkaConsumer(
-            source, bootstrap_servers=bootstrap, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", isolation_level="read_committed",
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
         )
         extra = {"transactional_id": f"{self.group}-tx"} if transactional else {}
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **extra)
@@ -84,9 +88,7 @@ class Relay:
             await self.producer.stop()
 
     async def _relay(self, record) -> list:
-        return [
-            await self.producer.send(self.target, key=record.key, value=record.value + suffix) for suffix in (b"/1", b"/2")
-        ]
+        return [await self.producer.send(self.target, key=record.key, value=record.value + suffix) for suffix in (b"/1", b"/2")]
 
 
 async def measure(stack: EmbeddedStack, transactional: bool, records: int, singles: int) -> dict:
@@ -96,7 +98,9 @@ async def measure(stack: EmbeddedStack, transactional: bool, records: int, singl
     relay = Relay(stack.settings.kafka_bootstrap, source, target, transactional)
     running = asyncio.create_task(relay.run())
     producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all", enable_idempotence=True)
-    reader = AIOKafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await producer.start()
     await reader.start()
     try:
@@ -133,8 +137,15 @@ async def measure(stack: EmbeddedStack, transactional: bool, records: int, singl
 
 async def run(args) -> dict:
     stack = EmbeddedStack(
-        StackSettings(data_dir=Path(tempfile.mkdtemp(prefix="jobledger-tx-")), broker_port=0, controller_port=0,
-                      mongo_port=0, api_port=0, s3_port=0, partitions=PARTITIONS)
+        StackSettings(
+            data_dir=Path(tempfile.mkdtemp(prefix="jobledger-tx-")),
+            broker_port=0,
+            controller_port=0,
+            mongo_port=0,
+            api_port=0,
+            s3_port=0,
+            partitions=PARTITIONS,
+        )
     )
     await stack.start_infrastructure()
     try:
@@ -147,7 +158,9 @@ async def run(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.transactions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.transactions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=20_000, help="records relayed for the throughput figure (default 20000)")
     parser.add_argument("--singles", type=int, default=200, help="records relayed one at a time for the hop figure (default 200)")
     args = parser.parse_args()

@@ -103,7 +103,9 @@ def submit(
     type: str = typer.Argument(..., help="Job type, e.g. sleep, noop, fail, flaky; or pipeline, with --steps."),
     payload: str = typer.Option("{}", "--payload", "-p", help="The payload, as JSON (a pipeline: for each step without one)."),
     steps: Optional[str] = typer.Option(
-        None, "--steps", help='A pipeline\'s steps, as JSON: [{"name": "a", "type": "noop", "depends_on": [], "compensate": {"type": "noop"}}, …].'
+        None,
+        "--steps",
+        help='A pipeline\'s steps, as JSON: [{"name": "a", "type": "noop", "depends_on": [], "compensate": {"type": "noop"}}, …].',
     ),
     priority: Optional[str] = typer.Option(None, help="high, normal or low."),
     max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED."),
@@ -122,8 +124,11 @@ def submit(
     options: dict[str, Any] = {
         name: value
         for name, value in dict(
-            priority=priority, max_attempts=max_attempts, timeout_s=timeout_s,
-            concurrency_key=concurrency_key, concurrency_limit=concurrency_limit,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
         ).items()
         if value is not None
     }
@@ -180,8 +185,12 @@ def ls(
         return
     rows = [
         (
-            job.id, _state(job.state.value), job.type, f"{job.attempt}/{job.max_attempts}",
-            f"{job.progress:.0f}%" if job.progress is not None else "", _when(job.created_at),
+            job.id,
+            _state(job.state.value),
+            job.type,
+            f"{job.attempt}/{job.max_attempts}",
+            f"{job.progress:.0f}%" if job.progress is not None else "",
+            _when(job.created_at),
         )
         for job in jobs
     ]
@@ -191,7 +200,9 @@ def ls(
 def _id_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
     """A table led by whole ids (they are for copying), with as many of the
     other columns, left to right, as fit the terminal: none is cut or wrapped."""
-    widths = [max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) for index, header in enumerate(headers)]
+    widths = [
+        max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) for index, header in enumerate(headers)
+    ]
     shown = len(headers)
     while shown > 1 and sum(widths[:shown]) + 2 * (shown - 1) > out.width:
         shown -= 1
@@ -216,9 +227,15 @@ def follow(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key:
     with _client(url, api_key) as client:
         for update in client.follow(_full_id(client, job_id)):
             if as_json:
-                out.print(json.dumps({"seq": update.seq, "type": update.event_type, "state": update.state.value, "progress": update.progress}))
+                out.print(
+                    json.dumps(
+                        {"seq": update.seq, "type": update.event_type, "state": update.state.value, "progress": update.progress}
+                    )
+                )
             else:
-                out.print(f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_progress(update)}".rstrip())
+                out.print(
+                    f"{update.seq:>3}  {update.event_type.rsplit('.', 1)[-1]:<16} {_state(update.state.value)}  {_progress(update)}".rstrip()
+                )
 
 
 def watch(
@@ -307,7 +324,10 @@ def _full_id(client: Client, given: str) -> str:
         return matches[0]
     if not matches:
         raise ApiError(404, {"title": "Not Found", "detail": f"no job of yours has an id starting with {given!r}"})
-    raise ApiError(409, {"title": "Ambiguous id", "detail": f"{given!r} starts more than one job id ({', '.join(matches)}, …): give more of it"})
+    raise ApiError(
+        409,
+        {"title": "Ambiguous id", "detail": f"{given!r} starts more than one job id ({', '.join(matches)}, …): give more of it"},
+    )
 
 
 class _client:
@@ -322,8 +342,11 @@ class _client:
     def __exit__(self, kind, error, traceback) -> bool:
         self.client.close()
         if isinstance(error, httpx.TransportError):
-            console.print(f"[red]no API answers at {self.client.base_url}[/] ({type(error).__name__}). "
-                          "Start the stack with `make run`, or set JOBLEDGER_URL.", highlight=False)
+            console.print(
+                f"[red]no API answers at {self.client.base_url}[/] ({type(error).__name__}). "
+                "Start the stack with `make run`, or set JOBLEDGER_URL.",
+                highlight=False,
+            )
             raise typer.Exit(EXIT_REFUSED)
         if isinstance(error, ApiError):
             title = f"{error.status} {error.title}" if error.status else error.title
@@ -345,8 +368,15 @@ def _final(client: Client, job_id: str, timeout: Optional[float]) -> JobView:
 
 
 STEP_STATES = {
-    "queued": "QUEUED", "started": "RUNNING", "succeeded": "SUCCEEDED", "retry_scheduled": "PENDING", "released": "PENDING",
-    "failed": "FAILED", "cancelled": "CANCELLED", "skipped": "SKIPPED", "compensated": "COMPENSATED",
+    "queued": "QUEUED",
+    "started": "RUNNING",
+    "succeeded": "SUCCEEDED",
+    "retry_scheduled": "PENDING",
+    "released": "PENDING",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+    "skipped": "SKIPPED",
+    "compensated": "COMPENSATED",
     "compensation_failed": "COMPENSATION_FAILED",
 }
 """A step event's kind → the step's state after it."""
@@ -404,14 +434,20 @@ def _show_job(job: JobView) -> None:
     if job.result is not None:
         out.print("  result ", json.dumps(job.result), highlight=False)
     if job.artifact is not None:
-        out.print(f"  artifact {job.artifact.href} ({job.artifact.size} bytes, sha256 {job.artifact.sha256[:12]}…)", highlight=False)
+        out.print(
+            f"  artifact {job.artifact.href} ({job.artifact.size} bytes, sha256 {job.artifact.sha256[:12]}…)", highlight=False
+        )
     if job.error:
         out.print(f"  error  [red]{job.error_type or ''}[/] {job.error}", highlight=False)
     _show_errors(job.errors, job.error is None)
     if job.compensated is not None:
         out.print(f"  compensated {str(job.compensated).lower()}", highlight=False)
     for step in job.steps or []:
-        phase = " (compensation)" if step.phase == "compensate" and step.state.value not in ("COMPENSATED", "COMPENSATION_FAILED") else ""
+        phase = (
+            " (compensation)"
+            if step.phase == "compensate" and step.state.value not in ("COMPENSATED", "COMPENSATION_FAILED")
+            else ""
+        )
         line = f"  step {step.name:<16} {_state(step.state.value)}{phase}  attempt {step.attempt}"
         if step.depends_on:
             line += f"  after {', '.join(step.depends_on)}"
@@ -436,8 +472,15 @@ def _show_errors(errors, every: bool, indent: str = "  ") -> None:
 
 def _state(state: str) -> str:
     colour = {
-        "SUCCEEDED": "green", "FAILED": "red", "REJECTED": "red", "CANCELLED": "yellow", "RUNNING": "cyan",
-        "COMPENSATED": "yellow", "COMPENSATING": "yellow", "COMPENSATION_FAILED": "red", "SKIPPED": "dim",
+        "SUCCEEDED": "green",
+        "FAILED": "red",
+        "REJECTED": "red",
+        "CANCELLED": "yellow",
+        "RUNNING": "cyan",
+        "COMPENSATED": "yellow",
+        "COMPENSATING": "yellow",
+        "COMPENSATION_FAILED": "red",
+        "SKIPPED": "dim",
     }.get(state)
     return f"[{colour}]{state}[/]" if colour else state
 
@@ -461,4 +504,4 @@ def _pair(item: str, option: str) -> tuple[str, str]:
     cut = min((at for at in (item.find(":"), item.find("=")) if at >= 0), default=-1)
     if cut <= 0:
         raise typer.BadParameter(f"{item!r} is not key:value (or key=value)", param_hint=option)
-    return item[:cut], item[cut + 1:]
+    return item[:cut], item[cut + 1 :]

@@ -99,7 +99,12 @@ class AsyncClient:
         return AsyncJob(self, accepted.id)
 
     async def submit_pipeline(
-        self, steps: list[dict[str, Any]], payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+        self,
+        steps: list[dict[str, Any]],
+        payload: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
     ) -> AsyncJob:
         """Submit a pipeline: ``steps`` as in ``POST /jobs`` (``{"name", "type", "payload"?,
         "depends_on"?, "compensate"?}``); ``payload`` goes to each step without one of its own."""
@@ -162,10 +167,14 @@ class AsyncClient:
         response = await self._request("GET", f"/jobs/{job_id}/artifacts/{name}")
         expected = response.headers.get("etag", "").strip('"')
         if expected and hashlib.sha256(response.content).hexdigest() != expected:
-            raise ApiError(502, {
-                "type": "urn:jobledger:problem:artifact-corrupt", "title": "Artifact corrupt",
-                "detail": f"artifact {name!r} of job {job_id} does not match its sha256",
-            })
+            raise ApiError(
+                502,
+                {
+                    "type": "urn:jobledger:problem:artifact-corrupt",
+                    "title": "Artifact corrupt",
+                    "detail": f"artifact {name!r} of job {job_id} does not match its sha256",
+                },
+            )
         return response.content
 
     async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
@@ -218,7 +227,9 @@ class AsyncClient:
 
     # --- schedules --------------------------------------------------------------
 
-    async def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
+    async def schedule(
+        self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any
+    ) -> ScheduleView:
         """A cron schedule: each tick (``cron`` read in ``timezone``) submits one job of ``type``."""
         body = {"cron": cron, "timezone": timezone, "job": {"type": type, "payload": payload or {}, **_jsonable(options)}}
         return ScheduleView.model_validate((await self._request("POST", "/schedules", json=body)).json())

@@ -66,12 +66,15 @@ def answering(base_url: str) -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        raise Unavailable(0, {
-            "type": "urn:jobledger:problem:unreachable",
-            "title": "No API answers",
-            "detail": f"nothing answers at {base_url} ({error or type(error).__name__}); start the stack with "
-            "`make run`, or point JOBLEDGER_URL at it",
-        }) from error
+        raise Unavailable(
+            0,
+            {
+                "type": "urn:jobledger:problem:unreachable",
+                "title": "No API answers",
+                "detail": f"nothing answers at {base_url} ({error or type(error).__name__}); start the stack with "
+                "`make run`, or point JOBLEDGER_URL at it",
+            },
+        ) from error
 
 
 _BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}

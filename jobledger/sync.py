@@ -88,12 +88,19 @@ class Client:
         self._loop.run(self._async.aclose())
         self._loop.stop()
 
-    def submit(self, type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any) -> Job:
+    def submit(
+        self, type: str, payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+    ) -> Job:
         handle = self._loop.run(self._async.submit(type, payload, idempotency_key=idempotency_key, **options))
         return Job(self, handle)
 
     def submit_pipeline(
-        self, steps: list[dict[str, Any]], payload: dict[str, Any] | None = None, *, idempotency_key: str | None = None, **options: Any
+        self,
+        steps: list[dict[str, Any]],
+        payload: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
     ) -> Job:
         handle = self._loop.run(self._async.submit_pipeline(steps, payload, idempotency_key=idempotency_key, **options))
         return Job(self, handle)
@@ -139,7 +146,9 @@ class Client:
             events.close()
             self._loop.run(opened.__aexit__(None, None, None))
 
-    def schedule(self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any) -> ScheduleView:
+    def schedule(
+        self, cron: str, type: str, payload: dict[str, Any] | None = None, *, timezone: str = "UTC", **options: Any
+    ) -> ScheduleView:
         return self._loop.run(self._async.schedule(cron, type, payload, timezone=timezone, **options))
 
     def schedules(self) -> list[ScheduleView]:

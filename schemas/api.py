@@ -79,10 +79,20 @@ class FieldError(BaseModel):
 class ProblemDocument(BaseModel):
     """An RFC 9457 problem document: every answer that is not a success."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "type": "urn:jobledger:problem:invalid-request", "title": "The request is not valid", "status": 422,
-        "instance": "/jobs", "errors": [{"field": "payload.seconds", "message": "Input should be greater than or equal to 0"}],
-    }]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:jobledger:problem:invalid-request",
+                    "title": "The request is not valid",
+                    "status": 422,
+                    "instance": "/jobs",
+                    "errors": [{"field": "payload.seconds", "message": "Input should be greater than or equal to 0"}],
+                }
+            ]
+        },
+    )
 
     type: str = Field(description="urn:jobledger:problem:<code>; the code names the kind of refusal")
     title: str
@@ -165,7 +175,11 @@ class ArtifactView(BaseModel):
         if ref is None:
             return None
         return cls(
-            name=ref.name, size=ref.size, sha256=ref.sha256, content_type=ref.content_type, uri=ref.uri,
+            name=ref.name,
+            size=ref.size,
+            sha256=ref.sha256,
+            content_type=ref.content_type,
+            uri=ref.uri,
             href=f"{job_path(job_id)}/artifacts/{ref.name}",
         )
 
@@ -251,7 +265,8 @@ class JobView(BaseModel):
     steps: list[StepView] | None = Field(None, description="a pipeline's steps, in dependency order; null for a plain job")
     failed_step: str | None = Field(None, description="a failed pipeline: the step that failed for good")
     compensated: bool | None = Field(
-        None, description="a pipeline that ended early: true if every compensation succeeded, false if one failed; null if nothing needed undoing"
+        None,
+        description="a pipeline that ended early: true if every compensation succeeded, false if one failed; null if nothing needed undoing",
     )
     links: JobLinks
 
@@ -326,9 +341,7 @@ class ScheduleRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {"type": "sleep", "payload": {"seconds": 5}}}
-            ]
+            "examples": [{"cron": "0 2 * * *", "timezone": "Europe/Berlin", "job": {"type": "sleep", "payload": {"seconds": 5}}}]
         },
     )
 
@@ -357,7 +370,9 @@ class ScheduleView(BaseModel):
             cron=spec.cron,
             timezone=spec.timezone,
             job={
-                "type": spec.job_type, "payload": spec.payload, **spec.options.model_dump(mode="json"),
+                "type": spec.job_type,
+                "payload": spec.payload,
+                **spec.options.model_dump(mode="json"),
                 **({"steps": [step.model_dump(mode="json", exclude_none=True) for step in spec.steps]} if spec.steps else {}),
             },
             created_at=schedule.created_at,

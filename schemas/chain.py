@@ -22,9 +22,7 @@ GENESIS = "0" * 64
 
 def canonical(event: dict[str, Any]) -> bytes:
     body = {key: value for key, value in event.items() if key != "hash"}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def event_hash(event: dict[str, Any]) -> str:

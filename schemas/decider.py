@@ -224,9 +224,7 @@ def _progress(command: ReportProgress, job: Job) -> list[Emitted]:
     _require_lease(job, command)
     if (command.percent, command.message) == (job.progress, job.progress_message):
         return []
-    return [
-        (JobProgressed, JobProgressedData(attempt=command.attempt, percent=command.percent, message=command.message))
-    ]
+    return [(JobProgressed, JobProgressedData(attempt=command.attempt, percent=command.percent, message=command.message))]
 
 
 def _complete(command: CompleteJob, job: Job) -> list[Emitted]:
@@ -286,9 +284,7 @@ def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
         if job.cancel_requested_at is not None:
             return []
         deadline = later(command.issued_at, command.grace_s)
-        return [
-            (JobCancelRequested, JobCancelRequestedData(attempt=job.attempt, reason=command.reason, deadline=deadline))
-        ]
+        return [(JobCancelRequested, JobCancelRequestedData(attempt=job.attempt, reason=command.reason, deadline=deadline))]
     return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=command.reason))]
 
 
@@ -350,9 +346,7 @@ pipeline's next run where a job's next attempt. Every other command names a step
 
 def _require_status(job: Job, command: Command, status: JobStatus) -> None:
     if job.status is not status:
-        raise InvalidTransition(
-            job.job_id, f"{command.type} needs a {status} job; job {job.job_id} is {job.status}"
-        )
+        raise InvalidTransition(job.job_id, f"{command.type} needs a {status} job; job {job.job_id} is {job.status}")
 
 
 def _require_attempt(job: Job, command: AttemptCommand | ExpireAttempt) -> None:
@@ -396,4 +390,3 @@ def _emit(command: Command, job: Job | None, *items: Emitted, first_index: int =
         prev_hash = event_hash(draft.wire_dict())
         events.append(draft.model_copy(update={"hash": prev_hash}))
     return events
-

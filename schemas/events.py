@@ -221,10 +221,12 @@ class StepQueuedData(StepData):
     job_type: str
     payload: dict[str, Any]
     inputs: dict[str, Any] = Field(
-        default_factory=dict, description="the results of the steps it depends on (a compensation: of the step it undoes), by step name"
+        default_factory=dict,
+        description="the results of the steps it depends on (a compensation: of the step it undoes), by step name",
     )
     input_artifacts: dict[str, ArtifactRef] = Field(
-        default_factory=dict, description="the inputs stored as artifacts (their entry in inputs is null): the runner fetches them"
+        default_factory=dict,
+        description="the inputs stored as artifacts (their entry in inputs is null): the runner fetches them",
     )
     compensation: bool = False
     priority: Priority = Priority.NORMAL
@@ -482,16 +484,35 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 ATTEMPT_ENDED: tuple[type[Event], ...] = (
-    JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled, JobReleased,
-    StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepReleased, StepSkipped, StepCompensated,
+    JobSucceeded,
+    JobFailed,
+    JobRetryScheduled,
+    JobCancelled,
+    JobReleased,
+    StepSucceeded,
+    StepRetryScheduled,
+    StepFailed,
+    StepCancelled,
+    StepReleased,
+    StepSkipped,
+    StepCompensated,
     StepCompensationFailed,
 )
 """The events that end a job's (or, with ``data.step``, a step's) current attempt:
 after one, no report of that attempt counts."""
 
 STEP_EVENTS: tuple[type[Event], ...] = (
-    StepQueued, StepStarted, StepProgressed, StepSucceeded, StepRetryScheduled, StepFailed, StepCancelled, StepReleased,
-    StepSkipped, StepCompensated, StepCompensationFailed,
+    StepQueued,
+    StepStarted,
+    StepProgressed,
+    StepSucceeded,
+    StepRetryScheduled,
+    StepFailed,
+    StepCancelled,
+    StepReleased,
+    StepSkipped,
+    StepCompensated,
+    StepCompensationFailed,
 )
 """The events about one step of a pipeline (``data.step`` names it)."""
 

@@ -75,9 +75,15 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         update.update(due_at=None, awaiting_slot=True)
     elif isinstance(event, JobQueued):
         update.update(
-            status=JobStatus.QUEUED, attempt=event.data.attempt, due_at=None, runner_id=None,
-            progress=None, progress_message=None, started_at=None,
-            awaiting_slot=False, holds_slot=job.options.concurrency_key is not None,
+            status=JobStatus.QUEUED,
+            attempt=event.data.attempt,
+            due_at=None,
+            runner_id=None,
+            progress=None,
+            progress_message=None,
+            started_at=None,
+            awaiting_slot=False,
+            holds_slot=job.options.concurrency_key is not None,
         )
     elif isinstance(event, JobStarted):
         update.update(status=JobStatus.RUNNING, runner_id=event.data.runner_id, started_at=at)
@@ -105,20 +111,39 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         )
     elif isinstance(event, PipelineStarted):
         update.update(
-            status=JobStatus.RUNNING, attempt=event.data.attempt, due_at=None, started_at=at, progress=0.0,
-            progress_message=None, completed_steps=(), failed_step=None, compensated=None,
+            status=JobStatus.RUNNING,
+            attempt=event.data.attempt,
+            due_at=None,
+            started_at=at,
+            progress=0.0,
+            progress_message=None,
+            completed_steps=(),
+            failed_step=None,
+            compensated=None,
             steps=tuple(_step_reset(step) for step in job.steps),
         )
     elif isinstance(event, JobRejected):
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobReleased):
         update.update(
-            status=JobStatus.PENDING, budget_start=job.budget_start + 1, runner_id=None, progress=None, progress_message=None,
+            status=JobStatus.PENDING,
+            budget_start=job.budget_start + 1,
+            runner_id=None,
+            progress=None,
+            progress_message=None,
         )
     elif isinstance(event, JobRetried):
         update.update(
-            status=JobStatus.PENDING, budget_start=event.data.attempt, result=None, artifact=None, error=None, error_type=None,
-            finished_at=None, cancel_requested_at=None, cancel_deadline=None, cancel_reason=None,
+            status=JobStatus.PENDING,
+            budget_start=event.data.attempt,
+            result=None,
+            artifact=None,
+            error=None,
+            error_type=None,
+            finished_at=None,
+            cancel_requested_at=None,
+            cancel_deadline=None,
+            cancel_reason=None,
         )
     else:
         raise TypeError(f"unknown event {type(event).__name__}")
@@ -142,8 +167,15 @@ def _step_evolved(job: Job, event, at) -> dict:
     if isinstance(event, StepQueued):
         phase = "compensate" if data.compensation else "run"
         change = dict(
-            status=StepStatus.QUEUED, attempt=data.attempt, phase=phase, due_at=None, runner_id=None, queued_at=at,
-            started_at=None, progress=None if phase == "run" else step.progress, progress_message=None,
+            status=StepStatus.QUEUED,
+            attempt=data.attempt,
+            phase=phase,
+            due_at=None,
+            runner_id=None,
+            queued_at=at,
+            started_at=None,
+            progress=None if phase == "run" else step.progress,
+            progress_message=None,
         )
         if phase != step.phase:
             change.update(budget_start=data.attempt)
@@ -158,16 +190,23 @@ def _step_evolved(job: Job, event, at) -> dict:
         change = dict(status=StepStatus.PENDING, due_at=data.retry_at, errors=_with_error(step.errors, data, at))
     elif isinstance(event, StepFailed):
         change = dict(
-            status=StepStatus.FAILED, attempt=data.attempt, error=data.error, error_type=data.error_type,
-            errors=_with_error(step.errors, data, at), finished_at=at,
+            status=StepStatus.FAILED,
+            attempt=data.attempt,
+            error=data.error,
+            error_type=data.error_type,
+            errors=_with_error(step.errors, data, at),
+            finished_at=at,
         )
         derived["failed_step"] = name
     elif isinstance(event, StepCancelled):
         change = dict(status=StepStatus.CANCELLED, finished_at=at)
     elif isinstance(event, StepReleased):
         change = dict(
-            status=StepStatus.PENDING, budget_start=step.budget_start + 1, runner_id=None,
-            progress=None if step.phase == "run" else step.progress, progress_message=None,
+            status=StepStatus.PENDING,
+            budget_start=step.budget_start + 1,
+            runner_id=None,
+            progress=None if step.phase == "run" else step.progress,
+            progress_message=None,
         )
     elif isinstance(event, StepSkipped):
         change = dict(status=StepStatus.SKIPPED, due_at=None)
@@ -177,8 +216,11 @@ def _step_evolved(job: Job, event, at) -> dict:
         )
     elif isinstance(event, StepCompensationFailed):
         change = dict(
-            status=StepStatus.COMPENSATION_FAILED, error=data.error, error_type=data.error_type,
-            errors=_with_error(step.errors, data, at), finished_at=at,
+            status=StepStatus.COMPENSATION_FAILED,
+            error=data.error,
+            error_type=data.error_type,
+            errors=_with_error(step.errors, data, at),
+            finished_at=at,
         )
     else:
         raise TypeError(f"unknown step event {type(event).__name__}")

@@ -129,4 +129,3 @@ catalog = JobTypes()
 """Every job type declared in this process."""
 
 job_type = catalog.declare
-

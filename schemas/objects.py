@@ -28,7 +28,9 @@ class ObjectPayload(BaseModel):
 
 
 class ExportPayload(ObjectPayload):
-    pad_to_bytes: int = Field(0, ge=0, le=16 * 1024 * 1024, description="pad the exported document to at least this size (to try large results)")
+    pad_to_bytes: int = Field(
+        0, ge=0, le=16 * 1024 * 1024, description="pad the exported document to at least this size (to try large results)"
+    )
 
 
 VALIDATE = job_type("validate", payload=ObjectPayload, description="checks the object: a JSON object with string keys")

@@ -73,7 +73,8 @@ class JobOptions(BaseModel):
     )
     concurrency_limit: int = Field(1, ge=1, le=10_000, description="how many jobs with the key may hold a slot at once")
     on_conflict: Literal["queue", "reject"] = Field(
-        "queue", description="queue: wait PENDING for a slot, in submit order; reject: refuse the submit (409) while the key is full"
+        "queue",
+        description="queue: wait PENDING for a slot, in submit order; reject: refuse the submit (409) while the key is full",
     )
 
     @model_validator(mode="after")

@@ -180,7 +180,9 @@ def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
     size = _inline_size(data.inputs) + _inline_size(data.payload)
     if size > QUEUED_BUDGET_BYTES:
         failure = dict(
-            step=step.name, attempt=data.attempt, error_type=INPUTS_TOO_LARGE,
+            step=step.name,
+            attempt=data.attempt,
+            error_type=INPUTS_TOO_LARGE,
             error=f"its payload and inputs take {size:,} bytes, more than one event may carry ({QUEUED_BUDGET_BYTES:,}): "
             "store large results as artifacts (JOBLEDGER_ARTIFACT_THRESHOLD_BYTES) or depend on fewer steps",
         )
@@ -203,10 +205,15 @@ def step_work(job: Job, step: Step, compensation: bool, attempt: int) -> StepQue
         sources = [job.step(dependency) for dependency in step.depends_on]
         timeout_s = step_timeout(job, step)
     return StepQueuedData(
-        step=step.name, attempt=attempt, job_type=job_type, payload=payload,
+        step=step.name,
+        attempt=attempt,
+        job_type=job_type,
+        payload=payload,
         inputs={source.name: source.result for source in sources},
         input_artifacts={source.name: source.artifact for source in sources if source.artifact is not None},
-        compensation=compensation, priority=job.options.priority, timeout_s=timeout_s,
+        compensation=compensation,
+        priority=job.options.priority,
+        timeout_s=timeout_s,
     )
 
 
@@ -237,7 +244,8 @@ def advance(job: Job) -> list[Emitted]:
         if len(succeeded) == len(steps):
             return [(JobSucceeded, JobSucceededData(attempt=job.attempt, result=_pipeline_result(job)))]
         return [
-            _step_queued(job, step) for step in steps
+            _step_queued(job, step)
+            for step in steps
             if step.status is StepStatus.WAITING and all(dependency in succeeded for dependency in step.depends_on)
         ]
     unstarted = (StepStatus.WAITING, StepStatus.PENDING, StepStatus.QUEUED)
@@ -271,7 +279,11 @@ def _pipeline_ended(job: Job) -> Emitted:
     if unfinished:
         error += "; " + "; ".join(f"compensation of step {step.name!r} failed: {step.error}" for step in unfinished)
     data = JobFailedData(
-        attempt=job.attempt, error=error, error_type=failed.error_type, step=failed.name, compensated=compensated,
+        attempt=job.attempt,
+        error=error,
+        error_type=failed.error_type,
+        step=failed.name,
+        compensated=compensated,
         traceback=failed.errors[-1].traceback if failed.errors else None,
     )
     return (JobFailed, data)
@@ -287,7 +299,8 @@ def _require_step(job: Job, step: Step, command: Command, status: StepStatus) ->
     attempt = getattr(command, "attempt", None)
     if attempt is not None and attempt != step.attempt:
         raise StaleAttempt(
-            job.job_id, f"{command.type} is for attempt {attempt}; step {step.name!r} of job {job.job_id} is on attempt {step.attempt}"
+            job.job_id,
+            f"{command.type} is for attempt {attempt}; step {step.name!r} of job {job.job_id} is on attempt {step.attempt}",
         )
 
 

@@ -122,7 +122,8 @@ class Plan:
         """The steps not started yet whose dependencies have all succeeded, in plan order."""
         done, begun = set(succeeded), set(started)
         return [
-            name for name in self.order
+            name
+            for name in self.order
             if name not in begun and name not in done and all(dep in done for dep in self.steps[name].depends_on)
         ]
 
@@ -138,7 +139,9 @@ def plan(spec: PipelineSpec, known: Operations = operations) -> Plan:
         for dependency in step.depends_on:
             if dependency not in steps:
                 index = _index(spec, name)
-                raise PlanError(("steps", index, "depends_on"), f"step {name!r} depends on {dependency!r}, which is no step of this pipeline")
+                raise PlanError(
+                    ("steps", index, "depends_on"), f"step {name!r} depends on {dependency!r}, which is no step of this pipeline"
+                )
     order = _topological(steps, spec)
     depth: dict[str, int] = {}
     for name in order:
@@ -182,7 +185,7 @@ def _topological(steps: dict[str, PipelineStep], spec: PipelineSpec) -> list[str
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = path[path.index(name):] + [name]
+            cycle = path[path.index(name) :] + [name]
             raise PlanError(("steps", _index(spec, name), "depends_on"), f"the steps form a cycle: {' → '.join(cycle)}")
         state[name] = "visiting"
         path.append(name)

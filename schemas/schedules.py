@@ -138,9 +138,7 @@ def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Sche
     if isinstance(command, CreateSchedule):
         if schedule is not None:
             return schedule
-        return Schedule(
-            schedule_id=command.schedule_id, tenant=command.tenant, spec=command.spec, created_at=command.issued_at
-        )
+        return Schedule(schedule_id=command.schedule_id, tenant=command.tenant, spec=command.spec, created_at=command.issued_at)
     if schedule is None:
         return None
     if isinstance(command, ScheduleTicked):

@@ -120,8 +120,7 @@ def _in_utc(value: datetime) -> datetime:
         value.astimezone(timezone.utc)
     except (OverflowError, ValueError):
         raise ValueError(
-            f"{value.isoformat()} is outside the times that can be written in UTC "
-            f"({EARLIEST.isoformat()} … {LATEST.isoformat()})"
+            f"{value.isoformat()} is outside the times that can be written in UTC ({EARLIEST.isoformat()} … {LATEST.isoformat()})"
         ) from None
     return value
 

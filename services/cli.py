@@ -43,11 +43,17 @@ def _reaching_out(command):
         try:
             return command(*args, **kwargs)
         except (KafkaConnectionError, KafkaTimeoutError) as error:
-            console.print(f"[red]no broker answers at {settings.kafka_bootstrap}[/] ({type(error).__name__}). "
-                          "Start the stack with `make run`, or set JOBLEDGER_KAFKA_BOOTSTRAP.", highlight=False)
+            console.print(
+                f"[red]no broker answers at {settings.kafka_bootstrap}[/] ({type(error).__name__}). "
+                "Start the stack with `make run`, or set JOBLEDGER_KAFKA_BOOTSTRAP.",
+                highlight=False,
+            )
         except ServerSelectionTimeoutError as error:
-            console.print(f"[red]no database answers at {settings.mongo_url}[/] ({type(error).__name__}). "
-                          "Start the stack with `make run`, or set JOBLEDGER_MONGO_URL.", highlight=False)
+            console.print(
+                f"[red]no database answers at {settings.mongo_url}[/] ({type(error).__name__}). "
+                "Start the stack with `make run`, or set JOBLEDGER_MONGO_URL.",
+                highlight=False,
+            )
         raise typer.Exit(1)
 
     return wrapper
@@ -116,9 +122,9 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  dashboard {stack.api_url}/ui\n"
                 f"{_client_env(stack)}\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "
-                f"-H 'Content-Type: application/json' -d '{{\"type\": \"sleep\", \"payload\": {{\"seconds\": 2}}}}'\n"
-                f"      jobledger submit pipeline --payload '{{\"object\": {{\"Name\": \" Ada \", \"born\": 1815}}}}' "
-                f"--steps '[{{\"name\": \"export\", \"type\": \"export\"}}]' --wait\n"
+                f'-H \'Content-Type: application/json\' -d \'{{"type": "sleep", "payload": {{"seconds": 2}}}}\'\n'
+                f'      jobledger submit pipeline --payload \'{{"object": {{"Name": " Ada ", "born": 1815}}}}\' '
+                f'--steps \'[{{"name": "export", "type": "export"}}]\' --wait\n'
                 f"Ctrl-C stops everything.\n"
             )
             console.print(message, soft_wrap=True, highlight=False)
@@ -177,7 +183,9 @@ async def _create_topics(settings: ConnectionSettings) -> list[str]:
 def drain(
     timeout: float = typer.Option(60.0, help="Seconds to wait before giving up (exit 1)."),
     read_model: bool = typer.Option(
-        False, "--read-model", help="Only the decider and the projector: the read models hold the whole log (running jobs may go on)."
+        False,
+        "--read-model",
+        help="Only the decider and the projector: the read models hold the whole log (running jobs may go on).",
     ),
 ) -> None:
     """Wait until the decider, the runners and the projector have processed every

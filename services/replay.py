@@ -49,9 +49,7 @@ class Comparison:
 
     @property
     def same(self) -> bool:
-        return not (
-            self.differing or self.missing_live or self.only_live or self.events_differing or self.schedules_differing
-        )
+        return not (self.differing or self.missing_live or self.only_live or self.events_differing or self.schedules_differing)
 
 
 async def rebuild(
@@ -66,7 +64,9 @@ async def rebuild(
     jobs, job_events = JOBS + suffix, JOB_EVENTS + suffix
     await discard(db, suffix)
     await ensure_indexes(db, jobs, job_events)
-    read = await fold_log(settings, JobProjection(db, cache_jobs=200_000, jobs=jobs, job_events=job_events), progress, ends_out=ends)
+    read = await fold_log(
+        settings, JobProjection(db, cache_jobs=200_000, jobs=jobs, job_events=job_events), progress, ends_out=ends
+    )
     await db[SCHEDULES + suffix].create_index([("tenant", 1), ("created_at", -1)])  # exists even when empty
     schedules = ScheduleProjection(db, SCHEDULES + suffix)
     commands = []

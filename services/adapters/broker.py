@@ -127,7 +127,9 @@ group from draining; these two drain as soon as every record is decided and
 projected."""
 
 
-async def wait_for_coordinators(settings: ConnectionSettings, groups: Iterable[str] = GROUP_TOPICS, timeout_s: float = 30.0) -> None:
+async def wait_for_coordinators(
+    settings: ConnectionSettings, groups: Iterable[str] = GROUP_TOPICS, timeout_s: float = 30.0
+) -> None:
     """Wait until the broker coordinates ``groups``. A new broker creates its
     offsets topic on the first group request and loads it; a consumer that
     joins meanwhile logs errors and warnings for every retry. Waiting here

@@ -75,7 +75,10 @@ async def topic_partitions(settings: ConnectionSettings, topic: str) -> list[Top
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    return [TopicPartition(topic, partition["partition"]) for partition in sorted(described["partitions"], key=lambda p: p["partition"])]
+    return [
+        TopicPartition(topic, partition["partition"])
+        for partition in sorted(described["partitions"], key=lambda p: p["partition"])
+    ]
 
 
 async def read_to_end(

@@ -32,7 +32,9 @@ class LogLost(Exception):
 
     def __init__(self, lost: list[LostLog]) -> None:
         self.lost = lost
-        parts = ", ".join(f"{gap.tp.topic}[{gap.tp.partition}] applied to {gap.applied_up_to}, log ends at {gap.log_ends_at}" for gap in lost)
+        parts = ", ".join(
+            f"{gap.tp.topic}[{gap.tp.partition}] applied to {gap.applied_up_to}, log ends at {gap.log_ends_at}" for gap in lost
+        )
         super().__init__(f"the log is shorter than the read models: {parts}")
 
 

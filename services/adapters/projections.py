@@ -50,9 +50,7 @@ class BatchOutcome:
 
 
 class JobProjection:
-    def __init__(
-        self, db: AsyncDatabase, cache_jobs: int = 50_000, jobs: str = JOBS, job_events: str = JOB_EVENTS
-    ) -> None:
+    def __init__(self, db: AsyncDatabase, cache_jobs: int = 50_000, jobs: str = JOBS, job_events: str = JOB_EVENTS) -> None:
         self._db = db
         self._cache: OrderedDict[str, Job] = OrderedDict()
         self._cache_jobs = cache_jobs

@@ -24,8 +24,7 @@ class ScheduleProjection:
             return BatchOutcome()
         ids = list({command.schedule_id for command in commands})
         stored = {
-            document["_id"]: schedule_from_document(document)
-            async for document in self._collection.find({"_id": {"$in": ids}})
+            document["_id"]: schedule_from_document(document) async for document in self._collection.find({"_id": {"$in": ids}})
         }
         changed = {}
         for command in commands:

@@ -21,9 +21,7 @@ PROJECTOR_GROUP = "jobledger-projector"
 class ConnectionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
 
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:19092", description="Kafka bootstrap servers, comma separated"
-    )
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma separated")
     mongo_url: str = Field(
         "mongodb://127.0.0.1:27027/?retryWrites=false&directConnection=true",
         description="MongoDB connection string",
@@ -46,5 +44,7 @@ class ConnectionSettings(BaseSettings):
         10.0, gt=1, description="consumer-group session timeout: how soon a dead member's partitions move"
     )
     linger_ms: int = Field(
-        0, ge=0, description="how long a producer waits to batch records (records sent while a request is in flight are batched anyway)"
+        0,
+        ge=0,
+        description="how long a producer waits to batch records (records sent while a request is in flight are batched anyway)",
     )

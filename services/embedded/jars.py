@@ -42,7 +42,9 @@ def java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     candidate = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not candidate or not Path(candidate).exists():
-        raise MissingTool(f"The embedded broker and S3 server need Java {JAVA_MAJOR} or newer, and no `java` was found.\n{INSTALL_HINT}")
+        raise MissingTool(
+            f"The embedded broker and S3 server need Java {JAVA_MAJOR} or newer, and no `java` was found.\n{INSTALL_HINT}"
+        )
     shown = subprocess.run([candidate, "-version"], capture_output=True, text=True).stderr
     found = re.search(r'version "(\d+)(?:\.(\d+))?', shown)
     major = int(found.group(1)) if found else 0
@@ -75,9 +77,15 @@ def ensure_installed(pom: Path, home: Path, what: str, say=print) -> Path:
     say(f"fetching {what} from Maven Central into {home} (once) …")
     subprocess.run(
         [
-            mvn, "--batch-mode", "--quiet", "--file", str(pom),
+            mvn,
+            "--batch-mode",
+            "--quiet",
+            "--file",
+            str(pom),
             f"-Dmaven.repo.local={TOOLS / 'm2'}",
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging / 'libs'}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging / 'libs'}",
         ],
         check=True,
     )

@@ -47,6 +47,7 @@ fresh broker cost 2.5 ms of CPU per produce-and-fetch round trip, 0.6 ms once
 warm; compiled by C1 alone it costs 0.55-0.7 ms from the start and its hop is
 0.9 ms p50 instead of 1.6 (docs/performance.md, "The broker's JIT")."""
 
+
 def kafka_version() -> str:
     return jars.pinned(POM, "kafka.version")
 
@@ -87,8 +88,19 @@ def format_storage(properties: Path, log_dir: Path) -> None:
     while cluster_id.startswith("-"):  # as Kafka's own Uuid.randomUuid(): an id must not read as an option
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     subprocess.run(
-        [java(), *_log_options(), "-cp", _classpath(), "kafka.tools.StorageTool", "format", "--standalone",
-         "--cluster-id", cluster_id, "--config", str(properties)],
+        [
+            java(),
+            *_log_options(),
+            "-cp",
+            _classpath(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(properties),
+        ],
         check=True,
         capture_output=True,
     )

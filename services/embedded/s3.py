@@ -48,8 +48,16 @@ def server_properties(*, port: int, data_dir: Path, access_key: str, secret_key:
 
 def server_argv(properties: Path) -> list[str]:
     return [
-        jars.java(), "-Xms64m", "-Xmx256m", "-Djava.awt.headless=true", f"-Dlogback.configurationFile={LOG_CONFIG}",
-        "-cp", str(home() / "libs" / "*"), "org.gaul.s3proxy.Main", "--properties", str(properties),
+        jars.java(),
+        "-Xms64m",
+        "-Xmx256m",
+        "-Djava.awt.headless=true",
+        f"-Dlogback.configurationFile={LOG_CONFIG}",
+        "-cp",
+        str(home() / "libs" / "*"),
+        "org.gaul.s3proxy.Main",
+        "--properties",
+        str(properties),
     ]
 
 

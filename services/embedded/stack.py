@@ -52,12 +52,8 @@ class StackSettings(ConnectionSettings):
         "disk", description="disk: the read models survive restarts; memory: they die with the database (tests)"
     )
     start_timeout_s: float = 90.0
-    separate_runner: bool = Field(
-        False, description="run the runner in its own process instead of inside the processor"
-    )
-    replicas: int = Field(
-        1, ge=1, description="processor and projector processes; each is a member of its consumer groups"
-    )
+    separate_runner: bool = Field(False, description="run the runner in its own process instead of inside the processor")
+    replicas: int = Field(1, ge=1, description="processor and projector processes; each is a member of its consumer groups")
     service_env: dict[str, str] = Field(
         default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
     )
@@ -184,7 +180,17 @@ class EmbeddedStack:
         mongo_path = ":memory:" if s.mongo_storage == "memory" else str(s.data_dir / "mongo")
         self._spawn(
             "database",
-            [_secantusd(), "--host", "127.0.0.1", "--port", str(s.mongo_port), "--storage-path", mongo_path, "--log-level", "WARNING"],
+            [
+                _secantusd(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(s.mongo_port),
+                "--storage-path",
+                mongo_path,
+                "--log-level",
+                "WARNING",
+            ],
             echo=False,
         )
         self.start_artifact_store()
@@ -231,7 +237,9 @@ class EmbeddedStack:
         while not waiting.done():  # a broker that exits (a port in use, say) is reported at once
             if self.processes["broker"].poll() is not None:
                 waiting.cancel()
-                raise RuntimeError(f"the broker exited with code {self.processes['broker'].returncode}; see {self.logs / 'broker.log'}")
+                raise RuntimeError(
+                    f"the broker exited with code {self.processes['broker'].returncode}; see {self.logs / 'broker.log'}"
+                )
             await asyncio.sleep(0.1)
         await waiting
 
@@ -285,7 +293,9 @@ class EmbeddedStack:
         this once with other settings (``shutdown_grace_s="60"``)."""
         self.stop_service(name)
         argv, env, echo = original = self._commands[name]
-        self._spawn(name, argv, {**(env or os.environ), **{f"JOBLEDGER_{key.upper()}": value for key, value in settings.items()}}, echo)
+        self._spawn(
+            name, argv, {**(env or os.environ), **{f"JOBLEDGER_{key.upper()}": value for key, value in settings.items()}}, echo
+        )
         self._commands[name] = original
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None, echo: bool | None = None) -> None:

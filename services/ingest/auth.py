@@ -12,11 +12,11 @@ from services.ingest.problems import Problem
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
 
 
-async def tenant_of(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> str:
+async def tenant_of(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
     """The caller's tenant, or a 401 problem."""
-    tenant = tenant_for(request.app.state.settings.api_keys, credentials.credentials.encode()) if credentials is not None else None
+    tenant = (
+        tenant_for(request.app.state.settings.api_keys, credentials.credentials.encode()) if credentials is not None else None
+    )
     if tenant is not None:
         return tenant
     raise Problem(

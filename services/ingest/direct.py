@@ -39,7 +39,11 @@ class DirectSubmit:
             return
         headers = dict(scope["headers"])
         ingest = getattr(scope["app"].state, "ingest", None)
-        if ingest is None or b"idempotency-key" in headers or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json":
+        if (
+            ingest is None
+            or b"idempotency-key" in headers
+            or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json"
+        ):
             await self.app(scope, receive, send)
             return
         try:
@@ -100,4 +104,3 @@ def _replaying(body: bytes, receive):
         return await receive()
 
     return replay
-

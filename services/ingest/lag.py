@@ -9,7 +9,11 @@ from schemas import topics
 from services.adapters.broker import GROUP_TOPICS, group_lag
 from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP
 
-_TOPICS_OF = {"decider": GROUP_TOPICS[DECIDER_GROUP], "runner": GROUP_TOPICS[RUNNER_GROUP], "projector": GROUP_TOPICS[PROJECTOR_GROUP]}
+_TOPICS_OF = {
+    "decider": GROUP_TOPICS[DECIDER_GROUP],
+    "runner": GROUP_TOPICS[RUNNER_GROUP],
+    "projector": GROUP_TOPICS[PROJECTOR_GROUP],
+}
 
 
 async def consumer_lag(settings, timeout_s: float = 5.0) -> dict[str, int | None]:

@@ -16,7 +16,8 @@ class IngestSettings(ConnectionSettings):
         description="API key → tenant: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2' or a JSON object",
     )
     job_type_modules: list[str] = Field(
-        ["schemas.builtin", "schemas.objects"], description="modules declaring the job types ingest accepts (schemas.jobtypes.job_type)"
+        ["schemas.builtin", "schemas.objects"],
+        description="modules declaring the job types ingest accepts (schemas.jobtypes.job_type)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
     accepted_cache_size: int = Field(
@@ -40,6 +41,7 @@ class IngestSettings(ConnectionSettings):
         if not keys:
             raise ValueError("at least one API key is needed")
         return keys
+
     consumer_groups: dict[str, str] = Field(
         {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP},
         description="consumer groups whose lag GET /status reports (name → group id)",

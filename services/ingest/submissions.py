@@ -124,10 +124,17 @@ def submission(
     value = encode_command(command)
     if len(value) > SUBMIT_BUDGET_BYTES:
         where = ("steps",) if steps is not None else ("payload",)
-        raise invalid([field_error(where, (
-            f"the job takes {len(value):,} bytes in the log, more than one record may carry ({SUBMIT_BUDGET_BYTES:,}); "
-            "pass large inputs by reference (a URL or an object key)"
-        ))])
+        raise invalid(
+            [
+                field_error(
+                    where,
+                    (
+                        f"the job takes {len(value):,} bytes in the log, more than one record may carry ({SUBMIT_BUDGET_BYTES:,}); "
+                        "pass large inputs by reference (a URL or an object key)"
+                    ),
+                )
+            ]
+        )
     return Submission(command, value)
 
 
@@ -154,7 +161,13 @@ def pipeline_plan(
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), where)) from None
     if options.concurrency_key is not None:
-        raise invalid([field_error(where + ("concurrency_key",), "a pipeline takes no concurrency key (its steps run as they become ready)")])
+        raise invalid(
+            [
+                field_error(
+                    where + ("concurrency_key",), "a pipeline takes no concurrency key (its steps run as they become ready)"
+                )
+            ]
+        )
     try:
         planned = plan(PipelineSpec(steps=tuple(body.steps)), known)
     except PlanError as error:

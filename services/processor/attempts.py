@@ -172,7 +172,9 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
             job_handler = registry.get(work.data.job_type)
             payload = job_handler.job_type.validate(work.data.payload)
         except UnknownJobType as unknown:
-            raise PermanentError(f"no handler here for job type {unknown.job_type!r}; this runner has: {', '.join(unknown.known)}") from None
+            raise PermanentError(
+                f"no handler here for job type {unknown.job_type!r}; this runner has: {', '.join(unknown.known)}"
+            ) from None
         except ValidationError as error:
             raise PermanentError(f"payload does not fit job type {job_handler.name!r}: {first_error(error)}") from None
         stored_inputs = getattr(work.data, "input_artifacts", None)
@@ -195,7 +197,9 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
     except TimeoutError:
         return Report(FailJob, "fail", {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
     except Exception as error:
-        log.error("job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error)
+        log.error(
+            "job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error
+        )
         return Report(
             FailJob,
             "fail",

@@ -400,6 +400,7 @@ class Decider(mode.Service):
         for tp in revoked:
             self._decided.pop(tp, None)
 
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, decider: Decider) -> None:
         self.decider = decider

@@ -49,7 +49,10 @@ class LostPartitions:
                     follower = self._consumer()
                     await follower.start()
                 if follower.assignment() != set(self.next_offsets):
-                    log.info("following lost partitions until our attempts there end", partitions=sorted(tp.partition for tp in self.next_offsets))
+                    log.info(
+                        "following lost partitions until our attempts there end",
+                        partitions=sorted(tp.partition for tp in self.next_offsets),
+                    )
                     follower.assign(list(self.next_offsets))
                     for tp, offset in self.next_offsets.items():
                         follower.seek(tp, offset)

@@ -53,7 +53,11 @@ async def transform(ctx: JobContext, payload: ObjectPayload) -> dict:
 async def enrich(ctx: JobContext, payload: ObjectPayload) -> dict:
     obj = _object(ctx, payload)
     strings = [value for value in obj.values() if isinstance(value, str)]
-    meta = {"field_count": len(obj), "string_chars": sum(len(value) for value in strings), "words": sum(len(value.split()) for value in strings)}
+    meta = {
+        "field_count": len(obj),
+        "string_chars": sum(len(value) for value in strings),
+        "words": sum(len(value.split()) for value in strings),
+    }
     return {"object": {**obj, "_meta": meta}}
 
 

@@ -190,7 +190,9 @@ class Runner(mode.Service):
         every = asyncio.ensure_future(asyncio.wait(tasks))
         hurried = asyncio.ensure_future(self._hurried.wait())
         try:
-            await asyncio.wait([every, hurried], timeout=max(0.0, self._stop_by - time.monotonic()), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [every, hurried], timeout=max(0.0, self._stop_by - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             every.cancel()  # the tasks themselves go on
             hurried.cancel()
@@ -447,8 +449,12 @@ class Runner(mode.Service):
         work = attempt.work
         attempt.state = AttemptState.RUNNING
         attempt.ctx = JobContext(
-            job_id=work.job_id, attempt=work.data.attempt, tenant=work.tenant, step=attempt.step,
-            inputs=getattr(work.data, "inputs", {}), compensating=attempt.compensation,
+            job_id=work.job_id,
+            attempt=work.data.attempt,
+            tenant=work.tenant,
+            step=attempt.step,
+            inputs=getattr(work.data, "inputs", {}),
+            compensating=attempt.compensation,
         )
         attempt.task = asyncio.create_task(self._attempt(attempt))
         self._started_any = True
@@ -488,7 +494,9 @@ class Runner(mode.Service):
             return
         log.info(
             "running attempt handed back: the runner is stopping",
-            job_id=attempt.work.job_id, step=attempt.step, attempt=attempt.work.data.attempt,
+            job_id=attempt.work.job_id,
+            step=attempt.step,
+            attempt=attempt.work.data.attempt,
         )
         try:
             future = await self._send(ReleaseJob, attempt, "release")

@@ -26,12 +26,8 @@ class ProcessorSettings(ConnectionSettings):
         "jobs.commands, as a runner-only process does)",
     )
     shutdown_grace_s: float = Field(10.0, ge=0, description="how long running jobs may finish on stop")
-    lease_s: float = Field(
-        30.0, gt=0, description="an attempt whose runner sent no heartbeat for this long is failed as lost"
-    )
-    progress_interval_s: float = Field(
-        1.0, gt=0, description="a running job sends at most one progress event per this interval"
-    )
+    lease_s: float = Field(30.0, gt=0, description="an attempt whose runner sent no heartbeat for this long is failed as lost")
+    progress_interval_s: float = Field(1.0, gt=0, description="a running job sends at most one progress event per this interval")
     runner_waits_for_grant: bool = Field(
         False,
         description="true: run an attempt only once the decider granted it to this runner (one more round trip per "
@@ -42,7 +38,9 @@ class ProcessorSettings(ConnectionSettings):
         1000, ge=1, description="queued attempts a runner holds in memory to pick the highest priority from"
     )
     artifact_threshold_bytes: int = Field(
-        DEFAULT_THRESHOLD_BYTES, ge=0, description="a result whose JSON is larger is stored in the artifact store (S3) and the event refers to it"
+        DEFAULT_THRESHOLD_BYTES,
+        ge=0,
+        description="a result whose JSON is larger is stored in the artifact store (S3) and the event refers to it",
     )
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
     schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")

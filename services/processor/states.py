@@ -58,7 +58,7 @@ class DurableStates:
         return int(raw) if raw is not None else None
 
     def offsets(self) -> dict[int, int]:
-        return {int(key[len(_OFFSET):]): int(value) for key, value in self._prefixed(_OFFSET)}
+        return {int(key[len(_OFFSET) :]): int(value) for key, value in self._prefixed(_OFFSET)}
 
     def job(self, job_id: str) -> Job | None:
         raw = self._db.get(_JOB + job_id.encode())
@@ -67,7 +67,7 @@ class DurableStates:
     def live(self, partitions: set[int]) -> Iterator[tuple[int, Job]]:
         """The unfinished jobs of ``partitions``, with their partition."""
         for key, _ in self._prefixed(_LIVE):
-            partition, _, job_id = key[len(_LIVE):].partition(b":")
+            partition, _, job_id = key[len(_LIVE) :].partition(b":")
             if int(partition) in partitions:
                 job = self.job(job_id.decode())
                 if job is not None:

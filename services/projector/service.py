@@ -86,7 +86,9 @@ class _Rebalance(ConsumerRebalanceListener):
     """Forget cached states when partitions move; on assignment, resume from the
     positions stored with the read models and check the log still reaches them."""
 
-    def __init__(self, projection: JobProjection, db, settings: ProjectorSettings, consumer: AIOKafkaConsumer, progress: _Progress) -> None:
+    def __init__(
+        self, projection: JobProjection, db, settings: ProjectorSettings, consumer: AIOKafkaConsumer, progress: _Progress
+    ) -> None:
         self._projection = projection
         self._db = db
         self._settings = settings

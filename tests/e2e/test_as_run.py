@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 START_TIMEOUT_S = 180
 
-USER_TYPES = '''
+USER_TYPES = """
 from pydantic import BaseModel, Field
 from schemas.jobtypes import job_type
 
@@ -34,9 +34,9 @@ class Greeting(BaseModel):
     name: str = Field(min_length=1)
 
 GREET = job_type("greet", payload=Greeting, defaults={"max_attempts": 5, "timeout_s": 30})
-'''
+"""
 
-USER_HANDLERS = '''
+USER_HANDLERS = """
 from userjobs.types import GREET, Greeting
 from services.processor.handlers import JobContext, handler
 
@@ -44,7 +44,7 @@ from services.processor.handlers import JobContext, handler
 async def greet(ctx: JobContext, payload: Greeting) -> dict:
     await ctx.progress(50, "thinking")
     return {"greeting": f"hello {payload.name}", "attempt": ctx.attempt}
-'''
+"""
 
 
 class RunningStack:
@@ -152,7 +152,9 @@ def test_a_clean_first_start_logs_no_warning_and_every_line_in_one_format(as_run
 @pytest.mark.timeout(400)
 async def test_jobs_and_their_history_survive_a_stop_and_a_start_on_disk(as_run):
     async with as_run.client() as client:
-        before = await finished(client, (await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0.2}})).json()["id"])
+        before = await finished(
+            client, (await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 0.2}})).json()["id"]
+        )
         events_before = (await client.get(f"/jobs/{before['id']}/events")).json()["items"]
 
     await asyncio.to_thread(as_run.stop)

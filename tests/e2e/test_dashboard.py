@@ -157,10 +157,17 @@ async def test_the_jobs_table_pages_past_fifty_rows_and_back(page, stack):
 @pytest.mark.timeout(180)
 async def test_a_pipelines_page_shows_each_steps_json_result_and_a_large_one_as_a_download(page, stack):
     async with api_client(stack) as api:
-        response = await api.post("/jobs", json={"type": "pipeline", "payload": {"object": {"a": 1}}, "steps": [
-            {"name": "export", "type": "export", "payload": {"pad_to_bytes": 100_000}},
-            {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
-        ]})
+        response = await api.post(
+            "/jobs",
+            json={
+                "type": "pipeline",
+                "payload": {"object": {"a": 1}},
+                "steps": [
+                    {"name": "export", "type": "export", "payload": {"pad_to_bytes": 100_000}},
+                    {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
+                ],
+            },
+        )
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
     await sign_in(page, stack)
@@ -175,7 +182,9 @@ async def test_a_pipelines_page_shows_each_steps_json_result_and_a_large_one_as_
     async with page.expect_download() as downloading:
         await link.click()
     download = await downloading.value
-    stored = (await page.evaluate(f"fetch('/jobs/{job_id}', {{headers: {{Authorization: 'Bearer {DEV_API_KEY}'}}}}).then(r => r.json())"))
+    stored = await page.evaluate(
+        f"fetch('/jobs/{job_id}', {{headers: {{Authorization: 'Bearer {DEV_API_KEY}'}}}}).then(r => r.json())"
+    )
     export = next(step for step in stored["steps"] if step["name"] == "export")
     with open(await download.path(), "rb") as saved:
         assert hashlib.sha256(saved.read()).hexdigest() == export["artifact"]["sha256"]

@@ -23,7 +23,10 @@ def generated(tmp_path_factory):
     generator = Path(sys.executable).parent / "openapi-python-client"
     subprocess.run(
         [str(generator), "generate", "--path", str(PATH), "--meta", "none", "--output-path", str(where / "jobledger_api")],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     sys.path.insert(0, str(where))
     try:
@@ -37,8 +40,12 @@ async def test_a_generated_client_submits_a_job_and_follows_it_to_success(genera
     from jobledger_api.models import ProblemDocument, SubmitJobRequest
 
     async with generated.AuthenticatedClient(base_url=stack.api_url, token=DEV_API_KEY) as client:
-        accepted = await submit_job_jobs_post.asyncio(client=client, body=SubmitJobRequest.from_dict({"type": "sleep", "payload": {"seconds": 0.2}}))
-        refused = await submit_job_jobs_post.asyncio(client=client, body=SubmitJobRequest.from_dict({"type": "sleep", "payload": {"seconds": -1}}))
+        accepted = await submit_job_jobs_post.asyncio(
+            client=client, body=SubmitJobRequest.from_dict({"type": "sleep", "payload": {"seconds": 0.2}})
+        )
+        refused = await submit_job_jobs_post.asyncio(
+            client=client, body=SubmitJobRequest.from_dict({"type": "sleep", "payload": {"seconds": -1}})
+        )
         job = await get_job_jobs_job_id_get.asyncio(client=client, job_id=accepted.id)
         while job.state.value not in ("SUCCEEDED", "FAILED"):
             job = await get_job_jobs_job_id_get.asyncio(client=client, job_id=accepted.id, wait_s=10, after_version=job.version)

@@ -56,9 +56,7 @@ async def test_the_job_passes_through_queued_and_running(api, stack):
     job_id = await submit(api, "sleep", {"seconds": 0.5})
     await wait_for_job(api, job_id)
 
-    records = await read_topic(
-        stack, topics.EVENTS, lambda rs: sum(r.key == job_id.encode() for r in rs) >= 4
-    )
+    records = await read_topic(stack, topics.EVENTS, lambda rs: sum(r.key == job_id.encode() for r in rs) >= 4)
     events = [parse_event(r.value) for r in records if r.key == job_id.encode()]
 
     assert [e.seq for e in events] == [1, 2, 3, 4]
@@ -209,9 +207,7 @@ async def test_rejected_input_appends_nothing_to_the_log(api, stack):
     good = f"good-{uuid.uuid4()}"
     await submit(api, "noop", **{"X-Correlation-Id": good})
 
-    records = await read_topic(
-        stack, topics.COMMANDS, lambda rs: any(parse_command(r.value).correlation_id == good for r in rs)
-    )
+    records = await read_topic(stack, topics.COMMANDS, lambda rs: any(parse_command(r.value).correlation_id == good for r in rs))
 
     assert not [r for r in records if parse_command(r.value).correlation_id == bad]
 

@@ -55,12 +55,15 @@ async def test_the_five_demo_operations_run_in_dependency_order_and_export_the_o
 
 
 async def test_independent_branches_are_queued_together(api):
-    job_id = await submit_pipeline(api, [
-        {"name": "a", "type": "noop", "payload": {}},
-        {"name": "b", "type": "sleep", "payload": {"seconds": 0.5}, "depends_on": ["a"]},
-        {"name": "c", "type": "sleep", "payload": {"seconds": 0.5}, "depends_on": ["a"]},
-        {"name": "d", "type": "noop", "payload": {}, "depends_on": ["b", "c"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "a", "type": "noop", "payload": {}},
+            {"name": "b", "type": "sleep", "payload": {"seconds": 0.5}, "depends_on": ["a"]},
+            {"name": "c", "type": "sleep", "payload": {"seconds": 0.5}, "depends_on": ["a"]},
+            {"name": "d", "type": "noop", "payload": {}, "depends_on": ["b", "c"]},
+        ],
+    )
     job = await wait_for_job(api, job_id)
 
     assert job["state"] == "SUCCEEDED", job
@@ -71,29 +74,37 @@ async def test_independent_branches_are_queued_together(api):
 
 
 async def test_a_third_step_failing_for_good_compensates_the_first_two_in_reverse_and_fails_compensated(api):
-    job_id = await submit_pipeline(api, [
-        {"name": "reserve", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
-        {"name": "charge", "type": "noop", "payload": {}, "depends_on": ["reserve"], "compensate": {"type": "noop"}},
-        {"name": "ship", "type": "fail", "payload": {"message": "no truck", "retryable": False}, "depends_on": ["charge"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "reserve", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
+            {"name": "charge", "type": "noop", "payload": {}, "depends_on": ["reserve"], "compensate": {"type": "noop"}},
+            {"name": "ship", "type": "fail", "payload": {"message": "no truck", "retryable": False}, "depends_on": ["charge"]},
+        ],
+    )
     job = await wait_for_job(api, job_id)
 
     assert job["state"] == "FAILED"
     assert job["compensated"] is True and job["failed_step"] == "ship"
     assert job["error"] == "step 'ship' failed: no truck"
     assert {name: step["state"] for name, step in steps_by_name(job).items()} == {
-        "reserve": "COMPENSATED", "charge": "COMPENSATED", "ship": "FAILED",
+        "reserve": "COMPENSATED",
+        "charge": "COMPENSATED",
+        "ship": "FAILED",
     }
     compensated = [step for kind, step in await event_types(api, job_id) if kind == "jobledger.step.compensated"]
     assert compensated == ["charge", "reserve"], "latest completed, first undone"
 
 
 async def test_cancelling_a_running_pipeline_stops_the_running_step_and_compensates(api):
-    job_id = await submit_pipeline(api, [
-        {"name": "book", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
-        {"name": "wait", "type": "sleep", "payload": {"seconds": 60}, "depends_on": ["book"]},
-        {"name": "never", "type": "noop", "payload": {}, "depends_on": ["wait"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "book", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
+            {"name": "wait", "type": "sleep", "payload": {"seconds": 60}, "depends_on": ["book"]},
+            {"name": "never", "type": "noop", "payload": {}, "depends_on": ["wait"]},
+        ],
+    )
     await wait_until(api, job_id, lambda job: steps_by_name(job)["wait"]["state"] == "RUNNING")
 
     response = await api.post(f"/jobs/{job_id}/cancel", json={"reason": "changed my mind"})
@@ -103,16 +114,22 @@ async def test_cancelling_a_running_pipeline_stops_the_running_step_and_compensa
     assert job["state"] == "CANCELLED"
     assert job["compensated"] is True
     assert {name: step["state"] for name, step in steps_by_name(job).items()} == {
-        "book": "COMPENSATED", "wait": "CANCELLED", "never": "SKIPPED",
+        "book": "COMPENSATED",
+        "wait": "CANCELLED",
+        "never": "SKIPPED",
     }
 
 
 async def test_a_stopping_processor_hands_the_running_step_back_and_the_pipeline_goes_on(api, stack):
     stack.restart("processor", shutdown_grace_s="0")  # this once: stopped, it hands back at once
-    job_id = await submit_pipeline(api, [
-        {"name": "first", "type": "noop", "payload": {}},
-        {"name": "long", "type": "sleep", "payload": {"seconds": 60}, "depends_on": ["first"]},
-    ], max_attempts=1)
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "first", "type": "noop", "payload": {}},
+            {"name": "long", "type": "sleep", "payload": {"seconds": 60}, "depends_on": ["first"]},
+        ],
+        max_attempts=1,
+    )
     await wait_until(api, job_id, lambda job: steps_by_name(job)["long"]["state"] == "RUNNING")
 
     stack.restart("processor")
@@ -127,10 +144,16 @@ async def test_a_stopping_processor_hands_the_running_step_back_and_the_pipeline
 
 
 async def test_a_cycle_is_a_422_naming_it(api):
-    response = await api.post("/jobs", json={"type": "pipeline", "steps": [
-        {"name": "a", "type": "noop", "depends_on": ["b"]},
-        {"name": "b", "type": "noop", "depends_on": ["a"]},
-    ]})
+    response = await api.post(
+        "/jobs",
+        json={
+            "type": "pipeline",
+            "steps": [
+                {"name": "a", "type": "noop", "depends_on": ["b"]},
+                {"name": "b", "type": "noop", "depends_on": ["a"]},
+            ],
+        },
+    )
 
     assert response.status_code == 422
     [error] = response.json()["errors"]
@@ -146,16 +169,22 @@ async def download(api, job_id: str, name: str) -> httpx.Response:
 
 async def test_a_large_step_result_round_trips_through_the_s3_store_with_a_matching_sha256(api, stack):
     job_id = await submit_pipeline(
-        api, [{"name": "export", "type": "export"}], payload={"object": {"a": 1}},
+        api,
+        [{"name": "export", "type": "export"}],
+        payload={"object": {"a": 1}},
     )
     job = await wait_for_job(api, job_id)
     assert job["state"] == "SUCCEEDED", job
     assert job["steps"][-1]["artifact"] is None, "a small result stays in the log"
 
-    big = await submit_pipeline(api, [
-        {"name": "export", "type": "export", "payload": {"pad_to_bytes": 200_000}},
-        {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
-    ], payload={"object": {"a": 1}})
+    big = await submit_pipeline(
+        api,
+        [
+            {"name": "export", "type": "export", "payload": {"pad_to_bytes": 200_000}},
+            {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
+        ],
+        payload={"object": {"a": 1}},
+    )
     job = await wait_for_job(api, big)
 
     assert job["state"] == "SUCCEEDED", job
@@ -173,12 +202,14 @@ async def test_a_large_step_result_round_trips_through_the_s3_store_with_a_match
     assert (await api.get(f"/jobs/{big}/artifacts/check")).status_code == 404, "a small result is no artifact"
 
     stack.restart("artifacts")
+
     async def downloaded():
         try:
             response = await api.get(f"/jobs/{big}/artifacts/export")
         except httpx.HTTPError:
             return None
         return response if response.status_code == 200 else None
+
     again = await eventually(downloaded)
     assert again.content == response.content, "artifacts survive a restart of the store"
 
@@ -194,11 +225,14 @@ async def test_a_plain_jobs_large_result_is_an_artifact_named_result(api):
 
 
 async def test_a_step_whose_runner_dies_is_declared_lost_and_retried_and_the_pipeline_goes_on(api, stack):
-    job_id = await submit_pipeline(api, [
-        {"name": "first", "type": "noop", "payload": {}},
-        {"name": "slow", "type": "sleep", "payload": {"seconds": 3}, "depends_on": ["first"]},
-        {"name": "last", "type": "noop", "payload": {}, "depends_on": ["slow"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "first", "type": "noop", "payload": {}},
+            {"name": "slow", "type": "sleep", "payload": {"seconds": 3}, "depends_on": ["first"]},
+            {"name": "last", "type": "noop", "payload": {}, "depends_on": ["slow"]},
+        ],
+    )
     await wait_until(api, job_id, lambda job: steps_by_name(job)["slow"]["state"] == "RUNNING")
 
     stack.kill("processor")  # its runner ran the step
@@ -212,10 +246,13 @@ async def test_a_step_whose_runner_dies_is_declared_lost_and_retried_and_the_pip
 
 
 async def test_a_pipeline_goes_on_after_its_decider_is_killed_mid_run(api, stack):
-    job_id = await submit_pipeline(api, [
-        {"name": f"s{index}", "type": "sleep", "payload": {"seconds": 1}, "depends_on": [f"s{index - 1}"] if index else []}
-        for index in range(4)
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": f"s{index}", "type": "sleep", "payload": {"seconds": 1}, "depends_on": [f"s{index - 1}"] if index else []}
+            for index in range(4)
+        ],
+    )
     await wait_until(api, job_id, lambda job: steps_by_name(job)["s1"]["state"] == "RUNNING")
 
     stack.kill("processor")
@@ -229,10 +266,13 @@ async def test_a_pipeline_goes_on_after_its_decider_is_killed_mid_run(api, stack
 
 
 async def test_a_failed_pipeline_retried_runs_again_from_its_first_step(api):
-    job_id = await submit_pipeline(api, [
-        {"name": "reserve", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
-        {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "reserve", "type": "noop", "payload": {}, "compensate": {"type": "noop"}},
+            {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
+        ],
+    )
     first = await wait_for_job(api, job_id)
     assert first["state"] == "FAILED" and first["attempt"] == 1
 
@@ -267,10 +307,13 @@ async def test_a_schedule_submits_a_pipeline_each_tick(api):
 
 async def test_a_compensations_large_result_is_an_artifact_of_its_own(api):
     undo = {"type": "export", "payload": {"object": {"undone": True}, "pad_to_bytes": 100_000}}
-    job_id = await submit_pipeline(api, [
-        {"name": "reserve", "type": "noop", "payload": {}, "compensate": undo},
-        {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
-    ])
+    job_id = await submit_pipeline(
+        api,
+        [
+            {"name": "reserve", "type": "noop", "payload": {}, "compensate": undo},
+            {"name": "ship", "type": "fail", "payload": {"retryable": False}, "depends_on": ["reserve"]},
+        ],
+    )
     job = await wait_for_job(api, job_id)
 
     assert job["state"] == "FAILED" and job["compensated"] is True, job

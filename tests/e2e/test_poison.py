@@ -147,10 +147,21 @@ def _schedule(schedule_id: str, cron: str, zone: str = "UTC") -> dict:
 def _event(job_id: str, seq: int, data: dict, kind: str = "jobledger.job.submitted", version: int = 2) -> bytes:
     return orjson.dumps(
         {
-            "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/jobledger/processor", "type": kind,
-            "subject": job_id, "time": NOW, "datacontenttype": "application/json", "schemaversion": version,
-            "seq": seq, "tenant": "default", "causationid": "c", "correlationid": "c",
-            "prevhash": "0" * 64, "hash": "f" * 64, "data": data,
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/jobledger/processor",
+            "type": kind,
+            "subject": job_id,
+            "time": NOW,
+            "datacontenttype": "application/json",
+            "schemaversion": version,
+            "seq": seq,
+            "tenant": "default",
+            "causationid": "c",
+            "correlationid": "c",
+            "prevhash": "0" * 64,
+            "hash": "f" * 64,
+            "data": data,
         }
     )
 
@@ -161,37 +172,89 @@ async def test_poison_records_are_dead_lettered_and_survive_a_restart(poisoned):
     schedule_poison = {"cron": "0 0 31 2 *", "tz": "Europe"}
     records = [
         (topics.COMMANDS, _command(options={"run_at": "9999-12-31T23:59:59-14:00"}, correlation_id=marker)),
-        (topics.COMMANDS, b'{"type":"SubmitJob","command_id":"c1","job_id":"j1","tenant":"default","issued_at":"'
-         + NOW.encode() + b'","job_type":"noop","payload":{"n":' + str(2**70).encode() + b"}}"),
+        (
+            topics.COMMANDS,
+            b'{"type":"SubmitJob","command_id":"c1","job_id":"j1","tenant":"default","issued_at":"'
+            + NOW.encode()
+            + b'","job_type":"noop","payload":{"n":'
+            + str(2**70).encode()
+            + b"}}",
+        ),
         (topics.COMMANDS, _command(options={"labels": {"team": "PLACEHOLDER"}}).replace(b"PLACEHOLDER", b"\\ud800")),
         (topics.COMMANDS, b"\xff\xfe not even text"),
-        (topics.SCHEDULES, orjson.dumps({"type": "CreateSchedule", "command_id": "s1", "schedule_id": f"never-{marker}",
-                                         "tenant": "default", "issued_at": NOW,
-                                         "spec": {"cron": schedule_poison["cron"], "job_type": "noop"}})),
-        (topics.SCHEDULES, orjson.dumps({"type": "CreateSchedule", "command_id": "s2", "schedule_id": f"folder-{marker}",
-                                         "tenant": "default", "issued_at": NOW,
-                                         "spec": {"cron": "* * * * *", "timezone": schedule_poison["tz"], "job_type": "noop"}})),
-        (topics.SLOTS, orjson.dumps({"kind": "request", "key": "default/k", "job_id": "j", "tenant": "default",
-                                     "limit": 0, "request_id": "r", "submitted_at": NOW})),
+        (
+            topics.SCHEDULES,
+            orjson.dumps(
+                {
+                    "type": "CreateSchedule",
+                    "command_id": "s1",
+                    "schedule_id": f"never-{marker}",
+                    "tenant": "default",
+                    "issued_at": NOW,
+                    "spec": {"cron": schedule_poison["cron"], "job_type": "noop"},
+                }
+            ),
+        ),
+        (
+            topics.SCHEDULES,
+            orjson.dumps(
+                {
+                    "type": "CreateSchedule",
+                    "command_id": "s2",
+                    "schedule_id": f"folder-{marker}",
+                    "tenant": "default",
+                    "issued_at": NOW,
+                    "spec": {"cron": "* * * * *", "timezone": schedule_poison["tz"], "job_type": "noop"},
+                }
+            ),
+        ),
+        (
+            topics.SLOTS,
+            orjson.dumps(
+                {
+                    "kind": "request",
+                    "key": "default/k",
+                    "job_id": "j",
+                    "tenant": "default",
+                    "limit": 0,
+                    "request_id": "r",
+                    "submitted_at": NOW,
+                }
+            ),
+        ),
         (topics.EVENTS, _event(f"huge-{marker}", 1, {"job_type": "noop", "payload": {"n": 2**64 - 1}})),
-        (topics.EVENTS, _event(f"late-{marker}", 1, {"job_type": "noop", "payload": {},
-                                                      "options": {"run_at": "9999-12-31T23:59:59-14:00"}})),
-        (topics.EVENTS, _event(f"baddoc-{marker}", 2, {"attempt": 1, "job_type": "noop", "payload": {}},
-                               kind="jobledger.job.queued", version=1)),
+        (
+            topics.EVENTS,
+            _event(f"late-{marker}", 1, {"job_type": "noop", "payload": {}, "options": {"run_at": "9999-12-31T23:59:59-14:00"}}),
+        ),
+        (
+            topics.EVENTS,
+            _event(
+                f"baddoc-{marker}", 2, {"attempt": 1, "job_type": "noop", "payload": {}}, kind="jobledger.job.queued", version=1
+            ),
+        ),
     ]
     mongo = AsyncMongoClient(stack.settings.mongo_url, tz_aware=True)
     db = mongo[stack.settings.mongo_db]
     # What an older version may have left in the stores consumers restore from:
     await db[JOBS].insert_one({"_id": f"baddoc-{marker}", "tenant": "default", "version": 1, "status": "??"})
-    await db[SCHEDULES].insert_one({"_id": f"old-{marker}", "tenant": "default", "deleted": False,
-                                    "created_at": NOW, "schedule": _schedule(f"old-{marker}", "0 0 31 2 *")})
+    await db[SCHEDULES].insert_one(
+        {
+            "_id": f"old-{marker}",
+            "tenant": "default",
+            "deleted": False,
+            "created_at": NOW,
+            "schedule": _schedule(f"old-{marker}", "0 0 31 2 *"),
+        }
+    )
     producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for topic, value in records:
             await producer.send_and_wait(topic, key=b"poison", value=value)
         await producer.send_and_wait(
-            topics.SCHEDULE_STATE, key=orjson.dumps(f"stored-{marker}"),
+            topics.SCHEDULE_STATE,
+            key=orjson.dumps(f"stored-{marker}"),
             value=orjson.dumps(_schedule(f"stored-{marker}", "0 0 31 2 *", "Etc")),
         )
     finally:

@@ -81,7 +81,9 @@ async def test_the_async_client_maps_refusals_to_typed_errors_and_cancels(stack)
 
 async def test_the_cli_waits_with_a_progress_bar_and_exits_non_zero_when_the_job_fails(stack):
     ok = await asyncio.to_thread(jobledger, stack, "submit", "sleep", "--payload", '{"seconds": 0.5}', "--wait", "--json")
-    failed = await asyncio.to_thread(jobledger, stack, "submit", "fail", "-p", '{"message": "nope", "retryable": false}', "--wait")
+    failed = await asyncio.to_thread(
+        jobledger, stack, "submit", "fail", "-p", '{"message": "nope", "retryable": false}', "--wait"
+    )
     missing = await asyncio.to_thread(jobledger, stack, "get", "no-such-job")
     bad = await asyncio.to_thread(jobledger, stack, "submit", "sleep", "-p", '{"seconds": -1}')
 
@@ -126,8 +128,16 @@ async def test_the_cli_follows_a_pipeline_step_by_step_and_downloads_its_artifac
     ]
     failed = await asyncio.to_thread(jobledger, stack, "submit", "pipeline", "--steps", json.dumps(steps), "--wait")
     exported = await asyncio.to_thread(
-        jobledger, stack, "submit", "pipeline", "-p", '{"object": {"a": 1}}', "--wait", "--json",
-        "--steps", '[{"name": "export", "type": "export", "payload": {"pad_to_bytes": 100000}}]',
+        jobledger,
+        stack,
+        "submit",
+        "pipeline",
+        "-p",
+        '{"object": {"a": 1}}',
+        "--wait",
+        "--json",
+        "--steps",
+        '[{"name": "export", "type": "export", "payload": {"pad_to_bytes": 100000}}]',
     )
 
     assert failed.returncode == 1, failed.stdout + failed.stderr

@@ -23,12 +23,16 @@ def history(tenant: str, n: int, *, fails: bool = False, **options) -> list:
     """Job ``n``'s events: submitted at T0 + n s, then run to its end."""
     at = T0 + timedelta(seconds=n)
     common = {"job_id": f"job-{n:02d}", "tenant": tenant, "issued_at": at}
-    events = decide(SubmitJob(command_id=str(uuid.uuid4()), job_type="noop", options=JobOptions(max_attempts=1, **options), **common), None)
+    events = decide(
+        SubmitJob(command_id=str(uuid.uuid4()), job_type="noop", options=JobOptions(max_attempts=1, **options), **common), None
+    )
     job = fold(events)
     events += decide(StartJob(command_id=str(uuid.uuid4()), attempt=1, runner_id="r", **common), job)
     job = fold(events)
-    end = FailJob(command_id=str(uuid.uuid4()), attempt=1, runner_id="r", error="no", **common) if fails else CompleteJob(
-        command_id=str(uuid.uuid4()), attempt=1, runner_id="r", **common
+    end = (
+        FailJob(command_id=str(uuid.uuid4()), attempt=1, runner_id="r", error="no", **common)
+        if fails
+        else CompleteJob(command_id=str(uuid.uuid4()), attempt=1, runner_id="r", **common)
     )
     return events + decide(end, job)
 
@@ -94,7 +98,9 @@ async def test_read_models_in_an_older_layout_are_kept_aside_and_rebuilt_from_th
     assert await own[f"{JOB_EVENTS}_layout1"].count_documents({}) == 1
     assert await own[JOBS].count_documents({}) == 0 and await own[JOB_EVENTS].count_documents({}) == 0
     stored = await positions.load(own, [TopicPartition(topics.EVENTS, 0), TopicPartition(topics.SCHEDULES, 0)])
-    assert stored == {TopicPartition(topics.EVENTS, 0): 0, TopicPartition(topics.SCHEDULES, 0): 7}, "jobs.events is read again from its start"
+    assert stored == {TopicPartition(topics.EVENTS, 0): 0, TopicPartition(topics.SCHEDULES, 0): 7}, (
+        "jobs.events is read again from its start"
+    )
     assert await ensure_layout(own) is False, "once in the current layout, nothing more happens"
 
 

@@ -32,7 +32,10 @@ async def rebuilt_and_live(db, stack):
     consumer = make_consumer(stack.settings)
     await consumer.start()
     try:
-        ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(await topic_partitions(stack.settings, topics.EVENTS))).items()}
+        ends = {
+            tp.partition: offset
+            for tp, offset in (await consumer.end_offsets(await topic_partitions(stack.settings, topics.EVENTS))).items()
+        }
     finally:
         await consumer.stop()
     yield own, ends

@@ -71,7 +71,11 @@ def test_an_exception_is_a_retryable_failure_and_permanent_error_is_not():
     broken_report = report_of(registry_with(broken), queued())
     refused_report = report_of(registry_with(refuses), queued())
 
-    assert (broken_report.command, broken_report.fields["error_type"], broken_report.fields["retryable"]) == (FailJob, "ValueError", True)
+    assert (broken_report.command, broken_report.fields["error_type"], broken_report.fields["retryable"]) == (
+        FailJob,
+        "ValueError",
+        True,
+    )
     assert refused_report.fields["retryable"] is False
 
 

@@ -11,7 +11,11 @@ import pytest
 from jobledger import Client, Unavailable
 from services.embedded.stack import StackSettings
 
-NOBODY = {"JOBLEDGER_KAFKA_BOOTSTRAP": "127.0.0.1:1", "JOBLEDGER_MONGO_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500", "JOBLEDGER_URL": "http://127.0.0.1:1"}
+NOBODY = {
+    "JOBLEDGER_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+    "JOBLEDGER_MONGO_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500",
+    "JOBLEDGER_URL": "http://127.0.0.1:1",
+}
 
 
 def jobledger(*args: str) -> subprocess.CompletedProcess:
@@ -19,11 +23,14 @@ def jobledger(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize(("args", "code", "says"), [
-    (("audit", "verify"), 1, "no broker answers at 127.0.0.1:1"),
-    (("drain", "--timeout", "2"), 1, "no broker answers at 127.0.0.1:1"),
-    (("get", "some-job"), 3, "nothing answers at http://127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("audit", "verify"), 1, "no broker answers at 127.0.0.1:1"),
+        (("drain", "--timeout", "2"), 1, "no broker answers at 127.0.0.1:1"),
+        (("get", "some-job"), 3, "nothing answers at http://127.0.0.1:1"),
+    ],
+)
 def test_an_unreachable_stack_is_one_clear_line(args, code, says):
     result = jobledger(*args)
 

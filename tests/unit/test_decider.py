@@ -76,9 +76,7 @@ def start(attempt: int = 1, **kw) -> StartJob:
 
 
 def complete(attempt: int = 1, **kw) -> CompleteJob:
-    return CompleteJob(
-        **_base(kw), attempt=attempt, runner_id=kw.get("runner_id", RUNNER), result=kw.get("result", {"ok": True})
-    )
+    return CompleteJob(**_base(kw), attempt=attempt, runner_id=kw.get("runner_id", RUNNER), result=kw.get("result", {"ok": True}))
 
 
 def fail(attempt: int = 1, **kw) -> FailJob:
@@ -271,9 +269,7 @@ def test_only_the_lease_holder_releases_and_a_cancel_asked_for_wins():
 
 
 def test_the_backoff_grows_by_its_factor_and_the_next_attempt_is_queued_when_due():
-    job, _ = given_history(
-        submit(options=RETRYING), start(), fail(issued_at=at(100)), wake(issued_at=at(102)), start(attempt=2)
-    )
+    job, _ = given_history(submit(options=RETRYING), start(), fail(issued_at=at(100)), wake(issued_at=at(102)), start(attempt=2))
 
     events = decide(fail(attempt=2, issued_at=at(200)), job)
 
@@ -289,8 +285,12 @@ def test_the_backoff_grows_by_its_factor_and_the_next_attempt_is_queued_when_due
 def test_the_last_failure_ends_failed_with_every_attempts_error():
     job, _ = given_history(
         submit(options=RETRYING),
-        start(), fail(error="one", issued_at=at(10)), wake(issued_at=at(20)),
-        start(attempt=2), fail(attempt=2, error="two", issued_at=at(30)), wake(issued_at=at(40)),
+        start(),
+        fail(error="one", issued_at=at(10)),
+        wake(issued_at=at(20)),
+        start(attempt=2),
+        fail(attempt=2, error="two", issued_at=at(30)),
+        wake(issued_at=at(40)),
         start(attempt=3),
     )
 

@@ -37,7 +37,14 @@ from schemas import (
     parse_event,
 )
 from schemas.api import CancelRequest, JobView, ScheduleRequest, ScheduleView
-from schemas.schedules import CreateSchedule, encode_schedule_command, evolve_schedule, parse_schedule_command, tick_command, ticks_due
+from schemas.schedules import (
+    CreateSchedule,
+    encode_schedule_command,
+    evolve_schedule,
+    parse_schedule_command,
+    tick_command,
+    ticks_due,
+)
 from schemas.timers import due_commands
 from schemas.values import INT64_MAX, LATEST, Moment, document_problems, json_problems, label_key_problem, later, storable
 from services.adapters.readmodel import event_document, job_document, job_from_document, schedule_document
@@ -92,9 +99,7 @@ def maybe(strategy):
 
 typed_payloads = st.one_of(
     st.fixed_dictionaries({"type": st.just("noop")}, optional={"payload": st.just({})}),
-    st.fixed_dictionaries(
-        {"type": st.just("sleep"), "payload": st.fixed_dictionaries({"seconds": maybe(st.floats(0, 3600))})}
-    ),
+    st.fixed_dictionaries({"type": st.just("sleep"), "payload": st.fixed_dictionaries({"seconds": maybe(st.floats(0, 3600))})}),
     st.fixed_dictionaries(
         {"type": st.just("fail"), "payload": st.fixed_dictionaries({}, optional={"message": texts, "retryable": st.booleans()})}
     ),
@@ -129,10 +134,14 @@ options = st.fixed_dictionaries(
 )
 submit_bodies = st.tuples(typed_payloads, options).map(lambda parts: {**parts[0], **parts[1]})
 crons = st.one_of(
-    st.sampled_from(["* * * * *", "0 0 31 2 *", "0 0 30 2 *", "0 0 29 2 *", "0 2 * * *", "*/5 * * * * */10", "61 * * * *", "L * * * *"]),
+    st.sampled_from(
+        ["* * * * *", "0 0 31 2 *", "0 0 30 2 *", "0 0 29 2 *", "0 2 * * *", "*/5 * * * * */10", "61 * * * *", "L * * * *"]
+    ),
     texts,
 )
-zones = st.one_of(st.sampled_from(["UTC", "Europe/Berlin", "Europe", "Etc", "Etc/GMT+14", "Pacific/Kiritimati", "x" * 300]), texts)
+zones = st.one_of(
+    st.sampled_from(["UTC", "Europe/Berlin", "Europe", "Etc", "Etc/GMT+14", "Pacific/Kiritimati", "x" * 300]), texts
+)
 schedule_bodies = st.fixed_dictionaries({"cron": crons, "job": submit_bodies}, optional={"timezone": zones})
 
 
@@ -240,7 +249,9 @@ def test_a_cancel_is_refused_or_decided(body):
     job = fold(decide(submit, None))
     (wake,) = due_commands(job, job.due_at)
     job = fold(decide(wake, job), job)
-    job = fold(decide(StartJob(command_id="s", job_id="job-1", tenant="t", issued_at=job.updated_at, attempt=1, runner_id="r"), job), job)
+    job = fold(
+        decide(StartJob(command_id="s", job_id="job-1", tenant="t", issued_at=job.updated_at, attempt=1, runner_id="r"), job), job
+    )
     cancel = CancelJob(command_id="x", job_id="job-1", tenant="t", issued_at=job.updated_at, **request.model_dump())
     events = decide(parse_command(encode_command(cancel)), job)
     for event in events:

@@ -72,10 +72,14 @@ class Pipeline:
         self.now = 0.0
         self.history: list = []
         ordered = plan(PipelineSpec(steps=steps), Operations())
-        self.decide(SubmitJob(
-            **self._common(), job_type=PIPELINE, options=JobOptions(**options),
-            steps=tuple(ordered.steps[name] for name in ordered.order),
-        ))
+        self.decide(
+            SubmitJob(
+                **self._common(),
+                job_type=PIPELINE,
+                options=JobOptions(**options),
+                steps=tuple(ordered.steps[name] for name in ordered.order),
+            )
+        )
 
     def _common(self) -> dict:
         return dict(command_id=f"c-{next(_ids)}", job_id="pipe-1", tenant="acme", issued_at=at(self.now))
@@ -186,7 +190,9 @@ def test_a_failing_third_step_compensates_the_first_two_in_reverse_completion_or
     job = pipeline.job
     assert job.status is JobStatus.FAILED and job.compensated is True and job.failed_step == "ship"
     assert [job.step(name).status for name in ("reserve", "charge", "ship")] == [
-        StepStatus.COMPENSATED, StepStatus.COMPENSATED, StepStatus.FAILED,
+        StepStatus.COMPENSATED,
+        StepStatus.COMPENSATED,
+        StepStatus.FAILED,
     ]
 
 
@@ -347,9 +353,7 @@ def test_a_retried_pipeline_runs_again_from_its_first_steps_with_attempts_number
     ],
 )
 def test_a_pipeline_that_cannot_run_is_rejected_naming_why(steps, message):
-    command = SubmitJob(
-        command_id="c-bad", job_id="pipe-bad", tenant="acme", issued_at=T0, job_type=PIPELINE, steps=steps
-    )
+    command = SubmitJob(command_id="c-bad", job_id="pipe-bad", tenant="acme", issued_at=T0, job_type=PIPELINE, steps=steps)
 
     with pytest.raises(InvalidPipeline, match=message):
         decide(command, None)

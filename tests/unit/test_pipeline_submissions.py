@@ -37,10 +37,16 @@ def test_asking_for_an_operation_plans_its_prerequisites_in_order_each_with_the_
 
 
 def test_a_step_with_a_payload_of_its_own_keeps_it():
-    command = submit({"type": PIPELINE, "payload": {"object": {}}, "steps": [
-        {"name": "nap", "type": "sleep", "payload": {"seconds": 1}},
-        {"name": "after", "type": "noop", "payload": {}, "depends_on": ["nap"]},
-    ]})
+    command = submit(
+        {
+            "type": PIPELINE,
+            "payload": {"object": {}},
+            "steps": [
+                {"name": "nap", "type": "sleep", "payload": {"seconds": 1}},
+                {"name": "after", "type": "noop", "payload": {}, "depends_on": ["nap"]},
+            ],
+        }
+    )
 
     assert [step.payload for step in command.steps] == [{"seconds": 1}, {}]
 
@@ -48,17 +54,27 @@ def test_a_step_with_a_payload_of_its_own_keeps_it():
 @pytest.mark.parametrize(
     ("steps", "field", "words"),
     [
-        ([{"name": "a", "type": "noop", "depends_on": ["b"]}, {"name": "b", "type": "noop", "depends_on": ["a"]}],
-         "steps.0.depends_on", "cycle: a → b → a"),
+        (
+            [{"name": "a", "type": "noop", "depends_on": ["b"]}, {"name": "b", "type": "noop", "depends_on": ["a"]}],
+            "steps.0.depends_on",
+            "cycle: a → b → a",
+        ),
         ([{"name": "a", "type": "noop", "depends_on": ["ghost"]}], "steps.0.depends_on", "'ghost'"),
         ([{"name": "a", "type": "noop"}, {"name": "a", "type": "noop"}], "steps.1.name", "two steps"),
         ([{"name": "a", "type": "nope"}], "steps.0.type", "unknown job type 'nope'"),
         ([{"name": "a", "type": "sleep", "payload": {"seconds": -1}}], "steps.0.payload.seconds", "greater than"),
         ([{"name": "a", "type": "noop", "compensate": {"type": "nope"}}], "steps.0.compensate.type", "unknown job type"),
         ([{"name": "a", "type": PIPELINE}], "steps.0.type", "do not nest"),
-        ([{"name": "a", "type": "validate", "payload": {"object": {"$set": 1}}}], "steps.0.payload.object.$set", "may not start with '$'"),
-        ([{"name": "a", "type": "noop", "compensate": {"type": "validate", "payload": {"object": {"a.b": 1}}}}],
-         "steps.0.compensate.payload.object.a.b", "contain '.'"),
+        (
+            [{"name": "a", "type": "validate", "payload": {"object": {"$set": 1}}}],
+            "steps.0.payload.object.$set",
+            "may not start with '$'",
+        ),
+        (
+            [{"name": "a", "type": "noop", "compensate": {"type": "validate", "payload": {"object": {"a.b": 1}}}}],
+            "steps.0.compensate.payload.object.a.b",
+            "contain '.'",
+        ),
         ([], "steps", "at least one step"),
         (None, "steps", "at least one step"),
     ],
@@ -95,9 +111,15 @@ def test_a_job_too_large_for_one_record_of_the_log_is_a_422_naming_its_payload()
 
     errors = refused({"type": "export", "payload": {"object": {"blob": "x" * SUBMIT_BUDGET_BYTES}}})
     assert "payload" in errors and "more than one record may carry" in errors["payload"]
-    errors = refused({"type": PIPELINE, "steps": [
-        {"name": f"s{index}", "type": "export", "payload": {"object": {"blob": "x" * (SUBMIT_BUDGET_BYTES // 3)}}} for index in range(4)
-    ]})
+    errors = refused(
+        {
+            "type": PIPELINE,
+            "steps": [
+                {"name": f"s{index}", "type": "export", "payload": {"object": {"blob": "x" * (SUBMIT_BUDGET_BYTES // 3)}}}
+                for index in range(4)
+            ],
+        }
+    )
     assert "steps" in errors
 
 
@@ -108,16 +130,25 @@ def test_a_schedule_plans_its_pipeline_once_and_each_tick_submits_it():
     from schemas.schedules import Schedule, tick_command
     from services.ingest.routes.schedules import schedule_spec
 
-    spec = schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(
-        {"cron": "* * * * *", "job": {"type": PIPELINE, "payload": {"object": {"a": 1}}, "steps": [{"name": "analyze", "type": "analyze"}]}}
-    ))
+    spec = schedule_spec(
+        JOB_TYPES,
+        ScheduleRequest.model_validate(
+            {
+                "cron": "* * * * *",
+                "job": {"type": PIPELINE, "payload": {"object": {"a": 1}}, "steps": [{"name": "analyze", "type": "analyze"}]},
+            }
+        ),
+    )
     schedule = Schedule(schedule_id="s-1", tenant="t", spec=spec, created_at=NOW)
     command = tick_command(schedule, NOW + timedelta(minutes=1), NOW + timedelta(minutes=1))
 
     assert [step.name for step in command.steps] == ["validate", "transform", "enrich", "analyze"]
     assert decide(command, None)[1].type == "jobledger.pipeline.started"
     with pytest.raises(Problem) as refused_schedule:
-        schedule_spec(JOB_TYPES, ScheduleRequest.model_validate(
-            {"cron": "* * * * *", "job": {"type": PIPELINE, "steps": [{"name": "a", "type": "noop", "depends_on": ["a"]}]}}
-        ))
+        schedule_spec(
+            JOB_TYPES,
+            ScheduleRequest.model_validate(
+                {"cron": "* * * * *", "job": {"type": PIPELINE, "steps": [{"name": "a", "type": "noop", "depends_on": ["a"]}]}}
+            ),
+        )
     assert [error["field"] for error in refused_schedule.value.errors] == ["job.steps.0.depends_on"]

@@ -43,11 +43,14 @@ def test_independent_steps_share_a_wave_and_run_side_by_side():
 
 def test_a_cycle_is_refused_naming_it():
     with pytest.raises(PlanError) as refused:
-        plan(spec(
-            {"name": "a", "type": "noop", "depends_on": ["c"]},
-            {"name": "b", "type": "noop", "depends_on": ["a"]},
-            {"name": "c", "type": "noop", "depends_on": ["b"]},
-        ), Operations())
+        plan(
+            spec(
+                {"name": "a", "type": "noop", "depends_on": ["c"]},
+                {"name": "b", "type": "noop", "depends_on": ["a"]},
+                {"name": "c", "type": "noop", "depends_on": ["b"]},
+            ),
+            Operations(),
+        )
 
     assert "cycle" in refused.value.message and "a → c → b → a" in refused.value.message
     assert refused.value.where == ("steps", 0, "depends_on")
@@ -64,12 +67,20 @@ def test_a_dangling_dependency_or_a_repeated_name_is_refused_naming_the_step():
 
 
 def test_compensations_run_in_reverse_completion_order_and_skip_steps_without_one():
-    planned = plan(spec(
-        {"name": "reserve", "type": "noop", "compensate": {"type": "noop", "payload": {"undo": "reserve"}}},
-        {"name": "charge", "type": "noop", "depends_on": ["reserve"], "compensate": {"type": "noop", "payload": {"undo": "charge"}}},
-        {"name": "notify", "type": "noop", "depends_on": ["charge"]},
-        {"name": "ship", "type": "noop", "depends_on": ["notify"]},
-    ), Operations())
+    planned = plan(
+        spec(
+            {"name": "reserve", "type": "noop", "compensate": {"type": "noop", "payload": {"undo": "reserve"}}},
+            {
+                "name": "charge",
+                "type": "noop",
+                "depends_on": ["reserve"],
+                "compensate": {"type": "noop", "payload": {"undo": "charge"}},
+            },
+            {"name": "notify", "type": "noop", "depends_on": ["charge"]},
+            {"name": "ship", "type": "noop", "depends_on": ["notify"]},
+        ),
+        Operations(),
+    )
 
     undo = planned.compensations(completed=["reserve", "charge", "notify"])
 

@@ -94,12 +94,17 @@ def test_a_schedule_that_never_fires_is_refused(client):
 
 
 def test_a_body_that_is_not_json_is_refused_by_what_is_wrong_with_it(client):
-    broken = client.post("/jobs", content=b'{"type": "noop", "payload": {"a": 1,}}', headers={**AUTH, "Content-Type": "application/json"})
+    broken = client.post(
+        "/jobs", content=b'{"type": "noop", "payload": {"a": 1,}}', headers={**AUTH, "Content-Type": "application/json"}
+    )
     untyped = client.post("/jobs", content=b'{"type": "noop"}', headers=AUTH)
     text = client.post("/jobs:batch", content=b'{"jobs": []}', headers={**AUTH, "Content-Type": "text/plain"})
 
     assert broken.status_code == 422 and fields(broken) == [""], "the body as a whole, not a field named 36"
-    assert broken.json()["errors"][0]["message"] == "not valid JSON: Expecting property name enclosed in double quotes (at character 36)"
+    assert (
+        broken.json()["errors"][0]["message"]
+        == "not valid JSON: Expecting property name enclosed in double quotes (at character 36)"
+    )
     assert "Content-Type: application/json; this request had no Content-Type" in untyped.json()["detail"]
     assert "this request had Content-Type text/plain" in text.json()["detail"]
 
@@ -167,8 +172,13 @@ def test_a_cancel_is_decided_on_the_read_models_version_when_the_tail_lags_behin
     app = create_app(settings)
     producer = Acknowledging()
     app.dependency_overrides[ingest_of] = lambda: Ingest(
-        settings=settings, job_types=load_job_types(settings.job_type_modules), read_model=StoredJobs(running_again),
-        producer=producer, watch=LaggingTail(cancelled), mongo=Unreachable(), accepted=Unreachable(),
+        settings=settings,
+        job_types=load_job_types(settings.job_type_modules),
+        read_model=StoredJobs(running_again),
+        producer=producer,
+        watch=LaggingTail(cancelled),
+        mongo=Unreachable(),
+        accepted=Unreachable(),
     )
 
     response = TestClient(app).post(f"/jobs/{JOB}/cancel", json={}, headers={"Authorization": "Bearer acme-key"})
@@ -185,8 +195,13 @@ def direct():
     app = create_app(settings)
     producer = Acknowledging()
     app.state.ingest = Ingest(
-        settings=settings, job_types=load_job_types(settings.job_type_modules), read_model=Unreachable(),
-        producer=producer, watch=Unreachable(), mongo=Unreachable(), accepted=AcceptedJobs(100),
+        settings=settings,
+        job_types=load_job_types(settings.job_type_modules),
+        read_model=Unreachable(),
+        producer=producer,
+        watch=Unreachable(),
+        mongo=Unreachable(),
+        accepted=AcceptedJobs(100),
     )
     return TestClient(app), producer
 
@@ -195,7 +210,8 @@ def test_a_plain_submit_is_appended_and_answered_as_the_route_documents_it(direc
     client, producer = direct
 
     response = client.post(
-        "/jobs", json={"type": "sleep", "payload": {"seconds": 1}, "labels": {"team": "ml"}},
+        "/jobs",
+        json={"type": "sleep", "payload": {"seconds": 1}, "labels": {"team": "ml"}},
         headers={"Authorization": "Bearer acme-key", "X-Correlation-Id": "trace-7"},
     )
 
@@ -236,7 +252,9 @@ def test_a_chunked_body_over_the_limit_is_a_413_problem_on_the_direct_path_too(d
         yield b"y" * 4096
         yield b'"}}'
 
-    response = client.post("/jobs", content=chunks(), headers={"Authorization": "Bearer acme-key", "Content-Type": "application/json"})
+    response = client.post(
+        "/jobs", content=chunks(), headers={"Authorization": "Bearer acme-key", "Content-Type": "application/json"}
+    )
 
     assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
     assert producer.sent == []

@@ -25,7 +25,9 @@ T0 = datetime(2026, 1, 1, 12, 0, 30, tzinfo=timezone.utc)
 
 def schedule(cron: str = "*/5 * * * *", zone: str = "UTC", **kw) -> Schedule:
     spec = ScheduleSpec(cron=cron, timezone=zone, job_type="noop")
-    return Schedule(schedule_id="s-1", tenant="acme", spec=spec, created_at=kw.get("created_at", T0), last_tick=kw.get("last_tick"))
+    return Schedule(
+        schedule_id="s-1", tenant="acme", spec=spec, created_at=kw.get("created_at", T0), last_tick=kw.get("last_tick")
+    )
 
 
 def test_ticks_after_creation_up_to_now_are_due_oldest_first():
@@ -61,7 +63,9 @@ def test_a_tick_submits_one_job_whose_id_is_the_same_every_time():
 
 
 def test_a_deleted_schedule_has_no_ticks():
-    created = evolve_schedule(None, CreateSchedule(command_id="c1", schedule_id="s-1", tenant="acme", issued_at=T0, spec=schedule().spec))
+    created = evolve_schedule(
+        None, CreateSchedule(command_id="c1", schedule_id="s-1", tenant="acme", issued_at=T0, spec=schedule().spec)
+    )
     deleted = evolve_schedule(created, DeleteSchedule(command_id="c2", schedule_id="s-1", tenant="acme", issued_at=T0))
 
     assert ticks_due(deleted, T0 + timedelta(hours=1)) == []

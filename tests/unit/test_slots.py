@@ -31,8 +31,13 @@ KEYED = JobOptions(concurrency_key="provider-a", concurrency_limit=1, max_attemp
 
 def request(job_id: str, limit: int = 1, submitted: float = 0, on_conflict: str = "queue") -> SlotRequest:
     return SlotRequest(
-        key="acme/provider-a", job_id=job_id, tenant="acme", limit=limit, request_id=f"req-{job_id}",
-        submitted_at=at(submitted), on_conflict=on_conflict,
+        key="acme/provider-a",
+        job_id=job_id,
+        tenant="acme",
+        limit=limit,
+        request_id=f"req-{job_id}",
+        submitted_at=at(submitted),
+        on_conflict=on_conflict,
     )
 
 
@@ -60,8 +65,11 @@ def test_slots_are_granted_up_to_the_limit_then_in_request_order():
 
 def test_waiting_jobs_get_slots_in_submit_order_whatever_order_their_requests_came_in():
     state, grants = run(
-        request("first", submitted=1), request("third", submitted=3), request("second", submitted=2),
-        release("first"), release("second"),
+        request("first", submitted=1),
+        request("third", submitted=3),
+        request("second", submitted=2),
+        release("first"),
+        release("second"),
     )
 
     assert grants == ["first", "second", "third"]
@@ -95,15 +103,23 @@ def test_applying_messages_twice_changes_nothing_but_repeats_a_grant():
 def test_a_rejecting_request_is_refused_while_the_key_is_full_and_never_waits():
     state = None
     decisions = []
-    for message in (request("a", 2, on_conflict="reject"), request("b", 2), request("c", 2, on_conflict="reject"),
-                    release("a"), request("d", 2, on_conflict="reject")):
+    for message in (
+        request("a", 2, on_conflict="reject"),
+        request("b", 2),
+        request("c", 2, on_conflict="reject"),
+        release("a"),
+        request("d", 2, on_conflict="reject"),
+    ):
         state, granted, refused = decide_slots(state, message)
         decisions.append(([e.job_id for e in granted], [e.job_id for e in refused]))
 
     assert decisions == [(["a"], []), (["b"], []), ([], ["c"]), ([], []), (["d"], [])]
     assert [e.job_id for e in state.holders] == ["b", "d"] and state.waiting == ()
     refusal = refuse_command(SlotEntry(job_id="c", tenant="acme", request_id="req-c", submitted_at=at(0)), 2, at(1))
-    assert refusal.command_id != grant_command(SlotEntry(job_id="c", tenant="acme", request_id="req-c", submitted_at=at(0)), at(1)).command_id
+    assert (
+        refusal.command_id
+        != grant_command(SlotEntry(job_id="c", tenant="acme", request_id="req-c", submitted_at=at(0)), at(1)).command_id
+    )
 
 
 def test_a_rejecting_request_does_not_jump_the_queue():
@@ -142,7 +158,12 @@ def test_a_retry_keeps_its_slot_and_a_manual_retry_asks_again():
     assert [type(e) for e in decide(wake(issued_at=at(100)), job)] == [JobQueued]
 
     failed, _ = given_history(
-        submit(options=KEYED), grant(), start(), fail(issued_at=at(10)), wake(issued_at=at(100)), start(attempt=2),
+        submit(options=KEYED),
+        grant(),
+        start(),
+        fail(issued_at=at(10)),
+        wake(issued_at=at(100)),
+        start(attempt=2),
         fail(attempt=2),
     )
     assert failed.status is JobStatus.FAILED and not failed.holds_slot
@@ -156,7 +177,11 @@ def test_a_refused_job_ends_rejected_and_can_be_retried():
     rejected = fold(events, job)
 
     assert [type(e) for e in events] == [JobRejected]
-    assert (rejected.status, rejected.error_type, rejected.awaiting_slot) == (JobStatus.REJECTED, "concurrency-limit-reached", False)
+    assert (rejected.status, rejected.error_type, rejected.awaiting_slot) == (
+        JobStatus.REJECTED,
+        "concurrency-limit-reached",
+        False,
+    )
     assert [type(e).__name__ for e in decide(retry(), rejected)] == ["JobRetried", "JobSlotRequested"]
     with pytest.raises(InvalidTransition):
         decide(RefuseSlot(**_base({}), detail="again"), rejected)

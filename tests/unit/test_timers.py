@@ -29,9 +29,7 @@ def test_a_retry_is_woken_at_its_backoff():
 
 
 def test_a_running_job_has_its_timeout_its_lease_and_its_cancel_grace():
-    job, _ = given_history(
-        submit(options=JobOptions(timeout_s=30)), start(issued_at=at(0)), cancel(grace_s=20, issued_at=at(5))
-    )
+    job, _ = given_history(submit(options=JobOptions(timeout_s=30)), start(issued_at=at(0)), cancel(grace_s=20, issued_at=at(5)))
     lease = at(12)
 
     assert sorted(reason for _, reason, _ in deadlines(job, lease)) == ["cancelled", "lost", "timeout"]

@@ -59,7 +59,11 @@ def test_a_version_2_event_gains_only_what_version_3_added():
 
 
 def test_current_events_are_not_touched():
-    current = {**V1_SUBMITTED, "schemaversion": 3, "data": {**V1_SUBMITTED["data"], "options": {"max_attempts": 5}, "steps": None}}
+    current = {
+        **V1_SUBMITTED,
+        "schemaversion": 3,
+        "data": {**V1_SUBMITTED["data"], "options": {"max_attempts": 5}, "steps": None},
+    }
 
     event = parse_event(orjson.dumps(current))
 
@@ -69,7 +73,11 @@ def test_current_events_are_not_touched():
 
 def test_failures_recorded_before_tracebacks_read_with_none():
     failed_v1 = {**V1_SUBMITTED, "type": "jobledger.job.failed", "seq": 2, "data": {"attempt": 1, "error": "boom"}}
-    retry_v1 = {**failed_v1, "type": "jobledger.job.retry_scheduled", "data": {**failed_v1["data"], "retry_at": "2026-11-22T10:00:01Z"}}
+    retry_v1 = {
+        **failed_v1,
+        "type": "jobledger.job.retry_scheduled",
+        "data": {**failed_v1["data"], "retry_at": "2026-11-22T10:00:01Z"},
+    }
     step_v1 = {**failed_v1, "type": "jobledger.step.failed", "data": {"step": "a", "attempt": 1, "error": "boom"}}
 
     for recorded in (failed_v1, retry_v1, step_v1):

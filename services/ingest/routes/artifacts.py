@@ -41,7 +41,12 @@ async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = D
     job = await job_or_404(state, job_id, tenant)
     ref = _artifact_of(job, name)
     if state.artifacts is None:
-        raise Problem(503, "artifact-store-unavailable", "No artifact store", "This ingest has no artifact store configured (JOBLEDGER_S3_ENDPOINT).")
+        raise Problem(
+            503,
+            "artifact-store-unavailable",
+            "No artifact store",
+            "This ingest has no artifact store configured (JOBLEDGER_S3_ENDPOINT).",
+        )
     try:
         chunks = await state.artifacts.stream(ref)
     except ArtifactMissing as missing:
@@ -64,7 +69,10 @@ def _artifact_of(job: Job, name: str) -> ArtifactRef:
         ref = step.artifact if step is not None else None
     if ref is None:
         raise Problem(
-            404, "artifact-not-found", "No such artifact",
-            f"Job {job.job_id} has no artifact {name!r} (a result is stored as one only when it is large).", job_id=job.job_id,
+            404,
+            "artifact-not-found",
+            "No such artifact",
+            f"Job {job.job_id} has no artifact {name!r} (a result is stored as one only when it is large).",
+            job_id=job.job_id,
         )
     return ref

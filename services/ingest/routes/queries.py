@@ -65,7 +65,9 @@ async def get_job(
             job = await state.watch.until(job_id, lambda tail_first: job_or_404(state, job_id, tenant, tail_first), done, wait_s)
         return answer(JobView.of(job))
     if wait_s is not None or after_version is not None:
-        raise invalid([field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")])
+        raise invalid(
+            [field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")]
+        )
     await job_or_404(state, job_id, tenant)
     job = fold([parse_event(recorded) for recorded in await store.job_events(state, job_id, tenant, up_to_time=as_of)])
     if job is None:

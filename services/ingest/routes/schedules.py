@@ -106,7 +106,10 @@ async def list_schedules(state: IngestDep, tenant: str = Depends(tenant_of)) -> 
 
 
 @router.get(
-    "/schedules/{schedule_id}", response_model=ScheduleView, responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE}, summary="Get a schedule"
+    "/schedules/{schedule_id}",
+    response_model=ScheduleView,
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE},
+    summary="Get a schedule",
 )
 async def get_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
     return ScheduleView.of(await _schedule_or_404(state, schedule_id, tenant))

@@ -83,7 +83,12 @@ async def submit_job(
 
 
 def prepare_submission(
-    state: Ingest, body: SubmitJobRequest, tenant: str, job_id: str, correlation_id: str | None, idempotency_key: str | None = None
+    state: Ingest,
+    body: SubmitJobRequest,
+    tenant: str,
+    job_id: str,
+    correlation_id: str | None,
+    idempotency_key: str | None = None,
 ) -> Submission:
     return submission(
         state.job_types,
@@ -149,15 +154,15 @@ def _rejected(job: Job, command: SubmitJob) -> Problem:
     "appended as one produce batch and answered only once the broker acknowledged them (acks=all). "
     "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
 )
-async def submit_batch(
-    request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)
-) -> BatchAccepted:
+async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)) -> BatchAccepted:
     results: list[BatchItem | None] = [None] * len(body.jobs)
     commands: list[tuple[int, Submission]] = []
     for index, raw in enumerate(body.jobs):
         try:
             item = parse_request(raw, values_checked=True)  # the whole body was, by ContractRoute
-            commands.append((index, prepare_submission(state, item, tenant, str(uuid.uuid4()), request.headers.get("x-correlation-id"))))
+            commands.append(
+                (index, prepare_submission(state, item, tenant, str(uuid.uuid4()), request.headers.get("x-correlation-id")))
+            )
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
     unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
@@ -184,7 +189,9 @@ async def submit_batch(
         results[index] = BatchItem(
             index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
         )
-    rejectable = [(index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"]
+    rejectable = [
+        (index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"
+    ]
     decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
     for (index, command), job in zip(rejectable, decided, strict=True):
         if job.status is JobStatus.REJECTED:

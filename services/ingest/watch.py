@@ -120,7 +120,9 @@ class JobWatch:
         if recent is None:
             recent = self._recent[record.key] = _Heard()
             if len(self._recent) > RECENT_JOBS:
-                self._recent.popitem(last=False)
+                self._recent.popitem(last=False)  # the job heard of longest ago
+        else:
+            self._recent.move_to_end(record.key)  # a long job that still moves is not forgotten for newer ones
         recent.add(record.value)
         for follower in self._waiting.get(record.key, ()):
             _put(follower, record.value)

@@ -48,3 +48,20 @@ def test_the_tails_fold_is_not_answered_once_a_newer_version_was_served_from_the
     assert watch.from_start(JOB) is None, "the read model is read instead"
     watch.served(JOB, 1)
     assert watch.from_start(JOB) is None, "what was served only grows"
+
+
+def test_the_tail_forgets_the_job_heard_of_longest_ago_not_the_first_it_met(monkeypatch):
+    from services.ingest import watch as module
+    from services.ingest.settings import IngestSettings
+    from tests.unit.test_decider import given_history, start, submit
+
+    monkeypatch.setattr(module, "RECENT_JOBS", 2)
+    tail = module.JobWatch(IngestSettings(), poll_s=1.0)
+    _, history = given_history(submit(), start())
+    for job_id in ("long", "a"):
+        tail._hand_over(Record(history[0].model_copy(update={"job_id": job_id})))
+    tail._hand_over(Record(history[1].model_copy(update={"job_id": "long"})))  # the long job moves again
+
+    tail._hand_over(Record(history[0].model_copy(update={"job_id": "b"})))
+
+    assert tail.heard_of("long") and tail.heard_of("b") and not tail.heard_of("a")

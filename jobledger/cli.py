@@ -28,6 +28,7 @@ from jobledger.errors import ApiError, JobFailed, WaitTimeout
 from jobledger.sync import Client
 from schemas import TERMINAL, JobStatus
 from schemas.api import JobView
+from schemas.job import StepPhase
 
 EXIT_JOB_FAILED = 1
 EXIT_REFUSED = 3
@@ -445,7 +446,7 @@ def _show_job(job: JobView) -> None:
     for step in job.steps or []:
         phase = (
             " (compensation)"
-            if step.phase == "compensate" and step.state.value not in ("COMPENSATED", "COMPENSATION_FAILED")
+            if step.phase == StepPhase.COMPENSATE and step.state.value not in ("COMPENSATED", "COMPENSATION_FAILED")
             else ""
         )
         line = f"  step {step.name:<16} {_state(step.state.value)}{phase}  attempt {step.attempt}"

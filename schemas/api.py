@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Job, JobOptions, JobStatus, Priority
 from schemas.artifacts import ArtifactRef
-from schemas.job import Step, StepStatus
+from schemas.job import Step, StepPhase, StepStatus
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
 
@@ -188,7 +188,7 @@ class StepView(BaseModel):
     name: str
     type: str
     state: StepStatus
-    phase: str = Field(description="run, or compensate once its compensation began")
+    phase: StepPhase = Field(description="run, or compensate once its compensation began")
     depends_on: list[str]
     attempt: int = Field(description="the step's current (or last) attempt, numbering on through compensation")
     progress: float | None = None

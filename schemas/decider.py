@@ -79,7 +79,7 @@ from schemas.events import (
     StepQueuedData,
 )
 from schemas.fold import fold
-from schemas.job import Job, JobStatus, StepStatus, timeout_error
+from schemas.job import Job, JobStatus, StepPhase, StepStatus, timeout_error
 from schemas.options import retry_at
 from schemas.pipeline_rules import STEP_RULES, advance, check_plan, step_work
 from schemas.values import later
@@ -179,7 +179,7 @@ def queued_work(job: Job) -> list[JobQueuedData | StepQueuedData]:
         if job.status is not JobStatus.RUNNING:
             return []
         return [
-            step_work(job, step, step.phase == "compensate", step.attempt)
+            step_work(job, step, step.phase == StepPhase.COMPENSATE, step.attempt)
             for step in job.steps
             if step.status is StepStatus.QUEUED
         ]

@@ -39,7 +39,7 @@ from schemas.events import (
     StepStarted,
     StepSucceeded,
 )
-from schemas.job import AttemptError, Job, JobStatus, Step, StepStatus
+from schemas.job import AttemptError, Job, JobStatus, Step, StepPhase, StepStatus
 from schemas.pipelines import PipelineStep
 
 
@@ -165,7 +165,7 @@ def _step_evolved(job: Job, event, at) -> dict:
         raise ValueError(f"job {job.job_id} has no step {name!r}")
     derived: dict = {}
     if isinstance(event, StepQueued):
-        phase = "compensate" if data.compensation else "run"
+        phase = StepPhase.COMPENSATE if data.compensation else StepPhase.RUN
         change = dict(
             status=StepStatus.QUEUED,
             attempt=data.attempt,
@@ -174,7 +174,7 @@ def _step_evolved(job: Job, event, at) -> dict:
             runner_id=None,
             queued_at=at,
             started_at=None,
-            progress=None if phase == "run" else step.progress,
+            progress=None if phase == StepPhase.RUN else step.progress,
             progress_message=None,
         )
         if phase != step.phase:
@@ -205,7 +205,7 @@ def _step_evolved(job: Job, event, at) -> dict:
             status=StepStatus.PENDING,
             budget_start=step.budget_start + 1,
             runner_id=None,
-            progress=None if step.phase == "run" else step.progress,
+            progress=None if step.phase == StepPhase.RUN else step.progress,
             progress_message=None,
         )
     elif isinstance(event, StepSkipped):
@@ -234,7 +234,7 @@ def pipeline_progress(steps: tuple[Step, ...]) -> float:
     for step in steps:
         if step.status in (StepStatus.SUCCEEDED, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED):
             done += 100.0
-        elif step.phase == "run" and step.status is StepStatus.RUNNING:
+        elif step.phase == StepPhase.RUN and step.status is StepStatus.RUNNING:
             done += step.progress or 0.0
     return round(done / len(steps), 1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -77,6 +77,13 @@ STEP_ACTIVE = frozenset({StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNI
 """A step in one of these has an attempt under way (or about to be)."""
 
 
+class StepPhase(StrEnum):
+    """What a step's attempts do: its own work, or, once the pipeline undoes it, its compensation."""
+
+    RUN = "run"
+    COMPENSATE = "compensate"
+
+
 class Step(PipelineStep):
     """One step of a pipeline job, as of the job's ``version``: its plan and how far it got.
 
@@ -85,7 +92,7 @@ class Step(PipelineStep):
     """
 
     status: StepStatus = StepStatus.WAITING
-    phase: Literal["run", "compensate"] = "run"
+    phase: StepPhase = StepPhase.RUN
     attempt: int = Field(0, description="the current (or last) attempt; 0 before the first")
     budget_start: int = Field(1, description="first attempt of the current phase")
     runner_id: str | None = None
@@ -106,7 +113,7 @@ class Step(PipelineStep):
     @property
     def max_phase_attempts(self) -> int | None:
         """The attempts this phase allows (``None``: the pipeline's ``max_attempts``)."""
-        if self.phase == "compensate":
+        if self.phase == StepPhase.COMPENSATE:
             return self.compensate.max_attempts
         return self.max_attempts
 

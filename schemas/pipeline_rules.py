@@ -66,7 +66,7 @@ from schemas.events import (
     StepSucceeded,
     StepSucceededData,
 )
-from schemas.job import STEP_ACTIVE, Job, JobStatus, Step, StepStatus, timeout_error
+from schemas.job import STEP_ACTIVE, Job, JobStatus, Step, StepPhase, StepStatus, timeout_error
 from schemas.options import retry_at
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PlanError, plan
 from schemas.values import later
@@ -115,7 +115,7 @@ def _step_progress(command: ReportProgress, job: Job, step: Step) -> list[Emitte
 
 def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
-    if step.phase == "compensate":
+    if step.phase == StepPhase.COMPENSATE:
         data = StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
         return [(StepCompensated, data)]
     data = StepSucceededData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
@@ -129,10 +129,10 @@ def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
 
 def _step_release(command: ReleaseJob, job: Job, step: Step) -> list[Emitted]:
     _require_step_lease(job, step, command)
-    if step.phase == "run" and job.cancel_requested_at is not None:  # it was asked to stop anyway
+    if step.phase == StepPhase.RUN and job.cancel_requested_at is not None:  # it was asked to stop anyway
         return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
     released = StepReleasedData(step=step.name, attempt=step.attempt, reason=command.reason)
-    return [(StepReleased, released), _step_queued(job, step, compensation=step.phase == "compensate")]
+    return [(StepReleased, released), _step_queued(job, step, compensation=step.phase == StepPhase.COMPENSATE)]
 
 
 def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
@@ -144,7 +144,7 @@ def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
             raise NotDue(job.job_id, f"attempt {step.attempt} of step {step.name!r} has not timed out")
         return _step_attempt_failed(job, step, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
     if command.reason is ExpiryReason.CANCELLED:
-        if step.phase == "compensate" or job.cancel_deadline is None or now < job.cancel_deadline:
+        if step.phase == StepPhase.COMPENSATE or job.cancel_deadline is None or now < job.cancel_deadline:
             raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not past a cancel's grace")
         return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
     error = f"runner {step.runner_id} stopped sending heartbeats; the attempt is lost"
@@ -155,20 +155,20 @@ def _step_wake(command: WakeJob, job: Job, step: Step) -> list[Emitted]:
     _require_step(job, step, command, StepStatus.PENDING)
     if step.due_at is None or command.issued_at < step.due_at:
         raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not due")
-    return [_step_queued(job, step, compensation=step.phase == "compensate")]
+    return [_step_queued(job, step, compensation=step.phase == StepPhase.COMPENSATE)]
 
 
 def _step_attempt_failed(
     job: Job, step: Step, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
 ) -> list[Emitted]:
     failure = dict(step=step.name, attempt=step.attempt, error=error, error_type=error_type, traceback=traceback)
-    if step.phase == "run" and job.cancel_requested_at is not None:
+    if step.phase == StepPhase.RUN and job.cancel_requested_at is not None:
         return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
     tried = step.attempt - step.budget_start + 1
     if retryable and tried < (step.max_phase_attempts or job.options.max_attempts):
         when = retry_at(job.options, f"{job.job_id}/{step.name}", tried, command.issued_at)
         return [(StepRetryScheduled, StepRetryScheduledData(**failure, retry_at=when))]
-    if step.phase == "compensate":
+    if step.phase == StepPhase.COMPENSATE:
         return [(StepCompensationFailed, StepCompensationFailedData(**failure))]
     return [(StepFailed, StepFailedData(**failure))]
 
@@ -223,7 +223,7 @@ def _inline_size(value: Any) -> int:
 
 def step_timeout(job: Job, step: Step) -> float | None:
     """The timeout of the step's current attempt: its own, else (and for a compensation) the pipeline's."""
-    if step.phase == "run" and step.timeout_s is not None:
+    if step.phase == StepPhase.RUN and step.timeout_s is not None:
         return step.timeout_s
     return job.options.timeout_s
 
@@ -249,7 +249,7 @@ def advance(job: Job) -> list[Emitted]:
             if step.status is StepStatus.WAITING and all(dependency in succeeded for dependency in step.depends_on)
         ]
     unstarted = (StepStatus.WAITING, StepStatus.PENDING, StepStatus.QUEUED)
-    skipped = [step for step in steps if step.phase == "run" and step.status in unstarted]
+    skipped = [step for step in steps if step.phase == StepPhase.RUN and step.status in unstarted]
     emitted: list[Emitted] = [(StepSkipped, StepSkippedData(step=step.name, attempt=step.attempt)) for step in skipped]
     if any(step.status in STEP_ACTIVE and step not in skipped for step in steps):
         return emitted  # what runs ends first; compensations run one at a time

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from schemas.commands import AdvancePipeline, Command, ExpireAttempt, ExpiryReason, WakeJob
-from schemas.job import Job, JobStatus, StepStatus
+from schemas.job import Job, JobStatus, StepPhase, StepStatus
 from schemas.pipeline_rules import advance, step_timeout
 from schemas.values import later
 
@@ -56,7 +56,7 @@ def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, str |
         if step.status is StepStatus.PENDING and step.due_at is not None:
             found.append((step.due_at, WAKE, step.name))
         elif step.status is StepStatus.RUNNING:
-            cancel = job.cancel_deadline if step.phase == "run" else None
+            cancel = job.cancel_deadline if step.phase == StepPhase.RUN else None
             found += _attempt_deadlines(step_timeout(job, step), step.started_at, cancel, leases.get(step.name), step.name)
     return found
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,6 +54,15 @@ class Backoff(BaseModel):
         return delay * (1 - self.jitter * _unit(f"{job_id}/{failed_attempt}"))
 
 
+class OnConflict(StrEnum):
+    """What a submit does when its concurrency key has no free slot."""
+
+    QUEUE = "queue"
+    """wait PENDING for a slot, in submit order"""
+    REJECT = "reject"
+    """be refused (409, the job REJECTED) while the key is full"""
+
+
 class JobOptions(BaseModel):
     """Options of ``POST /jobs``; every one has a default."""
 
@@ -72,14 +80,14 @@ class JobOptions(BaseModel):
         None, min_length=1, max_length=200, description="jobs sharing this key (per tenant) are limited in how many run at once"
     )
     concurrency_limit: int = Field(1, ge=1, le=10_000, description="how many jobs with the key may hold a slot at once")
-    on_conflict: Literal["queue", "reject"] = Field(
-        "queue",
+    on_conflict: OnConflict = Field(
+        OnConflict.QUEUE,
         description="queue: wait PENDING for a slot, in submit order; reject: refuse the submit (409) while the key is full",
     )
 
     @model_validator(mode="after")
     def _concurrency(self) -> "JobOptions":
-        if self.concurrency_key is None and (self.concurrency_limit != 1 or self.on_conflict != "queue"):
+        if self.concurrency_key is None and (self.concurrency_limit != 1 or self.on_conflict != OnConflict.QUEUE):
             raise ValueError("concurrency_limit and on_conflict need a concurrency_key")
         return self
 

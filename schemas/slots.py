@@ -27,6 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.commands import GrantSlot, RefuseSlot
 from schemas.events import JobSlotRequested
+from schemas.options import OnConflict
 
 _GRANT_NAMESPACE = uuid.UUID("5e2b8c1a-7d4f-4a3e-9b6c-0f1e2d3a4b5c")
 
@@ -49,7 +50,7 @@ class SlotRequest(SlotMessage):
     limit: int = Field(ge=1)
     request_id: str = Field(description="id of the job's slot_requested event: one grant per request")
     submitted_at: AwareDatetime
-    on_conflict: Literal["queue", "reject"] = "queue"
+    on_conflict: OnConflict = OnConflict.QUEUE
 
 
 class SlotRelease(SlotMessage):
@@ -106,7 +107,7 @@ def decide_slots(state: SlotState | None, message: SlotRequest | SlotRelease) ->
                 request_id=message.request_id,
                 submitted_at=message.submitted_at,
             )
-            if message.on_conflict == "reject" and (waiting or len(holders) >= limit):
+            if message.on_conflict == OnConflict.REJECT and (waiting or len(holders) >= limit):
                 refused.append(entry)
             else:
                 bisect.insort(waiting, entry, key=lambda e: (e.submitted_at, e.job_id))

@@ -24,6 +24,7 @@ from schemas.api import (
     SubmitJobRequest,
     job_path,
 )
+from schemas.options import OnConflict
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
@@ -108,7 +109,7 @@ async def accept_submission(state: Ingest, submitted: Submission) -> Response:
     await append_record(state, topics.COMMANDS, command.job_id, submitted.value)
     state.accepted.remember(command)
     job_state = JobStatus.PENDING
-    if command.options.on_conflict == "reject":
+    if command.options.on_conflict == OnConflict.REJECT:
         job = await _slot_decision(state, command)
         if job.status is JobStatus.REJECTED:
             raise _rejected(job, command)
@@ -190,7 +191,9 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
             index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
         )
     rejectable = [
-        (index, command) for index, command, _ in sent if results[index].status == 202 and command.options.on_conflict == "reject"
+        (index, command)
+        for index, command, _ in sent
+        if results[index].status == 202 and command.options.on_conflict == OnConflict.REJECT
     ]
     decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
     for (index, command), job in zip(rejectable, decided, strict=True):

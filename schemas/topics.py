@@ -6,6 +6,7 @@ The slot topics are keyed by concurrency key: one key's requests and releases
 meet on one partition, whatever partitions its jobs live on.
 """
 
+from enum import StrEnum
 from typing import Final
 
 MAX_RECORD_BYTES: Final = 1_040_000
@@ -46,3 +47,16 @@ CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"
 DLQ_HEADER_PREFIX: Final = "jobledger-"
 """Headers a dead letter carries: ``jobledger-error``, ``jobledger-stage``,
 ``jobledger-source-topic``, ``jobledger-source-partition``, ``jobledger-source-offset``."""
+
+
+class DeadLetterStage(StrEnum):
+    """Which consumer dead-lettered a record (the ``jobledger-stage`` header)."""
+
+    DECIDER = "decider"
+    """a job command the decider could not read or decide"""
+    SLOTS = "slots"
+    """a slot message the slot decider could not read"""
+    SCHEDULES = "schedules"
+    """a schedule record the scheduler could not read"""
+    PROJECTOR = "projector"
+    """an event the projector could not fold into the read models"""

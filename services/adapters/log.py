@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
 from schemas import topics
+from schemas.topics import DeadLetterStage
 from services.common.settings import ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
@@ -139,11 +140,13 @@ class DeadLetters:
     where from, and the consumer goes on. ``on_sent`` receives each delivery,
     for a caller that commits only what the broker acknowledged."""
 
-    def __init__(self, producer: AIOKafkaProducer, stage: str, on_sent: Callable[[asyncio.Future], Any] | None = None) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, stage: DeadLetterStage | str, on_sent: Callable[[asyncio.Future], Any] | None = None
+    ) -> None:
         self._producer = producer
-        self.stage = stage
+        self.stage = str(stage)
         self._on_sent = on_sent
-        self._log = structlog.get_logger(component=stage)
+        self._log = structlog.get_logger(component=self.stage)
 
     async def send(self, record: ConsumerRecord, error: BaseException | str) -> asyncio.Future:
         headers = list(record.headers or ()) + dead_letter_headers(

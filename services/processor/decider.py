@@ -66,6 +66,7 @@ from schemas import (
     topics,
 )
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
+from schemas.topics import DeadLetterStage
 from services.adapters.log import MAX_RECORD_BYTES, DeadLetters, make_consumer, make_producer
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
@@ -133,9 +134,9 @@ class Decider(mode.Service):
         await self._producer.start()
         s = self.settings
         self._consumer = make_consumer(s, s.app_id, max_poll_records=1000, max_poll_interval_ms=600_000)
-        self._dead = DeadLetters(self._producer, "decider", self._send)
-        self.slots = SlotDecider(self._producer, DeadLetters(self._producer, "slots", self._send), self._send)
-        self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, "schedules", self._send), self._send)
+        self._dead = DeadLetters(self._producer, DeadLetterStage.DECIDER, self._send)
+        self.slots = SlotDecider(self._producer, DeadLetters(self._producer, DeadLetterStage.SLOTS, self._send), self._send)
+        self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, DeadLetterStage.SCHEDULES, self._send), self._send)
         self._consumer.subscribe(list(INPUTS), listener=_Rebalance(self))
 
     async def on_stop(self) -> None:

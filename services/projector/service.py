@@ -27,6 +27,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, 
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
+from schemas.topics import DeadLetterStage
 from services.adapters import positions
 from services.adapters.log import DeadLetters, make_consumer, make_producer
 from services.adapters.positions import LogLost
@@ -37,7 +38,6 @@ from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
 
-STAGE = "projector"
 BATCH_BYTES = 256 * 1024
 """A fetch is answered once this much is there, or after ``batch_wait_ms``."""
 
@@ -172,7 +172,7 @@ async def bootstrap(settings: ProjectorSettings) -> Projector:
         schedules=ScheduleProjection(db),
         producer=producer,
         consumer=consumer,
-        dead_letters=DeadLetters(producer, STAGE),
+        dead_letters=DeadLetters(producer, DeadLetterStage.PROJECTOR),
         progress=progress,
         rebalance=_Rebalance(projection, db, settings, consumer, progress),
     )

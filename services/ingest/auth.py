@@ -7,6 +7,7 @@ import hmac
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from schemas.errors import ProblemCode
 from services.ingest.problems import Problem
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer <key>`")
@@ -21,7 +22,7 @@ async def tenant_of(request: Request, credentials: HTTPAuthorizationCredentials 
         return tenant
     raise Problem(
         401,
-        "unauthorized",
+        ProblemCode.UNAUTHORIZED,
         "A valid API key is required",
         "Send the header `Authorization: Bearer <api key>`.",
         headers={"WWW-Authenticate": 'Bearer realm="jobledger"'},

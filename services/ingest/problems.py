@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ProblemDocument
+from schemas.errors import ProblemCode
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:jobledger:problem:"
@@ -22,7 +23,7 @@ class Problem(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ProblemCode,
         title: str,
         detail: str | None = None,
         *,
@@ -67,13 +68,13 @@ class BodyTooLarge(StarletteHTTPException):
         self.max_bytes = max_bytes
 
     def problem(self) -> Problem:
-        return Problem(413, "too-large", "Request body too large", f"The limit is {self.max_bytes} bytes.")
+        return Problem(413, ProblemCode.TOO_LARGE, "Request body too large", f"The limit is {self.max_bytes} bytes.")
 
 
 def invalid(errors: list[dict[str, Any]]) -> Problem:
     """422 naming each bad field: ``{"field": "payload.seconds", "pointer": "/payload/seconds", "message": …}``."""
     detail = "; ".join(f"{error['field'] or 'body'}: {error['message']}" for error in errors)
-    return Problem(422, "validation", "The request is not valid", detail, errors=errors)
+    return Problem(422, ProblemCode.VALIDATION, "The request is not valid", detail, errors=errors)
 
 
 def field_error(location: tuple[Any, ...], message: str) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if callable(getattr(error, "problem", None)):  # raised while the body was read: BodyTooLarge, UnfitBody
             return error.problem().response(request.url.path)
-        code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+        code = {404: ProblemCode.NOT_FOUND, 405: ProblemCode.METHOD_NOT_ALLOWED}.get(error.status_code, ProblemCode.HTTP_ERROR)
         return Problem(error.status_code, code, str(error.detail), headers=error.headers).response(request.url.path)
 
     @app.exception_handler(Exception)
@@ -137,7 +138,7 @@ def install(app: FastAPI) -> None:
 def unexpected(path: str) -> JSONResponse:
     """A 500 problem for an error nobody expected; the error, with its traceback, is logged."""
     structlog.get_logger(component="ingest").exception("unhandled error", path=path)
-    return Problem(500, "internal", "Internal error", "The error was logged.").response(path)
+    return Problem(500, ProblemCode.INTERNAL, "Internal error", "The error was logged.").response(path)
 
 
 PROBLEM_RESPONSE = {

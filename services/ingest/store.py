@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas import Command, Job, encode_command, topics
+from schemas.errors import ProblemCode
 from services.adapters.log import append
 from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
@@ -53,7 +54,7 @@ async def job_events(
 async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job:
     job = await find_job(state, job_id, tenant, tail_first)
     if job is None:
-        raise Problem(404, "job-not-found", "No such job", f"There is no job {job_id!r}.", job_id=job_id)
+        raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job", f"There is no job {job_id!r}.", job_id=job_id)
     return job
 
 
@@ -68,7 +69,7 @@ async def append_record(state: Ingest, topic: str, key: str, value: bytes) -> No
     except Exception as error:
         raise Problem(
             503,
-            "broker-unavailable",
+            ProblemCode.BROKER_UNAVAILABLE,
             "The job log is unavailable",
             f"The command was not acknowledged ({type(error).__name__}); nothing was accepted. Retry later.",
             headers={"Retry-After": "1"},

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from schemas import Job
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT, ArtifactRef
+from schemas.errors import ProblemCode
 from services.adapters.artifacts import ArtifactMissing
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
@@ -43,16 +44,16 @@ async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = D
     if state.artifacts is None:
         raise Problem(
             503,
-            "artifact-store-unavailable",
+            ProblemCode.ARTIFACT_STORE_UNAVAILABLE,
             "No artifact store",
             "This ingest has no artifact store configured (JOBLEDGER_S3_ENDPOINT).",
         )
     try:
         chunks = await state.artifacts.stream(ref)
     except ArtifactMissing as missing:
-        raise Problem(404, "artifact-not-found", "No such artifact", str(missing), job_id=job_id) from None
+        raise Problem(404, ProblemCode.ARTIFACT_NOT_FOUND, "No such artifact", str(missing), job_id=job_id) from None
     except Exception as error:  # the store is down or refuses us
-        raise Problem(503, "artifact-store-unavailable", "The artifact store did not answer", repr(error)) from None
+        raise Problem(503, ProblemCode.ARTIFACT_STORE_UNAVAILABLE, "The artifact store did not answer", repr(error)) from None
     digest = base64.b64encode(bytes.fromhex(ref.sha256)).decode()
     headers = {"Content-Length": str(ref.size), "Repr-Digest": f"sha-256=:{digest}:", "ETag": f'"{ref.sha256}"'}
     return StreamingResponse(chunks, media_type=ref.content_type, headers=headers)
@@ -70,7 +71,7 @@ def _artifact_of(job: Job, name: str) -> ArtifactRef:
     if ref is None:
         raise Problem(
             404,
-            "artifact-not-found",
+            ProblemCode.ARTIFACT_NOT_FOUND,
             "No such artifact",
             f"Job {job.job_id} has no artifact {name!r} (a result is stored as one only when it is large).",
             job_id=job.job_id,

@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import APIRouter
 
+from schemas.errors import ProblemCode
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, Problem
@@ -32,7 +33,7 @@ async def readyz(state: IngestDep) -> dict:
     except Exception as error:
         checks["database"] = f"unavailable: {type(error).__name__}"
     if any(value != "ok" for value in checks.values()):
-        raise Problem(503, "not-ready", "Not ready", "A dependency does not answer.", checks=checks)
+        raise Problem(503, ProblemCode.NOT_READY, "Not ready", "A dependency does not answer.", checks=checks)
     return {"status": "ready", "checks": checks}
 
 

@@ -22,6 +22,7 @@ from schemas.api import (
     JobView,
     StatusView,
 )
+from schemas.errors import ProblemCode
 from schemas.values import INT64_MAX, Moment, label_key_problem
 from services.adapters.readmodel import JobFilter
 from services.ingest import store
@@ -71,7 +72,7 @@ async def get_job(
     await job_or_404(state, job_id, tenant)
     job = fold([parse_event(recorded) for recorded in await store.job_events(state, job_id, tenant, up_to_time=as_of)])
     if job is None:
-        raise Problem(404, "job-not-found", "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
+        raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
     return JobView.of(job)
 
 

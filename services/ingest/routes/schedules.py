@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas import topics
 from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
+from schemas.errors import ProblemCode
 from schemas.jobtypes import JobTypes
 from schemas.pipelines import PIPELINE
 from schemas.schedules import (
@@ -150,7 +151,7 @@ async def _schedule_or_404(state: Ingest, schedule_id: str, tenant: str) -> Sche
     accepted = state.accepted_schedules.get(schedule_id, tenant)
     if projected is None:
         if accepted is None:
-            raise Problem(404, "schedule-not-found", "No such schedule", f"There is no schedule {schedule_id!r}.")
+            raise Problem(404, ProblemCode.SCHEDULE_NOT_FOUND, "No such schedule", f"There is no schedule {schedule_id!r}.")
         return accepted
     if accepted is not None and accepted.deleted_at is not None and projected.deleted_at is None:
         # The accepted deletion on top of the read model, which may have moved on

@@ -24,6 +24,7 @@ from schemas.api import (
     SubmitJobRequest,
     job_path,
 )
+from schemas.errors import ProblemCode
 from schemas.options import OnConflict
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
@@ -71,7 +72,7 @@ async def submit_job(
             if existing.request_hash != command.request_hash:
                 raise Problem(
                     422,
-                    "idempotency-key-reused",
+                    ProblemCode.IDEMPOTENCY_KEY_REUSED,
                     "Idempotency-Key reused for a different request",
                     f"The key {idempotency_key!r} was used for job {job_id} with another body.",
                     errors=[field_error(("header", "Idempotency-Key"), "already used for a different request")],
@@ -166,7 +167,7 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
             )
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
-    unavailable = Problem(503, "broker-unavailable", "The job log is unavailable", "Not acknowledged; not accepted.")
+    unavailable = Problem(503, ProblemCode.BROKER_UNAVAILABLE, "The job log is unavailable", "Not acknowledged; not accepted.")
     sent = []
     for index, submitted in commands:
         command = submitted.command

@@ -455,6 +455,25 @@ class StepCompensationFailed(Event):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
+STEP_ENDED: tuple[type[Event], ...] = (
+    StepSucceeded,
+    StepRetryScheduled,
+    StepFailed,
+    StepCancelled,
+    StepReleased,
+    StepSkipped,
+    StepCompensated,
+    StepCompensationFailed,
+)
+"""The events that end a step's current attempt."""
+
+ATTEMPT_ENDED: tuple[type[Event], ...] = (JobSucceeded, JobFailed, JobRetryScheduled, JobCancelled, JobReleased, *STEP_ENDED)
+"""The events that end a job's (or, with ``data.step``, a step's) current attempt:
+after one, no report of that attempt counts."""
+
+STEP_EVENTS: tuple[type[Event], ...] = (StepQueued, StepStarted, StepProgressed, *STEP_ENDED)
+"""The events about one step of a pipeline (``data.step`` names it)."""
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     JobSubmitted,
     JobSlotRequested,
@@ -470,51 +489,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobRejected,
     JobReleased,
     PipelineStarted,
-    StepQueued,
-    StepStarted,
-    StepProgressed,
-    StepSucceeded,
-    StepRetryScheduled,
-    StepFailed,
-    StepCancelled,
-    StepReleased,
-    StepSkipped,
-    StepCompensated,
-    StepCompensationFailed,
+    *STEP_EVENTS,
 )
-
-ATTEMPT_ENDED: tuple[type[Event], ...] = (
-    JobSucceeded,
-    JobFailed,
-    JobRetryScheduled,
-    JobCancelled,
-    JobReleased,
-    StepSucceeded,
-    StepRetryScheduled,
-    StepFailed,
-    StepCancelled,
-    StepReleased,
-    StepSkipped,
-    StepCompensated,
-    StepCompensationFailed,
-)
-"""The events that end a job's (or, with ``data.step``, a step's) current attempt:
-after one, no report of that attempt counts."""
-
-STEP_EVENTS: tuple[type[Event], ...] = (
-    StepQueued,
-    StepStarted,
-    StepProgressed,
-    StepSucceeded,
-    StepRetryScheduled,
-    StepFailed,
-    StepCancelled,
-    StepReleased,
-    StepSkipped,
-    StepCompensated,
-    StepCompensationFailed,
-)
-"""The events about one step of a pipeline (``data.step`` names it)."""
+"""Every job event type, each once: the members of :data:`AnyEvent`."""
 
 QUEUED: tuple[type[Event], ...] = (JobQueued, StepQueued)
 """The events that hand an attempt to the runners."""

@@ -157,7 +157,9 @@ class Runner(mode.Service):
         queued again at once, for another runner or the next start, without
         costing an attempt."""
         self._stop_by = time.monotonic() + self.settings.shutdown_grace_s
-        await self._within_grace([asyncio.ensure_future(self._drained.wait())])
+        drained = asyncio.ensure_future(self._drained.wait())
+        await self._within_grace([drained])
+        drained.cancel()  # hurried: the claims still open are left to their leases
         running = [a for a in self._attempts.values() if a.task is not None and not a.task.done()]
         if running:
             await self._within_grace([a.task for a in running])

@@ -10,7 +10,6 @@ import hashlib
 import shutil
 import uuid
 
-import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
@@ -96,11 +95,10 @@ async def test_a_pipeline_shows_its_steps_as_a_graph_that_fills_in_as_they_succe
 
 
 @pytest.mark.timeout(120)
-async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(page, stack):
+async def test_the_jobs_table_shows_a_job_submitted_elsewhere_without_a_reload(page, stack, api):
     await sign_in(page, stack)
     await expect(page.locator("#jobs[data-live='true']")).to_be_visible(timeout=30_000)
-    async with httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}) as api:
-        job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
+    job_id = (await api.post("/jobs", json={"type": "noop"})).json()["id"]
 
     row = page.locator(f"a[href='#/jobs/{job_id}']").locator("xpath=ancestor::tr")
     await expect(row).to_be_visible(timeout=10_000)
@@ -130,16 +128,11 @@ async def test_a_payload_that_is_not_json_is_named_before_anything_is_sent(page,
     await expect(page.locator("#submit-error")).to_contain_text("payload is not valid JSON")
 
 
-def api_client(stack) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=60)
-
-
 @pytest.mark.timeout(120)
-async def test_the_jobs_table_pages_past_fifty_rows_and_back(page, stack):
+async def test_the_jobs_table_pages_past_fifty_rows_and_back(page, stack, api):
     label = f"page:{uuid.uuid4().hex[:8]}"
-    async with api_client(stack) as api:
-        response = await api.post("/jobs:batch", json={"jobs": [{"type": "noop", "labels": {"page": label[5:]}}] * 55})
-        assert response.status_code == 200 and all(item["status"] == 202 for item in response.json()["items"])
+    response = await api.post("/jobs:batch", json={"jobs": [{"type": "noop", "labels": {"page": label[5:]}}] * 55})
+    assert response.status_code == 200 and all(item["status"] == 202 for item in response.json()["items"])
     await sign_in(page, stack)
 
     await page.fill("#filter-label", label)
@@ -155,21 +148,20 @@ async def test_the_jobs_table_pages_past_fifty_rows_and_back(page, stack):
 
 
 @pytest.mark.timeout(180)
-async def test_a_pipelines_page_shows_each_steps_json_result_and_a_large_one_as_a_download(page, stack):
-    async with api_client(stack) as api:
-        response = await api.post(
-            "/jobs",
-            json={
-                "type": "pipeline",
-                "payload": {"object": {"a": 1}},
-                "steps": [
-                    {"name": "export", "type": "export", "payload": {"pad_to_bytes": 100_000}},
-                    {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
-                ],
-            },
-        )
-        assert response.status_code == 202, response.text
-        job_id = response.json()["id"]
+async def test_a_pipelines_page_shows_each_steps_json_result_and_a_large_one_as_a_download(page, stack, api):
+    response = await api.post(
+        "/jobs",
+        json={
+            "type": "pipeline",
+            "payload": {"object": {"a": 1}},
+            "steps": [
+                {"name": "export", "type": "export", "payload": {"pad_to_bytes": 100_000}},
+                {"name": "check", "type": "noop", "payload": {}, "depends_on": ["export"]},
+            ],
+        },
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
     await sign_in(page, stack)
     await page.goto(f"{stack.api_url}/ui#/jobs/{job_id}")
 

@@ -157,7 +157,7 @@ class EmbeddedStack:
         for key, value in os.environ.items():  # service-specific settings pass through
             if key.startswith("JOBLEDGER_") and key not in env:
                 env[key] = value
-        env.update({f"JOBLEDGER_{key.upper()}": value for key, value in s.service_env.items()})
+        env.update(_variables(s.service_env))
         return env
 
     # --- start -------------------------------------------------------------
@@ -293,9 +293,7 @@ class EmbeddedStack:
         this once with other settings (``shutdown_grace_s="60"``)."""
         self.stop_service(name)
         argv, env, echo = original = self._commands[name]
-        self._spawn(
-            name, argv, {**(env or os.environ), **{f"JOBLEDGER_{key.upper()}": value for key, value in settings.items()}}, echo
-        )
+        self._spawn(name, argv, {**(env or os.environ), **_variables(settings)}, echo)
         self._commands[name] = original
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None, echo: bool | None = None) -> None:
@@ -333,6 +331,11 @@ class EmbeddedStack:
         self._stopping = {name: self.processes.pop(name) for name in services}
         _terminate(list(self._stopping.values()), timeout_s)
         _terminate([self.processes.pop(name) for name in INFRASTRUCTURE if name in self.processes], timeout_s)
+
+
+def _variables(settings: dict[str, str]) -> dict[str, str]:
+    """Service settings by name (``lease_s``) as the environment variables that set them (``JOBLEDGER_LEASE_S``)."""
+    return {f"JOBLEDGER_{name.upper()}": value for name, value in settings.items()}
 
 
 def _terminate(processes: list[subprocess.Popen], timeout_s: float) -> None:

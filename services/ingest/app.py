@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from services.ingest import problems
 from services.ingest.bootstrap import bootstrap, shutdown
-from services.ingest.direct import DirectSubmit
+from services.ingest.direct import DirectPaths
 from services.ingest.problems import BodyTooLarge
 from services.ingest.routes import ROUTERS
 from services.ingest.settings import IngestSettings
@@ -67,7 +67,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
 
-    app.add_middleware(DirectSubmit, keys=settings.api_keys)  # inside the body limit: added first
+    app.add_middleware(DirectPaths, keys=settings.api_keys)  # inside the body limit: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)

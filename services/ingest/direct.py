@@ -1,67 +1,79 @@
-"""``POST /jobs`` on its common path without the framework's request machinery.
+"""The two hottest requests without the framework's request machinery.
 
-A plain submit — a known API key, a JSON body that passes every check, no
-``Idempotency-Key``, no ``on_conflict: reject`` — is most of what ingest
-does, and FastAPI's dependency solving and route matching were a third of
-its CPU per submit (docs/performance.md). This ASGI layer answers such a
-submit itself, through the same functions the route uses (the API-key
-lookup, :func:`~services.ingest.submissions.parse_request`,
-:func:`~services.ingest.submissions.submission`, the append, the answer).
-Anything else — a refusal of any kind, an idempotent or rejectable submit —
-is handed on to the FastAPI route untouched (its body replayed), so every
-error answer is the route's own and the route stays the documented one.
+A plain submit (``POST /jobs``) and a client reading or waiting for its job
+(``GET /jobs/{id}``, with ``wait_s`` or ``after_version`` at most) are most
+of what ingest does, and FastAPI's route matching and dependency solving
+were a third of its CPU per request (docs/performance.md). This ASGI layer
+answers them itself, through the same functions the routes use (the API-key
+lookup, :func:`~services.ingest.submissions.parse_request`, the submission
+and its append; :func:`~services.ingest.routes.queries.current_job`), and
+serializes the same response models.
+
+Anything else — a refusal of any kind, an idempotent or rejectable submit, a
+read with any other parameter or a value the route would refuse — is handed
+on to the FastAPI route untouched (a body replayed), so every error answer
+but a job not found is the route's own, and the routes stay the documented
+ones.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
+from schemas.api import JobView
+from schemas.values import INT64_MAX
 from services.ingest.auth import tenant_for
 from services.ingest.bootstrap import Ingest
 from services.ingest.problems import BodyTooLarge, Problem, unexpected
+from services.ingest.responses import answer
+from services.ingest.routes.queries import MAX_WAIT_S, current_job
 from services.ingest.routes.submits import accept_submission, prepare_submission
 from services.ingest.submissions import parse_request
 
-PATH = "/jobs"
+JOBS = "/jobs"
+ONE_JOB = re.compile(r"/jobs/([^/]+)")
+PLAIN_NUMBER = re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?")
+"""A query value read here; anything fancier (signs, exponents, spaces) the route parses, or refuses."""
+READ_PARAMETERS = frozenset({"wait_s", "after_version"})
 
 
-class DirectSubmit:
+class DirectPaths:
     def __init__(self, app, keys: dict[str, str]) -> None:
         self.app = app
         self.keys = keys
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        ingest = getattr(scope["app"].state, "ingest", None)
-        if (
-            ingest is None
-            or b"idempotency-key" in headers
-            or headers.get(b"content-type", b"").split(b";")[0].strip() != b"application/json"
-        ):
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await _read(receive)
-        except BodyTooLarge as too_large:  # raised by the body limit around this layer, as it reads
-            await too_large.problem().response(PATH)(scope, receive, send)
-            return
-        answer = await self._submit(ingest, headers, body)
+        ingest = getattr(scope["app"].state, "ingest", None) if scope["type"] == "http" else None
+        answer = None
+        if ingest is not None and scope["method"] == "POST" and scope["path"] == JOBS:
+            headers = dict(scope["headers"])
+            if b"idempotency-key" not in headers and _media_type(headers) == b"application/json":
+                try:
+                    body = await _read(receive)
+                except BodyTooLarge as too_large:  # raised by the body limit around this layer, as it reads
+                    await too_large.problem().response(JOBS)(scope, receive, send)
+                    return
+                answer = await self._submit(ingest, headers, body)
+                receive = _replaying(body, receive)
+        elif ingest is not None and scope["method"] == "GET" and (one_job := ONE_JOB.fullmatch(scope["path"])):
+            answer = await self._read(ingest, dict(scope["headers"]), one_job[1], scope["query_string"], scope["path"])
         if answer is None:
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, receive, send)
         else:
             await answer(scope, receive, send)
 
+    def _tenant(self, headers: dict[bytes, bytes]) -> str | None:
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        return tenant_for(self.keys, token.strip()) if scheme.lower() == b"bearer" else None
+
     async def _submit(self, ingest: Ingest, headers: dict[bytes, bytes], body: bytes) -> Response | None:
         """The route's answer to a plain submit; ``None`` for anything the route should answer."""
-        authorization = headers.get(b"authorization", b"")
-        scheme, _, token = authorization.partition(b" ")
-        tenant = tenant_for(self.keys, token.strip()) if scheme.lower() == b"bearer" else None
+        tenant = self._tenant(headers)
         if tenant is None:
             return None
         correlation = headers.get(b"x-correlation-id")
@@ -75,9 +87,45 @@ class DirectSubmit:
         try:
             return await accept_submission(ingest, submitted)
         except Problem as problem:  # not acknowledged, or refused by the slot decider
-            return problem.response(PATH)
+            return problem.response(JOBS)
         except Exception:  # as the app's handler of the unexpected answers it
-            return unexpected(PATH)
+            return unexpected(JOBS)
+
+    async def _read(self, ingest: Ingest, headers: dict[bytes, bytes], job_id: str, query: bytes, path: str) -> Response | None:
+        """The route's answer to reading a job now (or once it changes); ``None`` for anything else."""
+        tenant = self._tenant(headers)
+        parameters = _read_parameters(query)
+        if tenant is None or parameters is None:
+            return None
+        try:
+            return answer(JobView.of(await current_job(ingest, job_id, tenant, **parameters)))
+        except Problem as problem:  # the job is not there
+            return problem.response(path)
+        except Exception:
+            return unexpected(path)
+
+
+def _read_parameters(query: bytes) -> dict | None:
+    """``wait_s`` and ``after_version`` when the query has those alone, each
+    once, as plain numbers the route would take; else ``None``."""
+    given = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in given]
+    if len(set(names)) != len(names) or not READ_PARAMETERS.issuperset(names):
+        return None
+    values = dict(given)
+    if not all(PLAIN_NUMBER.fullmatch(value) for value in values.values()):
+        return None
+    wait_s = float(values["wait_s"]) if "wait_s" in values else None
+    after_version = int(values["after_version"]) if "after_version" in values and values["after_version"].isdigit() else None
+    if (wait_s is not None and wait_s > MAX_WAIT_S) or (
+        "after_version" in values and (after_version is None or after_version > INT64_MAX)
+    ):
+        return None
+    return {"wait_s": wait_s, "after_version": after_version}
+
+
+def _media_type(headers: dict[bytes, bytes]) -> bytes:
+    return headers.get(b"content-type", b"").split(b";")[0].strip()
 
 
 async def _read(receive) -> bytes:

@@ -258,3 +258,79 @@ def test_a_chunked_body_over_the_limit_is_a_413_problem_on_the_direct_path_too(d
 
     assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
     assert producer.sent == []
+
+
+class HeardTail(LaggingTail):
+    """A log tail that has heard the job from its first event (no database read)."""
+
+    def from_start(self, job_id):
+        return self.heard if self.heard is not None and job_id == self.heard.job_id else None
+
+
+@pytest.fixture
+def reading():
+    """An app whose reads of one job are answered by the direct path: the
+    tail has heard a finished job of tenant acme; the read model has nothing."""
+    from tests.unit.test_decider import complete, given_history, start, submit
+
+    succeeded, _ = given_history(submit(), start(), complete())
+    settings = IngestSettings(api_keys={"acme-key": "acme", "other-key": "other"})
+    app = create_app(settings)
+    app.state.ingest = Ingest(
+        settings=settings,
+        job_types=load_job_types(settings.job_type_modules),
+        read_model=StoredJobs(None),
+        producer=Unreachable(),
+        watch=HeardTail(succeeded),
+        mongo=Unreachable(),
+        accepted=AcceptedJobs(100),
+    )
+    return TestClient(app), succeeded
+
+
+def test_a_read_of_one_job_is_answered_as_the_route_documents_it(reading):
+    from schemas.api import JobView
+
+    client, job = reading
+    client.app.dependency_overrides[ingest_of] = lambda: pytest.fail("the read went through the framework's route")
+
+    now = client.get(f"/jobs/{job.job_id}", headers={"Authorization": "Bearer acme-key"})
+    waited = client.get(
+        f"/jobs/{job.job_id}", params={"wait_s": "2.5", "after_version": "1"}, headers={"Authorization": "Bearer acme-key"}
+    )
+
+    for response in (now, waited):
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert response.json() == JobView.of(job).model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    "params, key, status, field",
+    [
+        ({"wait_s": "61"}, "acme-key", 422, ["query.wait_s"]),
+        ({"wait_s": "-1"}, "acme-key", 422, ["query.wait_s"]),
+        ({"wait_s": "soon"}, "acme-key", 422, ["query.wait_s"]),
+        ({"after_version": "1.5"}, "acme-key", 422, ["query.after_version"]),
+        ({"as_of": "2026-01-01T00:00:00Z", "wait_s": "1"}, "acme-key", 422, ["query.wait_s"]),
+        ({}, "wrong-key", 401, None),
+        ({}, "other-key", 404, None),
+    ],
+    ids=[
+        "wait too long",
+        "negative wait",
+        "not a number",
+        "fractional version",
+        "as_of with wait",
+        "unknown key",
+        "other tenant",
+    ],
+)
+def test_a_read_the_direct_path_does_not_take_gets_the_routes_own_answer(reading, params, key, status, field):
+    client, job = reading
+
+    response = client.get(f"/jobs/{job.job_id}", params=params, headers={"Authorization": f"Bearer {key}"})
+
+    assert response.status_code == status and response.headers["content-type"] == "application/problem+json"
+    assert response.json()["instance"] == f"/jobs/{job.job_id}" or status == 401
+    if field is not None:
+        assert fields(response) == field

@@ -28,7 +28,7 @@ from services.adapters.readmodel import JobFilter
 from services.ingest import store
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
-from services.ingest.bootstrap import IngestDep
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.lag import consumer_lag
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error, invalid
 from services.ingest.responses import answer
@@ -60,11 +60,7 @@ async def get_job(
     after_version: int | None = Query(None, ge=0, le=INT64_MAX, description="with wait_s: wait for a version past this one"),
 ) -> JobView:
     if as_of is None:
-        job = await job_or_404(state, job_id, tenant)
-        done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
-        if wait_s and not done(job):
-            job = await state.watch.until(job_id, lambda tail_first: job_or_404(state, job_id, tenant, tail_first), done, wait_s)
-        return answer(JobView.of(job))
+        return answer(JobView.of(await current_job(state, job_id, tenant, wait_s, after_version)))
     if wait_s is not None or after_version is not None:
         raise invalid(
             [field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")]
@@ -74,6 +70,16 @@ async def get_job(
     if job is None:
         raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
     return JobView.of(job)
+
+
+async def current_job(state: Ingest, job_id: str, tenant: str, wait_s: float | None, after_version: int | None) -> Job:
+    """The job now; with ``wait_s``, once it has ended (or its version is past
+    ``after_version``), or as it is when the wait runs out."""
+    job = await job_or_404(state, job_id, tenant)
+    done = (lambda j: j.version > after_version) if after_version is not None else (lambda j: j.status.terminal)
+    if wait_s and not done(job):
+        job = await state.watch.until(job_id, lambda tail_first: job_or_404(state, job_id, tenant, tail_first), done, wait_s)
+    return job
 
 
 @router.get(

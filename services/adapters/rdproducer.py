@@ -23,6 +23,12 @@ POLL_S = 0.1
 """How long the delivery thread waits in one ``poll`` (a report wakes it at once)."""
 
 
+MAX_REQUEST_BYTES = 1_048_576
+"""The largest produce request, as aiokafka's default: room for a record of
+``topics.MAX_RECORD_BYTES`` (librdkafka's own default, 1,000,000, refused a
+submit that ingest's size check had let through)."""
+
+
 class DeliveryFailed(Exception):
     """The broker did not acknowledge a record (librdkafka gave up on it)."""
 
@@ -39,6 +45,7 @@ class RdProducer:
             "enable.idempotence": True,
             "linger.ms": settings.linger_ms,
             "batch.size": max_batch_bytes,
+            "message.max.bytes": MAX_REQUEST_BYTES,
             "request.timeout.ms": min(15_000, timeout_ms),
             "delivery.timeout.ms": timeout_ms,
             "partitioner": "murmur2_random",  # the Java client's (and aiokafka's) choice: keys land where they did

@@ -100,3 +100,17 @@ async def test_librdkafka_puts_each_key_on_the_partition_aiokafka_does(stack, to
         partitions.setdefault(record.key, set()).add(record.partition)
     assert all(len(found) == 1 for found in partitions.values()), partitions
     assert len({next(iter(found)) for found in partitions.values()}) > 1, "keys spread over the partitions"
+
+
+async def test_a_record_as_large_as_the_log_takes_is_acknowledged_by_either_client(stack, topic, log_producer):
+    """Ingest checks a command against ``topics.MAX_RECORD_BYTES``; its producer must take what that check lets through."""
+    largest = b"x" * topics.MAX_RECORD_BYTES
+    rd = RdProducer(stack.settings, MAX_BATCH_BYTES)
+    await rd.start()
+    try:
+        await append(rd, topic, b"job-large", largest, timeout_s=10)
+    finally:
+        await rd.stop()
+    await append(log_producer, topic, b"job-large", largest, timeout_s=10)
+
+    assert [len(record.value) for record in await entries(stack, topic)] == [topics.MAX_RECORD_BYTES] * 2

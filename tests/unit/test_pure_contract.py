@@ -14,10 +14,10 @@ FILE_CALLS = {"open", "read_text", "write_text", "read_bytes", "write_bytes"}
 
 
 def modules() -> list[Path]:
-    return sorted(SCHEMAS.glob("*.py"))
+    return sorted(SCHEMAS.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda path: path.name)
+@pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(SCHEMAS)))
 def test_a_contract_module_does_no_io(path):
     tree = ast.parse(path.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}

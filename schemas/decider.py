@@ -14,25 +14,22 @@ the job already remembers emits nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
+from schemas.artifacts import ArtifactRef
+from schemas.attempt_rules import RULES as ATTEMPT_RULES
+from schemas.attempt_rules import Attempts, Emitted
 from schemas.chain import GENESIS, event_hash
 from schemas.commands import (
     AdvancePipeline,
     AnyCommand,
-    AttemptCommand,
     CancelJob,
     Command,
-    CompleteJob,
-    ExpireAttempt,
-    ExpiryReason,
-    FailJob,
     GrantSlot,
-    Heartbeat,
     RefuseSlot,
-    ReleaseJob,
-    ReportProgress,
     RetryJob,
-    StartJob,
     SubmitJob,
     WakeJob,
 )
@@ -41,13 +38,9 @@ from schemas.errors import (
     InvalidTransition,
     JobAlreadyExists,
     JobNotFound,
-    NotDue,
-    StaleAttempt,
 )
 from schemas.events import (
     AnyEvent,
-    Event,
-    EventData,
     JobCancelled,
     JobCancelledData,
     JobCancelRequested,
@@ -79,13 +72,12 @@ from schemas.events import (
     StepQueuedData,
 )
 from schemas.fold import fold
-from schemas.job import Job, JobStatus, StepPhase, StepStatus, timeout_error
+from schemas.job import Job, JobStatus, StepPhase, StepStatus
 from schemas.options import retry_at
 from schemas.pipeline_rules import STEP_RULES, advance, check_plan, step_work
 from schemas.values import later
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b7a-5c3e-9a2f-0b1e2d3c4f5a")
-Emitted = tuple[type[Event], EventData]
 
 
 def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
@@ -188,93 +180,72 @@ def queued_work(job: Job) -> list[JobQueuedData | StepQueuedData]:
     return [_queued(job.job_id, job.job_type, job.payload, job.options, job.attempt)[1]]
 
 
-def _wake(command: WakeJob, job: Job) -> list[Emitted]:
-    _require_status(job, command, JobStatus.PENDING)
-    if job.due_at is None or command.issued_at < job.due_at:
-        raise NotDue(job.job_id, f"job {job.job_id} is not due")
-    return [_next_attempt(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1, job.holds_slot, job.is_pipeline)]
+class JobAttempts(Attempts):
+    """A job's attempts, for the rules of :mod:`schemas.attempt_rules`."""
+
+    kind = "job"
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job, job)
+
+    def __str__(self) -> str:
+        return f"job {self.job.job_id}"
+
+    def cancelling(self) -> bool:
+        return self.job.cancel_requested_at is not None
+
+    def retry_time(self, now: datetime) -> datetime | None:
+        job = self.job
+        return retry_at(job.options, job.job_id, job.attempt, now) if job.attempts_left > 0 else None
+
+    def timeout_s(self) -> float | None:
+        return self.job.options.timeout_s
+
+    def cancel_deadline(self) -> datetime | None:
+        return self.job.cancel_deadline
+
+    def started(self, runner_id: str) -> Emitted:
+        return (JobStarted, JobStartedData(attempt=self.attempt, runner_id=runner_id))
+
+    def progressed(self, percent: float, message: str | None) -> Emitted:
+        return (JobProgressed, JobProgressedData(attempt=self.attempt, percent=percent, message=message))
+
+    def succeeded(self, result: Any, artifact: ArtifactRef | None) -> Emitted:
+        return (JobSucceeded, JobSucceededData(attempt=self.attempt, result=result, artifact=artifact))
+
+    def retry_scheduled(self, failure: dict[str, Any], when: datetime) -> Emitted:
+        return (JobRetryScheduled, JobRetryScheduledData(**failure, retry_at=when))
+
+    def failed(self, failure: dict[str, Any]) -> Emitted:
+        return (JobFailed, JobFailedData(**failure))
+
+    def cancelled(self) -> Emitted:
+        return (JobCancelled, JobCancelledData(attempt=self.attempt, reason=self.job.cancel_reason))
+
+    def released(self, reason: str | None) -> Emitted:
+        return (JobReleased, JobReleasedData(attempt=self.attempt, reason=reason))
+
+    def queued_again(self) -> Emitted:
+        job = self.job
+        return _queued(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1)
+
+    def next_attempt(self) -> Emitted:
+        job = self.job
+        return _next_attempt(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1, job.holds_slot, job.is_pipeline)
 
 
 def _grant(command: GrantSlot, job: Job) -> list[Emitted]:
-    _require_status(job, command, JobStatus.PENDING)
+    JobAttempts(job).require(command, JobStatus.PENDING)
     if not job.awaiting_slot:
         raise InvalidTransition(job.job_id, f"job {job.job_id} is not waiting for a slot")
     return [_queued(job.job_id, job.job_type, job.payload, job.options, attempt=job.attempt + 1)]
 
 
 def _refuse(command: RefuseSlot, job: Job) -> list[Emitted]:
-    _require_status(job, command, JobStatus.PENDING)
+    JobAttempts(job).require(command, JobStatus.PENDING)
     if not job.awaiting_slot:
         raise InvalidTransition(job.job_id, f"job {job.job_id} is not waiting for a slot")
     return [(JobRejected, JobRejectedData(reason=CONCURRENCY_LIMIT_REACHED, detail=command.detail))]
-
-
-def _start(command: StartJob, job: Job) -> list[Emitted]:
-    _require_status(job, command, JobStatus.QUEUED)
-    _require_attempt(job, command)
-    return [(JobStarted, JobStartedData(attempt=command.attempt, runner_id=command.runner_id))]
-
-
-def _heartbeat(command: Heartbeat, job: Job) -> list[Emitted]:
-    _require_lease(job, command)
-    return []
-
-
-def _progress(command: ReportProgress, job: Job) -> list[Emitted]:
-    _require_lease(job, command)
-    if (command.percent, command.message) == (job.progress, job.progress_message):
-        return []
-    return [(JobProgressed, JobProgressedData(attempt=command.attempt, percent=command.percent, message=command.message))]
-
-
-def _complete(command: CompleteJob, job: Job) -> list[Emitted]:
-    _require_lease(job, command)
-    return [(JobSucceeded, JobSucceededData(attempt=command.attempt, result=command.result, artifact=command.artifact))]
-
-
-def _fail(command: FailJob, job: Job) -> list[Emitted]:
-    _require_lease(job, command)
-    return _attempt_failed(job, command, command.error, command.error_type, command.retryable, command.traceback)
-
-
-def _expire(command: ExpireAttempt, job: Job) -> list[Emitted]:
-    _require_status(job, command, JobStatus.RUNNING)
-    _require_attempt(job, command)
-    now = command.issued_at
-    if command.reason is ExpiryReason.TIMEOUT:
-        timeout_s = job.options.timeout_s
-        if timeout_s is None or job.started_at is None or now < later(job.started_at, timeout_s):
-            raise NotDue(job.job_id, f"attempt {job.attempt} of job {job.job_id} has not timed out")
-        return _attempt_failed(job, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
-    if command.reason is ExpiryReason.CANCELLED:
-        if job.cancel_deadline is None or now < job.cancel_deadline:
-            raise NotDue(job.job_id, f"job {job.job_id} is still within its cancel grace period")
-        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
-    return _attempt_failed(
-        job, command, f"runner {job.runner_id} stopped sending heartbeats; the attempt is lost", ExpiryReason.LOST.value, True
-    )
-
-
-def _attempt_failed(
-    job: Job, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
-) -> list[Emitted]:
-    if job.cancel_requested_at is not None:
-        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
-    failure = dict(attempt=job.attempt, error=error, error_type=error_type, traceback=traceback)
-    if retryable and job.attempts_left > 0:
-        when = retry_at(job.options, job.job_id, job.attempt, command.issued_at)
-        return [(JobRetryScheduled, JobRetryScheduledData(**failure, retry_at=when))]
-    return [(JobFailed, JobFailedData(**failure))]
-
-
-def _release(command: ReleaseJob, job: Job) -> list[Emitted]:
-    _require_lease(job, command)
-    if job.cancel_requested_at is not None:  # it was asked to stop anyway
-        return [(JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason))]
-    return [
-        (JobReleased, JobReleasedData(attempt=job.attempt, reason=command.reason)),
-        _queued(job.job_id, job.job_type, job.payload, job.options, job.attempt + 1),
-    ]
 
 
 def _cancel(command: CancelJob, job: Job) -> list[Emitted]:
@@ -319,52 +290,26 @@ def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list
     return events
 
 
+def _of_job(rule: Callable[[Any, Attempts], list[Emitted]]) -> Callable[[Any, Job], list[Emitted]]:
+    return lambda command, job: rule(command, JobAttempts(job))
+
+
 _RULES = {
-    WakeJob: _wake,
+    **{command: _of_job(rule) for command, rule in ATTEMPT_RULES.items()},
     GrantSlot: _grant,
     RefuseSlot: _refuse,
-    StartJob: _start,
-    Heartbeat: _heartbeat,
-    ReportProgress: _progress,
-    CompleteJob: _complete,
-    FailJob: _fail,
-    ReleaseJob: _release,
-    ExpireAttempt: _expire,
     CancelJob: _cancel,
     RetryJob: _retry,
 }
 
 _PIPELINE_RULES = {
     AdvancePipeline: lambda command, job: [],
-    WakeJob: _wake,
+    WakeJob: _RULES[WakeJob],
     CancelJob: _cancel,
     RetryJob: _retry,
 }
 """The commands about a pipeline as a whole: the rules of jobs, which start a
 pipeline's next run where a job's next attempt. Every other command names a step."""
-
-
-def _require_status(job: Job, command: Command, status: JobStatus) -> None:
-    if job.status is not status:
-        raise InvalidTransition(job.job_id, f"{command.type} needs a {status} job; job {job.job_id} is {job.status}")
-
-
-def _require_attempt(job: Job, command: AttemptCommand | ExpireAttempt) -> None:
-    if command.attempt != job.attempt:
-        raise StaleAttempt(
-            job.job_id,
-            f"{command.type} is for attempt {command.attempt}; job {job.job_id} is on attempt {job.attempt}",
-        )
-
-
-def _require_lease(job: Job, command: AttemptCommand) -> None:
-    """Only the runner whose StartJob won may report on the running attempt."""
-    _require_status(job, command, JobStatus.RUNNING)
-    _require_attempt(job, command)
-    if command.runner_id != job.runner_id:
-        raise StaleAttempt(
-            job.job_id, f"attempt {job.attempt} of job {job.job_id} is held by runner {job.runner_id}, not {command.runner_id}"
-        )
 
 
 def _emit(command: Command, job: Job | None, *items: Emitted, first_index: int = 0) -> list[AnyEvent]:

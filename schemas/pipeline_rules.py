@@ -5,38 +5,30 @@ A pipeline job runs its steps, not an attempt of its own: it is RUNNING from
 ``PipelineStarted`` until every step succeeded (``JobSucceeded``) or, after a
 step failed for good or a cancel, until what had succeeded is compensated in
 reverse completion order (``JobFailed`` / ``JobCancelled`` with
-``compensated``). A step's attempts follow the rules of a job's — claim,
-lease, progress, retry with backoff, timeout — within the step. Each command
-decides its step's event; then :func:`advance` says what the pipeline does
+``compensated``). A step's attempts follow the very rules of a job's —
+claim, lease, progress, retry with backoff, timeout, release — written once
+in :mod:`schemas.attempt_rules` and applied to the step through
+:class:`StepAttempts` (within its own attempt budget, a compensation
+included). Each command decides its step's event; then :func:`advance` says what the pipeline does
 next from the state that event leads to (:func:`schemas.decider.decide` joins
 the two). Pure, like the rest of the decider.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from schemas import topics
-from schemas.commands import (
-    AttemptCommand,
-    Command,
-    CompleteJob,
-    ExpireAttempt,
-    ExpiryReason,
-    FailJob,
-    Heartbeat,
-    ReleaseJob,
-    ReportProgress,
-    StartJob,
-    SubmitJob,
-    WakeJob,
-)
-from schemas.errors import InvalidPipeline, InvalidTransition, NotDue, StaleAttempt
+from schemas.artifacts import ArtifactRef
+from schemas.attempt_rules import RULES as ATTEMPT_RULES
+from schemas.attempt_rules import Attempts, Emitted
+from schemas.commands import Command, SubmitJob
+from schemas.errors import InvalidPipeline, InvalidTransition
 from schemas.events import (
-    Event,
-    EventData,
     JobCancelled,
     JobCancelledData,
     JobFailed,
@@ -66,12 +58,9 @@ from schemas.events import (
     StepSucceeded,
     StepSucceededData,
 )
-from schemas.job import STEP_ACTIVE, Job, JobStatus, Step, StepPhase, StepStatus, timeout_error
+from schemas.job import STEP_ACTIVE, Job, JobStatus, Step, StepPhase, StepStatus
 from schemas.options import retry_at
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PlanError, plan
-from schemas.values import later
-
-Emitted = tuple[type[Event], EventData]
 
 INLINE_BUDGET_BYTES = 512 * 1024
 """The most a pipeline's result (its final steps' results) carries inline;
@@ -95,82 +84,74 @@ def check_plan(command: SubmitJob) -> None:
         raise InvalidPipeline(command.job_id, f"step {nested[0]!r} is a pipeline; pipelines do not nest")
 
 
-def _step_start(command: StartJob, job: Job, step: Step) -> list[Emitted]:
-    _require_step(job, step, command, StepStatus.QUEUED)
-    return [(StepStarted, StepStartedData(step=step.name, attempt=command.attempt, runner_id=command.runner_id))]
+class StepAttempts(Attempts):
+    """One step's attempts (its work's, or its compensation's), for the rules of :mod:`schemas.attempt_rules`."""
 
+    kind = "step"
 
-def _step_heartbeat(command: Heartbeat, job: Job, step: Step) -> list[Emitted]:
-    _require_step_lease(job, step, command)
-    return []
+    def __init__(self, job: Job, step: Step) -> None:
+        super().__init__(job, step)
+        self.step = step
+        self.compensating = step.phase == StepPhase.COMPENSATE
 
+    def __str__(self) -> str:
+        return f"step {self.step.name!r} of job {self.job.job_id}"
 
-def _step_progress(command: ReportProgress, job: Job, step: Step) -> list[Emitted]:
-    _require_step_lease(job, step, command)
-    if (command.percent, command.message) == (step.progress, step.progress_message):
-        return []
-    data = StepProgressedData(step=step.name, attempt=command.attempt, percent=command.percent, message=command.message)
-    return [(StepProgressed, data)]
+    def require(self, command: Command, status: str) -> None:
+        if self.job.status is not JobStatus.RUNNING:
+            raise InvalidTransition(
+                self.job.job_id, f"{command.type} needs a RUNNING pipeline; job {self.job.job_id} is {self.job.status}"
+            )
+        super().require(command, status)
 
+    def cancelling(self) -> bool:
+        """A cancel stops a step's work; a compensation runs to its end."""
+        return not self.compensating and self.job.cancel_requested_at is not None
 
-def _step_complete(command: CompleteJob, job: Job, step: Step) -> list[Emitted]:
-    _require_step_lease(job, step, command)
-    if step.phase == StepPhase.COMPENSATE:
-        data = StepCompensatedData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
-        return [(StepCompensated, data)]
-    data = StepSucceededData(step=step.name, attempt=command.attempt, result=command.result, artifact=command.artifact)
-    return [(StepSucceeded, data)]
+    def retry_time(self, now: datetime) -> datetime | None:
+        step, job = self.step, self.job
+        tried = step.attempt - step.budget_start + 1
+        if tried < (step.max_phase_attempts or job.options.max_attempts):
+            return retry_at(job.options, f"{job.job_id}/{step.name}", tried, now)
+        return None
 
+    def timeout_s(self) -> float | None:
+        return step_timeout(self.job, self.step)
 
-def _step_fail(command: FailJob, job: Job, step: Step) -> list[Emitted]:
-    _require_step_lease(job, step, command)
-    return _step_attempt_failed(job, step, command, command.error, command.error_type, command.retryable, command.traceback)
+    def cancel_deadline(self) -> datetime | None:
+        return None if self.compensating else self.job.cancel_deadline
 
+    def started(self, runner_id: str) -> Emitted:
+        return (StepStarted, StepStartedData(step=self.step.name, attempt=self.attempt, runner_id=runner_id))
 
-def _step_release(command: ReleaseJob, job: Job, step: Step) -> list[Emitted]:
-    _require_step_lease(job, step, command)
-    if step.phase == StepPhase.RUN and job.cancel_requested_at is not None:  # it was asked to stop anyway
-        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
-    released = StepReleasedData(step=step.name, attempt=step.attempt, reason=command.reason)
-    return [(StepReleased, released), _step_queued(job, step, compensation=step.phase == StepPhase.COMPENSATE)]
+    def progressed(self, percent: float, message: str | None) -> Emitted:
+        return (StepProgressed, StepProgressedData(step=self.step.name, attempt=self.attempt, percent=percent, message=message))
 
+    def succeeded(self, result: Any, artifact: ArtifactRef | None) -> Emitted:
+        done = dict(step=self.step.name, attempt=self.attempt, result=result, artifact=artifact)
+        if self.compensating:
+            return (StepCompensated, StepCompensatedData(**done))
+        return (StepSucceeded, StepSucceededData(**done))
 
-def _step_expire(command: ExpireAttempt, job: Job, step: Step) -> list[Emitted]:
-    _require_step(job, step, command, StepStatus.RUNNING)
-    now = command.issued_at
-    if command.reason is ExpiryReason.TIMEOUT:
-        timeout_s = step_timeout(job, step)
-        if timeout_s is None or step.started_at is None or now < later(step.started_at, timeout_s):
-            raise NotDue(job.job_id, f"attempt {step.attempt} of step {step.name!r} has not timed out")
-        return _step_attempt_failed(job, step, command, timeout_error(timeout_s), ExpiryReason.TIMEOUT.value, True)
-    if command.reason is ExpiryReason.CANCELLED:
-        if step.phase == StepPhase.COMPENSATE or job.cancel_deadline is None or now < job.cancel_deadline:
-            raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not past a cancel's grace")
-        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
-    error = f"runner {step.runner_id} stopped sending heartbeats; the attempt is lost"
-    return _step_attempt_failed(job, step, command, error, ExpiryReason.LOST.value, True)
+    def retry_scheduled(self, failure: dict[str, Any], when: datetime) -> Emitted:
+        return (StepRetryScheduled, StepRetryScheduledData(**failure, step=self.step.name, retry_at=when))
 
+    def failed(self, failure: dict[str, Any]) -> Emitted:
+        if self.compensating:
+            return (StepCompensationFailed, StepCompensationFailedData(**failure, step=self.step.name))
+        return (StepFailed, StepFailedData(**failure, step=self.step.name))
 
-def _step_wake(command: WakeJob, job: Job, step: Step) -> list[Emitted]:
-    _require_step(job, step, command, StepStatus.PENDING)
-    if step.due_at is None or command.issued_at < step.due_at:
-        raise NotDue(job.job_id, f"step {step.name!r} of job {job.job_id} is not due")
-    return [_step_queued(job, step, compensation=step.phase == StepPhase.COMPENSATE)]
+    def cancelled(self) -> Emitted:
+        return (StepCancelled, StepCancelledData(step=self.step.name, attempt=self.attempt))
 
+    def released(self, reason: str | None) -> Emitted:
+        return (StepReleased, StepReleasedData(step=self.step.name, attempt=self.attempt, reason=reason))
 
-def _step_attempt_failed(
-    job: Job, step: Step, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
-) -> list[Emitted]:
-    failure = dict(step=step.name, attempt=step.attempt, error=error, error_type=error_type, traceback=traceback)
-    if step.phase == StepPhase.RUN and job.cancel_requested_at is not None:
-        return [(StepCancelled, StepCancelledData(step=step.name, attempt=step.attempt))]
-    tried = step.attempt - step.budget_start + 1
-    if retryable and tried < (step.max_phase_attempts or job.options.max_attempts):
-        when = retry_at(job.options, f"{job.job_id}/{step.name}", tried, command.issued_at)
-        return [(StepRetryScheduled, StepRetryScheduledData(**failure, retry_at=when))]
-    if step.phase == StepPhase.COMPENSATE:
-        return [(StepCompensationFailed, StepCompensationFailedData(**failure))]
-    return [(StepFailed, StepFailedData(**failure))]
+    def queued_again(self) -> Emitted:
+        return _step_queued(self.job, self.step, compensation=self.compensating)
+
+    def next_attempt(self) -> Emitted:
+        return _step_queued(self.job, self.step, compensation=self.compensating)
 
 
 def _step_queued(job: Job, step: Step, compensation: bool = False) -> Emitted:
@@ -289,37 +270,9 @@ def _pipeline_ended(job: Job) -> Emitted:
     return (JobFailed, data)
 
 
-def _require_step(job: Job, step: Step, command: Command, status: StepStatus) -> None:
-    if job.status is not JobStatus.RUNNING:
-        raise InvalidTransition(job.job_id, f"{command.type} needs a RUNNING pipeline; job {job.job_id} is {job.status}")
-    if step.status is not status:
-        raise InvalidTransition(
-            job.job_id, f"{command.type} needs a {status} step; step {step.name!r} of job {job.job_id} is {step.status}"
-        )
-    attempt = getattr(command, "attempt", None)
-    if attempt is not None and attempt != step.attempt:
-        raise StaleAttempt(
-            job.job_id,
-            f"{command.type} is for attempt {attempt}; step {step.name!r} of job {job.job_id} is on attempt {step.attempt}",
-        )
+def _of_step(rule: Callable[[Any, Attempts], list[Emitted]]) -> Callable[[Any, Job, Step], list[Emitted]]:
+    return lambda command, job, step: rule(command, StepAttempts(job, step))
 
 
-def _require_step_lease(job: Job, step: Step, command: AttemptCommand) -> None:
-    _require_step(job, step, command, StepStatus.RUNNING)
-    if command.runner_id != step.runner_id:
-        raise StaleAttempt(
-            job.job_id, f"step {step.name!r} of job {job.job_id} is held by runner {step.runner_id}, not {command.runner_id}"
-        )
-
-
-STEP_RULES = {
-    StartJob: _step_start,
-    Heartbeat: _step_heartbeat,
-    ReportProgress: _step_progress,
-    CompleteJob: _step_complete,
-    FailJob: _step_fail,
-    ReleaseJob: _step_release,
-    ExpireAttempt: _step_expire,
-    WakeJob: _step_wake,
-}
+STEP_RULES = {command: _of_step(rule) for command, rule in ATTEMPT_RULES.items()}
 """The commands that name a step, and the rule for each."""

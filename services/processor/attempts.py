@@ -126,6 +126,19 @@ class Attempt:
     def compensation(self) -> bool:
         return getattr(self.work.data, "compensation", False)
 
+    def begin(self) -> None:
+        """Granted to this runner: it runs now, with a context of its own."""
+        work = self.work
+        self.state = AttemptState.RUNNING
+        self.ctx = JobContext(
+            job_id=work.job_id,
+            attempt=work.data.attempt,
+            tenant=work.tenant,
+            step=self.step,
+            inputs=getattr(work.data, "inputs", {}),
+            compensating=self.compensation,
+        )
+
 
 @dataclass
 class WaitingAttempts:

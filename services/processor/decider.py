@@ -52,22 +52,19 @@ from schemas import (
     Command,
     CompleteJob,
     ExpireAttempt,
-    FailJob,
     Heartbeat,
     Job,
     Rejection,
-    decide,
     due_commands,
     encode_command,
     encode_slot_message,
-    fold,
     parse_command,
-    slot_messages,
     topics,
 )
-from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
+from schemas.leases import Deadlines
 from schemas.topics import DeadLetterStage
-from services.adapters.log import MAX_RECORD_BYTES, DeadLetters, make_consumer, make_producer
+from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.processor.decision import RecordTooLarge, decide_command, keep_time, unrecordable
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
 from services.processor.slot_decider import SlotDecider
@@ -274,17 +271,8 @@ class Decider(mode.Service):
 
     async def _decide(self, command: Command, partition: int, record=None) -> None:
         """Decide a job command, from the log (``record``) or from the runner of this process."""
-        job: Job | None = self.jobs.get(command.job_id)
         try:
-            require_lease_ended(command, self.deadlines)
-            decided = decide(command, job)
-            after = fold(decided, job)
-            to_slots = slot_messages(job, decided, after)
-            values = [event.to_bytes() for event in decided]
-            oversized = max((len(value) for value in values), default=0)
-            if oversized > MAX_RECORD_BYTES:
-                # Checked before anything is sent: a decision is in the log whole or not at all.
-                raise RecordTooLarge(f"the decision has an event of {oversized:,} bytes; a record may have {MAX_RECORD_BYTES:,}")
+            decision = decide_command(command, self.jobs.get(command.job_id), self.deadlines)
         except Rejection as rejection:
             # Routine refusals: a runner heartbeats its claims before the grant, and a
             # timer's expiry may land after the report it was waiting for (a backlog).
@@ -295,32 +283,26 @@ class Decider(mode.Service):
             if record is not None:
                 await self._dead.send(record, error)
             elif isinstance(command, CompleteJob):  # the runner's result: fail the job as the log would have refused it
-                await self._decide(_unrecordable(command, str(error)), partition)
+                await self._decide(unrecordable(command, str(error)), partition)
             return
         except Exception as error:  # a command no rule can decide (a bug, or a value no rule foresaw)
             log.exception("decider failed on a command", job_id=command.job_id, command=command.type)
             if record is not None:
                 await self._dead.send(record, error)
             return
-        if not decided:
-            if isinstance(command, RENEWS_LEASE):
-                self.deadlines.renew(job, _now(), command.step)
-            return
-        # Slot messages first, acknowledged: if we crash before the events are in the
-        # log, the command is decided again and sends them again (they are idempotent);
-        # the other order could lose a release and block the key for good.
-        for message in to_slots:
-            await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
-        # All events of one decision are sent at the end of the round without the
-        # loop yielding, so they travel in one record batch: in the log all or none.
-        self._round.append(Decided(command.job_id.encode(), values, after))
-        self.jobs.put(partition, after)
-        if isinstance(command, RENEWS_LEASE):
-            self.deadlines.renew(after, _now(), command.step)
-        else:
-            self.deadlines.track(after, _now())
-        if self.runner is not None:
-            self.runner.heard(partition, decided)
+        if decision.events:
+            # Slot messages first, acknowledged: if we crash before the events are in the
+            # log, the command is decided again and sends them again (they are idempotent);
+            # the other order could lose a release and block the key for good.
+            for message in decision.to_slots:
+                await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
+            # All events of one decision are sent at the end of the round without the
+            # loop yielding, so they travel in one record batch: in the log all or none.
+            self._round.append(Decided(command.job_id.encode(), decision.values, decision.after))
+            self.jobs.put(partition, decision.after)
+        keep_time(self.deadlines, decision, _now())
+        if decision.events and self.runner is not None:
+            self.runner.heard(partition, decision.events)
 
     def _acknowledged(self, states: list[tuple[Job, asyncio.Future]]) -> None:
         """The last event of each decision is in the log: the states they lead to
@@ -411,27 +393,6 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.decider.assigned(set(assigned))
-
-
-class RecordTooLarge(Exception):
-    """A decision would write an event larger than the log takes: its command is dead-lettered."""
-
-
-def _unrecordable(command: CompleteJob, reason: str) -> FailJob:
-    """The runner's report of a result too large for the log, as the failure the log's refusal would have caused."""
-    return FailJob(
-        command_id=f"{command.command_id}/unrecordable",
-        job_id=command.job_id,
-        tenant=command.tenant,
-        correlation_id=command.correlation_id,
-        issued_at=command.issued_at,
-        attempt=command.attempt,
-        runner_id=command.runner_id,
-        step=command.step,
-        error=f"the handler's complete report cannot be recorded: {reason}",
-        error_type="UnrecordableReport",
-        retryable=False,
-    )
 
 
 def _now() -> datetime:

@@ -71,7 +71,7 @@ from services.processor.attempts import (
     outcome,
 )
 from services.processor.follower import LostPartitions
-from services.processor.handlers import HandlerRegistry, JobContext
+from services.processor.handlers import HandlerRegistry
 from services.processor.offsets import Offsets
 from services.processor.reports import LocalDecider, Reports
 from services.processor.settings import ProcessorSettings
@@ -448,16 +448,7 @@ class Runner(mode.Service):
     # --- running an attempt -------------------------------------------------------
 
     def _run(self, attempt: Attempt) -> None:
-        work = attempt.work
-        attempt.state = AttemptState.RUNNING
-        attempt.ctx = JobContext(
-            job_id=work.job_id,
-            attempt=work.data.attempt,
-            tenant=work.tenant,
-            step=attempt.step,
-            inputs=getattr(work.data, "inputs", {}),
-            compensating=attempt.compensation,
-        )
+        attempt.begin()
         attempt.task = asyncio.create_task(self._attempt(attempt))
         self._started_any = True
         # A callback, not a ``finally``: a task cancelled before its first step

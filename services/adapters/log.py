@@ -9,11 +9,12 @@ Effects downstream stay exactly-once through ``(job_id, seq)`` deduplication.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
@@ -59,6 +60,47 @@ def make_consumer(settings: ConnectionSettings, group_id: str | None = None, **o
         )
     options.update(overrides)
     return AIOKafkaConsumer(**options)
+
+
+PartitionsMoved = Callable[[set[TopicPartition]], Awaitable[None] | None]
+
+
+class Rebalance(ConsumerRebalanceListener):
+    """The one rebalance listener: hands the partitions that go (before the
+    group rebalances) and those that come (after, before their first record
+    is fetched) to a service's own ``revoked`` and ``assigned``."""
+
+    def __init__(self, assigned: PartitionsMoved, revoked: PartitionsMoved) -> None:
+        self._assigned = assigned
+        self._revoked = revoked
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await _done(self._revoked(set(revoked)))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await _done(self._assigned(set(assigned)))
+
+
+async def _done(outcome: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+async def commit_assigned(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], who: str) -> None:
+    """Commit the offsets of the partitions ``consumer`` still owns. A failure
+    means they moved (or the broker is away): their next owner reads on from
+    the last commit, again what came after it (every consumer drops repeats),
+    so it is logged, not raised."""
+    assigned = consumer.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except Exception as error:
+        structlog.get_logger(component=who).warning(
+            "offset commit failed; what came after the last one is read again", error=repr(error)
+        )
 
 
 async def append(producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes, timeout_s: float) -> RecordMetadata:

@@ -45,8 +45,7 @@ from typing import TYPE_CHECKING
 
 import mode
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import (
     Command,
@@ -63,7 +62,7 @@ from schemas import (
 )
 from schemas.leases import Deadlines
 from schemas.topics import DeadLetterStage
-from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.adapters.log import DeadLetters, Rebalance, commit_assigned, make_consumer, make_producer
 from services.processor.decision import RecordTooLarge, decide_command, keep_time, unrecordable
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
@@ -134,7 +133,7 @@ class Decider(mode.Service):
         self._dead = DeadLetters(self._producer, DeadLetterStage.DECIDER, self._send)
         self.slots = SlotDecider(self._producer, DeadLetters(self._producer, DeadLetterStage.SLOTS, self._send), self._send)
         self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, DeadLetterStage.SCHEDULES, self._send), self._send)
-        self._consumer.subscribe(list(INPUTS), listener=_Rebalance(self))
+        self._consumer.subscribe(list(INPUTS), listener=Rebalance(self.assigned, self.revoked))
 
     async def on_stop(self) -> None:
         if self.runner is not None:
@@ -254,14 +253,8 @@ class Decider(mode.Service):
 
     async def _commit(self) -> None:
         self._last_commit = time.monotonic()
-        assigned = self._consumer.assignment()
-        offsets = {tp: offset for tp, offset in self._decided.items() if tp in assigned}
-        self._decided = {}
-        if offsets:
-            try:
-                await self._consumer.commit(offsets)
-            except KafkaError as error:  # the partitions moved: the new owner decides them again
-                log.warning("decider commit failed", error=repr(error))
+        decided, self._decided = self._decided, {}
+        await commit_assigned(self._consumer, decided, "decider")
 
     def _send(self, future: asyncio.Future) -> asyncio.Future:
         self._sent.append(future)
@@ -382,17 +375,6 @@ class Decider(mode.Service):
         self.scheduler.table.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
         for tp in revoked:
             self._decided.pop(tp, None)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, decider: Decider) -> None:
-        self.decider = decider
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.decider.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await self.decider.assigned(set(assigned))
 
 
 def _now() -> datetime:

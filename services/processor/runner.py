@@ -40,7 +40,7 @@ import time
 
 import mode
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
@@ -58,7 +58,7 @@ from schemas import (
 )
 from schemas.events import QUEUED, StepStarted
 from services.adapters.artifacts import ArtifactStore, Offloader
-from services.adapters.log import make_consumer, make_producer
+from services.adapters.log import Rebalance, commit_assigned, make_consumer, make_producer
 from services.processor.attempts import (
     IN_FLIGHT,
     Attempt,
@@ -146,7 +146,7 @@ class Runner(mode.Service):
             self._drained.set()  # claims are answered within the decider's round: none is ever left open
         else:
             self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
-            self._consumer.subscribe([topics.EVENTS], listener=_Rebalance(self))
+            self._consumer.subscribe([topics.EVENTS], listener=Rebalance(self.assigned, self._handing_over))
         await self._producer.start()
 
     async def on_stop(self) -> None:
@@ -405,13 +405,12 @@ class Runner(mode.Service):
 
     async def _commit(self) -> None:
         self._last_commit = time.monotonic()
-        assignment = self._consumer.assignment()
-        committable = {tp: offset for tp, offset in self._offsets.committable().items() if tp in assignment}
-        if committable:
-            try:
-                await self._consumer.commit(committable)
-            except Exception as error:  # a rebalance: the new owner re-reads from the last commit
-                log.warning("runner commit failed", error=repr(error))
+        await commit_assigned(self._consumer, self._offsets.committable(), "runner")
+
+    async def _handing_over(self, partitions: set[TopicPartition]) -> None:
+        """Partitions go: what is done is committed first."""
+        await self._commit()
+        self.revoked(partitions)
 
     def revoked(self, partitions) -> None:
         for attempt in list(self._attempts.values()):
@@ -509,15 +508,3 @@ class Runner(mode.Service):
                 await self._reports.keep_alive(list(self._attempts.values()))
             except Exception as error:  # the broker went away: the next beat tries again
                 log.warning("heartbeats not sent", error=repr(error))
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.runner._commit()
-        self.runner.revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        self.runner.assigned(set(assigned))

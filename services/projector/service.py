@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
 
@@ -29,7 +28,7 @@ from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
 from schemas.topics import DeadLetterStage
 from services.adapters import positions
-from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.adapters.log import DeadLetters, Rebalance, commit_assigned, make_consumer, make_producer
 from services.adapters.positions import LogLost
 from services.adapters.projections import BatchOutcome, JobProjection
 from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
@@ -69,10 +68,7 @@ class _Progress:
             return
         durable, self._pending = self._pending, {}
         await positions.save(self._db, durable)
-        try:
-            await self._consumer.commit(durable)
-        except KafkaError as error:  # e.g. the partitions moved meanwhile
-            log.warning("offset commit failed; the saved positions are used on restart", error=repr(error))
+        await commit_assigned(self._consumer, durable, "projector")  # (on restart, the saved positions decide)
 
     async def save_quietly(self) -> None:
         """On revocation and on the way out; what fails here is read again (as duplicates)."""
@@ -82,7 +78,7 @@ class _Progress:
             log.warning("position save failed; the last interval is read again", error=repr(error))
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Partitions:
     """Forget cached states when partitions move; on assignment, resume from the
     positions stored with the read models and check the log still reaches them."""
 
@@ -96,12 +92,12 @@ class _Rebalance(ConsumerRebalanceListener):
         self.progress = progress
         self.lost: list = []
 
-    async def on_partitions_revoked(self, revoked) -> None:
+    async def revoked(self, revoked) -> None:
         self._projection.forget()
         if revoked:
             await self.progress.save_quietly()
 
-    async def on_partitions_assigned(self, assigned) -> None:
+    async def assigned(self, assigned) -> None:
         self._projection.forget()
         if not assigned:
             return
@@ -146,7 +142,7 @@ class Projector:
     consumer: AIOKafkaConsumer
     dead_letters: DeadLetters
     progress: _Progress
-    rebalance: _Rebalance
+    partitions: _Partitions
 
 
 async def bootstrap(settings: ProjectorSettings) -> Projector:
@@ -174,22 +170,22 @@ async def bootstrap(settings: ProjectorSettings) -> Projector:
         consumer=consumer,
         dead_letters=DeadLetters(producer, DeadLetterStage.PROJECTOR),
         progress=progress,
-        rebalance=_Rebalance(projection, db, settings, consumer, progress),
+        partitions=_Partitions(projection, db, settings, consumer, progress),
     )
 
 
 async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
     """Fold ``jobs.events`` and ``jobs.schedules`` into the read models until ``stop`` is set."""
     p = await bootstrap(settings)
-    p.consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=p.rebalance)
+    p.consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=Rebalance(p.partitions.assigned, p.partitions.revoked))
     await p.producer.start()
     await p.consumer.start()
     log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
     try:
         while not stop.is_set():
             batches = await p.consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
-            if p.rebalance.lost:
-                raise LogLost(p.rebalance.lost)
+            if p.partitions.lost:
+                raise LogLost(p.partitions.lost)
             records = [record for batch in batches.values() for record in batch]
             if records:
                 await _project([r for r in records if r.topic == topics.EVENTS], p.projection, p.dead_letters)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from enum import StrEnum
 
 from schemas.commands import AdvancePipeline, Command, ExpireAttempt, ExpiryReason, WakeJob
 from schemas.job import Job, JobStatus, StepPhase, StepStatus
@@ -22,24 +23,29 @@ from schemas.pipeline_rules import advance, step_timeout
 from schemas.values import later
 
 _TIMER_NAMESPACE = uuid.UUID("3b0f6a61-8f0a-4f7e-a7f5-5c6e9d2b1c40")
-WAKE = "wake"
-"""The deadline of a PENDING job: its ``run_at`` or its backoff has passed."""
-ADVANCE = "advance"
-"""A running pipeline has a next step no decision took (see ``AdvancePipeline``): due at once."""
+
+
+class Due(StrEnum):
+    """What a deadline brings about when it is not an attempt's expiry (those are :class:`ExpiryReason`)."""
+
+    WAKE = "wake"
+    """The deadline of a PENDING job: its ``run_at`` or its backoff has passed."""
+    ADVANCE = "advance"
+    """A running pipeline has a next step no decision took (see ``AdvancePipeline``): due at once."""
 
 
 Leases = Mapping[str | None, datetime]
 """When each running attempt's lease ends, by step (``None``: a plain job's attempt)."""
 
 
-def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[datetime, str, str | None]]:
+def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
     """``(when, reason, step)`` for every deadline of ``job``. Leases (when each
     runner's lease ends) come from the processor, which tracks heartbeats, not the log."""
     if isinstance(leases, datetime):
         leases = {None: leases}
     leases = leases or {}
     if job.status is JobStatus.PENDING and job.due_at is not None:
-        return [(job.due_at, WAKE, None)]
+        return [(job.due_at, Due.WAKE, None)]
     if job.status is not JobStatus.RUNNING:
         return []
     if job.is_pipeline:
@@ -47,21 +53,23 @@ def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[d
     return _attempt_deadlines(job.options.timeout_s, job.started_at, job.cancel_deadline, leases.get(None), None)
 
 
-def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, str, str | None]]:
+def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
     """A running pipeline's: each step's backoff, timeout, cancel grace and lease."""
     found = []
     if advance(job):  # every whole decision leaves nothing to advance: this one was cut short
-        found.append((job.updated_at, ADVANCE, None))
+        found.append((job.updated_at, Due.ADVANCE, None))
     for step in job.steps:
         if step.status is StepStatus.PENDING and step.due_at is not None:
-            found.append((step.due_at, WAKE, step.name))
+            found.append((step.due_at, Due.WAKE, step.name))
         elif step.status is StepStatus.RUNNING:
             cancel = job.cancel_deadline if step.phase == StepPhase.RUN else None
             found += _attempt_deadlines(step_timeout(job, step), step.started_at, cancel, leases.get(step.name), step.name)
     return found
 
 
-def _attempt_deadlines(timeout_s, started_at, cancel_deadline, lease, step) -> list[tuple[datetime, str, str | None]]:
+def _attempt_deadlines(
+    timeout_s, started_at, cancel_deadline, lease, step
+) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
     found = []
     if timeout_s is not None and started_at is not None:
         found.append((later(started_at, timeout_s), ExpiryReason.TIMEOUT, step))
@@ -99,9 +107,9 @@ def due_commands(job: Job, now: datetime, lease_expires_at: Leases | datetime | 
             tenant=job.tenant,
             issued_at=now,
         )
-        if reason == WAKE:
+        if reason is Due.WAKE:
             commands.append(WakeJob(step=step, **common))
-        elif reason == ADVANCE:
+        elif reason is Due.ADVANCE:
             commands.append(AdvancePipeline(**common))
         else:
             attempt = job.attempt if step is None else job.step(step).attempt

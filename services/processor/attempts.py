@@ -63,6 +63,20 @@ IN_FLIGHT = (AttemptState.CLAIMED, AttemptState.RUNNING)
 """Holding a slot: heartbeated, and followed after a rebalance."""
 
 
+class ReportName(StrEnum):
+    """What a runner reports on an attempt; with the attempt's order and the
+    runner, it names the report's command (:func:`report_id`), so the same
+    report sent twice is one command to the decider. Progress and heartbeats
+    are named again each time (a timestamp after the name): each counts."""
+
+    START = "start"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    RELEASE = "release"
+    PROGRESS = "progress"
+    HEARTBEAT = "heartbeat"
+
+
 def report_id(order_id: str, runner_id: str, report: str) -> str:
     """The command id of a report: the same report of the same attempt is the same command."""
     return str(uuid.uuid5(_REPORT_NAMESPACE, f"{order_id}/{runner_id}/{report}"))
@@ -198,24 +212,26 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
                 raise PermanentError(str(missing)) from None
         result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), work.data.timeout_s)
         if offloader is None:
-            return Report(CompleteJob, "complete", {"result": result})
+            return Report(CompleteJob, ReportName.COMPLETE, {"result": result})
         name = RESULT if attempt.step is None else attempt.step + (COMPENSATION_SUFFIX if attempt.compensation else "")
         fields = await offloader.result(result, tenant=work.tenant, job_id=work.job_id, name=name, attempt=work.data.attempt)
-        return Report(CompleteJob, "complete", fields)
+        return Report(CompleteJob, ReportName.COMPLETE, fields)
     except asyncio.CancelledError:
         if not attempt.ended_by_decider:
             raise
         log.info("attempt ended by the decider", job_id=work.job_id, attempt=work.data.attempt)
         return None
     except TimeoutError:
-        return Report(FailJob, "fail", {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value})
+        return Report(
+            FailJob, ReportName.FAIL, {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value}
+        )
     except Exception as error:
         log.error(
             "job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error
         )
         return Report(
             FailJob,
-            "fail",
+            ReportName.FAIL,
             {
                 "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
                 "error_type": type(error).__name__,

@@ -18,6 +18,9 @@ from schemas import AnyEvent, Command, CompleteJob, FailJob, Job, decide, fold, 
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
 from schemas.slots import SlotMessage
 
+UNRECORDABLE_REPORT = "UnrecordableReport"
+"""The error type of an attempt whose report the log could not hold (a result too large for a record)."""
+
 
 class RecordTooLarge(Exception):
     """A decision would write an event larger than the log takes: its command is dead-lettered."""
@@ -72,6 +75,6 @@ def unrecordable(command: CompleteJob, reason: str) -> FailJob:
         runner_id=command.runner_id,
         step=command.step,
         error=f"the handler's complete report cannot be recorded: {reason}",
-        error_type="UnrecordableReport",
+        error_type=UNRECORDABLE_REPORT,
         retryable=False,
     )

@@ -54,7 +54,7 @@ from services.adapters.memory_log import MemoryLog
 from services.common.modules import load_job_types
 from services.ingest.settings import IngestSettings
 from services.ingest.submissions import parse_request, submit_command
-from services.processor.attempts import Attempt, AttemptKey, AttemptState, Work, attempt_key, outcome, report_id
+from services.processor.attempts import Attempt, AttemptKey, AttemptState, ReportName, Work, attempt_key, outcome, report_id
 from services.processor.decision import RecordTooLarge, decide_command, keep_time, unrecordable
 from services.processor.handlers import HandlerRegistry, load_handlers
 from services.processor.settings import ProcessorSettings
@@ -194,7 +194,7 @@ class LocalJobledger:
         if isinstance(event, (JobQueued, StepQueued)):
             work = Work.of_event(event)
             self._running[work.key] = Attempt(tp=None, offset=None, work=work, state=AttemptState.CLAIMED)
-            self.send(self._report(StartJob, self._running[work.key], "start"))
+            self.send(self._report(StartJob, self._running[work.key], ReportName.START))
         elif isinstance(event, (JobStarted, StepStarted)):
             attempt = self._running.get(attempt_key(event))
             if attempt is not None and event.data.runner_id == RUNNER_ID and attempt.state is AttemptState.CLAIMED:

@@ -20,7 +20,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas import Command, Heartbeat, ReportProgress, encode_command, topics
 from services.adapters.log import MAX_RECORD_BYTES
-from services.processor.attempts import IN_FLIGHT, Attempt, report_id
+from services.processor.attempts import IN_FLIGHT, Attempt, ReportName, report_id
 from services.processor.settings import ProcessorSettings
 
 
@@ -86,9 +86,11 @@ class Reports:
             latest = attempt.ctx.latest_progress if attempt.ctx is not None else None
             if progress_due and latest is not None and latest != attempt.sent_progress:
                 attempt.sent_progress = latest
-                await self.send(ReportProgress, attempt, f"progress/{time.time_ns()}", percent=latest[0], message=latest[1])
+                await self.send(
+                    ReportProgress, attempt, f"{ReportName.PROGRESS}/{time.time_ns()}", percent=latest[0], message=latest[1]
+                )
             elif heartbeat_due:
-                await self.send(Heartbeat, attempt, f"heartbeat/{time.time_ns()}")
+                await self.send(Heartbeat, attempt, f"{ReportName.HEARTBEAT}/{time.time_ns()}")
 
 
 def _taken() -> asyncio.Future:

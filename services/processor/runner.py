@@ -64,12 +64,14 @@ from services.processor.attempts import (
     Attempt,
     AttemptKey,
     AttemptState,
+    ReportName,
     WaitingAttempts,
     Work,
     attempt_key,
     first_error,
     outcome,
 )
+from services.processor.decision import UNRECORDABLE_REPORT
 from services.processor.follower import LostPartitions
 from services.processor.handlers import HandlerRegistry
 from services.processor.offsets import Offsets
@@ -372,7 +374,7 @@ class Runner(mode.Service):
                     self._drop(attempt)
                     continue
                 log.warning("claim not answered yet; sending it again", job_id=attempt.work.job_id)
-                await self._send(StartJob, attempt, "start")
+                await self._send(StartJob, attempt, ReportName.START)
 
     async def _dispatch(self) -> None:
         # Fed in memory, the grant comes back in the same decision round: waiting
@@ -385,7 +387,7 @@ class Runner(mode.Service):
             attempt.state = AttemptState.CLAIMED
             attempt.claimed_at = time.monotonic()
             self._free -= 1
-            await self._send(StartJob, attempt, "start")
+            await self._send(StartJob, attempt, ReportName.START)
             if start_at_once:
                 self._run(attempt)
 
@@ -474,7 +476,9 @@ class Runner(mode.Service):
             log.warning("job report cannot be recorded; failing the job", job_id=attempt.work.job_id, error=str(error))
             reason = first_error(error) if isinstance(error, ValidationError) else "larger than the broker accepts"
             message = f"the handler's {report.name} report cannot be recorded: {reason}"
-            future = await self._send(FailJob, attempt, "fail", error=message, error_type="UnrecordableReport", retryable=False)
+            future = await self._send(
+                FailJob, attempt, ReportName.FAIL, error=message, error_type=UNRECORDABLE_REPORT, retryable=False
+            )
         future.add_done_callback(lambda _: self._done(attempt))
 
     async def _send(self, command_class, attempt: Attempt, name: str, **fields):
@@ -491,7 +495,7 @@ class Runner(mode.Service):
             attempt=attempt.work.data.attempt,
         )
         try:
-            future = await self._send(ReleaseJob, attempt, "release")
+            future = await self._send(ReleaseJob, attempt, ReportName.RELEASE)
         except Exception as error:  # the lease runs out instead, as after a crash
             log.warning("could not hand the attempt back", job_id=attempt.work.job_id, error=repr(error))
             return

@@ -51,9 +51,10 @@ browser: ## Debian's chromium, for the dashboard's browser test (apt-get, once)
 test: install browser ## unit, integration and end-to-end tests against the real embedded stack
 	$(UV) run --frozen pytest
 
-lint: install ## ruff's checks and format on the whole tree (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
+lint: install ## ruff's checks and format on the whole tree, mypy on the contract and the SDK (pyproject.toml); .ci/run runs it before the tests
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 test-unit: install ## the fast unit tests only
 	$(UV) run --frozen pytest tests/unit

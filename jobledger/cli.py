@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -198,7 +199,7 @@ def ls(
     out.print(_id_table(("id", "state", "type", "attempt", "progress", "created"), rows))
 
 
-def _id_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def _id_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
     """A table led by whole ids (they are for copying), with as many of the
     other columns, left to right, as fit the terminal: none is cut or wrapped."""
     widths = [
@@ -340,7 +341,7 @@ class _client:
     def __enter__(self) -> Client:
         return self.client
 
-    def __exit__(self, kind, error, traceback) -> bool:
+    def __exit__(self, kind, error, traceback) -> None:
         self.client.close()
         if isinstance(error, httpx.TransportError):
             console.print(
@@ -355,7 +356,6 @@ class _client:
             for item in error.errors:
                 console.print(f"  {item.get('field')}: {item.get('message')}", highlight=False)
             raise typer.Exit(EXIT_REFUSED)
-        return False
 
 
 def _final(client: Client, job_id: str, timeout: Optional[float]) -> JobView:

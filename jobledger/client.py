@@ -13,11 +13,12 @@ the embedded stack of ``make run``).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,7 @@ class JobUpdate:
     event: dict[str, Any]
 
 
-async def _cloud_events(messages) -> AsyncIterator[dict[str, Any]]:
+async def _cloud_events(messages) -> AsyncGenerator[dict[str, Any], None]:
     async for message in messages:
         if message.data:
             yield message.json()
@@ -138,7 +139,7 @@ class AsyncClient:
         created_before: datetime | None = None,
         id_prefix: str | None = None,
         page_size: int = 100,
-    ) -> AsyncIterator[JobView]:
+    ) -> AsyncGenerator[JobView, None]:
         """Every matching job, newest first, page after page."""
         params: dict[str, Any] = {"limit": page_size}
         for name, value in (("state", state), ("type", type), ("priority", priority), ("id_prefix", id_prefix)):
@@ -157,7 +158,7 @@ class AsyncClient:
                 return
             params["cursor"] = page.next_cursor
 
-    async def events(self, job_id: str, until: int | datetime | str | None = None) -> list[dict[str, Any]]:
+    async def events(self, job_id: str, until: int | datetime | str | None = None) -> builtins.list[dict[str, Any]]:
         """The job's events (CloudEvents objects, hash chain included), up to a seq or a time."""
         params = {"until": until.isoformat() if isinstance(until, datetime) else str(until)} if until is not None else {}
         return (await self._request("GET", f"/jobs/{job_id}/events", params=params)).json()["items"]
@@ -177,7 +178,7 @@ class AsyncClient:
             )
         return response.content
 
-    async def follow(self, job_id: str, after_seq: int = 0) -> AsyncIterator[JobUpdate]:
+    async def follow(self, job_id: str, after_seq: int = 0) -> AsyncGenerator[JobUpdate, None]:
         """Each change of the job as it happens (server-sent events), until it ends."""
         headers = {"Last-Event-ID": str(after_seq)} if after_seq else {}
         async with self._stream(f"/jobs/{job_id}/stream", headers) as source:
@@ -195,7 +196,7 @@ class AsyncClient:
                 )
 
     @asynccontextmanager
-    async def watch(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    async def watch(self) -> AsyncIterator[AsyncGenerator[dict[str, Any], None]]:
         """Every event of every job of your tenant as it happens (``GET /jobs:stream``),
         as CloudEvents objects, without end. Listening once the block is entered::
 
@@ -234,7 +235,7 @@ class AsyncClient:
         body = {"cron": cron, "timezone": timezone, "job": {"type": type, "payload": payload or {}, **_jsonable(options)}}
         return ScheduleView.model_validate((await self._request("POST", "/schedules", json=body)).json())
 
-    async def schedules(self) -> list[ScheduleView]:
+    async def schedules(self) -> builtins.list[ScheduleView]:
         return ScheduleList.model_validate((await self._request("GET", "/schedules")).json()).items
 
     async def get_schedule(self, schedule_id: str) -> ScheduleView:
@@ -258,7 +259,7 @@ class AsyncClient:
                 raise JobFailed(job)
             left = LONG_POLL_S if deadline is None else deadline - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(job, timeout)
+                raise WaitTimeout(job, timeout or 0.0)
             params = {"wait_s": round(min(LONG_POLL_S, left), 3)}
             if ended:  # an earlier end: wait for the job to move on
                 params["after_version"] = job.version

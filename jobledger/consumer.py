@@ -85,7 +85,7 @@ class JobEventConsumer:
         )
         self._batch_size = batch_size
         self.seen = SeenEvents(remember_jobs, already_seen)
-        self._consumer = None
+        self._consumer: Any = None
         self._handled: dict[Any, int] = {}
         """partition → next offset, for records the loop has finished with"""
 

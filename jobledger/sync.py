@@ -18,8 +18,9 @@ that thread.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ class _LoopThread:
     def run(self, coroutine) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, iterator: AsyncGenerator[T, None]) -> Generator[T, None, None]:
         try:
             while True:
                 try:
@@ -125,7 +126,7 @@ class Client:
     def retry(self, job_id: str) -> JobAccepted:
         return self._loop.run(self._async.retry(job_id))
 
-    def events(self, job_id: str, until: int | datetime | str | None = None) -> list[dict[str, Any]]:
+    def events(self, job_id: str, until: int | datetime | str | None = None) -> builtins.list[dict[str, Any]]:
         return self._loop.run(self._async.events(job_id, until))
 
     def artifact(self, job_id: str, name: str = "result") -> bytes:
@@ -151,7 +152,7 @@ class Client:
     ) -> ScheduleView:
         return self._loop.run(self._async.schedule(cron, type, payload, timezone=timezone, **options))
 
-    def schedules(self) -> list[ScheduleView]:
+    def schedules(self) -> builtins.list[ScheduleView]:
         return self._loop.run(self._async.schedules())
 
     def get_schedule(self, schedule_id: str) -> ScheduleView:

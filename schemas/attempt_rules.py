@@ -13,6 +13,7 @@ Pure, like the rest of the decider.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -197,7 +198,7 @@ def attempt_failed(
     return [of.failed(failure)]
 
 
-RULES = {
+RULES: dict[type[Command], Callable[[Any, Attempts], list[Emitted]]] = {
     StartJob: start,
     Heartbeat: heartbeat,
     ReportProgress: progress,

@@ -20,6 +20,8 @@ from schemas.values import Moment, storable
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    type: str
+    """Each command class fixes its own (``SubmitJob``, …)."""
     command_id: str
     job_id: str
     tenant: str

@@ -150,15 +150,12 @@ def _next_attempt(
 
 
 def _queued(job_id: str, job_type: str, payload: dict, options, attempt: int) -> Emitted:
-    return (
-        JobQueued,
-        JobQueuedData(
-            attempt=attempt,
-            job_type=job_type,
-            payload=payload,
-            priority=options.priority,
-            timeout_s=options.timeout_s,
-        ),
+    return (JobQueued, _queued_data(job_id, job_type, payload, options, attempt))
+
+
+def _queued_data(job_id: str, job_type: str, payload: dict, options, attempt: int) -> JobQueuedData:
+    return JobQueuedData(
+        attempt=attempt, job_type=job_type, payload=payload, priority=options.priority, timeout_s=options.timeout_s
     )
 
 
@@ -177,7 +174,7 @@ def queued_work(job: Job) -> list[JobQueuedData | StepQueuedData]:
         ]
     if job.status is not JobStatus.QUEUED:
         return []
-    return [_queued(job.job_id, job.job_type, job.payload, job.options, job.attempt)[1]]
+    return [_queued_data(job.job_id, job.job_type, job.payload, job.options, job.attempt)]
 
 
 class JobAttempts(Attempts):
@@ -280,6 +277,7 @@ def _advanced(command: Command, job: Job | None, emitted: list[Emitted]) -> list
     queued leads on to compensation in the same decision)."""
     events = _emit(command, job, *emitted)
     after = fold(events, job)
+    assert after is not None, "a pipeline's events lead to a pipeline"
     for _ in range(len(after.steps) + 2):  # each round queues, skips or ends something; this bounds a bug
         more = advance(after)
         if not more:
@@ -294,7 +292,7 @@ def _of_job(rule: Callable[[Any, Attempts], list[Emitted]]) -> Callable[[Any, Jo
     return lambda command, job: rule(command, JobAttempts(job))
 
 
-_RULES = {
+_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     **{command: _of_job(rule) for command, rule in ATTEMPT_RULES.items()},
     GrantSlot: _grant,
     RefuseSlot: _refuse,
@@ -302,7 +300,7 @@ _RULES = {
     RetryJob: _retry,
 }
 
-_PIPELINE_RULES = {
+_PIPELINE_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     AdvancePipeline: lambda command, job: [],
     WakeJob: _RULES[WakeJob],
     CancelJob: _cancel,
@@ -319,7 +317,7 @@ def _emit(command: Command, job: Job | None, *items: Emitted, first_index: int =
     events: list[AnyEvent] = []
     for index, (event_class, data) in enumerate(items, start=first_index):
         seq += 1
-        draft = event_class(
+        draft = event_class(  # type: ignore[call-arg]  # each event class fixes its own type
             event_id=str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{command.command_id}/{index}")),
             job_id=command.job_id,
             occurred_at=command.issued_at,

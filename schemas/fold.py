@@ -8,6 +8,7 @@ consumer fold the log with these very functions. One fold, everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import overload
 
 from schemas.errors import SequenceGap
 from schemas.events import (
@@ -258,8 +259,17 @@ def apply_next(job: Job | None, event: AnyEvent) -> Job | None:
     return evolve(job, event)
 
 
+@overload
+def fold(events: Iterable[AnyEvent], job: Job) -> Job: ...
+
+
+@overload
+def fold(events: Iterable[AnyEvent], job: Job | None = None) -> Job | None: ...
+
+
 def fold(events: Iterable[AnyEvent], job: Job | None = None) -> Job | None:
-    """The job after a history of events, skipping redelivered ones."""
+    """The job after a history of events, skipping redelivered ones (a job
+    given stays a job: no event takes it away)."""
     for event in events:
         job = apply_next(job, event) or job
     return job

@@ -113,7 +113,7 @@ class Step(PipelineStep):
     @property
     def max_phase_attempts(self) -> int | None:
         """The attempts this phase allows (``None``: the pipeline's ``max_attempts``)."""
-        if self.phase == StepPhase.COMPENSATE:
+        if self.phase == StepPhase.COMPENSATE and self.compensate is not None:
             return self.compensate.max_attempts
         return self.max_attempts
 
@@ -168,6 +168,13 @@ class Job(BaseModel):
 
     def step(self, name: str) -> Step | None:
         return next((step for step in self.steps if step.name == name), None)
+
+    def named_step(self, name: str | None) -> Step:
+        """The step ``name``, which the pipeline must have (a ``KeyError`` says it has not)."""
+        step = self.step(name) if name is not None else None
+        if step is None:
+            raise KeyError(f"job {self.job_id} has no step {name!r}")
+        return step
 
     def with_step(self, name: str, **changes: Any) -> tuple[Step, ...]:
         """The steps with ``name``'s fields changed."""

@@ -75,11 +75,12 @@ INPUTS_TOO_LARGE = "InputsTooLarge"
 
 def check_plan(command: SubmitJob) -> None:
     """A pipeline's plan checked again (ingest checked it; a command may come from elsewhere)."""
+    steps = command.steps or ()
     try:
-        plan(PipelineSpec(steps=command.steps), Operations())
+        plan(PipelineSpec(steps=steps), Operations())
     except PlanError as error:
         raise InvalidPipeline(command.job_id, error.message) from None
-    nested = [step.name for step in command.steps if step.type == PIPELINE]
+    nested = [step.name for step in steps if step.type == PIPELINE]
     if nested:
         raise InvalidPipeline(command.job_id, f"step {nested[0]!r} is a pipeline; pipelines do not nest")
 
@@ -179,11 +180,13 @@ def step_work(job: Job, step: Step, compensation: bool, attempt: int) -> StepQue
     depends on (a compensation: of the step it undoes), which no later event
     changes, so the same work is rebuilt from any state where it is queued."""
     if compensation:
+        if step.compensate is None:
+            raise ValueError(f"step {step.name!r} of job {job.job_id} has no compensation")
         job_type, payload, sources = step.compensate.type, step.compensate.payload, [step]
         timeout_s = job.options.timeout_s
     else:
         job_type, payload = step.type, step.payload or {}
-        sources = [job.step(dependency) for dependency in step.depends_on]
+        sources = [job.named_step(dependency) for dependency in step.depends_on]
         timeout_s = step_timeout(job, step)
     return StepQueuedData(
         step=step.name,
@@ -235,7 +238,7 @@ def advance(job: Job) -> list[Emitted]:
     if any(step.status in STEP_ACTIVE and step not in skipped for step in steps):
         return emitted  # what runs ends first; compensations run one at a time
     for name in reversed(job.completed_steps):
-        step = job.step(name)
+        step = job.named_step(name)
         if step.status is StepStatus.SUCCEEDED and step.compensate is not None:
             return emitted + [_step_queued(job, step, compensation=True)]
     return emitted + [_pipeline_ended(job)]
@@ -255,7 +258,7 @@ def _pipeline_ended(job: Job) -> Emitted:
     compensated = (not unfinished) if undone else None
     if job.cancel_requested_at is not None:
         return (JobCancelled, JobCancelledData(attempt=job.attempt, reason=job.cancel_reason, compensated=compensated))
-    failed = job.step(job.failed_step)
+    failed = job.named_step(job.failed_step)
     error = f"step {failed.name!r} failed: {failed.error}"
     if unfinished:
         error += "; " + "; ".join(f"compensation of step {step.name!r} failed: {step.error}" for step in unfinished)
@@ -274,5 +277,7 @@ def _of_step(rule: Callable[[Any, Attempts], list[Emitted]]) -> Callable[[Any, J
     return lambda command, job, step: rule(command, StepAttempts(job, step))
 
 
-STEP_RULES = {command: _of_step(rule) for command, rule in ATTEMPT_RULES.items()}
+STEP_RULES: dict[type[Command], Callable[[Any, Job, Step], list[Emitted]]] = {
+    command: _of_step(rule) for command, rule in ATTEMPT_RULES.items()
+}
 """The commands that name a step, and the rule for each."""

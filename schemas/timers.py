@@ -34,11 +34,14 @@ class Due(StrEnum):
     """A running pipeline has a next step no decision took (see ``AdvancePipeline``): due at once."""
 
 
+Deadline = tuple[datetime, Due | ExpiryReason, str | None]
+"""When, what it brings about, and the step it is about (``None``: the job)."""
+
 Leases = Mapping[str | None, datetime]
 """When each running attempt's lease ends, by step (``None``: a plain job's attempt)."""
 
 
-def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
+def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[Deadline]:
     """``(when, reason, step)`` for every deadline of ``job``. Leases (when each
     runner's lease ends) come from the processor, which tracks heartbeats, not the log."""
     if isinstance(leases, datetime):
@@ -53,9 +56,9 @@ def deadlines(job: Job, leases: Leases | datetime | None = None) -> list[tuple[d
     return _attempt_deadlines(job.options.timeout_s, job.started_at, job.cancel_deadline, leases.get(None), None)
 
 
-def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
+def _step_deadlines(job: Job, leases: Leases) -> list[Deadline]:
     """A running pipeline's: each step's backoff, timeout, cancel grace and lease."""
-    found = []
+    found: list[Deadline] = []
     if advance(job):  # every whole decision leaves nothing to advance: this one was cut short
         found.append((job.updated_at, Due.ADVANCE, None))
     for step in job.steps:
@@ -67,10 +70,8 @@ def _step_deadlines(job: Job, leases: Leases) -> list[tuple[datetime, Due | Expi
     return found
 
 
-def _attempt_deadlines(
-    timeout_s, started_at, cancel_deadline, lease, step
-) -> list[tuple[datetime, Due | ExpiryReason, str | None]]:
-    found = []
+def _attempt_deadlines(timeout_s, started_at, cancel_deadline, lease, step) -> list[Deadline]:
+    found: list[Deadline] = []
     if timeout_s is not None and started_at is not None:
         found.append((later(started_at, timeout_s), ExpiryReason.TIMEOUT, step))
     if cancel_deadline is not None:
@@ -112,6 +113,6 @@ def due_commands(job: Job, now: datetime, lease_expires_at: Leases | datetime | 
         elif reason is Due.ADVANCE:
             commands.append(AdvancePipeline(**common))
         else:
-            attempt = job.attempt if step is None else job.step(step).attempt
+            attempt = job.attempt if step is None else job.named_step(step).attempt
             commands.append(ExpireAttempt(attempt=attempt, reason=reason, step=step, **common))
     return commands

@@ -4,7 +4,7 @@ discriminated union, the upcasters that lift older versions, ``parse_event``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union
 
 import orjson
 from pydantic import Field, TypeAdapter
@@ -55,7 +55,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 QUEUED: tuple[type[Event], ...] = (JobQueued, StepQueued)
 """The events that hand an attempt to the runners."""
 
-AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]
+if TYPE_CHECKING:
+    AnyEvent: TypeAlias = Event  # a union built from a tuple is beyond a type checker
+else:
+    AnyEvent = Annotated[Union[EVENT_TYPES], Field(discriminator="type")]
 """Any job event, told apart by ``type``: the classes of ``EVENT_TYPES``, listed once."""
 _EVENT = TypeAdapter(AnyEvent)
 
@@ -107,9 +110,12 @@ records are upcast when read; the log keeps them as they were written."""
 
 def upcast(event: dict[str, Any]) -> dict[str, Any]:
     """Lift a decoded event to the version this code reads, step by step."""
-    while (step := UPCASTERS.get((event.get("type"), event.get("schemaversion")))) is not None:
+    while True:
+        version: tuple[Any, Any] = (event.get("type"), event.get("schemaversion"))  # anything, in a record not yet checked
+        step = UPCASTERS.get(version)
+        if step is None:
+            return event
         event = step(event)
-    return event
 
 
 def parse_event(raw: bytes | str | dict[str, Any]) -> AnyEvent:
@@ -121,9 +127,11 @@ def parse_event(raw: bytes | str | dict[str, Any]) -> AnyEvent:
         event = _EVENT.validate_json(raw)
         if event.schema_version == type(event).SCHEMA_VERSION:
             return event  # the common case: one pass, no upcasting
-        raw = orjson.loads(raw)
-    current = upcast(raw)
+        decoded: dict[str, Any] = orjson.loads(raw)
+    else:
+        decoded = raw
+    current = upcast(decoded)
     event = _EVENT.validate_python(current)
-    if current is not raw:
-        event._recorded = raw
+    if current is not decoded:
+        event._recorded = decoded
     return event

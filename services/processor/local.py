@@ -19,7 +19,8 @@ reports (:func:`~services.processor.attempts.outcome`), and every record's
 encoding. What is not: Kafka's partitions, acknowledgements, rebalances and
 crashes, the read model's database, HTTP — the e2e tests' part. The clock is
 the system's own (:meth:`LocalJobledger.advance`); a handler runs on the event
-loop, at once when its attempt is granted. As a burst worker (arq's, or
+loop, at once when its attempt is granted, and sends neither progress nor
+heartbeats (a lease runs out only if the test moves the clock past it). As a burst worker (arq's, or
 dramatiq's ``join``), :meth:`LocalJobledger.run_until_idle` returns once
 nothing is left to read and no handler runs.
 """

@@ -54,6 +54,21 @@ async def test_a_failed_attempt_is_retried_when_its_backoff_has_passed():
     assert [error.error_type for error in job.errors] == ["IntentionalFailure"]
 
 
+async def test_a_failed_job_retried_by_hand_runs_again_with_a_fresh_budget():
+    system = LocalJobledger()
+    job_id = system.submit({"type": "flaky", "payload": {"failures": 1}, "max_attempts": 1})
+    await system.run_until_idle()
+    failed = system.job(job_id)
+
+    system.retry(job_id)
+    await system.run_until_idle()
+
+    assert failed.status is JobStatus.FAILED
+    job = system.job(job_id)
+    assert job.status is JobStatus.SUCCEEDED and job.attempt == 2
+    assert kinds(system, job_id)[3:6] == ["job.failed", "job.retried", "job.queued"]
+
+
 async def test_an_attempt_past_its_timeout_fails_as_a_timeout():
     system = LocalJobledger()
 

@@ -27,6 +27,10 @@ from services.common.settings import ConnectionSettings
 
 log = structlog.get_logger(component="ingest")
 
+TAIL_FETCH_WAIT_MS = 1000
+TAIL_FETCH_MAX_RECORDS = 5000
+TAIL_RETRY_S = 1.0
+"""After the tail lost the broker, how long before it follows the log again."""
 GAP_RECHECK_S = 0.005
 """How soon a waiter that saw a gap reads the read model again."""
 RECENT_JOBS = 5_000
@@ -103,7 +107,9 @@ class JobWatch:
                 consumer.assign(await topic_partitions(self._settings, topics.EVENTS))
                 await consumer.seek_to_end()
                 while True:
-                    for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                    for records in (
+                        await consumer.getmany(timeout_ms=TAIL_FETCH_WAIT_MS, max_records=TAIL_FETCH_MAX_RECORDS)
+                    ).values():
                         for record in records:
                             self._hand_over(record)
             except asyncio.CancelledError:
@@ -111,7 +117,7 @@ class JobWatch:
             except Exception as error:  # the broker went away: waiters fall back to the read model meanwhile
                 log.warning("lost the tail of jobs.events; following it again", error=repr(error))
                 self._recent.clear()  # followed again from the end: what it remembers may now have gaps
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(TAIL_RETRY_S)
             finally:
                 await consumer.stop()
 

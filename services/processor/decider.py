@@ -77,6 +77,12 @@ log = structlog.get_logger(component="decider")
 
 EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
 INPUTS = (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES)
+ROUND_MAX_RECORDS = 1000
+"""The most records one round decides; its events leave together at its end."""
+FETCH_WAIT_MS = 500
+"""How long a round waits for records when neither the log nor the runner has any."""
+MAX_POLL_INTERVAL_MS = 600_000
+"""How long a round may take before the group counts the decider as gone (a restore included)."""
 
 
 @dataclass
@@ -129,7 +135,7 @@ class Decider(mode.Service):
         self._producer = make_producer(self.settings)
         await self._producer.start()
         s = self.settings
-        self._consumer = make_consumer(s, s.app_id, max_poll_records=1000, max_poll_interval_ms=600_000)
+        self._consumer = make_consumer(s, s.app_id, max_poll_records=ROUND_MAX_RECORDS, max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
         self._dead = DeadLetters(self._producer, DeadLetterStage.DECIDER, self._send)
         self.slots = SlotDecider(self._producer, DeadLetters(self._producer, DeadLetterStage.SLOTS, self._send), self._send)
         self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, DeadLetterStage.SCHEDULES, self._send), self._send)
@@ -163,7 +169,7 @@ class Decider(mode.Service):
             while not self.should_stop:
                 # A round: what the log brought, or what the runner reported, whichever comes first.
                 if fetch is None:
-                    fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=500, max_records=1000))
+                    fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=ROUND_MAX_RECORDS))
                 if not self._inbox:
                     if inbox is None:
                         self._inbox_filled.clear()

@@ -18,6 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 log = structlog.get_logger(component="runner")
 
+IDLE_S = 0.2
+"""With no lost partition to follow, how often to look again."""
+FETCH_WAIT_MS = 100
+FETCH_MAX_RECORDS = 1000
+
 
 class LostPartitions:
     """Lost partitions with attempts of ours in flight, and the next offset to read on each."""
@@ -43,7 +48,7 @@ class LostPartitions:
                 for tp in set(self.next_offsets) - in_flight():
                     del self.next_offsets[tp]
                 if not self.next_offsets:
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(IDLE_S)
                     continue
                 if follower is None:
                     follower = self._consumer()
@@ -56,7 +61,7 @@ class LostPartitions:
                     follower.assign(list(self.next_offsets))
                     for tp, offset in self.next_offsets.items():
                         follower.seek(tp, offset)
-                batches = await follower.getmany(timeout_ms=100, max_records=1000)
+                batches = await follower.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX_RECORDS)
                 for tp, records in batches.items():
                     for record in records:
                         if tp not in self.next_offsets:

@@ -85,6 +85,13 @@ CLAIM_RESEND_S = 60.0
 applies it once). Every StartJob of a job the decider knows is answered in the
 log in the end — by a JobStarted, or by the event that changed the job
 meanwhile — but a backlogged decider may take long."""
+FETCH_WAIT_MS = 100
+"""How long one fetch of jobs.events waits for records (the loop also claims and commits between fetches)."""
+FETCH_MAX_RECORDS = 1000
+MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
+"""A runner's loop fetches while its handlers run, but a stop's grace may hold it: a day before the group gives up on it."""
+HEARTBEAT_TICK_S = 0.2
+"""How often the leases of running attempts are looked at (each is heartbeated at the settings' interval)."""
 RELEASE_WAIT_S = 2.0
 """After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
 CLAIM_RESENDS = 5
@@ -147,7 +154,9 @@ class Runner(mode.Service):
         if self.in_memory:
             self._drained.set()  # claims are answered within the decider's round: none is ever left open
         else:
-            self._consumer = make_consumer(self.settings, self.settings.runner_group_id, max_poll_interval_ms=24 * 3600 * 1000)
+            self._consumer = make_consumer(
+                self.settings, self.settings.runner_group_id, max_poll_interval_ms=MAX_POLL_INTERVAL_MS
+            )
             self._consumer.subscribe([topics.EVENTS], listener=Rebalance(self.assigned, self._handing_over))
         await self._producer.start()
 
@@ -230,7 +239,7 @@ class Runner(mode.Service):
         return any(attempt.state is AttemptState.CLAIMED for attempt in self._attempts.values())
 
     async def _consume_once(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+        batches = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX_RECORDS)
         for tp, records in batches.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
@@ -503,11 +512,11 @@ class Runner(mode.Service):
 
     @mode.Service.task
     async def _keep_leases(self) -> None:
-        """Heartbeats every 0.2 s, on through the stop's grace (a timer of mode's
+        """Heartbeats every :data:`HEARTBEAT_TICK_S`, on through the stop's grace (a timer of mode's
         would end at the stop, and a lease shorter than the grace would run out
         while the attempt still runs here). Ended with the service's tasks."""
         while True:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(HEARTBEAT_TICK_S)
             try:
                 await self._reports.keep_alive(list(self._attempts.values()))
             except Exception as error:  # the broker went away: the next beat tries again

@@ -334,3 +334,38 @@ def test_a_read_the_direct_path_does_not_take_gets_the_routes_own_answer(reading
     assert response.json()["instance"] == f"/jobs/{job.job_id}" or status == 401
     if field is not None:
         assert fields(response) == field
+
+
+class PartlyAcknowledging:
+    """Acknowledges a batch's first record, refuses its second, never answers for the rest."""
+
+    async def send_many(self, topic, records):
+        from services.adapters.rdproducer import Deliveries
+
+        deliveries = Deliveries(asyncio.get_running_loop(), len(records))
+        deliveries.report(0, None)
+        deliveries.report(1, "refused by the broker")
+        return deliveries
+
+
+def test_a_batch_answers_503_for_each_item_the_broker_did_not_acknowledge_in_time():
+    settings = IngestSettings(api_keys={"acme-key": "acme"}, produce_timeout_s=0.2)
+    app = create_app(settings)
+    app.state.ingest = Ingest(
+        settings=settings,
+        job_types=load_job_types(settings.job_type_modules),
+        read_model=Unreachable(),
+        producer=PartlyAcknowledging(),
+        watch=Unreachable(),
+        mongo=Unreachable(),
+        accepted=AcceptedJobs(100),
+    )
+    body = {"jobs": [{"type": "noop"}, {"type": "noop"}, {"type": "nope"}, {"type": "noop"}]}
+
+    response = TestClient(app).post("/jobs:batch", json=body, headers={"Authorization": "Bearer acme-key"})
+
+    assert response.status_code == 200
+    answer = response.json()
+    assert [item["status"] for item in answer["items"]] == [202, 503, 422, 503]
+    assert (answer["accepted"], answer["rejected"]) == (1, 3)
+    assert answer["items"][1]["problem"]["instance"] == "/jobs:batch#1"

@@ -168,34 +168,26 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
         except Problem as problem:
             results[index] = BatchItem(index=index, status=problem.status, problem=problem.body(f"/jobs:batch#{index}"))
     unavailable = Problem(503, ProblemCode.BROKER_UNAVAILABLE, "The job log is unavailable", "Not acknowledged; not accepted.")
-    sent = []
-    for index, submitted in commands:
+    # One produce call and one deadline for the whole batch: what the broker has not
+    # acknowledged when the deadline passes (or refused) is answered 503.
+    sent: list[tuple[int, SubmitJob]] = []
+    if not commands:
+        return _batch_answer(results)
+    deliveries = await state.producer.send_many(
+        topics.COMMANDS, [(submitted.command.job_id.encode(), submitted.value) for _, submitted in commands]
+    )
+    await asyncio.wait([deliveries.done], timeout=state.settings.produce_timeout_s)
+    for position, (index, submitted) in enumerate(commands):
         command = submitted.command
-        try:
-            delivery = await state.producer.send(topics.COMMANDS, key=command.job_id.encode(), value=submitted.value)
-        except Exception:  # the producer's buffer refused it
+        if not deliveries.acknowledged(position):
             results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
             continue
-        sent.append((index, command, delivery))
-    # One deadline for the whole batch (a timer task per record cost a tenth of it).
-    deliveries = [delivery for _, _, delivery in sent]
-    if deliveries:
-        await asyncio.wait(deliveries, timeout=state.settings.produce_timeout_s)
-    for index, command, delivery in sent:
-        if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
-            if not delivery.done():
-                delivery.cancel()
-            results[index] = BatchItem(index=index, status=503, problem=unavailable.body(f"/jobs:batch#{index}"))
-            continue
+        sent.append((index, command))
         state.accepted.remember(command)
         results[index] = BatchItem(
             index=index, status=202, id=command.job_id, state=JobStatus.PENDING, links=JobLinks.of(command.job_id)
         )
-    rejectable = [
-        (index, command)
-        for index, command, _ in sent
-        if results[index].status == 202 and command.options.on_conflict == OnConflict.REJECT
-    ]
+    rejectable = [(index, command) for index, command in sent if command.options.on_conflict == OnConflict.REJECT]
     decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
     for (index, command), job in zip(rejectable, decided, strict=True):
         if job.status is JobStatus.REJECTED:
@@ -203,5 +195,9 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
             results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=problem)
         else:
             results[index] = results[index].model_copy(update={"state": job.status})
+    return _batch_answer(results)
+
+
+def _batch_answer(results: list) -> Response:
     accepted = sum(1 for item in results if item.status == 202)
     return answer(BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results))

@@ -77,8 +77,8 @@ class RdProducer:
     async def send_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> Deliveries:
         """Queue ``(key, value)`` records; :class:`Deliveries` says, once each is
         acknowledged or given up on, which were written. One future for them all:
-        a future per record, each settled on the loop, was a fifth of a batch
-        submit's CPU."""
+        a future per record, each settled on the loop, was a tenth of a batch
+        submit's CPU in ingest (docs/performance.md)."""
         deliveries = Deliveries(self._loop, len(records))
         for index, (key, value) in enumerate(records):
             try:

@@ -49,7 +49,7 @@ class DirectPaths:
 
     async def __call__(self, scope, receive, send) -> None:
         ingest = getattr(scope["app"].state, "ingest", None) if scope["type"] == "http" else None
-        answer = None
+        response = None
         if ingest is not None and scope["method"] == "POST" and scope["path"] == JOBS:
             headers = dict(scope["headers"])
             if b"idempotency-key" not in headers and _media_type(headers) == b"application/json":
@@ -58,14 +58,14 @@ class DirectPaths:
                 except BodyTooLarge as too_large:  # raised by the body limit around this layer, as it reads
                     await too_large.problem().response(JOBS)(scope, receive, send)
                     return
-                answer = await self._submit(ingest, headers, body)
+                response = await self._submit(ingest, headers, body)
                 receive = _replaying(body, receive)
         elif ingest is not None and scope["method"] == "GET" and (one_job := ONE_JOB.fullmatch(scope["path"])):
-            answer = await self._read(ingest, dict(scope["headers"]), one_job[1], scope["query_string"], scope["path"])
-        if answer is None:
+            response = await self._read(ingest, dict(scope["headers"]), one_job[1], scope["query_string"], scope["path"])
+        if response is None:
             await self.app(scope, receive, send)
         else:
-            await answer(scope, receive, send)
+            await response(scope, receive, send)
 
     def _tenant(self, headers: dict[bytes, bytes]) -> str | None:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")

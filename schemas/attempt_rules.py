@@ -99,7 +99,7 @@ class Attempts(ABC):
 
     @abstractmethod
     def queued_again(self) -> Emitted:
-        """The next attempt at once, after a released one."""
+        """The next attempt at once (after a released one; for a job, also once a slot is granted)."""
 
     @abstractmethod
     def next_attempt(self) -> Emitted:

@@ -232,10 +232,11 @@ class JobAttempts(Attempts):
 
 
 def _grant(command: GrantSlot, job: Job) -> list[Emitted]:
-    JobAttempts(job).require(command, JobStatus.PENDING)
+    attempts = JobAttempts(job)
+    attempts.require(command, JobStatus.PENDING)
     if not job.awaiting_slot:
         raise InvalidTransition(job.job_id, f"job {job.job_id} is not waiting for a slot")
-    return [_queued(job.job_id, job.job_type, job.payload, job.options, attempt=job.attempt + 1)]
+    return [attempts.queued_again()]
 
 
 def _refuse(command: RefuseSlot, job: Job) -> list[Emitted]:

@@ -13,6 +13,7 @@ import itertools
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,7 +21,7 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from schemas import CompleteJob, ExpiryReason, FailJob, Job, JobQueued, timeout_error
+from schemas import Command, CompleteJob, ExpiryReason, FailJob, Job, JobQueued, timeout_error
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
@@ -139,6 +140,22 @@ class Attempt:
     @property
     def compensation(self) -> bool:
         return getattr(self.work.data, "compensation", False)
+
+    def report(self, command_class: type[Command], runner_id: str, name: str, issued_at: datetime, **fields: Any) -> Command:
+        """A command of ``runner_id`` about this attempt; the same report of it
+        is the same command to the decider (:func:`report_id`)."""
+        work = self.work
+        return command_class(
+            command_id=report_id(work.order_id, runner_id, name),
+            job_id=work.job_id,
+            tenant=work.tenant,
+            correlation_id=work.correlation_id,
+            issued_at=issued_at,
+            attempt=work.data.attempt,
+            runner_id=runner_id,
+            step=self.step,
+            **fields,
+        )
 
     def begin(self) -> None:
         """Granted to this runner: it runs now, with a context of its own."""

@@ -54,7 +54,6 @@ from schemas import (
     Heartbeat,
     Job,
     Rejection,
-    due_commands,
     encode_command,
     encode_slot_message,
     parse_command,
@@ -63,7 +62,7 @@ from schemas import (
 from schemas.leases import Deadlines
 from schemas.topics import DeadLetterStage
 from services.adapters.log import DeadLetters, Rebalance, commit_assigned, make_consumer, make_producer
-from services.processor.decision import RecordTooLarge, decide_command, keep_time, unrecordable
+from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
 from services.processor.slot_decider import SlotDecider
@@ -323,22 +322,8 @@ class Decider(mode.Service):
         await self._ready.wait()
         while not self.should_stop:
             await asyncio.sleep(self.settings.timer_interval_s)
-            now = _now()
-            for job_id in self.deadlines.due(now):
-                job = self.jobs.get(job_id)
-                if job is None:
-                    continue
-                try:
-                    due = due_commands(job, now, self.deadlines.leases(job_id))
-                except Exception:  # one job's deadline must not stop the others'
-                    log.exception("deadline of a job could not be turned into a command", job_id=job_id)
-                    continue
-                for command in due:
-                    await self._producer.send(topics.COMMANDS, key=job_id.encode(), value=encode_command(command))
-                if due:
-                    self.deadlines.recheck(job_id, now)
-                else:
-                    self.deadlines.track(job, now)
+            for command in due_now(self.deadlines, self.jobs.get, _now()):
+                await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
 
     @mode.Service.task
     async def _fire_schedules(self) -> None:

@@ -11,10 +11,13 @@ decider's deadlines.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas import AnyEvent, Command, CompleteJob, FailJob, Job, decide, fold, slot_messages, topics
+import structlog
+
+from schemas import AnyEvent, Command, CompleteJob, FailJob, Job, decide, due_commands, fold, slot_messages, topics
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
 from schemas.slots import SlotMessage
 
@@ -29,12 +32,11 @@ class RecordTooLarge(Exception):
 @dataclass(frozen=True)
 class Decision:
     command: Command
-    before: Job | None
     events: list[AnyEvent]
     values: list[bytes]
     """The events as the log's records."""
     after: Job | None
-    """The state the events lead to (``before`` when there are none)."""
+    """The state the events lead to (the job as it was, when there are none)."""
     to_slots: list[SlotMessage]
     """Slot requests and releases, to be acknowledged before the events are sent."""
 
@@ -50,7 +52,7 @@ def decide_command(command: Command, job: Job | None, deadlines: Deadlines) -> D
     if oversized > topics.MAX_RECORD_BYTES:
         # Checked before anything is sent: a decision is in the log whole or not at all.
         raise RecordTooLarge(f"the decision has an event of {oversized:,} bytes; a record may have {topics.MAX_RECORD_BYTES:,}")
-    return Decision(command, job, events, values, after, slot_messages(job, events, after))
+    return Decision(command, events, values, after, slot_messages(job, events, after))
 
 
 def keep_time(deadlines: Deadlines, decision: Decision, now: datetime) -> None:
@@ -61,6 +63,30 @@ def keep_time(deadlines: Deadlines, decision: Decision, now: datetime) -> None:
         deadlines.renew(decision.after, now, command.step)
     elif decision.events:
         deadlines.track(decision.after, now)
+
+
+def due_now(deadlines: Deadlines, job_of: Callable[[str], Job | None], now: datetime) -> list[Command]:
+    """The commands of the deadlines passed by ``now``, job by job (the decider's
+    timer): a job that has some is looked at again shortly, one that has none
+    has its deadlines tracked anew."""
+    commands: list[Command] = []
+    for job_id in deadlines.due(now):
+        job = job_of(job_id)
+        if job is None:
+            continue
+        try:
+            due = due_commands(job, now, deadlines.leases(job_id))
+        except Exception:  # one job's deadline must not stop the others'
+            structlog.get_logger(component="decider").exception(
+                "deadline of a job could not be turned into a command", job_id=job_id
+            )
+            continue
+        commands += due
+        if due:
+            deadlines.recheck(job_id, now)
+        else:
+            deadlines.track(job, now)
+    return commands
 
 
 def unrecordable(command: CompleteJob, reason: str) -> FailJob:

@@ -41,7 +41,6 @@ from schemas import (
     JobQueued,
     RetryJob,
     StartJob,
-    due_commands,
     encode_command,
     encode_slot_message,
     parse_command,
@@ -55,8 +54,8 @@ from services.adapters.memory_log import MemoryLog
 from services.common.modules import load_job_types
 from services.ingest.settings import IngestSettings
 from services.ingest.submissions import parse_request, submit_command
-from services.processor.attempts import Attempt, AttemptKey, AttemptState, ReportName, Work, attempt_key, outcome, report_id
-from services.processor.decision import RecordTooLarge, decide_command, keep_time, unrecordable
+from services.processor.attempts import Attempt, AttemptKey, AttemptState, ReportName, Work, attempt_key, outcome
+from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
 from services.processor.handlers import HandlerRegistry, load_handlers
 from services.processor.settings import ProcessorSettings
 
@@ -173,21 +172,11 @@ class LocalJobledger:
             self.send(refuse_command(entry, after.limit, self.now))
 
     def _fire_deadlines(self) -> bool:
-        """As the decider's timer loop: each job whose deadline passed, its due commands."""
-        fired = False
-        for job_id in self.deadlines.due(self.now):
-            job = self.jobs.get(job_id)
-            if job is None:
-                continue
-            due = due_commands(job, self.now, self.deadlines.leases(job_id))
-            for command in due:
-                self.send(command)
-                fired = True
-            if due:
-                self.deadlines.recheck(job_id, self.now)
-            else:
-                self.deadlines.track(job, self.now)
-        return fired
+        """As the decider's timer loop: the commands of the deadlines passed."""
+        due = due_now(self.deadlines, self.jobs.get, self.now)
+        for command in due:
+            self.send(command)
+        return bool(due)
 
     # --- the runner ----------------------------------------------------------------------
 
@@ -195,7 +184,7 @@ class LocalJobledger:
         if isinstance(event, (JobQueued, StepQueued)):
             work = Work.of_event(event)
             self._running[work.key] = Attempt(tp=None, offset=None, work=work, state=AttemptState.CLAIMED)
-            self.send(self._report(StartJob, self._running[work.key], ReportName.START))
+            self.send(self._running[work.key].report(StartJob, RUNNER_ID, ReportName.START, self.now))
         elif isinstance(event, (JobStarted, StepStarted)):
             attempt = self._running.get(attempt_key(event))
             if attempt is not None and event.data.runner_id == RUNNER_ID and attempt.state is AttemptState.CLAIMED:
@@ -223,23 +212,9 @@ class LocalJobledger:
             attempt.state = AttemptState.DONE
             report = None if attempt.task.cancelled() else attempt.task.result()
             if report is not None:
-                self.send(self._report(report.command, attempt, report.name, **report.fields))
+                self.send(attempt.report(report.command, RUNNER_ID, report.name, self.now, **report.fields))
                 reported = True
         return reported
-
-    def _report(self, command_class, attempt: Attempt, name: str, **fields) -> Command:
-        work = attempt.work
-        return command_class(
-            command_id=report_id(work.order_id, RUNNER_ID, name),
-            job_id=work.job_id,
-            tenant=work.tenant,
-            correlation_id=work.correlation_id,
-            issued_at=self.now,
-            attempt=work.data.attempt,
-            runner_id=RUNNER_ID,
-            step=work.step,
-            **fields,
-        )
 
     def _common(self, job_id: str) -> dict:
         job = self.jobs.get(job_id)

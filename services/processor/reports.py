@@ -20,7 +20,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas import Command, Heartbeat, ReportProgress, encode_command, topics
 from services.adapters.log import MAX_RECORD_BYTES
-from services.processor.attempts import IN_FLIGHT, Attempt, ReportName, report_id
+from services.processor.attempts import IN_FLIGHT, Attempt, ReportName
 from services.processor.settings import ProcessorSettings
 
 
@@ -46,25 +46,14 @@ class Reports:
 
     async def send(self, command_class, attempt: Attempt, name: str, **fields):
         """Send a command about ``attempt``; returns its delivery future."""
-        work = attempt.work
-        command = command_class(
-            command_id=report_id(work.order_id, self.runner_id, name),
-            job_id=work.job_id,
-            tenant=work.tenant,
-            correlation_id=work.correlation_id,
-            issued_at=datetime.now(timezone.utc),
-            attempt=work.data.attempt,
-            runner_id=self.runner_id,
-            step=attempt.step,
-            **fields,
-        )
+        command = attempt.report(command_class, self.runner_id, name, datetime.now(timezone.utc), **fields)
         value = encode_command(command)
         if self._decider is not None:
             if len(value) > MAX_RECORD_BYTES:  # as the log would refuse it, so the runner fails the job alike
                 raise MessageSizeTooLargeError(f"the {name} report takes {len(value):,} bytes")
             if self._decider.take(command):
                 return _taken()
-        return await self._producer.send(topics.COMMANDS, key=work.job_id.encode(), value=value)
+        return await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=value)
 
     async def keep_alive(self, attempts: list[Attempt]) -> None:
         """Heartbeats for every claimed or running attempt; progress, coalesced per interval.

@@ -35,11 +35,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from bench.results import save
 from schemas import topics
+from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
@@ -60,7 +60,7 @@ class Watcher:
 
     async def run(self) -> None:
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.stack.settings.kafka_bootstrap, enable_auto_commit=False)
+            consumer = open_consumer(self.stack.settings.kafka_bootstrap)
             try:
                 await consumer.start()
                 partitions = await topic_partitions(self.stack.settings, topics.EVENTS)

@@ -12,7 +12,7 @@ from pymongo import AsyncMongoClient, UpdateOne
 
 from bench.figures import percentile
 from services.adapters.broker import ensure_topics
-from services.adapters.log import make_producer, topic_partitions
+from services.adapters.log import make_consumer, make_producer, topic_partitions
 from services.embedded.stack import EmbeddedStack
 
 # --- raw limits -------------------------------------------------------------------------
@@ -20,12 +20,7 @@ from services.embedded.stack import EmbeddedStack
 
 def log_consumer(stack: EmbeddedStack) -> AIOKafkaConsumer:
     """A consumer outside any group, with the services' fetch settings."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=stack.settings.fetch_max_wait_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
+    return make_consumer(stack.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
 
 
 async def raw_broker(stack: EmbeddedStack, count: int, size: int = 400) -> dict:

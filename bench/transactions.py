@@ -25,11 +25,12 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from services.adapters.broker import ensure_topics
+from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
 
@@ -43,14 +44,8 @@ class Relay:
     def __init__(self, bootstrap: str, source: str, target: str, transactional: bool) -> None:
         self.source, self.target, self.transactional = source, target, transactional
         self.group = f"relay-{uuid.uuid4().hex[:8]}"
-        self.consumer = AIOKafkaConsumer(
-            source,
-            bootstrap_servers=bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
+        self.consumer = open_consumer(bootstrap, self.group, isolation_level="read_committed")
+        self.consumer.subscribe([source])
         extra = {"transactional_id": f"{self.group}-tx"} if transactional else {}
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **extra)
         self.relayed = 0
@@ -98,9 +93,7 @@ async def measure(stack: EmbeddedStack, transactional: bool, records: int, singl
     relay = Relay(stack.settings.kafka_bootstrap, source, target, transactional)
     running = asyncio.create_task(relay.run())
     producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, acks="all", enable_idempotence=True)
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
+    reader = open_consumer(stack.settings.kafka_bootstrap, isolation_level="read_committed")
     await producer.start()
     await reader.start()
     try:

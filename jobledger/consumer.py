@@ -18,12 +18,15 @@ What it does for you:
   handed out per job (bounded) and drops repeats. To stay exactly-once across
   restarts of *your* process, seed it from your sink with ``already_seen``;
 - **at-least-once commits**: offsets are committed only for events your loop
-  has finished with (before each fetch, and when the ``async with`` block
-  ends, also by ``break`` or an exception), never ahead of your code. Crash
-  and the events after the last commit come again.
+  has finished with (before each fetch, when partitions move to another
+  member of your group, and when the ``async with`` block ends, also by
+  ``break`` or an exception), never ahead of your code. Crash and the events
+  after the last commit come again.
 
-It needs ``aiokafka`` (a dependency of jobledger). It lives with the SDK,
-not in ``schemas``: the contract does no I/O.
+It runs on the services' own consumer runtime
+(:mod:`services.adapters.consumer_runtime`) and needs ``aiokafka`` (a
+dependency of jobledger). It lives with the SDK, not in ``schemas``: the
+contract does no I/O.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from schemas import topics
 from schemas.events import AnyEvent, parse_event
+from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime, open_consumer
 
 
 class SeenEvents:
@@ -75,54 +80,62 @@ class JobEventConsumer:
         """``from_beginning``: a new group starts at the first event (else at the
         next one). ``already_seen``: ``(job_id, seq)`` pairs your sink already
         holds. ``consumer_options`` go to ``aiokafka.AIOKafkaConsumer``."""
-        self._options = dict(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            fetch_max_wait_ms=100,
-            **consumer_options,
-        )
+        options: dict[str, Any] = dict(auto_offset_reset="earliest" if from_beginning else "latest", fetch_max_wait_ms=100)
+        options.update(consumer_options)
+        self._bootstrap_servers = bootstrap_servers
+        self._group_id = group_id
+        self._options = options
         self._batch_size = batch_size
         self.seen = SeenEvents(remember_jobs, already_seen)
-        self._consumer: Any = None
-        self._handled: dict[Any, int] = {}
+        self._runtime: ConsumerRuntime | None = None
+        self._handled: Committable = {}
         """partition → next offset, for records the loop has finished with"""
 
     async def __aenter__(self) -> JobEventConsumer:
-        from aiokafka import AIOKafkaConsumer
-
-        self._consumer = AIOKafkaConsumer(topics.EVENTS, **self._options)
-        await self._consumer.start()
+        consumer = open_consumer(self._bootstrap_servers, self._group_id, **self._options)
+        self._runtime = ConsumerRuntime(
+            consumer,
+            [topics.EVENTS],
+            self,
+            name="consumer-kit",
+            commit_interval_s=0.0,
+            fetch_wait_ms=1000,
+            max_records=self._batch_size,
+        )
+        await self._runtime.start()
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is None:
-            return
-        try:
-            await self._commit(consumer)
-        finally:
-            await consumer.stop()
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.stop()  # commits what the loop finished with; partitions moved elsewhere are re-read there
 
-    async def _commit(self, consumer) -> None:
-        assigned = consumer.assignment()
-        offsets = {tp: offset for tp, offset in self._handled.items() if tp in assigned}
-        self._handled = {}
-        if offsets:
-            await consumer.commit(offsets)  # partitions moved elsewhere are re-read there: at least once
+    # --- what the consumer runtime asks -----------------------------------------------
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        pass
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._handled.pop(tp, None)
+
+    async def handle(self, batches: Batches) -> None:
+        pass  # (the loop below pulls its records)
+
+    async def done(self) -> Committable:
+        handled, self._handled = self._handled, {}
+        return handled
 
     def __aiter__(self) -> AsyncIterator[AnyEvent]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[AnyEvent]:
-        if self._consumer is None:
+        runtime = self._runtime
+        if runtime is None:
             raise RuntimeError("use `async with JobEventConsumer(...) as events:` first")
-        consumer = self._consumer
         while True:
-            await self._commit(consumer)  # the loop asked for more: what it was given is handled
-            batches = await consumer.getmany(timeout_ms=1000, max_records=self._batch_size)
-            for tp, records in batches.items():
+            await runtime.commit()  # the loop asked for more: what it was given is handled
+            for tp, records in (await runtime.fetch()).items():
                 for record in records:
                     try:
                         event = parse_event(record.value)

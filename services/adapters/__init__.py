@@ -1,7 +1,9 @@
 """Adapters: every way a service reaches outside itself.
 
-- :mod:`.log` — Kafka records: producers, the one consumer factory, appending
-  with an acknowledgement, reading a topic to its end, dead letters.
+- :mod:`.consumer_runtime` — the one way to open a consumer, and the one loop
+  every consumer-group member runs (restore on assignment, fetch, commit).
+- :mod:`.log` — Kafka records: producers, appending with an acknowledgement,
+  reading a topic to its end, dead letters.
 - :mod:`.broker` — Kafka as a whole: topics, readiness, consumer-group lag and
   ``drain`` (wait until every group has processed its topics).
 - :mod:`.readmodel` — MongoDB: collections, documents, indexes and every query

@@ -1,4 +1,4 @@
-"""The log (Kafka records): producers, the one consumer factory, appending
+"""The log (Kafka records): producers, consumers (opened by :mod:`.consumer_runtime`), appending
 with an acknowledgement, reading a topic to its end, dead letters.
 
 Every producer is idempotent with ``acks=all``: a retried send after a lost
@@ -9,17 +9,17 @@ Effects downstream stay exactly-once through ``(job_id, seq)`` deduplication.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
 from schemas import topics
 from schemas.topics import DeadLetterStage
+from services.adapters.consumer_runtime import open_consumer
 from services.common.settings import ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
@@ -41,66 +41,11 @@ def make_producer(settings: ConnectionSettings, **overrides) -> AIOKafkaProducer
 
 
 def make_consumer(settings: ConnectionSettings, group_id: str | None = None, **overrides) -> AIOKafkaConsumer:
-    """The one way a service reads the log: offsets are committed by hand (only
-    what was processed, and acknowledged where it produced records); a new group
-    starts at the beginning; a group member gets the settings' session timeouts."""
-    options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
-    if group_id is not None:
-        session_ms = int(settings.group_session_timeout_s * 1000)
-        options.update(
-            session_timeout_ms=session_ms,
-            rebalance_timeout_ms=session_ms,
-            heartbeat_interval_ms=int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
-        )
+    """A consumer of the log with the settings' broker, fetch wait and (for a
+    group member) session timeout: see :func:`.consumer_runtime.open_consumer`."""
+    options: dict[str, Any] = dict(fetch_max_wait_ms=settings.fetch_max_wait_ms)
     options.update(overrides)
-    return AIOKafkaConsumer(**options)
-
-
-PartitionsMoved = Callable[[set[TopicPartition]], Awaitable[None] | None]
-
-
-class Rebalance(ConsumerRebalanceListener):
-    """The one rebalance listener: hands the partitions that go (before the
-    group rebalances) and those that come (after, before their first record
-    is fetched) to a service's own ``revoked`` and ``assigned``."""
-
-    def __init__(self, assigned: PartitionsMoved, revoked: PartitionsMoved) -> None:
-        self._assigned = assigned
-        self._revoked = revoked
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await _done(self._revoked(set(revoked)))
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await _done(self._assigned(set(assigned)))
-
-
-async def _done(outcome: Awaitable[None] | None) -> None:
-    if inspect.isawaitable(outcome):
-        await outcome
-
-
-async def commit_assigned(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], who: str) -> None:
-    """Commit the offsets of the partitions ``consumer`` still owns. A failure
-    means they moved (or the broker is away): their next owner reads on from
-    the last commit, again what came after it (every consumer drops repeats),
-    so it is logged, not raised."""
-    assigned = consumer.assignment()
-    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-    if not offsets:
-        return
-    try:
-        await consumer.commit(offsets)
-    except Exception as error:
-        structlog.get_logger(component=who).warning(
-            "offset commit failed; what came after the last one is read again", error=repr(error)
-        )
+    return open_consumer(settings.kafka_bootstrap, group_id, session_timeout_s=settings.group_session_timeout_s, **options)
 
 
 async def append(producer: AIOKafkaProducer, topic: str, key: bytes, value: bytes, timeout_s: float) -> RecordMetadata:

@@ -30,6 +30,9 @@ class LostLog:
 class LogLost(Exception):
     """The broker's log ends before events the read models already hold."""
 
+    exit_code = 3
+    """The projector's exit code when it stops for this."""
+
     def __init__(self, lost: list[LostLog]) -> None:
         self.lost = lost
         parts = ", ".join(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.common.lifecycle import HttpServer, serve
 from services.common.logging import configure_logging
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
@@ -12,16 +13,20 @@ from services.ingest.settings import IngestSettings
 def main() -> None:
     settings = IngestSettings()
     configure_logging(settings, "ingest")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,  # its records go through jobledger's one format (services.common.logging)
         log_level=None,
         access_log=False,
-        loop="uvloop",
         http="httptools",
     )
+
+    async def parts() -> list:
+        return [HttpServer(config)]
+
+    serve(parts)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The processor's wiring: which services this process runs, built from its settings.
+"""The processor's wiring: which parts this process runs, and every adapter
+they use, built from its settings.
 
 ``JOBLEDGER_DECIDER_ENABLED=false`` gives a runner-only process (more workers
 for the same jobs; it never joins the decider's consumer group), and
@@ -10,25 +11,39 @@ handlers of ``JOBLEDGER_HANDLER_MODULES``.
 
 from __future__ import annotations
 
-import mode
-
+from services.adapters.artifacts import ArtifactStore
+from services.adapters.log import make_consumer, make_producer
+from services.common.lifecycle import Service
+from services.processor import decider as decider_module
+from services.processor import runner as runner_module
 from services.processor.decider import Decider
 from services.processor.handlers import load_handlers
 from services.processor.runner import Runner
 from services.processor.settings import ProcessorSettings
 
 
-def bootstrap(settings: ProcessorSettings) -> list[mode.Service]:
-    """The services, in start order (mode stops them in reverse: the runner first)."""
-    services: list[mode.Service] = []
-    decider = Decider(settings) if settings.decider_enabled else None
-    if decider is not None:
-        services.append(decider)
-    if settings.runner_enabled:
-        runner = Runner(settings, load_handlers(settings.handler_modules), decider if settings.eager_dispatch else None)
-        if decider is not None and settings.eager_dispatch:
-            decider.runner = runner
-        services.append(runner)
-    if not services:
+async def bootstrap(settings: ProcessorSettings) -> list[Service]:
+    """The parts, in start order (they stop in reverse: the runner first)."""
+    if not (settings.decider_enabled or settings.runner_enabled):
         raise SystemExit("nothing to run: both JOBLEDGER_DECIDER_ENABLED and JOBLEDGER_RUNNER_ENABLED are false")
-    return services
+    parts: list[Service] = []
+    decider = None
+    if settings.decider_enabled:
+        decider = Decider(
+            settings, make_producer(settings), make_consumer(settings, settings.app_id, **decider_module.CONSUMER_OPTIONS)
+        )
+        parts.append(decider)
+    if settings.runner_enabled:
+        feeder = decider if settings.eager_dispatch else None
+        runner = Runner(
+            settings,
+            load_handlers(settings.handler_modules),
+            make_producer(settings),
+            decider=feeder,
+            consumer=None if feeder else make_consumer(settings, settings.runner_group_id, **runner_module.CONSUMER_OPTIONS),
+            artifacts=ArtifactStore(settings) if settings.s3_endpoint else None,
+        )
+        if decider is not None and feeder is not None:
+            decider.runner = runner
+        parts.append(runner)
+    return parts

@@ -43,9 +43,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-import mode
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import (
     Command,
@@ -61,7 +60,9 @@ from schemas import (
 )
 from schemas.leases import Deadlines
 from schemas.topics import DeadLetterStage
-from services.adapters.log import DeadLetters, Rebalance, commit_assigned, make_consumer, make_producer
+from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
+from services.adapters.log import DeadLetters
+from services.common.lifecycle import Service
 from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
@@ -82,6 +83,8 @@ FETCH_WAIT_MS = 500
 """How long a round waits for records when neither the log nor the runner has any."""
 MAX_POLL_INTERVAL_MS = 600_000
 """How long a round may take before the group counts the decider as gone (a restore included)."""
+CONSUMER_OPTIONS = dict(max_poll_records=ROUND_MAX_RECORDS, max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
+"""The decider's consumer, beyond the settings' (:func:`services.adapters.log.make_consumer`)."""
 
 
 @dataclass
@@ -94,109 +97,86 @@ class Decided:
     """The state the events lead to."""
 
 
-class Decider(mode.Service):
-    def __init__(self, settings: ProcessorSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
+class Decider(Service):
+    """The decider's part of a processor: the :class:`~services.adapters.consumer_runtime.Handler`
+    of its consumer-group member, and the loops that turn time into commands."""
+
+    def __init__(self, settings: ProcessorSettings, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+        """``consumer``: a member of the group ``settings.app_id``, with :data:`CONSUMER_OPTIONS`."""
+        super().__init__()
         self.settings = settings
         self.durable = DurableStates(settings.state_dir / "job-states")
         self.jobs = JobStates(self.durable)
         self.deadlines = Deadlines(settings.lease_s)
-        self.slots: SlotDecider | None = None
-        self.scheduler: Scheduler | None = None
-        self._producer = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._dead: DeadLetters | None = None
-        self.runner: Runner | None = None
-        """The runner of this process, fed in memory (set by the bootstrap)."""
+        self._producer = producer
         self._inbox: deque[Command] = deque()
         """Reports of the runner of this process, about jobs of partitions owned here."""
         self._inbox_filled = asyncio.Event()
+        self._runtime = ConsumerRuntime(
+            consumer,
+            list(INPUTS),
+            self,
+            name="decider",
+            commit_interval_s=settings.commit_interval_s,
+            fetch_wait_ms=FETCH_WAIT_MS,
+            max_records=ROUND_MAX_RECORDS,
+            wake=self._inbox_filled,
+        )
+        self._dead = DeadLetters(producer, DeadLetterStage.DECIDER, self._send)
+        self.slots = SlotDecider(producer, DeadLetters(producer, DeadLetterStage.SLOTS, self._send), self._send)
+        self.scheduler = Scheduler(producer, DeadLetters(producer, DeadLetterStage.SCHEDULES, self._send), self._send)
+        self.runner: Runner | None = None
+        """The runner of this process, fed in memory (set by the bootstrap)."""
         self._round: list[Decided] = []
         """This round's decisions, sent at its end."""
         self._log_ends: dict[int, int] = {}
         """Per jobs.events partition, the offset after the last event of ours acknowledged there."""
         self._sent: list[asyncio.Future] = []
         """Deliveries not yet known to be acknowledged."""
-        self._decided: dict[TopicPartition, int] = {}
+        self._decided: Committable = {}
         """Next offset to commit per input partition: every record before it is decided and its output sent."""
-        self._last_commit = 0.0
         self._ready = asyncio.Event()
-        self._restored = asyncio.Event()
-        """Set while every owned partition's state is restored. aiokafka hands the
-        fetcher a new assignment before it calls the listener that restores it, so
-        records of a partition can arrive while its state is still being folded:
-        they wait for this."""
+        """Set once partitions were first assigned: the timers start then."""
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def on_start(self) -> None:
         await trust_only_the_log(self.settings, self.durable)
-        self._producer = make_producer(self.settings)
         await self._producer.start()
-        s = self.settings
-        self._consumer = make_consumer(s, s.app_id, max_poll_records=ROUND_MAX_RECORDS, max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
-        self._dead = DeadLetters(self._producer, DeadLetterStage.DECIDER, self._send)
-        self.slots = SlotDecider(self._producer, DeadLetters(self._producer, DeadLetterStage.SLOTS, self._send), self._send)
-        self.scheduler = Scheduler(self._producer, DeadLetters(self._producer, DeadLetterStage.SCHEDULES, self._send), self._send)
-        self._consumer.subscribe(list(INPUTS), listener=Rebalance(self.assigned, self.revoked))
 
     async def on_stop(self) -> None:
         if self.runner is not None:
             await self.runner.stop()  # its last reports land in the inbox, decided next
-        if self._consumer is not None:
-            try:
-                await self._decide_inbox()
-                await self._end_round()
-                await self._commit()
-            except Exception as error:
-                log.warning("could not commit on the way out; the rest is decided again", error=repr(error))
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._runtime.stop()  # (what fails to commit here is decided again)
+        await self._producer.stop()
         self.durable.close()
 
     # --- the loop ----------------------------------------------------------------
 
-    @mode.Service.task
-    async def _consume(self) -> None:
-        consumer = self._consumer
-        await consumer.start()
-        log.info("decider started", group=self.settings.app_id, runner="in this process" if self.runner else "elsewhere")
-        fetch: asyncio.Future | None = None
-        inbox: asyncio.Future | None = None
-        try:
-            while not self.should_stop:
-                # A round: what the log brought, or what the runner reported, whichever comes first.
-                if fetch is None:
-                    fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=ROUND_MAX_RECORDS))
-                if not self._inbox:
-                    if inbox is None:
-                        self._inbox_filled.clear()
-                        inbox = asyncio.ensure_future(self._inbox_filled.wait())
-                    await asyncio.wait((fetch, inbox), return_when=asyncio.FIRST_COMPLETED)
-                    if inbox.done():
-                        inbox = None
-                if fetch.done():
-                    batches, fetch = fetch.result(), None
-                    await self._decide_records(batches)
-                await self._decide_inbox()
-                await self._end_round()
-                if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-                    await self._commit()
-        finally:
-            for pending in (fetch, inbox):
-                if pending is not None:
-                    pending.cancel()
+    def tasks(self):
+        return [self._consume, self._fire_deadlines, self._fire_schedules]
 
-    async def _decide_records(self, batches) -> None:
-        await self._restored.wait()
-        assigned = self._consumer.assignment()
+    async def _consume(self) -> None:
+        await self._runtime.start()
+        log.info("decider started", group=self.settings.app_id, runner="in this process" if self.runner else "elsewhere")
+        # A round: what the log brought, or what the runner reported, whichever comes first.
+        await self._runtime.run(lambda: not self.should_stop)
+
+    async def handle(self, batches: Batches) -> None:
+        """One round: decide the records, then the runner's reports; send what they decided."""
         for tp, records in batches.items():
-            if tp not in assigned:
-                continue  # fetched before a rebalance took the partition away
             for record in records:
                 await self._take(record)
                 self._decided[tp] = record.offset + 1
+        await self._decide_inbox()
+        await self._end_round()
+
+    async def done(self) -> Committable:
+        """Everything decided so far, once its output is acknowledged."""
+        await self._decide_inbox()
+        await self._end_round()
+        decided, self._decided = self._decided, {}
+        return decided
 
     async def _decide_inbox(self) -> None:
         """Let the runner claim what the round queued, decide its reports; then
@@ -217,7 +197,7 @@ class Decider(mode.Service):
 
     def take(self, command: Command) -> bool:
         """A report of the runner of this process: decided here if its job's partition is owned here."""
-        if self.jobs.partition_of(command.job_id) is None or not self._restored.is_set():
+        if self.jobs.partition_of(command.job_id) is None or not self._runtime.settled.is_set():
             return False
         self._inbox.append(command)
         self._inbox_filled.set()
@@ -255,11 +235,6 @@ class Decider(mode.Service):
         sent, self._sent = self._sent, []
         if sent:
             await asyncio.gather(*sent)
-
-    async def _commit(self) -> None:
-        self._last_commit = time.monotonic()
-        decided, self._decided = self._decided, {}
-        await commit_assigned(self._consumer, decided, "decider")
 
     def _send(self, future: asyncio.Future) -> asyncio.Future:
         self._sent.append(future)
@@ -317,7 +292,6 @@ class Decider(mode.Service):
 
     # --- time ---------------------------------------------------------------------------
 
-    @mode.Service.task
     async def _fire_deadlines(self) -> None:
         await self._ready.wait()
         while not self.should_stop:
@@ -325,7 +299,6 @@ class Decider(mode.Service):
             for command in due_now(self.deadlines, self.jobs.get, _now()):
                 await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=encode_command(command))
 
-    @mode.Service.task
     async def _fire_schedules(self) -> None:
         await self._ready.wait()
         while not self.should_stop:
@@ -349,14 +322,11 @@ class Decider(mode.Service):
         await self.scheduler.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
         log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))
         self._ready.set()
-        self._restored.set()
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
-        """Hand over cleanly: what was decided is acknowledged and committed; forget the rest."""
-        await self._decide_inbox()  # the runner's reports on these partitions, while they are still ours
-        self._restored.clear()
-        await self._end_round()
-        await self._commit()
+        """Hand over cleanly: what was decided is acknowledged and committed
+        (the runtime asked :meth:`done` first, the runner's reports on these
+        partitions included); forget the rest."""
         lost = {tp.partition for tp in revoked if tp.topic == topics.COMMANDS}
         if self.runner is not None:
             self.runner.released(lost, self._log_ends)

@@ -38,9 +38,8 @@ import os
 import socket
 import time
 
-import mode
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
@@ -58,7 +57,9 @@ from schemas import (
 )
 from schemas.events import QUEUED, StepStarted
 from services.adapters.artifacts import ArtifactStore, Offloader
-from services.adapters.log import Rebalance, commit_assigned, make_consumer, make_producer
+from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
+from services.adapters.log import make_consumer
+from services.common.lifecycle import Service
 from services.processor.attempts import (
     IN_FLIGHT,
     Attempt,
@@ -90,6 +91,8 @@ FETCH_WAIT_MS = 100
 FETCH_MAX_RECORDS = 1000
 MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
 """A runner's loop fetches while its handlers run, but a stop's grace may hold it: a day before the group gives up on it."""
+CONSUMER_OPTIONS = dict(max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
+"""A runner's consumer, beyond the settings' (:func:`services.adapters.log.make_consumer`)."""
 HEARTBEAT_TICK_S = 0.2
 """How often the leases of running attempts are looked at (each is heartbeated at the settings' interval)."""
 RELEASE_WAIT_S = 2.0
@@ -101,13 +104,24 @@ record) is never answered. Should the decider grant it after all, nobody
 runs it, its lease runs out and the attempt is retried."""
 
 
-class Runner(mode.Service):
+class Runner(Service):
+    """The runner's part of a processor; fed by the log, the
+    :class:`~services.adapters.consumer_runtime.Handler` of its consumer-group member."""
+
     def __init__(
-        self, settings: ProcessorSettings, registry: HandlerRegistry, decider: LocalDecider | None = None, **kwargs
+        self,
+        settings: ProcessorSettings,
+        registry: HandlerRegistry,
+        producer: AIOKafkaProducer,
+        *,
+        decider: LocalDecider | None = None,
+        consumer: AIOKafkaConsumer | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
-        """``decider``: the decider of this process, which feeds this runner in
-        memory; ``None``: read ``jobs.events`` in the runners' consumer group."""
-        super().__init__(**kwargs)
+        """Fed in memory by ``decider``, the decider of this process; or, without
+        one, by ``consumer``, a member of the runners' group on ``jobs.events``
+        (with :data:`CONSUMER_OPTIONS`). ``artifacts``: the store of large results."""
+        super().__init__()
         self.settings = settings
         self.registry = registry
         self._decider = decider
@@ -117,12 +131,23 @@ class Runner(mode.Service):
         self._buffer = WaitingAttempts()
         self._offsets = Offsets()
         self._lost = LostPartitions(lambda: make_consumer(settings), lambda tp, record: self._take(tp, record, follower=True))
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer = None
-        self._reports: Reports | None = None
-        self._artifacts: ArtifactStore | None = None
-        self._offloader: Offloader | None = None
-        self._last_commit = 0.0
+        self._producer = producer
+        self._reports = Reports(producer, self.runner_id, settings, decider)
+        self._artifacts = artifacts
+        self._offloader = None if artifacts is None else Offloader(artifacts, settings.artifact_threshold_bytes)
+        self._runtime: ConsumerRuntime | None = None
+        if decider is None:
+            if consumer is None:
+                raise ValueError("a runner is fed by the decider of its process or by a consumer of jobs.events")
+            self._runtime = ConsumerRuntime(
+                consumer,
+                [topics.EVENTS],
+                self,
+                name="runner",
+                commit_interval_s=settings.commit_interval_s,
+                fetch_wait_ms=FETCH_WAIT_MS,
+                max_records=FETCH_MAX_RECORDS,
+            )
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
         self._started_any = False
@@ -146,18 +171,10 @@ class Runner(mode.Service):
         return self._decider is not None
 
     async def on_start(self) -> None:
-        self._producer = make_producer(self.settings)
-        self._reports = Reports(self._producer, self.runner_id, self.settings, self._decider)
-        if self.settings.s3_endpoint:
-            self._artifacts = await ArtifactStore(self.settings).start()
-            self._offloader = Offloader(self._artifacts, self.settings.artifact_threshold_bytes)
         if self.in_memory:
             self._drained.set()  # claims are answered within the decider's round: none is ever left open
-        else:
-            self._consumer = make_consumer(
-                self.settings, self.settings.runner_group_id, max_poll_interval_ms=MAX_POLL_INTERVAL_MS
-            )
-            self._consumer.subscribe([topics.EVENTS], listener=Rebalance(self.assigned, self._handing_over))
+        if self._artifacts is not None:
+            await self._artifacts.start()
         await self._producer.start()
 
     async def on_stop(self) -> None:
@@ -181,13 +198,10 @@ class Runner(mode.Service):
                 await asyncio.wait([a.task for a in unfinished], timeout=RELEASE_WAIT_S)
             for attempt in unfinished:
                 await self._release(attempt)
-        if self._producer is not None:
-            await self._producer.flush()
-        if self._consumer is not None:
-            await self._commit()
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._producer.flush()
+        if self._runtime is not None:
+            await self._runtime.stop()
+        await self._producer.stop()
         if self._artifacts is not None:
             await self._artifacts.stop()
 
@@ -212,7 +226,9 @@ class Runner(mode.Service):
 
     # --- the consumer loop -------------------------------------------------------
 
-    @mode.Service.task
+    def tasks(self):
+        return [self._consume, self._claim_freed_slots, self._follow, self._keep_leases]
+
     async def _consume(self) -> None:
         log.info(
             "runner started",
@@ -221,14 +237,12 @@ class Runner(mode.Service):
             job_types=self.registry.names(),
             fed_by="the decider, in memory" if self.in_memory else f"jobs.events (group {self.settings.runner_group_id})",
         )
-        if self.in_memory:
+        if self._runtime is None:
             return
-        consumer = self._consumer
         # Joined here, not in on_start, so the decider's group join runs meanwhile.
-        await consumer.start()
+        await self._runtime.start()
         try:
-            while not self.should_stop or self._claims_pending():
-                await self._consume_once(consumer)
+            await self._runtime.run(lambda: not self.should_stop or self._claims_pending())
         finally:
             self._drained.set()
 
@@ -238,8 +252,8 @@ class Runner(mode.Service):
             return False
         return any(attempt.state is AttemptState.CLAIMED for attempt in self._attempts.values())
 
-    async def _consume_once(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=FETCH_MAX_RECORDS)
+    async def handle(self, batches: Batches) -> None:
+        """One fetch of jobs.events (when fed by the log), then claim what waits."""
         for tp, records in batches.items():
             for record in records:
                 self._offsets.seen(tp, record.offset)
@@ -247,8 +261,10 @@ class Runner(mode.Service):
         self._refill()
         await self._resend_claims()
         await self._dispatch()
-        if time.monotonic() - self._last_commit >= self.settings.commit_interval_s:
-            await self._commit()
+
+    async def done(self) -> Committable:
+        """Every queued attempt before the offset reported and acknowledged (or never ours)."""
+        return self._offsets.committable()
 
     # --- fed by the decider of this process --------------------------------------
 
@@ -366,10 +382,11 @@ class Runner(mode.Service):
         """Read skipped records again once the buffer has room for them."""
         if self._buffer.size > self.settings.runner_prefetch // 2:
             return
-        for tp in list(self._consumer.assignment()):
+        consumer = self._runtime.consumer
+        for tp in list(consumer.assignment()):
             offset = self._offsets.release(tp)
             if offset is not None:
-                self._consumer.seek(tp, offset)
+                consumer.seek(tp, offset)
 
     async def _resend_claims(self) -> None:
         """Claims sent through the log that no event answered for long are sent again, then given up."""
@@ -414,16 +431,9 @@ class Runner(mode.Service):
         if attempt.offset is not None:
             self._offsets.done(attempt.tp, attempt.offset)
 
-    async def _commit(self) -> None:
-        self._last_commit = time.monotonic()
-        await commit_assigned(self._consumer, self._offsets.committable(), "runner")
-
-    async def _handing_over(self, partitions: set[TopicPartition]) -> None:
-        """Partitions go: what is done is committed first."""
-        await self._commit()
-        self.revoked(partitions)
-
-    def revoked(self, partitions) -> None:
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions go (what is done on them is committed): what waits there is
+        the new owner's; what is in flight is followed on the log to its end."""
         for attempt in list(self._attempts.values()):
             if attempt.tp not in partitions:
                 continue
@@ -433,10 +443,9 @@ class Runner(mode.Service):
                 self._lost.lost(attempt.tp, attempt.offset)
         self._offsets.forget(partitions)
 
-    def assigned(self, partitions) -> None:
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
         self._lost.regained(partitions)
 
-    @mode.Service.task
     async def _claim_freed_slots(self) -> None:
         """Fed in memory, a slot freed when no event follows (the last job of a
         burst ended) must still claim the next waiting attempt. (Fed by the log,
@@ -448,7 +457,6 @@ class Runner(mode.Service):
             self._slot_freed.clear()
             await self._dispatch()
 
-    @mode.Service.task
     async def _follow(self) -> None:
         def in_flight() -> set[TopicPartition]:
             return {a.tp for a in self._attempts.values() if a.state in IN_FLIGHT}
@@ -510,11 +518,10 @@ class Runner(mode.Service):
             return
         future.add_done_callback(lambda _: self._done(attempt))
 
-    @mode.Service.task
     async def _keep_leases(self) -> None:
-        """Heartbeats every :data:`HEARTBEAT_TICK_S`, on through the stop's grace (a timer of mode's
-        would end at the stop, and a lease shorter than the grace would run out
-        while the attempt still runs here). Ended with the service's tasks."""
+        """Heartbeats every :data:`HEARTBEAT_TICK_S`, on through the stop's grace (a
+        lease shorter than the grace would run out while the attempt still runs
+        here). Cancelled with the part's other tasks, after its stop."""
         while True:
             await asyncio.sleep(HEARTBEAT_TICK_S)
             try:

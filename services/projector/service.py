@@ -1,5 +1,6 @@
-"""The projector's consumer loop: jobs.events → JobProjection, jobs.schedules →
-ScheduleProjection, then commit.
+"""The projector: jobs.events → JobProjection, jobs.schedules →
+ScheduleProjection, as one member of its consumer group on the consumer
+runtime (:mod:`services.adapters.consumer_runtime`).
 
 The projector's position is saved in MongoDB beside the read models, only
 ever for batches already durable there (and whose dead letters the broker
@@ -16,113 +17,141 @@ record that is not a job event, or that the database refuses for good, goes to
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
 
 from schemas import parse_event, topics
 from schemas.schedules import parse_schedule_command
 from schemas.topics import DeadLetterStage
 from services.adapters import positions
-from services.adapters.log import DeadLetters, Rebalance, commit_assigned, make_consumer, make_producer
-from services.adapters.positions import LogLost
+from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
+from services.adapters.log import DeadLetters, make_consumer, make_producer
+from services.adapters.positions import LogLost, LostLog
 from services.adapters.projections import BatchOutcome, JobProjection
 from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters.schedule_projection import ScheduleProjection
+from services.common.lifecycle import Service
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
 
 BATCH_BYTES = 256 * 1024
 """A fetch is answered once this much is there, or after ``batch_wait_ms``."""
+FETCH_WAIT_MS = 200
+"""How long the loop waits for a fetch before it looks at the commit interval again."""
+TOPICS = [topics.EVENTS, topics.SCHEDULES]
 
 
-class _Progress:
-    """Positions of the batches durable in the read models, saved (then
-    committed to the broker) on an interval rather than per batch."""
-
-    def __init__(self, db, consumer: AIOKafkaConsumer, interval_s: float) -> None:
-        self._db = db
-        self._consumer = consumer
-        self._interval_s = interval_s
-        self._pending: dict = {}
-        self._last = time.monotonic()
-
-    def done(self, batches) -> None:
-        self._pending.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
-
-    async def maybe_save(self) -> None:
-        if time.monotonic() - self._last >= self._interval_s:
-            await self.save()
-
-    async def save(self) -> None:
-        """Save the durable positions, then commit exactly them (never the
-        consumer's position, which may be ahead: a rebalance can call this
-        while a batch is being written)."""
-        self._last = time.monotonic()
-        if not self._pending:
-            return
-        durable, self._pending = self._pending, {}
-        await positions.save(self._db, durable)
-        await commit_assigned(self._consumer, durable, "projector")  # (on restart, the saved positions decide)
-
-    async def save_quietly(self) -> None:
-        """On revocation and on the way out; what fails here is read again (as duplicates)."""
-        try:
-            await self.save()
-        except Exception as error:
-            log.warning("position save failed; the last interval is read again", error=repr(error))
-
-
-class _Partitions:
-    """Forget cached states when partitions move; on assignment, resume from the
-    positions stored with the read models and check the log still reaches them."""
+class Projector(Service):
+    """The projector's one part: the :class:`~services.adapters.consumer_runtime.Handler` of its group member."""
 
     def __init__(
-        self, projection: JobProjection, db, settings: ProjectorSettings, consumer: AIOKafkaConsumer, progress: _Progress
+        self,
+        settings: ProjectorSettings,
+        mongo: AsyncMongoClient,
+        producer: AIOKafkaProducer,
+        consumer_options: dict,
     ) -> None:
-        self._projection = projection
-        self._db = db
-        self._settings = settings
-        self.consumer = consumer
-        self.progress = progress
-        self.lost: list = []
+        super().__init__()
+        self.settings = settings
+        self.mongo = mongo
+        self.db: AsyncDatabase = mongo[settings.mongo_db]
+        self.projection = JobProjection(self.db, settings.cache_jobs)
+        self.schedules = ScheduleProjection(self.db)
+        self.producer = producer
+        self.dead_letters = DeadLetters(producer, DeadLetterStage.PROJECTOR)
+        self.runtime = ConsumerRuntime(
+            make_consumer(settings, settings.group_id, **consumer_options),
+            TOPICS,
+            self,
+            name="projector",
+            commit_interval_s=settings.commit_interval_s,
+            fetch_wait_ms=FETCH_WAIT_MS,
+            max_records=settings.batch_max_records,
+        )
+        self._durable: Committable = {}
+        """Positions of the batches durable in the read models, not yet saved."""
+        self.lost: list[LostLog] = []
+        """Set on an assignment that found the log shorter than the read models."""
 
-    async def revoked(self, revoked) -> None:
-        self._projection.forget()
-        if revoked:
-            await self.progress.save_quietly()
+    # --- lifecycle ---------------------------------------------------------------------
 
-    async def assigned(self, assigned) -> None:
-        self._projection.forget()
-        if not assigned:
+    def tasks(self):
+        return [self._run]
+
+    async def on_start(self) -> None:
+        await self.producer.start()
+        await self.runtime.start()
+        log.info("projector started", topics=TOPICS, group=self.settings.group_id)
+
+    async def _run(self) -> None:
+        await self.runtime.run(lambda: not self.should_stop)
+
+    async def on_stop(self) -> None:
+        await self.runtime.stop()
+        await self.producer.stop()
+        await self.mongo.close()
+        log.info("projector stopped")
+
+    # --- the handler ------------------------------------------------------------------
+
+    async def handle(self, batches: Batches) -> None:
+        if self.lost:
+            log.critical(
+                "jobs log lost: the broker holds less than the read models; stopping. Restore the log, or rebuild "
+                "(drop the read models and projector_positions) or set JOBLEDGER_ALLOW_LOG_LOSS=true to go on",
+                detail=str(LogLost(self.lost)),
+            )
+            raise LogLost(self.lost)
+        records = [record for batch in batches.values() for record in batch]
+        if records:
+            await _project([r for r in records if r.topic == topics.EVENTS], self.projection, self.dead_letters)
+            await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
+            self._durable.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
+
+    async def done(self) -> Committable:
+        """Save the durable positions with the read models; the runtime commits exactly
+        them (never the consumer's position, which may be ahead: a rebalance can ask
+        while a batch is being written). On a restart the saved positions decide."""
+        durable, self._durable = self._durable, {}
+        await positions.save(self.db, durable)
+        return durable
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        self.projection.forget()
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Resume from the positions stored with the read models, once the log is known to still reach them."""
+        self.projection.forget()
+        if not partitions:
             return
-        stored = await positions.load(self._db, assigned)
-        lost = await self._confirmed_losses(stored, assigned)
-        if lost and not self._settings.allow_log_loss:
+        consumer = self.runtime.consumer
+        stored = await positions.load(self.db, partitions)
+        lost = await self._confirmed_losses(stored, partitions)
+        if lost and not self.settings.allow_log_loss:
             self.lost = lost
             return
         if lost:
             log.error("jobs log lost; going on from what the broker holds (JOBLEDGER_ALLOW_LOG_LOSS)", lost=str(LogLost(lost)))
-            await positions.reset(self._db, [item.tp for item in lost])
+            await positions.reset(self.db, [item.tp for item in lost])
             for item in lost:
                 stored.pop(item.tp, None)
         for tp, position in stored.items():
             # What the read models hold decides, whichever way the broker's commit is
             # off: ahead of a save whose commit failed, or behind a rewind (a rebuild).
-            committed = await self.consumer.committed(tp)
+            committed = await consumer.committed(tp)
             if committed != position:
-                self.consumer.seek(tp, position)
+                consumer.seek(tp, position)
 
-    async def _confirmed_losses(self, stored, assigned) -> list:
+    async def _confirmed_losses(self, stored, assigned) -> list[LostLog]:
         """A loss seen three times a second apart (an end offset read during a write can lag)."""
-        lost: list = []
+        lost: list[LostLog] = []
         for attempt in range(3):
-            lost = positions.lost_partitions(stored, await self.consumer.end_offsets(list(assigned)))
+            lost = positions.lost_partitions(stored, await self.runtime.consumer.end_offsets(list(assigned)))
             if not lost:
                 return []
             if attempt < 2:
@@ -130,74 +159,17 @@ class _Partitions:
         return lost
 
 
-@dataclass
-class Projector:
-    """The projector's parts, wired by :func:`bootstrap`."""
-
-    settings: ProjectorSettings
-    mongo: AsyncMongoClient
-    projection: JobProjection
-    schedules: ScheduleProjection
-    producer: AIOKafkaProducer
-    consumer: AIOKafkaConsumer
-    dead_letters: DeadLetters
-    progress: _Progress
-    partitions: _Partitions
-
-
-async def bootstrap(settings: ProjectorSettings) -> Projector:
+async def bootstrap(settings: ProjectorSettings) -> list[Service]:
+    """The projector's adapters, and the read models' layout and indexes made current."""
     mongo = connect(settings)
     db = mongo[settings.mongo_db]
     if await ensure_layout(db):
         log.warning("the read models were in an older layout: kept aside as *_layout<n>, rebuilding them from the log")
     await ensure_indexes(db)
-    projection = JobProjection(db, settings.cache_jobs)
-    producer = make_producer(settings)
-    consumer = make_consumer(
-        settings,
-        settings.group_id,
-        max_poll_records=settings.batch_max_records,
-        fetch_min_bytes=BATCH_BYTES,
-        fetch_max_wait_ms=settings.batch_wait_ms,
+    consumer_options = dict(
+        max_poll_records=settings.batch_max_records, fetch_min_bytes=BATCH_BYTES, fetch_max_wait_ms=settings.batch_wait_ms
     )
-    progress = _Progress(db, consumer, settings.commit_interval_s)
-    return Projector(
-        settings=settings,
-        mongo=mongo,
-        projection=projection,
-        schedules=ScheduleProjection(db),
-        producer=producer,
-        consumer=consumer,
-        dead_letters=DeadLetters(producer, DeadLetterStage.PROJECTOR),
-        progress=progress,
-        partitions=_Partitions(projection, db, settings, consumer, progress),
-    )
-
-
-async def run_projector(settings: ProjectorSettings, stop: asyncio.Event) -> None:
-    """Fold ``jobs.events`` and ``jobs.schedules`` into the read models until ``stop`` is set."""
-    p = await bootstrap(settings)
-    p.consumer.subscribe([topics.EVENTS, topics.SCHEDULES], listener=Rebalance(p.partitions.assigned, p.partitions.revoked))
-    await p.producer.start()
-    await p.consumer.start()
-    log.info("projector started", topics=[topics.EVENTS, topics.SCHEDULES], group=settings.group_id)
-    try:
-        while not stop.is_set():
-            batches = await p.consumer.getmany(timeout_ms=200, max_records=settings.batch_max_records)
-            if p.partitions.lost:
-                raise LogLost(p.partitions.lost)
-            records = [record for batch in batches.values() for record in batch]
-            if records:
-                await _project([r for r in records if r.topic == topics.EVENTS], p.projection, p.dead_letters)
-                await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], p.schedules, p.dead_letters)
-                p.progress.done(batches)
-            await p.progress.maybe_save()
-    finally:
-        await p.progress.save_quietly()
-        await p.consumer.stop()
-        await p.producer.stop()
-        await p.mongo.close()
-        log.info("projector stopped")
+    return [Projector(settings, mongo, make_producer(settings), consumer_options)]
 
 
 async def _project(records, projection: JobProjection, dead_letters: DeadLetters) -> None:

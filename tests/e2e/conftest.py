@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from schemas import TERMINAL, JobStatus
 from services.adapters.broker import READ_MODEL_GROUPS, drain
+from services.adapters.consumer_runtime import open_consumer
 from services.embedded.stack import EmbeddedStack
 from services.ingest.settings import DEV_API_KEY
 from tests.conftest import API_KEYS, FUZZ_KEY, LEASE_S, stack_settings  # noqa: F401  (the e2e tests import them from here)
@@ -40,13 +40,8 @@ async def anonymous(stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def read_topic(stack: EmbeddedStack, topic: str, until, timeout_s: float = JOB_TIMEOUT_S) -> list:
     """Records of ``topic`` from the start, until ``until(records)`` holds."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=stack.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
+    consumer = open_consumer(stack.settings.kafka_bootstrap, fetch_max_wait_ms=50)
+    consumer.subscribe([topic])
     await consumer.start()
     records: list = []
     deadline = time.monotonic() + timeout_s

@@ -1,0 +1,209 @@
+"""The one consumer runtime: every reader of the log opens its consumer here,
+and every member of a consumer group — the decider, the runner, the
+projector, the consumer kit — runs this loop.
+
+A member supplies only what is its own, a :class:`Handler`: restore what it
+keeps per partition when partitions come, forget it when they go, handle the
+records fetched, and say which offsets are done. The runtime does the rest,
+the same way for all of them:
+
+- **subscribe** with one rebalance listener. When partitions come, the
+  handler restores them before any of their records is handed over: aiokafka
+  gives its fetcher a new assignment before it calls the listener, so records
+  fetched meanwhile wait for the restore (:attr:`ConsumerRuntime.settled`).
+- **fetch**, drop the records of partitions no longer owned (fetched before a
+  rebalance took them away) and hand the rest over. A handler that has work
+  of its own between fetches (the decider's inbox of in-memory reports) gives
+  a ``wake`` event that ends the wait for records early.
+- **commit** what the handler says is done (``done()``: every record before
+  the offset handled, and acknowledged where it produced records) on an
+  interval, when partitions go (before the handler forgets them) and on the
+  way out. Only partitions still owned are committed; a commit that fails is
+  logged, not raised: the next owner reads on from the last commit, and every
+  member drops repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+
+Batches = dict[TopicPartition, list[ConsumerRecord]]
+Committable = dict[TopicPartition, int]
+"""Per partition, the next offset to read: every record before it is done."""
+
+
+class Handler(Protocol):
+    """What a member of a consumer group supplies to the runtime."""
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Restore what is kept per partition; no record of ``partitions`` is handed over before this returns."""
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Forget ``partitions`` (what was done on them is committed already)."""
+
+    async def handle(self, batches: Batches) -> None:
+        """The records of one fetch, of owned and restored partitions only; called
+        every round, also with none (a handler may have work of its own)."""
+
+    async def done(self) -> Committable:
+        """The offsets that may be committed now; make durable first what they cover."""
+
+
+def open_consumer(
+    bootstrap_servers: str, group_id: str | None = None, *, session_timeout_s: float | None = None, **options: Any
+) -> AIOKafkaConsumer:
+    """The one way to open a consumer of the log: offsets are committed by hand
+    (only what was handled), a new group starts at the beginning, and a group
+    member gets ``session_timeout_s`` (rebalance timeout the same, heartbeats a
+    third of it, at most every three seconds)."""
+    settings: dict[str, Any] = dict(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    if group_id is not None and session_timeout_s is not None:
+        settings.update(
+            session_timeout_ms=int(session_timeout_s * 1000),
+            rebalance_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, session_timeout_s / 3) * 1000),
+        )
+    settings.update(options)
+    return AIOKafkaConsumer(**settings)
+
+
+class ConsumerRuntime:
+    """One group member's consumer, run for a :class:`Handler`."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: list[str],
+        handler: Handler,
+        *,
+        name: str,
+        commit_interval_s: float,
+        fetch_wait_ms: int,
+        max_records: int,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        self.consumer = consumer
+        self._topics = topics
+        self._handler = handler
+        self._log = structlog.get_logger(component=name)
+        self._commit_interval_s = commit_interval_s
+        self._fetch_wait_ms = fetch_wait_ms
+        self._max_records = max_records
+        self._wake = wake
+        self._fetch: asyncio.Future | None = None
+        self._woken: asyncio.Future | None = None
+        self._last_commit = time.monotonic()
+        self.settled = asyncio.Event()
+        """Set while every owned partition is restored; cleared from the moment partitions start to go."""
+
+    async def start(self) -> None:
+        """Subscribe and join the group (the first assignment follows, in the background)."""
+        self.consumer.subscribe(self._topics, listener=_Listener(self))
+        await self.consumer.start()
+
+    async def run(self, keep_going: Callable[[], bool]) -> None:
+        """Fetch, hand over, commit on the interval, while ``keep_going()``."""
+        try:
+            while keep_going():
+                await self._handler.handle(await self.fetch())
+                if time.monotonic() - self._last_commit >= self._commit_interval_s:
+                    await self.commit()
+        finally:
+            self._cancel_waits()
+
+    async def fetch(self) -> Batches:
+        """One round's records: what a fetch brought, or none if ``wake`` was set first.
+        A fetch that is still out when ``wake`` ends the wait is kept for the next round."""
+        fetch = self._fetch
+        if fetch is None:
+            fetch = self._fetch = asyncio.ensure_future(
+                self.consumer.getmany(timeout_ms=self._fetch_wait_ms, max_records=self._max_records)
+            )
+        waits: list[asyncio.Future] = [fetch]
+        if self._wake is not None:
+            if self._wake.is_set():
+                waits = []
+            else:
+                if self._woken is None:
+                    self._woken = asyncio.ensure_future(self._wake.wait())
+                waits.append(self._woken)
+        if waits:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if self._woken is not None and self._woken.done():
+            self._woken = None
+        if self._wake is not None:
+            self._wake.clear()
+        if not fetch.done():
+            return {}
+        if self._fetch is fetch:
+            self._fetch = None
+        if fetch.cancelled():  # (the runtime is stopping)
+            return {}
+        batches: Batches = fetch.result()
+        if not batches:
+            return batches
+        await self.settled.wait()
+        assigned = self.consumer.assignment()
+        return {tp: records for tp, records in batches.items() if tp in assigned}
+
+    async def commit(self) -> None:
+        """Commit what the handler says is done, for the partitions still owned."""
+        self._last_commit = time.monotonic()
+        offsets = await self._handler.done()
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as error:
+            self._log.warning("offset commit failed; what came after the last one is read again", error=repr(error))
+
+    async def stop(self) -> None:
+        """Commit what is done (what fails here is read again) and leave the group."""
+        self._cancel_waits()
+        await self._commit_quietly()
+        await self.consumer.stop()
+
+    async def _commit_quietly(self) -> None:
+        try:
+            await self.commit()
+        except Exception as error:
+            self._log.warning("could not commit; what came after the last commit is read again", error=repr(error))
+
+    def _cancel_waits(self) -> None:
+        for pending in (self._fetch, self._woken):
+            if pending is not None:
+                pending.cancel()
+        self._fetch = self._woken = None
+
+    async def _assigned(self, partitions: set[TopicPartition]) -> None:
+        await self._handler.assigned(partitions)
+        self.settled.set()
+
+    async def _revoked(self, partitions: set[TopicPartition]) -> None:
+        self.settled.clear()
+        await self._commit_quietly()
+        await self._handler.revoked(partitions)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runtime: ConsumerRuntime) -> None:
+        self._runtime = runtime
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self._runtime._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self._runtime._assigned(set(assigned))

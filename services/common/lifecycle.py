@@ -1,0 +1,187 @@
+"""One lifecycle for every service process: start its parts in order, run
+until SIGINT or SIGTERM (or until a part fails), stop them in reverse order.
+
+A process is a list of :class:`Service` parts, built by its bootstrap and
+handed to :func:`serve` by its ``__main__``. The first signal stops the
+process cleanly; a second one while it stops calls every part's
+:meth:`Service.hurry` (the runner then hands its running jobs back at once
+instead of waiting out their grace). A part whose task fails stops the
+process with exit code 1, or the error's own ``exit_code``, so whatever
+supervises it sees that it died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any
+
+import structlog
+import uvicorn
+import uvloop
+
+log = structlog.get_logger(component="lifecycle")
+
+Task = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Service:
+    """A part of a process, built on the event loop. :meth:`on_start` starts what it needs; then each of
+    its :meth:`tasks` runs until the part stops. On a stop, ``should_stop``
+    turns true, :meth:`on_stop` winds down while the tasks still run (they
+    check ``should_stop``, and the runner's heartbeats must go on through its
+    grace), and then whatever still runs is cancelled."""
+
+    def __init__(self) -> None:
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self.failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        """Resolved with the error of the first task that raised before the stop."""
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stopping
+
+    def tasks(self) -> list[Task]:
+        """What runs while the part runs."""
+        return []
+
+    async def on_start(self) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        pass
+
+    def hurry(self) -> None:
+        """A second signal came while stopping: end any grace now."""
+
+    async def start(self) -> None:
+        await self.on_start()
+        for task in self.tasks():
+            running = asyncio.create_task(task(), name=f"{type(self).__name__}.{task.__name__}")
+            running.add_done_callback(self._ended)
+            self._tasks.append(running)
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            await self.on_stop()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self._stopping or self.failed.done():
+            return
+        error = task.exception()
+        if error is not None:
+            self.failed.set_result(error)
+
+
+class HttpServer(Service):
+    """An ASGI app served by uvicorn as a part: the first signal stops it taking
+    connections and lets those open finish (the app's lifespan then shuts down),
+    a second one closes them at once."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__()
+        self.server = _Uvicorn(config)
+        self._served = asyncio.Event()
+
+    def tasks(self) -> list[Task]:
+        return [self._serve]
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as exit:  # uvicorn's way to say the app's startup failed
+            raise StartupFailed(f"the app did not start (uvicorn exit {exit.code})") from None
+        finally:
+            self._served.set()
+        if not self.should_stop:
+            raise StartupFailed("the server stopped by itself")
+
+    async def on_stop(self) -> None:
+        self.server.should_exit = True
+        await self._served.wait()
+
+    def hurry(self) -> None:
+        self.server.force_exit = True
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, without signal handlers of its own: the lifecycle has them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class StartupFailed(Exception):
+    exit_code = 3
+
+
+def serve(parts: Callable[[], Awaitable[list[Service]]]) -> None:
+    """Run the process: build its parts (``parts()``, on the event loop), start
+    them, run until a signal or a failure, stop them; exit with its code."""
+    raise SystemExit(uvloop.run(_serve(parts)))
+
+
+async def _serve(parts: Callable[[], Awaitable[list[Service]]]) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    started: list[Service] = []
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.info("second signal: hurrying the stop")
+            for part in started:
+                part.hurry()
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    code = 0
+    try:
+        for part in await parts():
+            if stop.is_set():
+                break
+            await part.start()
+            started.append(part)
+        if not stop.is_set():
+            code = await _until_stopped(stop, started)
+    finally:
+        for part in reversed(started):
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("a part failed to stop cleanly", part=type(part).__name__)
+                code = code or 1
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return code
+
+
+async def _until_stopped(stop: asyncio.Event, parts: list[Service]) -> int:
+    """0 on a signal; a failed part's exit code (1 unless its error says otherwise)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopped, *(part.failed for part in parts)], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    for part in parts:
+        if part.failed.done():
+            error = part.failed.result()
+            log.critical(
+                "a part of this process failed; stopping it",
+                part=type(part).__name__,
+                error=repr(error),
+                exc_info=(type(error), error, error.__traceback__),
+            )
+            return int(getattr(error, "exit_code", 1))
+    return 0

@@ -24,7 +24,6 @@ from schemas.attempt_rules import Attempts, Emitted
 from schemas.chain import GENESIS, event_hash
 from schemas.commands import (
     AdvancePipeline,
-    AnyCommand,
     CancelJob,
     Command,
     GrantSlot,
@@ -80,7 +79,7 @@ from schemas.values import later
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b7a-5c3e-9a2f-0b1e2d3c4f5a")
 
 
-def decide(command: AnyCommand, job: Job | None) -> list[AnyEvent]:
+def decide(command: Command, job: Job | None) -> list[AnyEvent]:
     """The events ``command`` causes on ``job`` (``None``: no such job yet).
 
     Raises a :class:`schemas.errors.Rejection` when the command is impossible.

@@ -175,8 +175,8 @@ def write(root: Path = HERE) -> list[str]:
         relative = str(path.relative_to(root))
         if relative not in wanted and not _superseded(relative):
             path.unlink()
-    for path, text in wanted.items():
-        target = root / path
+    for name, text in wanted.items():
+        target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     return sorted(wanted)

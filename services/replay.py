@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from schemas import parse_event, topics
-from schemas.schedules import parse_schedule_command
+from schemas.schedules import ScheduleCommand, parse_schedule_command
 from services.adapters.log import log_records
 from services.adapters.projections import JobProjection
 from services.adapters.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
@@ -69,7 +69,7 @@ async def rebuild(
     )
     await db[SCHEDULES + suffix].create_index([("tenant", 1), ("created_at", -1)])  # exists even when empty
     schedules = ScheduleProjection(db, SCHEDULES + suffix)
-    commands = []
+    commands: list[ScheduleCommand] = []
     async for raw in log_records(settings, topic=topics.SCHEDULES):
         try:
             commands.append(parse_schedule_command(raw))

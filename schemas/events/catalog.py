@@ -52,7 +52,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 """Every job event type, each once: the members of :data:`AnyEvent`."""
 
-QUEUED: tuple[type[Event], ...] = (JobQueued, StepQueued)
+QUEUED: tuple[type[JobQueued], type[StepQueued]] = (JobQueued, StepQueued)
 """The events that hand an attempt to the runners."""
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ class ArtifactStore:
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
         self._stack = AsyncExitStack()
-        self._client = None
+        self._client: Any = None
         self._bucket_ready = False
 
     async def start(self) -> "ArtifactStore":

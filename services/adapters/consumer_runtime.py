@@ -101,7 +101,7 @@ class ConsumerRuntime:
         self._fetch_wait_ms = fetch_wait_ms
         self._max_records = max_records
         self._wake = wake
-        self._fetch: asyncio.Future | None = None
+        self._fetch: asyncio.Future[Batches] | None = None
         self._woken: asyncio.Future | None = None
         self._last_commit = time.monotonic()
         self.settled = asyncio.Event()
@@ -125,11 +125,11 @@ class ConsumerRuntime:
     async def fetch(self) -> Batches:
         """One round's records: what a fetch brought, or none if ``wake`` was set first.
         A fetch that is still out when ``wake`` ends the wait is kept for the next round."""
-        fetch = self._fetch
-        if fetch is None:
-            fetch = self._fetch = asyncio.ensure_future(
+        if self._fetch is None:
+            self._fetch = asyncio.ensure_future(
                 self.consumer.getmany(timeout_ms=self._fetch_wait_ms, max_records=self._max_records)
             )
+        fetch = self._fetch
         waits: list[asyncio.Future] = [fetch]
         if self._wake is not None:
             if self._wake.is_set():

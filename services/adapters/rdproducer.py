@@ -53,25 +53,31 @@ class RdProducer:
         }
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._deliver, name="rdkafka-deliveries", daemon=True)
         self._running = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
         self._running = True
-        self._thread = threading.Thread(target=self._deliver, name="rdkafka-deliveries", daemon=True)
         self._thread.start()
         await self.ready(timeout_s=10.0)
 
+    @property
+    def _started(self) -> tuple[Producer, asyncio.AbstractEventLoop]:
+        if self._producer is None or self._loop is None:
+            raise RuntimeError("the producer is not started")
+        return self._producer, self._loop
+
     async def ready(self, timeout_s: float = 3.0) -> None:
         """Raises unless the broker answers a metadata request within ``timeout_s``."""
-        await asyncio.to_thread(self._producer.list_topics, timeout=timeout_s)
+        await asyncio.to_thread(self._started[0].list_topics, timeout=timeout_s)
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None) -> asyncio.Future:
         """Queue the record; the returned future resolves (to ``None``) once it is acknowledged."""
-        delivered = self._loop.create_future()
-        self._producer.produce(topic, value, key, headers=headers, on_delivery=lambda error, _: self._report(delivered, error))
+        producer, loop = self._started
+        delivered = loop.create_future()
+        producer.produce(topic, value, key, headers=headers, on_delivery=lambda error, _: self._report(delivered, error))
         return delivered
 
     async def send_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> Deliveries:
@@ -79,24 +85,26 @@ class RdProducer:
         acknowledged or given up on, which were written. One future for them all:
         a future per record, each settled on the loop, was a tenth of a batch
         submit's CPU in ingest (docs/performance.md)."""
-        deliveries = Deliveries(self._loop, len(records))
+        producer, loop = self._started
+        deliveries = Deliveries(loop, len(records))
         for index, (key, value) in enumerate(records):
             try:
-                self._producer.produce(topic, value, key, on_delivery=partial(deliveries.report, index))
+                producer.produce(topic, value, key, on_delivery=partial(deliveries.report, index))
             except (BufferError, KafkaException) as error:  # refused at once (the queue is full)
                 deliveries.report(index, error)
         return deliveries
 
     def _report(self, delivered: asyncio.Future, error: KafkaError | None) -> None:
         """On the delivery thread: hand the outcome to the loop."""
-        self._loop.call_soon_threadsafe(_settle, delivered, error)
+        self._started[1].call_soon_threadsafe(_settle, delivered, error)
 
     def _deliver(self) -> None:
+        producer = self._started[0]
         while self._running:
-            self._producer.poll(POLL_S)
+            producer.poll(POLL_S)
 
     async def flush(self, timeout_s: float = 30.0) -> None:
-        left = await asyncio.to_thread(self._producer.flush, timeout_s)
+        left = await asyncio.to_thread(self._started[0].flush, timeout_s)
         if left:
             raise DeliveryFailed(f"{left} records not acknowledged within {timeout_s:g} s")
 

@@ -171,7 +171,7 @@ class ReadModel:
 
     async def count_by_status(self, tenant: str) -> dict[str, int]:
         counts = {status.value: 0 for status in JobStatus}
-        pipeline = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        pipeline: list[dict[str, Any]] = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
         async for row in await self.db[JOBS].aggregate(pipeline):
             counts[row["_id"]] = row["n"]
         return counts

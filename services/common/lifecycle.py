@@ -169,7 +169,7 @@ async def _serve(parts: Callable[[], Awaitable[list[Service]]]) -> int:
 
 async def _until_stopped(stop: asyncio.Event, parts: list[Service]) -> int:
     """0 on a signal; a failed part's exit code (1 unless its error says otherwise)."""
-    stopped = asyncio.ensure_future(stop.wait())
+    stopped: asyncio.Future = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait([stopped, *(part.failed for part in parts)], return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -11,6 +11,7 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 from services.common.settings import ConnectionSettings
 
@@ -25,7 +26,7 @@ def configure_logging(settings: ConnectionSettings, service: str) -> structlog.s
         if settings.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    stamped = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    stamped: list[Processor] = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *stamped, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -368,7 +368,7 @@ def _secantusd() -> str:
 async def _wait_mongo(settings: ConnectionSettings, timeout_s: float, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        client = AsyncMongoClient(settings.mongo_url, serverSelectionTimeoutMS=500)
+        client: AsyncMongoClient = AsyncMongoClient(settings.mongo_url, serverSelectionTimeoutMS=500)
         try:
             await client.admin.command("ping")
             return

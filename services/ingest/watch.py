@@ -210,7 +210,7 @@ class JobWatch:
                 break
             newer.append(event)
         newer.sort(key=lambda event: event.seq)
-        contiguous = []
+        contiguous: list[AnyEvent] = []
         for event in newer:
             if event.seq != seq + len(contiguous) + 1:
                 break

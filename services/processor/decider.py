@@ -263,7 +263,7 @@ class Decider(Service):
             if record is not None:
                 await self._dead.send(record, error)
             return
-        if decision.events:
+        if decision.events and decision.after is not None:  # (events always lead to a state)
             # Slot messages first, acknowledged: if we crash before the events are in the
             # log, the command is decided again and sends them again (they are idempotent);
             # the other order could lose a release and block the key for good.

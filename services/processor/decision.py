@@ -58,11 +58,13 @@ def decide_command(command: Command, job: Job | None, deadlines: Deadlines) -> D
 def keep_time(deadlines: Deadlines, decision: Decision, now: datetime) -> None:
     """A report renews the lease of the attempt it is about; any other decision
     sets the job's deadlines from the state it leads to."""
-    command = decision.command
+    command, job = decision.command, decision.after
+    if job is None:
+        return  # no job, no deadline
     if isinstance(command, RENEWS_LEASE):
-        deadlines.renew(decision.after, now, command.step)
+        deadlines.renew(job, now, command.step)
     elif decision.events:
-        deadlines.track(decision.after, now)
+        deadlines.track(job, now)
 
 
 def due_now(deadlines: Deadlines, job_of: Callable[[str], Job | None], now: datetime) -> list[Command]:

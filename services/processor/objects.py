@@ -69,7 +69,7 @@ async def analyze(ctx: JobContext, payload: ObjectPayload) -> dict:
     for value in obj.values():
         kind = type(value).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
-    numeric = {"count": len(numbers)}
+    numeric: dict[str, float] = {"count": len(numbers)}
     if numbers:
         numeric.update(sum=sum(numbers), min=min(numbers), max=max(numbers), mean=sum(numbers) / len(numbers))
     return {"object": obj, "analysis": {"types": kinds, "numeric": numeric}}

@@ -188,15 +188,15 @@ class Runner(Service):
         drained = asyncio.ensure_future(self._drained.wait())
         await self._within_grace([drained])
         drained.cancel()  # hurried: the claims still open are left to their leases
-        running = [a for a in self._attempts.values() if a.task is not None and not a.task.done()]
+        running = {a.task: a for a in self._attempts.values() if a.task is not None and not a.task.done()}
         if running:
-            await self._within_grace([a.task for a in running])
-            unfinished = [a for a in running if not a.task.done()]
-            for attempt in unfinished:
-                attempt.task.cancel()
+            await self._within_grace(list(running))
+            unfinished = {task: attempt for task, attempt in running.items() if not task.done()}
+            for task in unfinished:
+                task.cancel()
             if unfinished:
-                await asyncio.wait([a.task for a in unfinished], timeout=RELEASE_WAIT_S)
-            for attempt in unfinished:
+                await asyncio.wait(list(unfinished), timeout=RELEASE_WAIT_S)
+            for attempt in unfinished.values():
                 await self._release(attempt)
         await self._producer.flush()
         if self._runtime is not None:
@@ -216,9 +216,10 @@ class Runner(Service):
         """Wait for every one of ``tasks`` until the grace ends or the stop is hurried."""
         every = asyncio.ensure_future(asyncio.wait(tasks))
         hurried = asyncio.ensure_future(self._hurried.wait())
+        stop_by = time.monotonic() if self._stop_by is None else self._stop_by
         try:
             await asyncio.wait(
-                [every, hurried], timeout=max(0.0, self._stop_by - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+                [every, hurried], timeout=max(0.0, stop_by - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             every.cancel()  # the tasks themselves go on
@@ -382,6 +383,8 @@ class Runner(Service):
         """Read skipped records again once the buffer has room for them."""
         if self._buffer.size > self.settings.runner_prefetch // 2:
             return
+        if self._runtime is None:
+            return  # fed in memory: nothing is held back to be read again
         consumer = self._runtime.consumer
         for tp in list(consumer.assignment()):
             offset = self._offsets.release(tp)

@@ -11,7 +11,17 @@ from datetime import datetime, timezone
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from schemas import SlotState, decide_slots, encode_command, grant_command, parse_slot_message, refuse_command, topics
+from schemas import (
+    GrantSlot,
+    RefuseSlot,
+    SlotState,
+    decide_slots,
+    encode_command,
+    grant_command,
+    parse_slot_message,
+    refuse_command,
+    topics,
+)
 from services.adapters.log import DeadLetters
 from services.processor.tables import ChangelogTable
 
@@ -35,7 +45,7 @@ class SlotDecider:
             stored = self.table.get(message.key)
             state = SlotState.model_validate(stored) if stored is not None else None
             after, granted, refused = decide_slots(state, message)
-            commands = [grant_command(entry, now) for entry in granted]
+            commands: list[GrantSlot | RefuseSlot] = [grant_command(entry, now) for entry in granted]
             commands += [refuse_command(entry, after.limit, now) for entry in refused]
             document = after.model_dump(mode="json")
         except Exception as error:  # one key's trouble must not stop the partition

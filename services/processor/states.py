@@ -89,7 +89,7 @@ class DurableStates:
 
     def _prefixed(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items(from_key=prefix):
-            if not key.startswith(prefix):
+            if not (isinstance(key, bytes) and key.startswith(prefix)):
                 return
             yield key, value
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 import orjson
 import structlog
@@ -114,7 +115,7 @@ class ChangelogTable:
         self._partition[key] = partition
         return await producer.send(self.topic, key=orjson.dumps(key), value=orjson.dumps(document), partition=partition)
 
-    def forget(self, partitions: set[int]) -> None:
+    def forget(self, partitions: AbstractSet[int]) -> None:
         for key in [key for key, partition in self._partition.items() if partition in partitions]:
             del self._rows[key]
             del self._partition[key]

@@ -104,7 +104,7 @@ class HttpServer(Service):
         finally:
             self._served.set()
         if not self.should_stop:
-            raise StartupFailed("the server stopped by itself")
+            raise RuntimeError("the HTTP server stopped by itself")
 
     async def on_stop(self) -> None:
         self.server.should_exit = True

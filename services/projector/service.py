@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
@@ -54,8 +54,9 @@ class Projector(Service):
         settings: ProjectorSettings,
         mongo: AsyncMongoClient,
         producer: AIOKafkaProducer,
-        consumer_options: dict,
+        consumer: AIOKafkaConsumer,
     ) -> None:
+        """``consumer``: a member of the group ``settings.group_id``, with :func:`consumer_options`."""
         super().__init__()
         self.settings = settings
         self.mongo = mongo
@@ -65,7 +66,7 @@ class Projector(Service):
         self.producer = producer
         self.dead_letters = DeadLetters(producer, DeadLetterStage.PROJECTOR)
         self.runtime = ConsumerRuntime(
-            make_consumer(settings, settings.group_id, **consumer_options),
+            consumer,
             TOPICS,
             self,
             name="projector",
@@ -166,10 +167,16 @@ async def bootstrap(settings: ProjectorSettings) -> list[Service]:
     if await ensure_layout(db):
         log.warning("the read models were in an older layout: kept aside as *_layout<n>, rebuilding them from the log")
     await ensure_indexes(db)
-    consumer_options = dict(
+    consumer = make_consumer(settings, settings.group_id, **consumer_options(settings))
+    return [Projector(settings, mongo, make_producer(settings), consumer)]
+
+
+def consumer_options(settings: ProjectorSettings) -> dict:
+    """The projector's consumer, beyond the settings' (:func:`services.adapters.log.make_consumer`):
+    fetches held until a batch gathers."""
+    return dict(
         max_poll_records=settings.batch_max_records, fetch_min_bytes=BATCH_BYTES, fetch_max_wait_ms=settings.batch_wait_ms
     )
-    return [Projector(settings, mongo, make_producer(settings), consumer_options)]
 
 
 async def _project(records, projection: JobProjection, dead_letters: DeadLetters) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from functools import cache
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, overload
 from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import croniter
@@ -132,6 +132,12 @@ class Schedule(BaseModel):
     last_tick: Moment | None = Field(None, description="the latest tick whose job was submitted")
 
 
+@overload
+def evolve_schedule(schedule: Schedule | None, command: CreateSchedule) -> Schedule: ...
+@overload
+def evolve_schedule(schedule: Schedule, command: ScheduleCommand) -> Schedule: ...
+@overload
+def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Schedule | None: ...
 def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Schedule | None:
     """The schedule after ``command``. Idempotent: creating one that exists,
     deleting one twice or recording an older tick changes nothing."""

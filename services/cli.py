@@ -7,13 +7,13 @@ import functools
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
 from jobledger.cli import register as register_job_commands
-from services.adapters.broker import ensure_topics, wait_for_broker
+from services.adapters.broker import STARTING_BROKER_WAIT_S, ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
 from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
@@ -76,7 +76,7 @@ def up(
 
     The first start fetches the pinned jars of Kafka and S3Proxy with `mvn` (Java 17+ and Maven needed);
     the log and the read models stay under --data-dir across restarts."""
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if api_port is not None:
@@ -168,13 +168,13 @@ def topics(
 ) -> None:
     """Create the jobledger topics that are missing: jobs.commands, jobs.events, jobs.dlq,
     jobs.slots, jobs.schedules and the compacted *.state changelogs."""
-    settings = ConnectionSettings(**({"partitions": partitions} if partitions else {}))
+    settings = ConnectionSettings(partitions=partitions) if partitions else ConnectionSettings()
     created = asyncio.run(_create_topics(settings))
     console.print(f"created: {', '.join(created)}" if created else "all topics exist")
 
 
 async def _create_topics(settings: ConnectionSettings) -> list[str]:
-    await wait_for_broker(settings, timeout_s=120)
+    await wait_for_broker(settings, timeout_s=STARTING_BROKER_WAIT_S)
     return await ensure_topics(settings)
 
 

@@ -17,6 +17,11 @@ from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROU
 INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
 """Changelogs: segments roll every 10 minutes so the cleaner can drop superseded records."""
+BROKER_WAIT_S = 30.0
+"""How long a service waits for the broker to answer before giving up."""
+STARTING_BROKER_WAIT_S = 120.0
+"""How long a tool that may be started beside the broker (``jobledger topics``, a
+decider restoring its state) waits for it: a first start fetches its jars."""
 
 
 async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = topics.ALL) -> list[str]:
@@ -73,7 +78,7 @@ def _topic_config(name: str) -> dict[str, str]:
     return {}
 
 
-async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = 30.0) -> None:
+async def wait_for_broker(settings: ConnectionSettings, timeout_s: float = BROKER_WAIT_S) -> None:
     """Block until the broker answers a metadata request.
 
     Until a bootstrap server accepts a TCP connection, only that is tried: the

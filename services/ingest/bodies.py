@@ -14,15 +14,13 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.values import json_problems
-from services.ingest.problems import Problem, field_error, invalid
+from services.ingest.problems import BodyProblem, Problem, field_error, invalid
 
 
-class UnfitBody(StarletteHTTPException):
-    """Raised while the body is decoded: an HTTP exception, so the framework's
-    body parsing lets it through instead of calling the body malformed."""
+class UnfitBody(BodyProblem):
+    """Raised while the body is decoded."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(422, "The request is not valid")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -58,10 +59,17 @@ class Problem(Exception):
         return body
 
 
-class BodyTooLarge(StarletteHTTPException):
-    """Raised while a chunked body is read: an HTTP exception, so the
-    framework's body parsing lets it through instead of calling the body
-    malformed."""
+class BodyProblem(StarletteHTTPException):
+    """A problem met while the body is read or decoded: an HTTP exception, so
+    the framework's body parsing lets it through instead of calling the body
+    malformed; answered as its :meth:`problem`."""
+
+    def problem(self) -> Problem:
+        raise NotImplementedError
+
+
+class BodyTooLarge(BodyProblem):
+    """Raised while a chunked body is read."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, "Request body too large")
@@ -110,7 +118,7 @@ def _request_error(request: Request, item: dict[str, Any]) -> dict[str, Any]:
     return field_error(location, item["msg"])
 
 
-def pydantic_errors(errors: list[dict[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def pydantic_errors(errors: Sequence[Mapping[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     return [field_error(prefix + tuple(error["loc"]), error["msg"]) for error in errors]
 
 
@@ -125,10 +133,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if callable(getattr(error, "problem", None)):  # raised while the body was read: BodyTooLarge, UnfitBody
+        if isinstance(error, BodyProblem):
             return error.problem().response(request.url.path)
         code = {404: ProblemCode.NOT_FOUND, 405: ProblemCode.METHOD_NOT_ALLOWED}.get(error.status_code, ProblemCode.HTTP_ERROR)
-        return Problem(error.status_code, code, str(error.detail), headers=error.headers).response(request.url.path)
+        headers = dict(error.headers) if error.headers else None
+        return Problem(error.status_code, code, str(error.detail), headers=headers).response(request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -141,11 +150,11 @@ def unexpected(path: str) -> JSONResponse:
     return Problem(500, ProblemCode.INTERNAL, "Internal error", "The error was logged.").response(path)
 
 
-PROBLEM_RESPONSE = {
+PROBLEM_RESPONSE: dict[str, Any] = {
     "model": ProblemDocument,
     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
     "description": "RFC 9457 problem document",
 }
 """An answer documented in OpenAPI as a problem document."""
-PROBLEMS = {401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+PROBLEMS: dict[int | str, dict[str, Any]] = {401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
 """What any authenticated route with input may answer."""

@@ -177,9 +177,10 @@ def pipeline_plan(
     for name in planned.order:
         step = planned.steps[name]
         at = where + ("steps", index.get(name, name))
+        payload = body.payload if step.payload is None else step.payload
         if step.payload is None:
-            step = step.model_copy(update={"payload": body.payload})
-        _runnable(types, step.type, step.payload, at)
+            step = step.model_copy(update={"payload": payload})
+        _runnable(types, step.type, payload, at)
         if step.compensate is not None:
             _runnable(types, step.compensate.type, step.compensate.payload, at + ("compensate",))
         steps.append(step)

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import overload
 
 import structlog
 
@@ -294,6 +295,10 @@ def _put(follower: Follower, value: bytes) -> None:
         pass  # not a job event: the projector dead-letters it
 
 
+@overload
+def fold_ahead(job: Job, ahead: dict[int, AnyEvent], heard: list[AnyEvent]) -> Job: ...
+@overload
+def fold_ahead(job: Job | None, ahead: dict[int, AnyEvent], heard: list[AnyEvent]) -> Job | None: ...
 def fold_ahead(job: Job | None, ahead: dict[int, AnyEvent], heard: list[AnyEvent]) -> Job | None:
     """Fold the heard events that follow ``job``; keep the ones past a gap in ``ahead``."""
     version = job.version if job is not None else 0

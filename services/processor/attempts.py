@@ -21,7 +21,7 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from schemas import Command, CompleteJob, ExpiryReason, FailJob, Job, JobQueued, timeout_error
+from schemas import AttemptCommand, CompleteJob, Event, ExpiryReason, FailJob, Job, JobQueued, timeout_error
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
@@ -32,20 +32,20 @@ log = structlog.get_logger(component="runner")
 
 _REPORT_NAMESPACE = uuid.UUID("0d8f5b8e-2f47-4c55-8f3b-7a3c4e1f9b21")
 MAX_ERROR_CHARS = 10_000
+"""An exception's message is cut to this length in the job's error."""
 MAX_TRACEBACK_CHARS = 8_000
 """A traceback longer than this keeps its end: the frame that raised, and the exception."""
 _RUNNER_FRAMES = (__file__, handlers.__file__, asyncio.__file__.rpartition("/")[0] + "/")
 """Where the frames that call a handler live: a traceback starts below them."""
-"""An exception's message is cut to this length in the job's error."""
 
 AttemptKey = tuple[str, str | None, int]
 """(job id, pipeline step or ``None``, attempt number)"""
 
 
-def attempt_key(event) -> AttemptKey:
+def attempt_key(event: Event) -> AttemptKey:
     """The attempt an event is about (attempt 0: none). Only step events name a
     step: a pipeline's JobFailed names its failed step, not an attempt of it."""
-    step = event.data.step if isinstance(event, STEP_EVENTS) else None
+    step = getattr(event.data, "step", None) if isinstance(event, STEP_EVENTS) else None
     return (event.job_id, step, getattr(event.data, "attempt", 0))
 
 
@@ -141,7 +141,9 @@ class Attempt:
     def compensation(self) -> bool:
         return getattr(self.work.data, "compensation", False)
 
-    def report(self, command_class: type[Command], runner_id: str, name: str, issued_at: datetime, **fields: Any) -> Command:
+    def report(
+        self, command_class: type[AttemptCommand], runner_id: str, name: str, issued_at: datetime, **fields: Any
+    ) -> AttemptCommand:
         """A command of ``runner_id`` about this attempt; the same report of it
         is the same command to the decider (:func:`report_id`)."""
         work = self.work
@@ -200,7 +202,7 @@ class WaitingAttempts:
 class Report:
     """What a finished attempt tells the decider: a command class, a name for its id, its fields."""
 
-    command: type
+    command: type[AttemptCommand]
     name: str
     fields: dict[str, Any]
 
@@ -210,7 +212,10 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
 
     With an ``offloader``, inputs stored as artifacts are fetched first and a
     large result is stored as one."""
-    work = attempt.work
+    work, ctx = attempt.work, attempt.ctx
+    if ctx is None:
+        raise RuntimeError(f"attempt {attempt.key} runs before it began")
+    deadline: asyncio.Timeout | None = None
     try:
         try:  # neither would change on a later attempt
             job_handler = registry.get(work.data.job_type)
@@ -224,10 +229,11 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
         stored_inputs = getattr(work.data, "input_artifacts", None)
         if offloader is not None and stored_inputs:
             try:
-                attempt.ctx.inputs = {**attempt.ctx.inputs, **await offloader.inputs(stored_inputs)}
+                ctx.inputs = {**ctx.inputs, **await offloader.inputs(stored_inputs)}
             except ArtifactMissing as missing:
                 raise PermanentError(str(missing)) from None
-        result = await asyncio.wait_for(job_handler.run(attempt.ctx, payload), work.data.timeout_s)
+        async with asyncio.timeout(work.data.timeout_s) as deadline:
+            result = await job_handler.run(ctx, payload)
         if offloader is None:
             return Report(CompleteJob, ReportName.COMPLETE, {"result": result})
         name = RESULT if attempt.step is None else attempt.step + (COMPENSATION_SUFFIX if attempt.compensation else "")
@@ -238,24 +244,28 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
             raise
         log.info("attempt ended by the decider", job_id=work.job_id, attempt=work.data.attempt)
         return None
-    except TimeoutError:
+    except TimeoutError as error:
+        if deadline is None or not deadline.expired() or work.data.timeout_s is None:
+            return _failed(work, error)  # the handler's own TimeoutError: a failure like any other
         return Report(
             FailJob, ReportName.FAIL, {"error": timeout_error(work.data.timeout_s), "error_type": ExpiryReason.TIMEOUT.value}
         )
     except Exception as error:
-        log.error(
-            "job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error
-        )
-        return Report(
-            FailJob,
-            ReportName.FAIL,
-            {
-                "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
-                "error_type": type(error).__name__,
-                "traceback": handler_traceback(error),
-                "retryable": not isinstance(error, PermanentError),
-            },
-        )
+        return _failed(work, error)
+
+
+def _failed(work: Work, error: Exception) -> Report:
+    log.error("job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error)
+    return Report(
+        FailJob,
+        ReportName.FAIL,
+        {
+            "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
+            "error_type": type(error).__name__,
+            "traceback": handler_traceback(error),
+            "retryable": not isinstance(error, PermanentError),
+        },
+    )
 
 
 def handler_traceback(error: BaseException) -> str | None:

@@ -26,7 +26,7 @@ import structlog
 from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import Job, topics
-from services.adapters.broker import wait_for_broker
+from services.adapters.broker import STARTING_BROKER_WAIT_S, wait_for_broker
 from services.adapters.log import make_consumer, topic_partitions
 
 log = structlog.get_logger(component="decider")
@@ -101,7 +101,7 @@ async def trust_only_the_log(settings, states: DurableStates) -> None:
     offsets = states.offsets()
     if not offsets:
         return
-    await wait_for_broker(settings, timeout_s=120)
+    await wait_for_broker(settings, timeout_s=STARTING_BROKER_WAIT_S)
     consumer = make_consumer(settings)
     await consumer.start()
     try:

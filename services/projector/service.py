@@ -44,6 +44,10 @@ BATCH_BYTES = 256 * 1024
 FETCH_WAIT_MS = 200
 """How long the loop waits for a fetch before it looks at the commit interval again."""
 TOPICS = [topics.EVENTS, topics.SCHEDULES]
+LOSS_CHECKS, LOSS_RECHECK_S = 3, 1.0
+"""A partition's log is called lost (behind the stored position) only when seen so this many times, this far apart."""
+RETRY_FIRST_S, RETRY_MAX_S = 0.1, 5.0
+"""An unreachable read model is retried after this long, doubling up to the maximum."""
 
 
 class Projector(Service):
@@ -149,14 +153,14 @@ class Projector(Service):
                 consumer.seek(tp, position)
 
     async def _confirmed_losses(self, stored, assigned) -> list[LostLog]:
-        """A loss seen three times a second apart (an end offset read during a write can lag)."""
+        """A loss seen :data:`LOSS_CHECKS` times a second apart (an end offset read during a write can lag)."""
         lost: list[LostLog] = []
-        for attempt in range(3):
+        for attempt in range(LOSS_CHECKS):
             lost = positions.lost_partitions(stored, await self.runtime.consumer.end_offsets(list(assigned)))
             if not lost:
                 return []
-            if attempt < 2:
-                await asyncio.sleep(1.0)
+            if attempt < LOSS_CHECKS - 1:
+                await asyncio.sleep(LOSS_RECHECK_S)
         return lost
 
 
@@ -246,7 +250,7 @@ async def _until_durable(projection: JobProjection | ScheduleProjection, items: 
 
 
 async def _retrying(projection: JobProjection | ScheduleProjection, items: list) -> BatchOutcome:
-    delay = 0.1
+    delay = RETRY_FIRST_S
     while True:
         try:
             return await projection.apply(items)
@@ -256,4 +260,4 @@ async def _retrying(projection: JobProjection | ScheduleProjection, items: list)
                 raise
             log.warning("read model unreachable; retrying", error=repr(error), retry_in_s=delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, RETRY_MAX_S)

@@ -139,3 +139,19 @@ def test_a_handler_past_its_timeout_fails_as_timeout():
     report = report_of(registry_with(slow), queued(timeout_s=0.01))
 
     assert report.fields == {"error": "attempt timed out after 0.01 s", "error_type": "timeout"}
+
+
+def test_a_handlers_own_timeout_error_is_a_failure_not_the_jobs_timeout():
+    async def gives_up(ctx, payload):
+        raise TimeoutError("the camera did not answer")
+
+    without_timeout = report_of(registry_with(gives_up), queued())
+    within_timeout = report_of(registry_with(gives_up), queued(timeout_s=30))
+
+    for report in (without_timeout, within_timeout):
+        assert (report.command, report.fields["error"], report.fields["error_type"], report.fields["retryable"]) == (
+            FailJob,
+            "the camera did not answer",
+            "TimeoutError",
+            True,
+        )

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import TypeAdapter
 
 from schemas import (
@@ -58,7 +58,7 @@ async def get_job(
         "until its version is past that), then answer the job as it is; a long poll that hears of changes at once",
     ),
     after_version: int | None = Query(None, ge=0, le=INT64_MAX, description="with wait_s: wait for a version past this one"),
-) -> JobView:
+) -> Response:
     if as_of is None:
         return answer(JobView.of(await current_job(state, job_id, tenant, wait_s, after_version)))
     if wait_s is not None or after_version is not None:
@@ -69,7 +69,7 @@ async def get_job(
     job = fold([parse_event(recorded) for recorded in await store.job_events(state, job_id, tenant, up_to_time=as_of)])
     if job is None:
         raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
-    return JobView.of(job)
+    return answer(JobView.of(job))
 
 
 async def current_job(state: Ingest, job_id: str, tenant: str, wait_s: float | None, after_version: int | None) -> Job:

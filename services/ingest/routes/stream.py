@@ -30,6 +30,8 @@ READY = "ready"
 MAX_PENDING_EVENTS = 10_000
 """A tenant stream whose client reads slower than the tenant's jobs change is
 closed once this many events wait for it; the client reconnects and lists."""
+KEEPALIVE_S = 15.0
+"""A stream with nothing to say sends a comment this often, so proxies keep it open."""
 
 
 @router.get(
@@ -45,11 +47,11 @@ async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
         async with state.watch.follow_tenant(tenant, MAX_PENDING_EVENTS) as follower:
             yield {"event": READY, "data": "{}"}  # from here on nothing is missed: list GET /jobs now to catch up
             while not follower.overflowed:
-                await follower.arrival(15.0)
+                await follower.arrival(KEEPALIVE_S)
                 for event in follower.take():
                     yield {"event": event.type, "data": orjson.dumps(event.recorded()).decode()}
 
-    return EventSourceResponse(messages(), ping=15)
+    return EventSourceResponse(messages(), ping=KEEPALIVE_S)
 
 
 @router.get(
@@ -73,7 +75,7 @@ async def job_stream(
             async for message in _stream_messages(state, job_id, tenant, last_event_id, follower):
                 yield message
 
-    return EventSourceResponse(messages(), ping=15)
+    return EventSourceResponse(messages(), ping=KEEPALIVE_S)
 
 
 async def _stream_messages(state: Ingest, job_id: str, tenant: str, last_event_id: int, follower: Follower):

@@ -58,7 +58,7 @@ async def submit_job(
     state: IngestDep,
     tenant: str = Depends(tenant_of),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
-) -> JobAccepted:
+) -> Response:
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
     submitted = prepare_submission(state, body, tenant, job_id, request.headers.get("x-correlation-id"), idempotency_key)
     command = submitted.command
@@ -156,7 +156,7 @@ def _rejected(job: Job, command: SubmitJob) -> Problem:
     "appended as one produce batch and answered only once the broker acknowledged them (acks=all). "
     "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
 )
-async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)) -> BatchAccepted:
+async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)) -> Response:
     results: list[BatchItem | None] = [None] * len(body.jobs)
     commands: list[tuple[int, Submission]] = []
     for index, raw in enumerate(body.jobs):
@@ -191,13 +191,16 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
     decided = await asyncio.gather(*(_slot_decision(state, command) for _, command in rejectable))
     for (index, command), job in zip(rejectable, decided, strict=True):
         if job.status is JobStatus.REJECTED:
-            problem = _rejected(job, command).body(f"/jobs:batch#{index}")
-            results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=problem)
+            refusal = _rejected(job, command).body(f"/jobs:batch#{index}")
+            results[index] = BatchItem(index=index, status=409, id=command.job_id, problem=refusal)
         else:
-            results[index] = results[index].model_copy(update={"state": job.status})
+            results[index] = BatchItem(
+                index=index, status=202, id=command.job_id, state=job.status, links=JobLinks.of(command.job_id)
+            )
     return _batch_answer(results)
 
 
-def _batch_answer(results: list) -> Response:
-    accepted = sum(1 for item in results if item.status == 202)
-    return answer(BatchAccepted(accepted=accepted, rejected=len(results) - accepted, items=results))
+def _batch_answer(results: list[BatchItem | None]) -> Response:
+    items = [item for item in results if item is not None]  # (each index is answered by now)
+    accepted = sum(1 for item in items if item.status == 202)
+    return answer(BatchAccepted(accepted=accepted, rejected=len(items) - accepted, items=items))

@@ -13,9 +13,10 @@ from typing import Any, Iterator
 import httpx
 
 from schemas.api import JobView
+from schemas.errors import JobledgerError
 
 
-class ClientError(Exception):
+class ClientError(JobledgerError):
     """Base of every error the SDK raises."""
 
 

@@ -21,12 +21,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from schemas.artifacts import ArtifactRef, artifact_key
+from schemas.errors import JobledgerError
 from services.common.settings import ConnectionSettings
 
 CHUNK_BYTES = 256 * 1024
 
 
-class ArtifactMissing(Exception):
+class ArtifactMissing(JobledgerError):
     """The store holds no object for a reference (or the bytes do not match its sha256)."""
 
 

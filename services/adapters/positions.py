@@ -17,6 +17,8 @@ from aiokafka import TopicPartition
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from schemas.errors import JobledgerError
+
 POSITIONS = "projector_positions"
 
 
@@ -27,7 +29,7 @@ class LostLog:
     log_ends_at: int
 
 
-class LogLost(Exception):
+class LogLost(JobledgerError):
     """The broker's log ends before events the read models already hold."""
 
     exit_code = 3

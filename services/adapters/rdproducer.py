@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from schemas.errors import JobledgerError
 from services.common.settings import ConnectionSettings
 
 POLL_S = 0.1
@@ -30,7 +31,7 @@ MAX_REQUEST_BYTES = 1_048_576
 submit that ingest's size check had let through)."""
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(JobledgerError):
     """The broker did not acknowledge a record (librdkafka gave up on it)."""
 
 

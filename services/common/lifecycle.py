@@ -22,6 +22,8 @@ import structlog
 import uvicorn
 import uvloop
 
+from schemas.errors import JobledgerError
+
 log = structlog.get_logger(component="lifecycle")
 
 Task = Callable[[], Coroutine[Any, Any, None]]
@@ -122,7 +124,7 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-class StartupFailed(Exception):
+class StartupFailed(JobledgerError):
     exit_code = 3
 
 

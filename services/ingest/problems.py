@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.api import ProblemDocument
-from schemas.errors import ProblemCode
+from schemas.errors import JobledgerError, ProblemCode
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:jobledger:problem:"
 
 
-class Problem(Exception):
+class Problem(JobledgerError):
     """An error the client can act on, answered as ``application/problem+json``."""
 
     def __init__(

@@ -18,6 +18,7 @@ from datetime import datetime
 import structlog
 
 from schemas import AnyEvent, Command, CompleteJob, FailJob, Job, decide, due_commands, fold, slot_messages, topics
+from schemas.errors import JobledgerError
 from schemas.leases import RENEWS_LEASE, Deadlines, require_lease_ended
 from schemas.slots import SlotMessage
 
@@ -25,7 +26,7 @@ UNRECORDABLE_REPORT = "UnrecordableReport"
 """The error type of an attempt whose report the log could not hold (a result too large for a record)."""
 
 
-class RecordTooLarge(Exception):
+class RecordTooLarge(JobledgerError):
     """A decision would write an event larger than the log takes: its command is dead-lettered."""
 
 

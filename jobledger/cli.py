@@ -199,6 +199,10 @@ def ls(
     out.print(_id_table(("id", "state", "type", "attempt", "progress", "created"), rows))
 
 
+_COLUMN_GAP = 3
+"""Between two columns of :func:`_id_table`: a cell's right padding, the box's divider, the next one's left padding."""
+
+
 def _id_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Table:
     """A table led by whole ids (they are for copying), with as many of the
     other columns, left to right, as fit the terminal: none is cut or wrapped."""
@@ -206,9 +210,9 @@ def _id_table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Tabl
         max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) for index, header in enumerate(headers)
     ]
     shown = len(headers)
-    while shown > 1 and sum(widths[:shown]) + 2 * (shown - 1) > out.width:
+    while shown > 1 and sum(widths[:shown]) + _COLUMN_GAP * (shown - 1) > out.width:
         shown -= 1
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
     for header in headers[:shown]:
         table.add_column(header, no_wrap=True)
     for row in rows:

@@ -52,3 +52,17 @@ def test_make_runs_api_port_is_the_documented_jobledger_port(monkeypatch):
 
     assert StackSettings().api_port == 8123
     assert StackSettings(api_port=0).api_port == 0, "an explicit port (the tests' 0: any free one) still wins"
+
+
+@pytest.mark.parametrize("width", range(40, 100))
+def test_a_listing_drops_columns_that_do_not_fit_and_cuts_none(width, monkeypatch):
+    from rich.console import Console
+
+    from jobledger import cli
+
+    monkeypatch.setattr(cli, "out", Console(width=width, record=True))
+    row = ("89c7ee79-c687-4b95-8e8d-40abc9ebf3aa", "0 3 * * *", "noop", "02:00:00", "Europe/Berlin")
+    cli.out.print(cli._id_table(("id", "cron", "job", "next tick", "timezone"), [row]))
+
+    shown = cli.out.export_text()
+    assert "…" not in shown and row[0] in shown

@@ -1,0 +1,151 @@
+"""Services that jobs call, as jobledger knows them: an OpenAPI document's operations.
+
+A tenant registers a service with its OpenAPI 3.0/3.1 or Swagger 2.0 document.
+The document is read once, at registration
+(:mod:`services.adapters.service_documents`), into a :class:`ServiceDefinition`:
+its operations, each addressed by its ``operationId`` — or as ``METHOD /path``
+where it has none — with the JSON Schemas of its parameters and request body,
+every ``$ref`` resolved. The definition is data, like a job type's declaration:
+a call is checked against it (:func:`call_problems`) without the document, the
+network or the service.
+
+    definition.operation("createInvoice")        # by operationId
+    definition.operation("post /invoices")       # or by method and path
+    call_problems(operation, params={"id": 7}, body={"amount": -1})
+    # [(("params", "id"), "7 is not of type 'string'"), (("body", "amount"), "-1 is less than the minimum of 0")]
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from openapi_schema_validator import OAS30Validator, OAS31Validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.errors import JobledgerError
+
+SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+"""A service's name: lower case, as it is typed in a job's payload and on the command line."""
+METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+"""The HTTP methods an OpenAPI path item may hold, as operations are addressed."""
+
+
+class ParameterLocation(StrEnum):
+    PATH = "path"
+    QUERY = "query"
+    HEADER = "header"
+    COOKIE = "cookie"
+
+
+class Parameter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    location: ParameterLocation
+    required: bool = False
+    json_schema: dict[str, Any] = Field(default_factory=dict, description="the parameter's schema, references resolved")
+    description: str | None = None
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    required: bool = False
+    media_types: tuple[str, ...] = ()
+    """As the document lists them: ``application/json``, ``multipart/form-data``, …"""
+    json_schema: dict[str, Any] | None = None
+    """The schema of the first media type that has one, references resolved."""
+
+
+class Operation(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(description="how a job names it: the operationId, or `METHOD /path` where there is none")
+    method: str
+    path: str
+    operation_id: str | None = None
+    summary: str | None = None
+    parameters: tuple[Parameter, ...] = ()
+    request_body: RequestBody | None = None
+    responses: dict[str, str] = Field(default_factory=dict, description="status (or `default`) → description")
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((parameter for parameter in self.parameters if parameter.name == name), None)
+
+
+class ServiceDefinition(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=SERVICE_NAME_PATTERN)
+    title: str | None = None
+    version: str | None = Field(None, description="the document's info.version")
+    spec_version: str = Field(description="the document's `openapi` (3.0.x, 3.1.x) or `swagger` (2.0) field")
+    base_url: str | None = Field(
+        None, description="where calls go: the registration's base_url, else the document's first server"
+    )
+    operations: dict[str, Operation] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = Field((), description="what the validator found wrong in a document that is still usable")
+
+    def operation(self, ref: str) -> Operation:
+        """The operation ``ref`` names — an ``operationId``, or ``METHOD /path``
+        (the method in any case) — or :class:`UnknownOperation`."""
+        found = self.operations.get(ref)
+        if found is not None:
+            return found
+        method, _, path = ref.strip().partition(" ")
+        wanted = (method.upper(), path.strip())
+        for operation in self.operations.values():
+            if (operation.method, operation.path) == wanted:
+                return operation
+        raise UnknownOperation(self.name, ref, sorted(self.operations))
+
+
+class UnknownOperation(JobledgerError):
+    def __init__(self, service: str, ref: str, known: list[str]) -> None:
+        listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        super().__init__(f"service {service!r} has no operation {ref!r}; it has: {listed or 'none'}")
+        self.service, self.ref, self.known = service, ref, known
+
+
+def operation_key(method: str, path: str, operation_id: str | None) -> str:
+    return operation_id if operation_id else f"{method.upper()} {path}"
+
+
+Where = tuple[Any, ...]
+
+
+def call_problems(
+    definition: ServiceDefinition, operation: Operation, params: dict[str, Any], body: Any
+) -> list[tuple[Where, str]]:
+    """What is wrong with a call of ``operation`` with these inputs: each as
+    (where in ``{params, body}``, message); empty when the call fits.
+
+    ``params`` holds the path, query, header and cookie parameters by name;
+    ``body`` the request body (``None``: none)."""
+    problems: list[tuple[Where, str]] = []
+    for parameter in operation.parameters:
+        if parameter.required and parameter.name not in params:
+            problems.append((("params", parameter.name), f"required ({parameter.location.value} parameter of {operation.key})"))
+    for name, value in params.items():
+        declared = operation.parameter(name)
+        if declared is None:
+            known = ", ".join(p.name for p in operation.parameters) or "none"
+            problems.append((("params", name), f"not a parameter of {operation.key}; it takes: {known}"))
+            continue
+        problems.extend(_schema_problems(definition, declared.json_schema, value, ("params", name)))
+    request_body = operation.request_body
+    if body is None:
+        if request_body is not None and request_body.required:
+            problems.append((("body",), f"required by {operation.key}"))
+    elif request_body is None:
+        problems.append((("body",), f"{operation.key} takes no request body"))
+    elif request_body.json_schema is not None:
+        problems.extend(_schema_problems(definition, request_body.json_schema, body, ("body",)))
+    return problems
+
+
+def _schema_problems(definition: ServiceDefinition, schema: dict[str, Any], value: Any, where: Where) -> list[tuple[Where, str]]:
+    validator_class = OAS31Validator if definition.spec_version.startswith("3.1") else OAS30Validator
+    validator = validator_class(schema)
+    return [(where + tuple(error.absolute_path), error.message) for error in validator.iter_errors(value)]

@@ -13,6 +13,7 @@ from schemas.artifacts import ArtifactRef
 from schemas.job import Step, StepPhase, StepStatus
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
+from schemas.services import SERVICE_NAME_PATTERN, Operation, ServiceRegistered
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
@@ -393,3 +394,86 @@ def _next_tick(schedule: Schedule) -> datetime | None:
 
 class ScheduleList(BaseModel):
     items: list[ScheduleView]
+
+
+class ServiceRequest(BaseModel):
+    """A service to register: its name and its OpenAPI 3.0/3.1 or Swagger 2.0
+    document, given inline (``document``) or by a URL the server fetches
+    (``url``) — one of the two."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "billing", "url": "http://127.0.0.1:9000/openapi.json"}],
+        },
+    )
+
+    name: str = Field(pattern=SERVICE_NAME_PATTERN, description="how jobs name the service: lower case, digits, - and _")
+    document: dict[str, Any] | str | None = Field(None, description="the document: a JSON object, or its JSON or YAML text")
+    url: str | None = Field(
+        None, pattern=r"^https?://", max_length=2000, description="where the server fetches the document, instead of `document`"
+    )
+    base_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        max_length=2000,
+        description="where calls go; default: the document's first server (Swagger 2.0: its host and basePath)",
+    )
+
+
+class ServiceView(BaseModel):
+    """A registered service: what jobs can call on it."""
+
+    name: str
+    title: str | None = None
+    version: str | None = Field(None, description="the document's info.version")
+    spec_version: str
+    base_url: str | None = Field(None, description="where calls go (none: the document has no absolute server URL)")
+    operations: list[Operation] = Field(description="each with its parameters and request body, schemas resolved")
+    warnings: list[str] = Field(description="what the validator found wrong in the document; it is still usable")
+    document_sha256: str
+    source_url: str | None = None
+    registered_at: datetime
+
+    @classmethod
+    def of(cls, registered: ServiceRegistered) -> ServiceView:
+        definition = registered.definition
+        return cls(
+            name=registered.name,
+            title=definition.title,
+            version=definition.version,
+            spec_version=definition.spec_version,
+            base_url=definition.base_url,
+            operations=list(definition.operations.values()),
+            warnings=list(definition.warnings),
+            document_sha256=registered.document_sha256,
+            source_url=registered.source_url,
+            registered_at=registered.registered_at,
+        )
+
+
+class ServiceSummary(BaseModel):
+    name: str
+    title: str | None = None
+    version: str | None = None
+    base_url: str | None = None
+    operations: list[str] = Field(description="each operation as a job names it")
+    warnings: int
+    registered_at: datetime
+
+    @classmethod
+    def of(cls, registered: ServiceRegistered) -> ServiceSummary:
+        definition = registered.definition
+        return cls(
+            name=registered.name,
+            title=definition.title,
+            version=definition.version,
+            base_url=definition.base_url,
+            operations=list(definition.operations),
+            warnings=len(definition.warnings),
+            registered_at=registered.registered_at,
+        )
+
+
+class ServiceList(BaseModel):
+    items: list[ServiceSummary]

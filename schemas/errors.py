@@ -30,6 +30,8 @@ class ProblemCode(StrEnum):
     """404: no job of yours has this id (or had, at ``as_of``)"""
     SCHEDULE_NOT_FOUND = "schedule-not-found"
     """404: no schedule of yours has this id"""
+    SERVICE_NOT_FOUND = "service-not-found"
+    """404: no service of yours is registered under this name"""
     ARTIFACT_NOT_FOUND = "artifact-not-found"
     """404: the job has no artifact of that name"""
     IDEMPOTENCY_KEY_REUSED = "idempotency-key-reused"

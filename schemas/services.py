@@ -18,12 +18,13 @@ network or the service.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 from openapi_schema_validator import OAS30Validator, OAS31Validator
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.errors import JobledgerError
+from schemas.values import Moment
 
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 """A service's name: lower case, as it is typed in a job's payload and on the command line."""
@@ -149,3 +150,58 @@ def _schema_problems(definition: ServiceDefinition, schema: dict[str, Any], valu
     validator_class = OAS31Validator if definition.spec_version.startswith("3.1") else OAS30Validator
     validator = validator_class(schema)
     return [(where + tuple(error.absolute_path), error.message) for error in validator.iter_errors(value)]
+
+
+# --- the registry: records on ``jobs.services`` -------------------------------------------
+
+
+class ServiceRegistered(BaseModel):
+    """A tenant registered (or registered again) service ``name``: the definition
+    read from its document is the fact; the document itself is not kept."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["jobledger.service.registered"] = "jobledger.service.registered"
+    record_id: str
+    tenant: str
+    name: str = Field(pattern=SERVICE_NAME_PATTERN)
+    definition: ServiceDefinition
+    document_sha256: str = Field(description="of the document's bytes as registered")
+    source_url: str | None = Field(None, description="where the document was fetched from, if it came by URL")
+    registered_at: Moment
+
+
+class ServiceDeleted(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["jobledger.service.deleted"] = "jobledger.service.deleted"
+    record_id: str
+    tenant: str
+    name: str
+    deleted_at: Moment
+
+
+ServiceRecord = Annotated[Union[ServiceRegistered, ServiceDeleted], Field(discriminator="type")]
+_SERVICE_RECORD: TypeAdapter[ServiceRegistered | ServiceDeleted] = TypeAdapter(ServiceRecord)
+
+
+def parse_service_record(value: bytes) -> ServiceRegistered | ServiceDeleted:
+    return _SERVICE_RECORD.validate_json(value)
+
+
+def service_key(tenant: str, name: str) -> str:
+    """The record key on ``jobs.services``: one service's records stay in order on one partition."""
+    return f"{tenant}/{name}"
+
+
+Registry = dict[tuple[str, str], ServiceRegistered]
+"""(tenant, name) → the registration in force."""
+
+
+def evolve_registry(registry: Registry, record: ServiceRegistered | ServiceDeleted) -> None:
+    """Fold one record: the latest registration of a name is in force until it is deleted."""
+    key = (record.tenant, record.name)
+    if isinstance(record, ServiceRegistered):
+        registry[key] = record
+    else:
+        registry.pop(key, None)

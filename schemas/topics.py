@@ -36,9 +36,12 @@ SCHEDULES: Final = "jobs.schedules"
 SCHEDULE_STATE: Final = "jobs.schedules.state"
 """Changelog of the processor's schedule table (compacted)."""
 
-ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE)
+SERVICES: Final = "jobs.services"
+"""The service registry, keyed by tenant and service name: each registration and deletion, forever."""
+
+ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE, SERVICES)
 COMPACTED: Final = (SLOT_STATE, SCHEDULE_STATE)
-FOREVER: Final = (EVENTS, SCHEDULES)
+FOREVER: Final = (EVENTS, SCHEDULES, SERVICES)
 """Topics kept with infinite retention: the logs of record."""
 
 CLOUDEVENTS_CONTENT_TYPE: Final = "application/cloudevents+json"

@@ -25,6 +25,7 @@ from schemas import topics
 from schemas.commands import AnyCommand
 from schemas.events import EVENT_TYPES, event_type_name
 from schemas.schedules import AnyScheduleCommand
+from schemas.services import ServiceRecord
 from schemas.slots import AnySlotMessage
 
 HERE = Path(__file__).resolve().parents[1] / "schemas"
@@ -63,6 +64,7 @@ def contract_files() -> dict[str, str]:
         ("commands", AnyCommand, "the job id"),
         ("slots", AnySlotMessage, "tenant/concurrency key"),
         ("schedules", AnyScheduleCommand, "the schedule id"),
+        ("services", ServiceRecord, "tenant/service name"),
     ):
         for model in _members(union):
             kind = model.model_fields["type" if "type" in model.model_fields else "kind"].default
@@ -107,6 +109,12 @@ def contract_files() -> dict[str, str]:
             "address": topics.SCHEDULES,
             "description": "Schedules, keyed by schedule id: created, deleted, and each tick submitted.",
             "messages": refs("schedules."),
+        },
+        "services": {
+            "address": topics.SERVICES,
+            "description": "The service registry, keyed by tenant/service name: each registration (the "
+            "definition read from the service's OpenAPI document) and deletion, kept forever.",
+            "messages": refs("services."),
         },
         "dlq": {
             "address": topics.DLQ,

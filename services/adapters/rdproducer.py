@@ -16,7 +16,7 @@ import threading
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.errors import JobledgerError
 from services.common.settings import ConnectionSettings
@@ -75,10 +75,12 @@ class RdProducer:
         await asyncio.to_thread(self._started[0].list_topics, timeout=timeout_s)
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None) -> asyncio.Future:
-        """Queue the record; the returned future resolves (to ``None``) once it is acknowledged."""
+        """Queue the record; the returned future resolves to its offset once it is acknowledged."""
         producer, loop = self._started
         delivered = loop.create_future()
-        producer.produce(topic, value, key, headers=headers, on_delivery=lambda error, _: self._report(delivered, error))
+        producer.produce(
+            topic, value, key, headers=headers, on_delivery=lambda error, message: self._report(delivered, error, message)
+        )
         return delivered
 
     async def send_many(self, topic: str, records: list[tuple[bytes, bytes]]) -> Deliveries:
@@ -95,9 +97,10 @@ class RdProducer:
                 deliveries.report(index, error)
         return deliveries
 
-    def _report(self, delivered: asyncio.Future, error: KafkaError | None) -> None:
+    def _report(self, delivered: asyncio.Future, error: KafkaError | None, message: Message | None = None) -> None:
         """On the delivery thread: hand the outcome to the loop."""
-        self._started[1].call_soon_threadsafe(_settle, delivered, error)
+        offset = message.offset() if error is None and message is not None else None
+        self._started[1].call_soon_threadsafe(_settle, delivered, error, offset)
 
     def _deliver(self) -> None:
         producer = self._started[0]
@@ -150,10 +153,10 @@ class Deliveries:
         return self.outcome[index] is None
 
 
-def _settle(delivered: asyncio.Future, error: Any) -> None:
+def _settle(delivered: asyncio.Future, error: Any, offset: int | None = None) -> None:
     if delivered.done():
         return
     if error is None:
-        delivered.set_result(None)
+        delivered.set_result(offset)
     else:
         delivered.set_exception(DeliveryFailed(str(KafkaException(error))))

@@ -18,6 +18,7 @@ from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import MAX_BATCH_BYTES
 from services.adapters.rdproducer import RdProducer
 from services.adapters.readmodel import ReadModel, connect
+from services.adapters.service_registry import ServiceRegistry
 from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
 from services.ingest.lag import ConsumerLag
@@ -43,6 +44,11 @@ class Ingest:
     accepted_schedules: AcceptedSchedules = field(default_factory=AcceptedSchedules)
     idempotency_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per idempotent job id being submitted, so a key's racing repeats create one job."""
+    services: ServiceRegistry = field(init=False)
+    """Every tenant's registered services, folded from ``jobs.services`` (started by :func:`bootstrap`)."""
+
+    def __post_init__(self) -> None:
+        self.services = ServiceRegistry(self.settings)
 
 
 async def bootstrap(settings: IngestSettings) -> Ingest:
@@ -60,12 +66,14 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
     )
     await ingest.producer.start()
     await ingest.watch.start()
+    await ingest.services.start()
     if settings.s3_endpoint:
         ingest.artifacts = await ArtifactStore(settings).start()
     return ingest
 
 
 async def shutdown(ingest: Ingest) -> None:
+    await ingest.services.stop()
     await ingest.watch.stop()
     await ingest.producer.stop()
     await ingest.mongo.close()

@@ -3,12 +3,12 @@ appending a command to the log (answered only once the broker acknowledged it)."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from schemas import Command, Job, encode_command, topics
 from schemas.errors import ProblemCode
-from services.adapters.log import append
 from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
@@ -62,10 +62,12 @@ async def append_command(state: Ingest, command: Command) -> None:
     await append_record(state, topics.COMMANDS, command.job_id, encode_command(command))
 
 
-async def append_record(state: Ingest, topic: str, key: str, value: bytes) -> None:
-    """Append a command and wait for the broker's acknowledgement, or answer 503."""
+async def append_record(state: Ingest, topic: str, key: str, value: bytes) -> int:
+    """Append a record and wait for the broker's acknowledgement (its offset), or answer 503."""
     try:
-        await append(state.producer, topic, key.encode(), value, state.settings.produce_timeout_s)
+        delivery = await state.producer.send(topic, key=key.encode(), value=value)
+        offset: int = await asyncio.wait_for(delivery, state.settings.produce_timeout_s)
+        return offset
     except Exception as error:
         raise Problem(
             503,

@@ -2,10 +2,20 @@
 
 from fastapi import APIRouter
 
-from services.ingest.routes import artifacts, commands, dashboard, operations, queries, schedules, stream, submits
+from services.ingest.routes import (
+    artifacts,
+    commands,
+    dashboard,
+    operations,
+    queries,
+    schedules,
+    services,
+    stream,
+    submits,
+)
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    module.router for module in (submits, commands, queries, stream, artifacts, schedules, operations, dashboard)
+    module.router for module in (submits, commands, queries, stream, artifacts, schedules, services, operations, dashboard)
 )
 """Each included into the app itself: FastAPI walks nested routers on every
 request, and one level less is ~25 µs of each request's 200 (in process)."""

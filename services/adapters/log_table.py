@@ -1,0 +1,111 @@
+"""A small topic folded into memory and kept current: a table that is the log's replay.
+
+Each process that needs one (ingest's service registry, and the runner's)
+reads every partition of the topic from its beginning when it starts — the
+table is ready once it has folded what the topic held then — and goes on
+following it, outside any consumer group. Nothing is stored beside the log,
+so the table is rebuilt from the log at every start.
+
+A record is folded once, whether it was read from the log or applied by the
+process that appended it (read-your-writes: the appender applies its own
+record as soon as the broker acknowledged it). One key's records are on one
+partition, so their offsets order them: a record older than the last one
+folded for its key is skipped, and the follower skips the appender's own when
+it reaches it. A record that cannot be read is logged and skipped: a table
+must never stop its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from services.adapters.log import make_consumer, topic_partitions
+from services.common.settings import ConnectionSettings
+
+R = TypeVar("R")
+
+FETCH_WAIT_MS = 500
+"""How long a fetch waits for a new record; a table's topic changes seldom."""
+
+log = structlog.get_logger(component="log-table")
+
+
+class LogTable(Generic[R]):
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        topic: str,
+        parse: Callable[[bytes], R],
+        key_of: Callable[[R], Hashable],
+        fold: Callable[[R], None],
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._parse = parse
+        self._key_of = key_of
+        self._fold = fold
+        self._folded: dict[Hashable, int] = {}
+        """key → the offset of the last record folded for it"""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._following: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Fold what the topic holds, then follow it in the background."""
+        partitions = await topic_partitions(self._settings, self._topic)
+        consumer = self._consumer = make_consumer(self._settings, fetch_max_wait_ms=FETCH_WAIT_MS)
+        await consumer.start()
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        left = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
+        while left:
+            self._take(await consumer.getmany(timeout_ms=FETCH_WAIT_MS))
+            for tp in list(left):
+                if await consumer.position(tp) >= left[tp]:
+                    del left[tp]
+        self.ready.set()
+        self._following = asyncio.create_task(self._follow(consumer), name=f"follow {self._topic}")
+
+    async def stop(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def apply(self, offset: int, record: R) -> None:
+        """Fold a record this process appended (the broker acknowledged it at
+        ``offset``), unless the follower folded it, or a later one of its key, already."""
+        self._fold_newer(offset, record)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            self._take(await consumer.getmany(timeout_ms=FETCH_WAIT_MS))
+
+    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    parsed = self._parse(record.value)
+                except Exception as error:
+                    log.error(
+                        "unreadable record skipped",
+                        topic=self._topic,
+                        partition=tp.partition,
+                        offset=record.offset,
+                        error=repr(error),
+                    )
+                    continue
+                self._fold_newer(record.offset, parsed)
+
+    def _fold_newer(self, offset: int, record: R) -> None:
+        key = self._key_of(record)
+        if offset <= self._folded.get(key, -1):
+            return
+        self._fold(record)
+        self._folded[key] = offset

@@ -1,0 +1,148 @@
+"""``/services``: each tenant's registry of the HTTP services its jobs call.
+
+A registration is read here — the document fetched if it came by URL, parsed,
+its references resolved and checked (:mod:`services.adapters.service_documents`)
+— and appended to ``jobs.services`` as the definition read from it, so the
+registry replays from the log like everything else. Registering a name again
+replaces its definition; deleting it removes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+
+import httpx
+import orjson
+from fastapi import APIRouter, Depends, Response
+
+from schemas import topics
+from schemas.api import ServiceList, ServiceRequest, ServiceSummary, ServiceView
+from schemas.errors import ProblemCode
+from schemas.services import ServiceDefinition, ServiceDeleted, ServiceRegistered, service_key
+from services.adapters.service_documents import UnusableDocument, definition_of, read_document
+from services.ingest.auth import tenant_of
+from services.ingest.bodies import ContractRoute
+from services.ingest.bootstrap import Ingest, IngestDep
+from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error, invalid
+from services.ingest.responses import answer
+from services.ingest.store import append_record
+
+router = APIRouter(tags=["services"], route_class=ContractRoute)
+
+FETCH_TIMEOUT_S = 10.0
+"""How long fetching a document by its URL may take."""
+
+
+@router.post(
+    "/services",
+    status_code=201,
+    response_model=ServiceView,
+    responses={
+        200: {"model": ServiceView, "description": "the name was registered already: replaced"},
+        **PROBLEMS,
+        503: PROBLEM_RESPONSE,
+    },
+    summary="Register a service by its OpenAPI document",
+    description="The document (OpenAPI 3.0, 3.1 or Swagger 2.0; JSON or YAML; inline or by a `url` the server "
+    "fetches) is parsed, its `$ref`s resolved and checked. A document that still resolves and has operations is "
+    "registered with the validator's findings as `warnings`; one that cannot be used is a 422 naming what is wrong. "
+    "Registering a name again replaces it (200). Answered once the registration is in the log (acks=all).",
+)
+async def register_service(body: ServiceRequest, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+    raw, source = await _document_bytes(state, body)
+    try:
+        document = body.document if isinstance(body.document, dict) else read_document(raw, source)
+        definition = definition_of(body.name, document, body.base_url, source)
+    except UnusableDocument as unusable:
+        raise invalid([field_error(where, message) for where, message in unusable.problems]) from None
+    record = ServiceRegistered(
+        record_id=str(uuid.uuid4()),
+        tenant=tenant,
+        name=body.name,
+        definition=definition,
+        document_sha256=hashlib.sha256(raw).hexdigest(),
+        source_url=body.url,
+        registered_at=datetime.now(timezone.utc),
+    )
+    value = record.model_dump_json().encode()
+    if len(value) > topics.MAX_RECORD_BYTES:
+        raise invalid([field_error(source, _too_large(definition, len(value)))])
+    replaced = state.services.get(tenant, body.name) is not None
+    offset = await append_record(state, topics.SERVICES, service_key(tenant, body.name), value)
+    state.services.appended(offset, record)
+    return answer(ServiceView.of(record), 200 if replaced else 201, {"Location": f"/services/{body.name}"})
+
+
+@router.get("/services", response_model=ServiceList, responses={401: PROBLEM_RESPONSE}, summary="List your registered services")
+async def list_services(state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+    return answer(ServiceList(items=[ServiceSummary.of(found) for found in state.services.of_tenant(tenant)]))
+
+
+@router.get(
+    "/services/{name}",
+    response_model=ServiceView,
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE},
+    summary="A registered service: its operations, with their parameters and request schemas",
+)
+async def get_service(name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+    return answer(ServiceView.of(_registered(state, tenant, name)))
+
+
+@router.delete(
+    "/services/{name}",
+    status_code=204,
+    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Remove a service from the registry",
+    description="Jobs submitted after this cannot call it; the log keeps its registrations.",
+)
+async def delete_service(name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+    _registered(state, tenant, name)
+    record = ServiceDeleted(record_id=str(uuid.uuid4()), tenant=tenant, name=name, deleted_at=datetime.now(timezone.utc))
+    offset = await append_record(state, topics.SERVICES, service_key(tenant, name), record.model_dump_json().encode())
+    state.services.appended(offset, record)
+    return Response(status_code=204)
+
+
+def _registered(state: Ingest, tenant: str, name: str) -> ServiceRegistered:
+    found = state.services.get(tenant, name)
+    if found is None:
+        names = ", ".join(registered.name for registered in state.services.of_tenant(tenant)) or "none"
+        raise Problem(
+            404, ProblemCode.SERVICE_NOT_FOUND, "No such service", f"No service {name!r} is registered; yours: {names}."
+        )
+    return found
+
+
+async def _document_bytes(state: Ingest, body: ServiceRequest) -> tuple[bytes, tuple[str, ...]]:
+    """The document's bytes, and where in the request it came from."""
+    if body.document is not None and body.url is not None:
+        raise invalid([field_error(("url",), "give the document or its url, not both")])
+    if body.url is None:
+        if body.document is None:
+            raise invalid([field_error(("document",), "give the document, or its url")])
+        document = body.document
+        raw = document.encode() if isinstance(document, str) else orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        return raw, ("document",)
+    limit = state.settings.max_body_bytes * 8
+    try:
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
+            async with client.stream("GET", body.url) as response:
+                if response.status_code != 200:
+                    raise invalid([field_error(("url",), f"fetching it answered {response.status_code}, not 200")])
+                fetched = bytearray()
+                async for chunk in response.aiter_bytes():
+                    fetched += chunk
+                    if len(fetched) > limit:
+                        raise invalid([field_error(("url",), f"the document is larger than {limit:,} bytes")])
+    except httpx.HTTPError as error:
+        raise invalid([field_error(("url",), f"could not be fetched: {type(error).__name__}: {error}")]) from None
+    return bytes(fetched), ("url",)
+
+
+def _too_large(definition: ServiceDefinition, size: int) -> str:
+    return (
+        f"its {len(definition.operations)} operations, read with their schemas, take {size:,} bytes; "
+        f"a registration holds at most {topics.MAX_RECORD_BYTES:,}: register the operations you call as a smaller document"
+    )

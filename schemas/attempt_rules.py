@@ -148,7 +148,10 @@ def complete(command: CompleteJob, of: Attempts) -> list[Emitted]:
 
 def fail(command: FailJob, of: Attempts) -> list[Emitted]:
     of.require_lease(command)
-    return attempt_failed(of, command, command.error, command.error_type, command.retryable, command.traceback)
+    not_before = later(command.issued_at, command.retry_after_s) if command.retry_after_s else None
+    return attempt_failed(
+        of, command, command.error, command.error_type, command.retryable, command.traceback, not_before=not_before
+    )
 
 
 def release(command: ReleaseJob, of: Attempts) -> list[Emitted]:
@@ -185,14 +188,23 @@ def wake(command: WakeJob, of: Attempts) -> list[Emitted]:
 
 
 def attempt_failed(
-    of: Attempts, command: Command, error: str, error_type: str | None, retryable: bool, traceback: str | None = None
+    of: Attempts,
+    command: Command,
+    error: str,
+    error_type: str | None,
+    retryable: bool,
+    traceback: str | None = None,
+    not_before: datetime | None = None,
 ) -> list[Emitted]:
     """The attempt failed: cancelled if a cancel asked it to stop, else retried
-    after the backoff while attempts are left, else failed for good."""
+    after the backoff (and no sooner than ``not_before``) while attempts are
+    left, else failed for good."""
     if of.cancelling():
         return [of.cancelled()]
     failure = dict(attempt=of.attempt, error=error, error_type=error_type, traceback=traceback)
     when = of.retry_time(command.issued_at) if retryable else None
+    if when is not None and not_before is not None:
+        when = max(when, not_before)
     if when is not None:
         return [of.retry_scheduled(failure, when)]
     return [of.failed(failure)]

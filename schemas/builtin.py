@@ -1,8 +1,10 @@
-"""The built-in job types: ``sleep``, ``noop``, ``fail`` and ``flaky``.
+"""The built-in job types: ``sleep``, ``noop``, ``fail``, ``flaky`` and ``service``.
 
 ``fail`` and ``flaky`` exist to try out retries and failures; ``sleep`` reports
 its progress and stops early when the job is cancelled (unless told not to).
-Their implementations are in ``services.processor.builtin``.
+``service`` calls an operation of a registered service (:mod:`schemas.services`).
+Their implementations are in ``services.processor.builtin`` and
+``services.processor.service_calls``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.jobtypes import EmptyPayload, job_type
+from schemas.services import ServiceCall
 
 MAX_SLEEP_S = 3600
 
@@ -36,3 +39,9 @@ SLEEP = job_type("sleep", payload=SleepPayload, description="sleeps, reporting p
 NOOP = job_type("noop", payload=EmptyPayload, description="does nothing")
 FAIL = job_type("fail", payload=FailPayload, description="fails with the given error text")
 FLAKY = job_type("flaky", payload=FlakyPayload, description="fails that many attempts, then succeeds")
+SERVICE = job_type(
+    "service",
+    payload=ServiceCall,
+    defaults={"max_attempts": 5},
+    description="calls an operation of a registered service; connection errors, 5xx, 408 and 429 are retried",
+)

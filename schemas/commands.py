@@ -83,6 +83,9 @@ class FailJob(AttemptCommand):
     error_type: str | None = None
     traceback: str | None = Field(None, description="the handler's traceback: its own frames, the last 8,000 characters")
     retryable: bool = Field(True, description="False: fail the job now, whatever attempts are left")
+    retry_after_s: float | None = Field(
+        None, ge=0, le=86_400, description="retry no sooner than this (a service's Retry-After); the backoff still applies"
+    )
 
 
 class ReleaseJob(AttemptCommand):

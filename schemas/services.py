@@ -152,6 +152,22 @@ def _schema_problems(definition: ServiceDefinition, schema: dict[str, Any], valu
     return [(where + tuple(error.absolute_path), error.message) for error in validator.iter_errors(value)]
 
 
+# --- a call: the payload of a job of type ``service`` ------------------------------------
+
+
+class ServiceCall(BaseModel):
+    """Call one operation of a registered service: checked against the
+    operation's schemas when the job is submitted, sent when it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=SERVICE_NAME_PATTERN, description="a registered service's name (GET /services)")
+    operation: str = Field(min_length=1, max_length=500, description="its operationId, or `METHOD /path`")
+    params: dict[str, Any] = Field(default_factory=dict, description="path, query, header and cookie parameters, by name")
+    body: Any = Field(None, description="the request body (JSON, or the fields of a form)")
+    call_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long one call may take")
+
+
 # --- the registry: records on ``jobs.services`` -------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.api import SubmitJobRequest
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
+from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, call_problems
 from schemas.values import document_problems, json_problems
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
@@ -51,12 +53,38 @@ def declared_type(types: JobTypes, name: str, where: tuple = ()) -> JobType:
         raise invalid([field_error(where + ("type",), str(unknown))]) from None
 
 
-def validated_payload(job_type: JobType, raw: dict[str, Any], where: tuple = ()) -> BaseModel:
-    """The payload as the job type's model, one the read model can hold, or a 422 naming the payload field."""
+@dataclass(frozen=True)
+class ServiceCalls:
+    """What a ``service`` job's call is checked against when it is submitted:
+    the submitting tenant's registry."""
+
+    tenant: str
+    lookup: Callable[[str, str], ServiceRegistered | None]
+
+    def check(self, call: ServiceCall, where: tuple) -> None:
+        """The call fits its operation's schemas, or a 422 naming the field of the payload."""
+        registered = self.lookup(self.tenant, call.service)
+        if registered is None:
+            raise invalid([field_error(where + ("service",), f"no service {call.service!r} is registered (GET /services)")])
+        definition = registered.definition
+        try:
+            operation = definition.operation(call.operation)
+        except UnknownOperation as unknown:
+            raise invalid([field_error(where + ("operation",), str(unknown))]) from None
+        problems = call_problems(definition, operation, call.params, call.body)
+        if problems:
+            raise invalid([field_error(where + path, message) for path, message in problems])
+
+
+def validated_payload(job_type: JobType, raw: dict[str, Any], where: tuple = (), calls: ServiceCalls | None = None) -> BaseModel:
+    """The payload as the job type's model, one the read model can hold, or a
+    422 naming the payload field; a service call checked against ``calls``."""
     try:
         payload = job_type.validate(raw)
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
+    if calls is not None and isinstance(payload, ServiceCall):
+        calls.check(payload, where + ("payload",))
     unfit = document_problems(payload.model_dump(mode="json"))
     errors = [field_error(where + ("payload",) + path, message) for path, message in unfit]
     if errors:
@@ -94,16 +122,17 @@ def submission(
     issued_at: datetime,
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
+    calls: ServiceCalls | None = None,
 ) -> Submission:
     """A request as the command to append, or a 422 naming the field."""
     if body.type == PIPELINE:
-        payload, options, steps = pipeline_plan(types, body)
+        payload, options, steps = pipeline_plan(types, body, calls=calls)
     else:
         for name in ("steps", "pipeline"):
             if getattr(body, name) is not None:
                 raise invalid([field_error((name,), f"only a job of type {PIPELINE!r} has {name}")])
         job_type = declared_type(types, body.type)
-        payload = validated_payload(job_type, body.payload).model_dump(mode="json")
+        payload = validated_payload(job_type, body.payload, calls=calls).model_dump(mode="json")
         options, steps = job_options(job_type, body), None
     try:
         command = SubmitJob(
@@ -139,7 +168,7 @@ def submission(
 
 
 def pipeline_plan(
-    types: JobTypes, body: SubmitJobRequest, where: tuple = (), known: Operations = operations
+    types: JobTypes, body: SubmitJobRequest, where: tuple = (), known: Operations = operations, calls: ServiceCalls | None = None
 ) -> tuple[dict[str, Any], JobOptions, tuple[PipelineStep, ...]]:
     """A pipeline request as its payload, options and planned steps (in dependency
     order, prerequisites added, each with its payload), or a 422 naming the step."""
@@ -180,18 +209,18 @@ def pipeline_plan(
         payload = body.payload if step.payload is None else step.payload
         if step.payload is None:
             step = step.model_copy(update={"payload": payload})
-        _runnable(types, step.type, payload, at)
+        _runnable(types, step.type, payload, at, calls)
         if step.compensate is not None:
-            _runnable(types, step.compensate.type, step.compensate.payload, at + ("compensate",))
+            _runnable(types, step.compensate.type, step.compensate.payload, at + ("compensate",), calls)
         steps.append(step)
     return body.payload, options, tuple(steps)
 
 
-def _runnable(types: JobTypes, type_name: str, payload: dict[str, Any], where: tuple) -> None:
+def _runnable(types: JobTypes, type_name: str, payload: dict[str, Any], where: tuple, calls: ServiceCalls | None) -> None:
     """A step's (or compensation's) job type is declared and takes its payload, or a 422 naming where."""
     if type_name == PIPELINE:
         raise invalid([field_error(where + ("type",), "a step cannot be a pipeline: pipelines do not nest")])
-    validated_payload(declared_type(types, type_name, where), payload, where)
+    validated_payload(declared_type(types, type_name, where), payload, where, calls)
 
 
 def idempotent_job_id(tenant: str, idempotency_key: str) -> str:

@@ -26,7 +26,7 @@ from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
 from services.processor import handlers
-from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, UnknownJobType
+from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, RetryLater, UnknownJobType
 
 log = structlog.get_logger(component="runner")
 
@@ -35,6 +35,8 @@ MAX_ERROR_CHARS = 10_000
 """An exception's message is cut to this length in the job's error."""
 MAX_TRACEBACK_CHARS = 8_000
 """A traceback longer than this keeps its end: the frame that raised, and the exception."""
+MAX_RETRY_AFTER_S = 86_400.0
+"""A handler's :class:`RetryLater` is kept to this (a day), as the command takes it."""
 _RUNNER_FRAMES = (__file__, handlers.__file__, asyncio.__file__.rpartition("/")[0] + "/")
 """Where the frames that call a handler live: a traceback starts below them."""
 
@@ -256,16 +258,15 @@ async def outcome(registry: HandlerRegistry, attempt: Attempt, offloader: Offloa
 
 def _failed(work: Work, error: Exception) -> Report:
     log.error("job attempt failed", job_id=work.job_id, job_type=work.data.job_type, attempt=work.data.attempt, exc_info=error)
-    return Report(
-        FailJob,
-        ReportName.FAIL,
-        {
-            "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
-            "error_type": type(error).__name__,
-            "traceback": handler_traceback(error),
-            "retryable": not isinstance(error, PermanentError),
-        },
-    )
+    fields = {
+        "error": text(str(error))[:MAX_ERROR_CHARS] or type(error).__name__,
+        "error_type": getattr(error, "error_type", None) or type(error).__name__,
+        "traceback": handler_traceback(error),
+        "retryable": not isinstance(error, PermanentError),
+    }
+    if isinstance(error, RetryLater):
+        fields["retry_after_s"] = min(error.after_s, MAX_RETRY_AFTER_S)
+    return Report(FailJob, ReportName.FAIL, fields)
 
 
 def handler_traceback(error: BaseException) -> str | None:

@@ -19,6 +19,7 @@ from services.processor import runner as runner_module
 from services.processor.decider import Decider
 from services.processor.handlers import load_handlers
 from services.processor.runner import Runner
+from services.processor.service_calls import ServiceCalls
 from services.processor.settings import ProcessorSettings
 
 
@@ -35,9 +36,11 @@ async def bootstrap(settings: ProcessorSettings) -> list[Service]:
         parts.append(decider)
     if settings.runner_enabled:
         feeder = decider if settings.eager_dispatch else None
+        handlers = load_handlers(settings.handler_modules)
+        parts.append(ServiceCalls(settings, handlers))  # (started before the runner: the registry is ready when jobs come)
         runner = Runner(
             settings,
-            load_handlers(settings.handler_modules),
+            handlers,
             make_producer(settings),
             decider=feeder,
             consumer=None if feeder else make_consumer(settings, settings.runner_group_id, **runner_module.CONSUMER_OPTIONS),

@@ -33,11 +33,30 @@ from schemas import JobledgerError
 from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog
 from services.common.modules import import_modules
 
-__all__ = ["EmptyPayload", "HandlerRegistry", "JobContext", "PermanentError", "UnknownJobType", "handler", "load_handlers"]
+__all__ = [
+    "EmptyPayload",
+    "HandlerRegistry",
+    "JobContext",
+    "PermanentError",
+    "RetryLater",
+    "UnknownJobType",
+    "handler",
+    "load_handlers",
+]
 
 
 class PermanentError(JobledgerError):
     """Raise from a handler to fail the job now: retrying would not help."""
+
+
+class RetryLater(JobledgerError):
+    """Raise from a handler: this attempt failed, and the next one should come
+    no sooner than ``after_s`` seconds (a service's ``Retry-After``). The job's
+    backoff still applies, and so does its attempt budget."""
+
+    def __init__(self, message: str, after_s: float) -> None:
+        super().__init__(message)
+        self.after_s = after_s
 
 
 @dataclass

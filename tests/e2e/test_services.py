@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.e2e.conftest import FUZZ_KEY
+from tests.e2e.conftest import FUZZ_KEY, wait_for_job
 from tests.unit.test_service_documents import BILLING, PETS
 
 
@@ -116,3 +119,180 @@ async def test_the_registry_is_the_logs_replay_after_a_restart(api, stack):
     names = [item["name"] for item in (await api.get("/services")).json()["items"]]
 
     assert "billing-kept" in names and "billing-dropped" not in names
+
+
+SHOP = {
+    "openapi": "3.0.3",
+    "info": {"title": "Shop", "version": "1"},
+    "paths": {
+        "/orders": {
+            "post": {
+                "operationId": "createOrder",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["sku"],
+                                "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": {"description": "created"}},
+            }
+        },
+        "/orders/{id}": {
+            "get": {
+                "operationId": "getOrder",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "X-Attempt-Key", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "the order"}},
+            }
+        },
+        "/refuse": {"post": {"operationId": "refuse", "responses": {"422": {"description": "never"}}}},
+    },
+}
+
+
+@contextmanager
+def shop() -> Iterator[tuple[str, Counter]]:
+    """A loopback service behind SHOP: creates orders; getOrder answers 503
+    twice, then 429 with Retry-After once per key, then the order; refuse, 422."""
+    calls: Counter = Counter()
+
+    class Shop(BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: dict, headers: dict | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            sent = json.loads(self.rfile.read(length) or b"null")
+            calls[self.path] += 1
+            if self.path == "/refuse":
+                self._answer(422, {"title": "no such sku", "detail": "sku 42 is not sold here"})
+            else:
+                self._answer(201, {"id": "order-1", **sent}, {"Location": "/orders/order-1"})
+
+        def do_GET(self) -> None:
+            key = self.headers.get("X-Attempt-Key", "")
+            calls[key] += 1
+            if calls[key] <= 2:
+                self._answer(503, {"title": "busy"})
+            elif calls[key] == 3:
+                self._answer(429, {"title": "slow down"}, {"Retry-After": "1"})
+            else:
+                self._answer(200, {"id": self.path.rsplit("/", 1)[-1], "state": "shipped"})
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", calls
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+FAST_RETRIES = {"max_attempts": 5, "backoff": {"base_s": 0.1, "factor": 1, "jitter": 0}}
+
+
+async def test_a_service_job_calls_the_operation_and_its_answer_is_the_result(api):
+    with shop() as (url, calls):
+        await api.post("/services", json={"name": "shop", "document": SHOP, "base_url": url})
+        submitted = await api.post(
+            "/jobs",
+            json={
+                "type": "service",
+                "payload": {"service": "shop", "operation": "createOrder", "body": {"sku": "a-1", "quantity": 2}},
+            },
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+
+    assert submitted.status_code == 202, submitted.text
+    assert job["state"] == "SUCCEEDED", job
+    assert job["result"] == {
+        "status": 201,
+        "headers": {"content-type": "application/json", "location": "/orders/order-1"},
+        "body": {"id": "order-1", "sku": "a-1", "quantity": 2},
+    }
+    assert calls["/orders"] == 1
+
+
+async def test_5xx_and_429_are_retried_with_the_backoff_and_retry_after_then_succeed(api):
+    with shop() as (url, calls):
+        await api.post("/services", json={"name": "shop-retry", "document": SHOP, "base_url": url})
+        submitted = await api.post(
+            "/jobs",
+            json={
+                "type": "service",
+                "payload": {"service": "shop-retry", "operation": "getOrder", "params": {"id": "o 7", "X-Attempt-Key": "k1"}},
+                **FAST_RETRIES,
+            },
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+        events = (await api.get(f"/jobs/{job['id']}/events")).json()["items"]
+
+    assert job["state"] == "SUCCEEDED", job
+    assert job["attempt"] == 4 and job["result"]["body"] == {"id": "o%207", "state": "shipped"}, "the path parameter is quoted"
+    failures = [event for event in events if event["type"].endswith("retry_scheduled")]
+    assert [failure["data"]["error"].split(":")[0] for failure in failures] == [
+        "shop-retry getOrder answered 503 Service Unavailable",
+        "shop-retry getOrder answered 503 Service Unavailable",
+        "shop-retry getOrder answered 429 Too Many Requests",
+    ]
+    after_429 = failures[-1]
+    waited = datetime.fromisoformat(after_429["data"]["retry_at"]) - datetime.fromisoformat(after_429["time"])
+    assert waited.total_seconds() >= 0.99, "no sooner than the service's Retry-After: 1, though the backoff is 0.1 s"
+
+
+async def test_a_4xx_fails_the_job_at_once_with_the_status_and_the_services_answer(api):
+    with shop() as (url, calls):
+        await api.post("/services", json={"name": "shop-refuse", "document": SHOP, "base_url": url})
+        submitted = await api.post(
+            "/jobs", json={"type": "service", "payload": {"service": "shop-refuse", "operation": "refuse"}, **FAST_RETRIES}
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+
+    assert job["state"] == "FAILED" and job["attempt"] == 1, job
+    assert job["error_type"] == "HTTP 422"
+    assert (
+        job["error"].startswith("shop-refuse refuse answered 422 Unprocessable Entity: ")
+        and "sku 42 is not sold here" in job["error"]
+    )
+    assert calls["/refuse"] == 1
+
+
+async def test_a_call_that_does_not_fit_the_operation_is_a_422_naming_the_payload_field(api):
+    await api.post("/services", json={"name": "shop-checked", "document": SHOP, "base_url": "http://127.0.0.1:9"})
+
+    def call(**payload):
+        return api.post("/jobs", json={"type": "service", "payload": {"service": "shop-checked", **payload}})
+
+    answers = {
+        "unknown service": await api.post("/jobs", json={"type": "service", "payload": {"service": "nowhere", "operation": "x"}}),
+        "unknown operation": await call(operation="deleteOrder"),
+        "bad body": await call(operation="createOrder", body={"quantity": 0}),
+        "missing parameter": await call(operation="getOrder"),
+    }
+
+    assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 422)
+    assert fields(answers["unknown service"]) == ["payload.service"]
+    assert fields(answers["unknown operation"]) == ["payload.operation"]
+    assert "it has: createOrder, getOrder, refuse" in answers["unknown operation"].json()["detail"]
+    assert sorted(fields(answers["bad body"])) == ["payload.body", "payload.body.quantity"], "sku missing, quantity < 1"
+    assert fields(answers["missing parameter"]) == ["payload.params.id"]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from schemas import CompleteJob, FailJob, JobOptions, JobQueued, Priority, decide
 from schemas.jobtypes import JobType
 from services.processor.attempts import MAX_TRACEBACK_CHARS, Attempt, AttemptState, WaitingAttempts, Work, outcome
-from services.processor.handlers import HandlerRegistry, JobContext, PermanentError
+from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, RetryLater
 from tests.unit.test_decider import submit
 
 TP = TopicPartition("jobs.events", 0)
@@ -155,3 +155,12 @@ def test_a_handlers_own_timeout_error_is_a_failure_not_the_jobs_timeout():
             "TimeoutError",
             True,
         )
+
+
+def test_retry_later_carries_its_wait_to_the_decider():
+    async def busy(ctx, payload):
+        raise RetryLater("the camera is busy", after_s=5)
+
+    report = report_of(registry_with(busy), queued())
+
+    assert (report.fields["retryable"], report.fields["retry_after_s"], report.fields["error"]) == (True, 5, "the camera is busy")

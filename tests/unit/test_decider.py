@@ -87,6 +87,7 @@ def fail(attempt: int = 1, **kw) -> FailJob:
         error=kw.get("error", "boom"),
         error_type="RuntimeError",
         retryable=kw.get("retryable", True),
+        retry_after_s=kw.get("retry_after_s"),
     )
 
 
@@ -240,6 +241,16 @@ def test_a_failed_attempt_with_attempts_left_is_retried_after_the_backoff():
     assert after.status is JobStatus.PENDING
     assert after.due_at == at(102)
     assert after.attempts_left == 2
+
+
+def test_a_retry_after_longer_than_the_backoff_delays_the_retry_and_a_shorter_one_does_not():
+    job, _ = given_history(submit(options=RETRYING), start())
+
+    waited = decide(fail(issued_at=at(100), retry_after_s=30), job)
+    backed_off = decide(fail(issued_at=at(100), retry_after_s=1), job)
+
+    assert waited[0].data.retry_at == at(130), "the service asked for 30 s"
+    assert backed_off[0].data.retry_at == at(102), "the backoff's 2 s are longer"
 
 
 def release(attempt: int = 1, **kw) -> ReleaseJob:

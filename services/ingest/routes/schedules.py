@@ -34,19 +34,19 @@ from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record
-from services.ingest.submissions import declared_type, job_options, pipeline_plan, validated_payload
+from services.ingest.submissions import ServiceCalls, declared_type, job_options, pipeline_plan, validated_payload
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
 log = structlog.get_logger(component="ingest")
 
 
-def schedule_spec(types: JobTypes, body: ScheduleRequest) -> ScheduleSpec:
+def schedule_spec(types: JobTypes, body: ScheduleRequest, calls: ServiceCalls | None = None) -> ScheduleSpec:
     """The schedule a request asks for, or a 422 naming the field. Pure, like submits."""
     if body.job.type == PIPELINE:
-        payload, options, steps = pipeline_plan(types, body.job, ("job",))
+        payload, options, steps = pipeline_plan(types, body.job, ("job",), calls=calls)
     else:
         job_type = declared_type(types, body.job.type, ("job",))
-        payload = validated_payload(job_type, body.job.payload, ("job",)).model_dump(mode="json")
+        payload = validated_payload(job_type, body.job.payload, ("job",), calls).model_dump(mode="json")
         options, steps = job_options(job_type, body.job, ("job",)), None
     try:
         return ScheduleSpec(
@@ -83,7 +83,7 @@ def _request_location(spec_location: tuple) -> tuple:
 async def create_schedule(
     body: ScheduleRequest, state: IngestDep, response: Response, tenant: str = Depends(tenant_of)
 ) -> ScheduleView:
-    spec = schedule_spec(state.job_types, body)
+    spec = schedule_spec(state.job_types, body, ServiceCalls(tenant, state.services.get))
     command = CreateSchedule(
         command_id=str(uuid.uuid4()),
         schedule_id=str(uuid.uuid4()),

@@ -32,7 +32,7 @@ from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error
 from services.ingest.responses import answer
 from services.ingest.store import append_record, find_job, job_or_404
-from services.ingest.submissions import Submission, idempotent_job_id, parse_request, submission
+from services.ingest.submissions import ServiceCalls, Submission, idempotent_job_id, parse_request, submission
 
 router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 
@@ -95,6 +95,7 @@ def prepare_submission(
     return submission(
         state.job_types,
         body,
+        calls=ServiceCalls(tenant, state.services.get),
         tenant=tenant,
         job_id=job_id,
         issued_at=datetime.now(timezone.utc),

@@ -1,0 +1,219 @@
+"""The ``service`` job type: call an operation of a registered service with httpx.
+
+The call is built from the service's definition (:mod:`schemas.services`) as
+the registry holds it when the attempt runs: parameters where the operation
+puts them, the body as its first media type says. What the service answers
+decides the attempt:
+
+- 2xx: the job's result — ``status``, the headers that matter, and the body
+  (JSON as JSON, other text as text, anything else base64);
+- 408, 429 and 5xx, a connection error or a timeout: the attempt failed and the
+  job's backoff retries it (no sooner than the service's ``Retry-After``);
+- any other 4xx: the job fails now (retrying the same request would not help),
+  with the status and the service's answer as its error.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from schemas.builtin import SERVICE
+from schemas.services import Operation, ParameterLocation, ServiceCall, ServiceDefinition, UnknownOperation, call_problems
+from services.adapters.service_registry import ServiceRegistry
+from services.common.lifecycle import Service
+from services.common.settings import ConnectionSettings
+from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, RetryLater
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+"""Besides every 5xx: answers that say "not now" rather than "not this"."""
+KEPT_HEADERS = ("content-type", "location", "etag", "last-modified")
+"""The answer's headers a result keeps."""
+MAX_ERROR_BODY_CHARS = 2_000
+"""How much of a refusing service's answer the job's error quotes."""
+
+
+class ServiceRefused(PermanentError):
+    """The service answered a 4xx that retrying would not change."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.error_type = f"HTTP {status}"
+
+
+class ServiceUnavailable(Exception):
+    """The service answered 408, 429 or 5xx: the job's backoff retries."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.error_type = f"HTTP {status}"
+
+
+class ServiceUnreachable(Exception):
+    """No answer: the connection failed or the call timed out. The job's backoff retries."""
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class ServiceCaller:
+    """The handler of ``service`` jobs, with the registry it reads and the client it calls with."""
+
+    def __init__(self, registry: ServiceRegistry, http: httpx.AsyncClient) -> None:
+        self._registry = registry
+        self._http = http
+
+    async def __call__(self, ctx: JobContext, call: ServiceCall) -> dict[str, Any]:
+        definition, operation = self._resolved(ctx.tenant, call)
+        request = request_of(definition, operation, call)
+        try:
+            response = await self._http.send(request)
+        except httpx.TimeoutException as error:
+            raise ServiceUnreachable(
+                f"{call.service} {operation.key}: no answer within {call.call_timeout_s:g} s", type(error).__name__
+            ) from None
+        except httpx.TransportError as error:
+            raise ServiceUnreachable(f"{call.service} {operation.key}: {error}", type(error).__name__) from None
+        return outcome(call, operation, response)
+
+    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceDefinition, Operation]:
+        registered = self._registry.get(tenant, call.service)
+        if registered is None:
+            raise PermanentError(f"no service {call.service!r} is registered (it was deleted after the job was submitted?)")
+        definition = registered.definition
+        try:
+            operation = definition.operation(call.operation)
+        except UnknownOperation as unknown:
+            raise PermanentError(str(unknown)) from None
+        problems = call_problems(definition, operation, call.params, call.body)
+        if problems:  # the service was registered again, with other schemas, since the submit
+            listed = "; ".join(f"{'.'.join(str(part) for part in where)}: {message}" for where, message in problems)
+            raise PermanentError(f"the call no longer fits {call.service} {operation.key}: {listed}")
+        return definition, operation
+
+
+class ServiceCalls(Service):
+    """The processor's part that lets its runner call services: the registry,
+    folded from ``jobs.services`` before the runner starts, and one HTTP client
+    (its connections pooled) for every call."""
+
+    def __init__(self, settings: ConnectionSettings, handlers: HandlerRegistry) -> None:
+        super().__init__()
+        self.registry = ServiceRegistry(settings)
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        if SERVICE.name not in handlers:  # (unless a handler module bound the type itself)
+            handlers.handler(SERVICE)(ServiceCaller(self.registry, self.http))
+
+    async def on_start(self) -> None:
+        await self.registry.start()
+
+    async def on_stop(self) -> None:
+        await self.registry.stop()
+        await self.http.aclose()
+
+
+def request_of(definition: ServiceDefinition, operation: Operation, call: ServiceCall) -> httpx.Request:
+    """The HTTP request of a call (checked against the operation already)."""
+    if definition.base_url is None:
+        raise PermanentError(f"service {definition.name!r} has no base URL: register it again with base_url")
+    path = operation.path
+    query: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    cookies: dict[str, str] = {}
+    for name, value in call.params.items():
+        parameter = operation.parameter(name)
+        if parameter is None:
+            continue
+        if parameter.location is ParameterLocation.PATH:
+            path = path.replace("{" + name + "}", quote(_text(value), safe=""))
+        elif parameter.location is ParameterLocation.QUERY:
+            query[name] = [_text(item) for item in value] if isinstance(value, list) else _text(value)
+        elif parameter.location is ParameterLocation.HEADER:
+            headers[name] = _text(value)
+        else:
+            cookies[name] = _text(value)
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    url = definition.base_url.rstrip("/") + path
+    content: dict[str, Any] = {}
+    if call.body is not None and operation.request_body is not None:
+        media = next(iter(operation.request_body.media_types), "application/json")
+        if media == "application/x-www-form-urlencoded" and isinstance(call.body, dict):
+            content["data"] = {name: _text(value) for name, value in call.body.items()}
+        elif media.startswith("multipart/") and isinstance(call.body, dict):
+            content["files"] = {name: (None, _text(value).encode()) for name, value in call.body.items()}
+        elif media.startswith("text/"):
+            content["content"] = _text(call.body).encode()
+            headers["Content-Type"] = media
+        else:
+            content["content"] = orjson.dumps(call.body)
+            headers["Content-Type"] = media if "json" in media else "application/json"
+    request = httpx.Request(operation.method, url, params=query, headers=headers, **content)
+    request.extensions["timeout"] = httpx.Timeout(call.call_timeout_s).as_dict()
+    return request
+
+
+def outcome(call: ServiceCall, operation: Operation, response: httpx.Response) -> dict[str, Any]:
+    """The job's result for a 2xx; a failure (retried or not) for anything else."""
+    status = response.status_code
+    what = f"{call.service} {operation.key} answered {status} {response.reason_phrase}".rstrip()
+    if 200 <= status < 300:
+        return {"status": status, "headers": _kept_headers(response), **_body(response)}
+    excerpt = response.text[:MAX_ERROR_BODY_CHARS] if response.content else ""
+    message = f"{what}: {excerpt}" if excerpt else what
+    if status in RETRYABLE_STATUSES or status >= 500:
+        after = retry_after_s(response.headers.get("retry-after"))
+        if after is not None:
+            raise RetryLater(message, after)
+        raise ServiceUnavailable(message, status)
+    raise ServiceRefused(message, status)
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header's wait in seconds: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def _kept_headers(response: httpx.Response) -> dict[str, str]:
+    return {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    if not response.content:
+        return {"body": None}
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return {"body": response.json()}
+        except ValueError:
+            pass
+    try:
+        return {"body": response.content.decode(response.encoding or "utf-8")}
+    except (UnicodeDecodeError, LookupError):
+        return {"body_base64": base64.b64encode(response.content).decode()}
+
+
+def _text(value: Any) -> str:
+    """A parameter's value as it goes on the wire: JSON's booleans, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)

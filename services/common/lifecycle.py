@@ -164,8 +164,10 @@ async def _serve(parts: Callable[[], Awaitable[list[Service]]]) -> int:
             except Exception:
                 log.exception("a part failed to stop cleanly", part=type(part).__name__)
                 code = code or 1
+        # Stopped: the process is on its way out, and a late signal must not kill it mid-exit.
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
     return code
 
 

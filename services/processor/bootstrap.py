@@ -24,20 +24,23 @@ from services.processor.settings import ProcessorSettings
 
 
 async def bootstrap(settings: ProcessorSettings) -> list[Service]:
-    """The parts, in start order (they stop in reverse: the runner first)."""
+    """The parts, in start order (they stop in reverse: the runner first). The
+    service registry comes first, so it is ready before the decider hands its
+    runner any attempt."""
     if not (settings.decider_enabled or settings.runner_enabled):
         raise SystemExit("nothing to run: both JOBLEDGER_DECIDER_ENABLED and JOBLEDGER_RUNNER_ENABLED are false")
     parts: list[Service] = []
+    handlers = load_handlers(settings.handler_modules) if settings.runner_enabled else None
+    if handlers is not None:  # first: the registry is ready before the decider hands out any attempt
+        parts.append(ServiceCalls(settings, handlers))
     decider = None
     if settings.decider_enabled:
         decider = Decider(
             settings, make_producer(settings), make_consumer(settings, settings.app_id, **decider_module.CONSUMER_OPTIONS)
         )
         parts.append(decider)
-    if settings.runner_enabled:
+    if handlers is not None:
         feeder = decider if settings.eager_dispatch else None
-        handlers = load_handlers(settings.handler_modules)
-        parts.append(ServiceCalls(settings, handlers))  # (started before the runner: the registry is ready when jobs come)
         runner = Runner(
             settings,
             handlers,

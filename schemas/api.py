@@ -13,7 +13,7 @@ from schemas.artifacts import ArtifactRef
 from schemas.job import Step, StepPhase, StepStatus
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
-from schemas.services import SERVICE_NAME_PATTERN, Operation, ServiceRegistered
+from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, ServiceRegistered
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
@@ -419,6 +419,9 @@ class ServiceRequest(BaseModel):
         max_length=2000,
         description="where calls go; default: the document's first server (Swagger 2.0: its host and basePath)",
     )
+    auth: Credentials | None = Field(
+        None, description="credentials every call sends: stored sealed, never shown again, never in the log in clear"
+    )
 
 
 class ServiceView(BaseModel):
@@ -433,6 +436,9 @@ class ServiceView(BaseModel):
     warnings: list[str] = Field(description="what the validator found wrong in the document; it is still usable")
     document_sha256: str
     source_url: str | None = None
+    auth: dict[str, Any] | None = Field(
+        None, description="how calls authenticate (`type`, and where an API key goes); never the secret"
+    )
     registered_at: datetime
 
     @classmethod
@@ -448,6 +454,7 @@ class ServiceView(BaseModel):
             warnings=list(definition.warnings),
             document_sha256=registered.document_sha256,
             source_url=registered.source_url,
+            auth=registered.auth.shown() if registered.auth is not None else None,
             registered_at=registered.registered_at,
         )
 

@@ -168,6 +168,62 @@ class ServiceCall(BaseModel):
     call_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long one call may take")
 
 
+# --- credentials: given once, kept sealed ----------------------------------------------
+
+
+class AuthType(StrEnum):
+    BEARER = "bearer"
+    BASIC = "basic"
+    API_KEY = "api_key"
+
+
+class BearerAuth(BaseModel):
+    """``Authorization: Bearer <token>`` on every call."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["bearer"] = "bearer"
+    token: str = Field(min_length=1, max_length=8192)
+
+
+class BasicAuth(BaseModel):
+    """HTTP basic authentication on every call."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["basic"] = "basic"
+    username: str = Field(min_length=1, max_length=1000)
+    password: str = Field(max_length=1000)
+
+
+class ApiKeyAuth(BaseModel):
+    """An API key in a header or a query parameter of every call."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["api_key"] = "api_key"
+    location: Literal["header", "query"] = "header"
+    name: str = Field(min_length=1, max_length=200, description="the header's or query parameter's name")
+    value: str = Field(min_length=1, max_length=8192)
+
+
+Credentials = Annotated[Union[BearerAuth, BasicAuth, ApiKeyAuth], Field(discriminator="type")]
+SECRET_FIELDS = {AuthType.BEARER: ("token",), AuthType.BASIC: ("username", "password"), AuthType.API_KEY: ("value",)}
+"""What of each kind of credentials is sealed; the rest (where an API key goes) is shown."""
+
+
+class SealedAuth(BaseModel):
+    """Credentials as the log holds them: how they are sent, in clear; the secret, sealed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: AuthType
+    location: Literal["header", "query"] | None = None
+    name: str | None = None
+    sealed: str = Field(description="the secret fields, sealed with the server's key (Fernet); never shown")
+
+    def shown(self) -> dict[str, Any]:
+        """What the API shows of them: never the secret."""
+        return self.model_dump(exclude={"sealed"}, exclude_none=True)
+
+
 # --- the registry: records on ``jobs.services`` -------------------------------------------
 
 
@@ -184,6 +240,7 @@ class ServiceRegistered(BaseModel):
     definition: ServiceDefinition
     document_sha256: str = Field(description="of the document's bytes as registered")
     source_url: str | None = Field(None, description="where the document was fetched from, if it came by URL")
+    auth: SealedAuth | None = Field(None, description="the credentials every call sends, their secret sealed")
     registered_at: Moment
 
 

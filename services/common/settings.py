@@ -35,6 +35,11 @@ class ConnectionSettings(BaseSettings):
     s3_secret_key: str = Field("jobledger-secret", description="S3 secret access key")
     s3_region: str = Field("us-east-1", description="S3 region (MinIO and S3Proxy accept any)")
     partitions: int = Field(8, ge=1, description="partitions of each jobs.* topic")
+    secret_key: str | None = Field(
+        None,
+        description="Fernet key(s) sealing service credentials in the log, comma separated (the first seals, each opens); "
+        "make run generates one into its data directory",
+    )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     fetch_max_wait_ms: int = Field(

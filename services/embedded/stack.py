@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field
 from pymongo import AsyncMongoClient
 
@@ -157,6 +158,7 @@ class EmbeddedStack:
         for key, value in os.environ.items():  # service-specific settings pass through
             if key.startswith("JOBLEDGER_") and key not in env:
                 env[key] = value
+        env.setdefault("JOBLEDGER_SECRET_KEY", secret_key(s.data_dir))
         env.update(_variables(s.service_env))
         return env
 
@@ -331,6 +333,18 @@ class EmbeddedStack:
         self._stopping = {name: self.processes.pop(name) for name in services}
         _terminate(list(self._stopping.values()), timeout_s)
         _terminate([self.processes.pop(name) for name in INFRASTRUCTURE if name in self.processes], timeout_s)
+
+
+def secret_key(data_dir: Path) -> str:
+    """The key that seals service credentials on this stack: made once, kept
+    beside the data it protects (readable by its owner only)."""
+    path = data_dir / "secret.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
 
 
 def _variables(settings: dict[str, str]) -> dict[str, str]:

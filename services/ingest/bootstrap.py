@@ -18,6 +18,7 @@ from services.adapters.artifacts import ArtifactStore
 from services.adapters.log import MAX_BATCH_BYTES
 from services.adapters.rdproducer import RdProducer
 from services.adapters.readmodel import ReadModel, connect
+from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
 from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
@@ -47,8 +48,12 @@ class Ingest:
     services: ServiceRegistry = field(init=False)
     """Every tenant's registered services, folded from ``jobs.services`` (started by :func:`bootstrap`)."""
 
+    sealer: Sealer = field(init=False)
+    """Seals the credentials a service registration gives (``JOBLEDGER_SECRET_KEY``)."""
+
     def __post_init__(self) -> None:
         self.services = ServiceRegistry(self.settings)
+        self.sealer = Sealer(self.settings.secret_key)
 
 
 async def bootstrap(settings: IngestSettings) -> Ingest:

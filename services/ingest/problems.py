@@ -99,10 +99,11 @@ PYDANTIC_PREFIX = "Value error, "
 """What pydantic puts before the message of a validator's ValueError: the message is ours, the prefix is noise."""
 
 
-def _request_error(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+def _request_error(request: Request, item: Mapping[str, Any], body: Any = None) -> dict[str, Any]:
     """One error of FastAPI's request validation, named as the client wrote it:
-    body fields as in the body, bad JSON by its position, a body that is not
-    JSON by its content type."""
+    body fields as in the body (without the tags pydantic puts in the location
+    of a member of a tagged union), bad JSON by its position, a body that is
+    not JSON by its content type."""
     location = tuple(item["loc"])
     if item["type"] == "json_invalid":
         reason = (item.get("ctx") or {}).get("error") or item["msg"]
@@ -114,8 +115,30 @@ def _request_error(request: Request, item: dict[str, Any]) -> dict[str, Any]:
             return field_error((), f"must be a JSON object sent with Content-Type: application/json; this request had {sent}")
         return field_error((), "must be a JSON object")
     if location[:1] == ("body",):
-        location = location[1:]
+        location = _as_written(location[1:], body)
     return field_error(location, item["msg"])
+
+
+def _as_written(location: tuple[Any, ...], body: Any) -> tuple[Any, ...]:
+    """``location`` without the tags of tagged unions: a part that names no key of
+    the object there but is that object's ``type`` (``auth.bearer.token`` for
+    ``{"auth": {"type": "bearer"}}``) is pydantic's, not the client's."""
+    written: list[Any] = []
+    node = body
+    for part in location:
+        if isinstance(node, dict) and part not in node and node.get("type") == part:
+            continue
+        written.append(part)
+        node = _child(node, part)
+    return tuple(written)
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
 
 
 def pydantic_errors(errors: Sequence[Mapping[str, Any]], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -129,7 +152,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
-        return invalid([_request_error(request, item) for item in error.errors()]).response(request.url.path)
+        return invalid([_request_error(request, item, error.body) for item in error.errors()]).response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -25,7 +25,17 @@ import httpx
 import orjson
 
 from schemas.builtin import SERVICE
-from schemas.services import Operation, ParameterLocation, ServiceCall, ServiceDefinition, UnknownOperation, call_problems
+from schemas.services import (
+    AuthType,
+    Operation,
+    ParameterLocation,
+    SealedAuth,
+    ServiceCall,
+    ServiceDefinition,
+    UnknownOperation,
+    call_problems,
+)
+from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
 from services.common.lifecycle import Service
 from services.common.settings import ConnectionSettings
@@ -66,13 +76,15 @@ class ServiceUnreachable(Exception):
 class ServiceCaller:
     """The handler of ``service`` jobs, with the registry it reads and the client it calls with."""
 
-    def __init__(self, registry: ServiceRegistry, http: httpx.AsyncClient) -> None:
+    def __init__(self, registry: ServiceRegistry, http: httpx.AsyncClient, sealer: Sealer) -> None:
         self._registry = registry
         self._http = http
+        self._sealer = sealer
 
     async def __call__(self, ctx: JobContext, call: ServiceCall) -> dict[str, Any]:
-        definition, operation = self._resolved(ctx.tenant, call)
-        request = request_of(definition, operation, call)
+        definition, operation, auth = self._resolved(ctx.tenant, call)
+        credentials = (auth, self._sealer.open(auth)) if auth is not None else None
+        request = request_of(definition, operation, call, credentials)
         try:
             response = await self._http.send(request)
         except httpx.TimeoutException as error:
@@ -83,7 +95,7 @@ class ServiceCaller:
             raise ServiceUnreachable(f"{call.service} {operation.key}: {error}", type(error).__name__) from None
         return outcome(call, operation, response)
 
-    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceDefinition, Operation]:
+    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceDefinition, Operation, SealedAuth | None]:
         registered = self._registry.get(tenant, call.service)
         if registered is None:
             raise PermanentError(f"no service {call.service!r} is registered (it was deleted after the job was submitted?)")
@@ -96,7 +108,7 @@ class ServiceCaller:
         if problems:  # the service was registered again, with other schemas, since the submit
             listed = "; ".join(f"{'.'.join(str(part) for part in where)}: {message}" for where, message in problems)
             raise PermanentError(f"the call no longer fits {call.service} {operation.key}: {listed}")
-        return definition, operation
+        return definition, operation, registered.auth
 
 
 class ServiceCalls(Service):
@@ -109,7 +121,7 @@ class ServiceCalls(Service):
         self.registry = ServiceRegistry(settings)
         self.http = httpx.AsyncClient(follow_redirects=False)
         if SERVICE.name not in handlers:  # (unless a handler module bound the type itself)
-            handlers.handler(SERVICE)(ServiceCaller(self.registry, self.http))
+            handlers.handler(SERVICE)(ServiceCaller(self.registry, self.http, Sealer(settings.secret_key)))
 
     async def on_start(self) -> None:
         await self.registry.start()
@@ -119,8 +131,14 @@ class ServiceCalls(Service):
         await self.http.aclose()
 
 
-def request_of(definition: ServiceDefinition, operation: Operation, call: ServiceCall) -> httpx.Request:
-    """The HTTP request of a call (checked against the operation already)."""
+def request_of(
+    definition: ServiceDefinition,
+    operation: Operation,
+    call: ServiceCall,
+    credentials: tuple[SealedAuth, dict[str, str]] | None = None,
+) -> httpx.Request:
+    """The HTTP request of a call (checked against the operation already), with
+    the service's credentials (as registered, and their opened secret)."""
     if definition.base_url is None:
         raise PermanentError(f"service {definition.name!r} has no base URL: register it again with base_url")
     path = operation.path
@@ -141,6 +159,8 @@ def request_of(definition: ServiceDefinition, operation: Operation, call: Servic
             cookies[name] = _text(value)
     if cookies:
         headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    if credentials is not None:
+        _authorize(credentials, headers, query)
     url = definition.base_url.rstrip("/") + path
     content: dict[str, Any] = {}
     if call.body is not None and operation.request_body is not None:
@@ -158,6 +178,17 @@ def request_of(definition: ServiceDefinition, operation: Operation, call: Servic
     request = httpx.Request(operation.method, url, params=query, headers=headers, **content)
     request.extensions["timeout"] = httpx.Timeout(call.call_timeout_s).as_dict()
     return request
+
+
+def _authorize(credentials: tuple[SealedAuth, dict[str, str]], headers: dict[str, str], query: dict[str, Any]) -> None:
+    auth, secret = credentials
+    if auth.type is AuthType.BEARER:
+        headers["Authorization"] = f"Bearer {secret['token']}"
+    elif auth.type is AuthType.BASIC:
+        pair = f"{secret['username']}:{secret['password']}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    elif auth.name is not None:
+        (headers if auth.location == "header" else query)[auth.name] = secret["value"]
 
 
 def outcome(call: ServiceCall, operation: Operation, response: httpx.Response) -> dict[str, Any]:

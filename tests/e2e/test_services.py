@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.e2e.conftest import FUZZ_KEY, wait_for_job
+from tests.e2e.conftest import FUZZ_KEY, read_topic, wait_for_job
 from tests.unit.test_service_documents import BILLING, PETS
 
 
@@ -86,6 +86,12 @@ async def test_what_cannot_be_registered_is_a_422_naming_it_and_nothing_is_regis
             "bad name": await api.post("/services", json={"name": "Billing!", "document": BILLING}),
             "unreachable": await api.post("/services", json={"name": "broken", "url": "http://127.0.0.1:9/openapi.json"}),
             "not 200": await api.post("/services", json={"name": "broken", "url": missing}),
+            "missing credential": await api.post(
+                "/services", json={"name": "broken", "document": BILLING, "auth": {"type": "bearer"}}
+            ),
+            "unknown credential": await api.post(
+                "/services", json={"name": "broken", "document": BILLING, "auth": {"type": "oauth", "token": "t"}}
+            ),
         }
     shown = await api.get("/services/broken")
 
@@ -96,6 +102,10 @@ async def test_what_cannot_be_registered_is_a_422_naming_it_and_nothing_is_regis
     assert (fields(answers["no source"]), fields(answers["both sources"])) == (["document"], ["url"])
     assert fields(answers["bad name"]) == ["name"]
     assert fields(answers["unreachable"]) == fields(answers["not 200"]) == ["url"]
+    assert fields(answers["missing credential"]) == ["auth.token"]
+    assert (
+        fields(answers["unknown credential"]) == ["auth"] and "'bearer', 'basic', 'api_key'" in answers["unknown credential"].text
+    )
     assert shown.status_code == 404
 
 
@@ -176,6 +186,7 @@ def shop() -> Iterator[tuple[str, Counter]]:
             self.wfile.write(data)
 
         def do_POST(self) -> None:
+            calls[f"authorization {self.headers.get('Authorization')}"] += 1
             length = int(self.headers.get("Content-Length") or 0)
             sent = json.loads(self.rfile.read(length) or b"null")
             calls[self.path] += 1
@@ -296,3 +307,24 @@ async def test_a_call_that_does_not_fit_the_operation_is_a_422_naming_the_payloa
     assert "it has: createOrder, getOrder, refuse" in answers["unknown operation"].json()["detail"]
     assert sorted(fields(answers["bad body"])) == ["payload.body", "payload.body.quantity"], "sku missing, quantity < 1"
     assert fields(answers["missing parameter"]) == ["payload.params.id"]
+
+
+async def test_credentials_are_sent_with_every_call_but_never_shown_or_logged_in_clear(api, stack):
+    token = "tok-" + "s3cr3t" * 4
+    with shop() as (url, calls):
+        registered = await api.post(
+            "/services", json={"name": "shop-auth", "document": SHOP, "base_url": url, "auth": {"type": "bearer", "token": token}}
+        )
+        submitted = await api.post(
+            "/jobs",
+            json={"type": "service", "payload": {"service": "shop-auth", "operation": "createOrder", "body": {"sku": "s"}}},
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+    shown = (await api.get("/services/shop-auth")).text
+    records = await read_topic(stack, "jobs.services", lambda found: any(b"shop-auth" in record.value for record in found))
+
+    assert registered.status_code == 201 and registered.json()["auth"] == {"type": "bearer"}
+    assert job["state"] == "SUCCEEDED", job
+    assert calls[f"authorization Bearer {token}"] == 1, "the service got the token"
+    assert token not in shown and token not in registered.text
+    assert not any(token.encode() in record.value for record in records), "sealed in the log"

@@ -117,3 +117,31 @@ def test_retry_after_is_seconds_or_an_http_date():
     assert retry_after_s("Fri, 04 Dec 2026 12:00:30 GMT", now) == 30.0
     assert retry_after_s("Fri, 04 Dec 2026 11:00:00 GMT", now) == 0.0
     assert retry_after_s("soon", now) is None and retry_after_s(None, now) is None
+
+
+def test_credentials_are_sealed_opened_with_any_key_of_a_rotation_and_sent_where_they_go():
+    from cryptography.fernet import Fernet
+
+    from schemas.services import ApiKeyAuth, BasicAuth, BearerAuth
+    from services.adapters.secrets import Sealer, SecretsUnavailable
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed_before = Sealer(old).seal(ApiKeyAuth(location="query", name="key", value="the-key-value-1"))
+    rotated = Sealer(f"{new},{old}")
+    operation = DEFINITION.operation("postForm")
+
+    def sent(credentials) -> httpx.Request:
+        sealed = rotated.seal(credentials)
+        assert "the-key-value-1" not in sealed.sealed and "the-password-2" not in sealed.sealed
+        return request_of(DEFINITION, operation, call("postForm"), (sealed, rotated.open(sealed)))
+
+    assert rotated.open(sealed_before) == {"value": "the-key-value-1"}
+    assert sent(BearerAuth(token="t")).headers["authorization"] == "Bearer t"
+    assert sent(BasicAuth(username="u", password="the-password-2")).headers["authorization"] == "Basic dTp0aGUtcGFzc3dvcmQtMg=="
+    assert sent(ApiKeyAuth(location="header", name="X-Key", value="the-key-value-1")).headers["x-key"] == "the-key-value-1"
+    assert sent(ApiKeyAuth(location="query", name="key", value="the-key-value-1")).url.params["key"] == "the-key-value-1"
+    assert sealed_before.shown() == {"type": "api_key", "location": "query", "name": "key"}
+    with pytest.raises(SecretsUnavailable, match="a key this process does not have"):
+        Sealer(new).open(sealed_before)
+    with pytest.raises(SecretsUnavailable, match="no JOBLEDGER_SECRET_KEY"):
+        Sealer(None).seal(BearerAuth(token="t"))

@@ -66,6 +66,10 @@ async def register_service(body: ServiceRequest, state: IngestDep, tenant: str =
         source_url=body.url,
         registered_at=datetime.now(timezone.utc),
     )
+    if body.auth is not None:
+        if not state.sealer.available:
+            raise invalid([field_error(("auth",), "this server cannot keep credentials: it has no JOBLEDGER_SECRET_KEY")])
+        record = record.model_copy(update={"auth": state.sealer.seal(body.auth)})
     value = record.model_dump_json().encode()
     if len(value) > topics.MAX_RECORD_BYTES:
         raise invalid([field_error(source, _too_large(definition, len(value)))])

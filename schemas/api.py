@@ -18,6 +18,8 @@ from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, Servi
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
 ``JOBLEDGER_API_KEYS`` anywhere else."""
+DEFAULT_TENANT = "default"
+"""The development key's tenant, and where service files register without a ``tenant``."""
 
 
 class SubmitJobRequest(JobOptions):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 
 from services.ingest import problems
@@ -11,7 +12,10 @@ from services.ingest.bootstrap import bootstrap, shutdown
 from services.ingest.direct import DirectPaths
 from services.ingest.problems import BodyTooLarge
 from services.ingest.routes import ROUTERS
+from services.ingest.routes.services import register_files
 from services.ingest.settings import IngestSettings
+
+log = structlog.get_logger(component="ingest")
 
 
 class BodyLimit:
@@ -54,6 +58,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.ingest = await bootstrap(settings)
         try:
+            registered = await register_files(app.state.ingest)
+            if registered:
+                log.info("services registered from files", services=registered)
             yield
         finally:
             await shutdown(app.state.ingest)

@@ -4,7 +4,7 @@ import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from schemas.api import DEV_API_KEY
+from schemas.api import DEFAULT_TENANT, DEV_API_KEY
 from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
 
 
@@ -12,7 +12,7 @@ class IngestSettings(ConnectionSettings):
     host: str = Field("127.0.0.1", description="address the HTTP API binds")
     port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
-        {DEV_API_KEY: "default"},
+        {DEV_API_KEY: DEFAULT_TENANT},
         description="API key → tenant: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2' or a JSON object",
     )
     job_type_modules: list[str] = Field(
@@ -24,6 +24,11 @@ class IngestSettings(ConnectionSettings):
         10_000, ge=0, description="accepted jobs remembered to answer reads before they are projected"
     )
     produce_timeout_s: float = Field(10.0, gt=0, description="how long a submit waits for the broker's ack")
+    service_files: list[str] = Field(
+        [],
+        description="files registering services at start-up, each a POST /services body (JSON or YAML) with an optional "
+        "tenant: JOBLEDGER_SERVICE_FILES='[\"billing.yaml\"]'",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -328,3 +328,33 @@ async def test_credentials_are_sent_with_every_call_but_never_shown_or_logged_in
     assert calls[f"authorization Bearer {token}"] == 1, "the service got the token"
     assert token not in shown and token not in registered.text
     assert not any(token.encode() in record.value for record in records), "sealed in the log"
+
+
+async def test_services_in_files_are_registered_at_start_once_and_a_bad_file_stops_the_start(api, stack, tmp_path):
+    good = tmp_path / "shop.yaml"
+    good.write_text(f"name: shop-file\nbase_url: http://127.0.0.1:9\ndocument: {json.dumps(SHOP)}\n")
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: broken-file\ndocument: 'openapi: 3.0.3'\n")
+
+    def registrations() -> int:
+        return sum(b"shop-file" in record.value for record in records)
+
+    try:
+        for _ in range(2):  # the second start finds it registered as it is: nothing appended
+            await asyncio.to_thread(stack.restart, "ingest", service_files=json.dumps([str(good)]))
+            await stack.wait_ready()
+        shown = await api.get("/services/shop-file")
+        records = await read_topic(stack, "jobs.services", lambda found: any(b"shop-file" in r.value for r in found))
+        await asyncio.sleep(0.5)  # (nothing more is coming: read again to be sure)
+        records = await read_topic(stack, "jobs.services", lambda found: len(found) >= len(records))
+
+        await asyncio.to_thread(stack.restart, "ingest", service_files=json.dumps([str(bad)]))
+        exited = await asyncio.to_thread(stack.processes["ingest"].wait, 60)
+        log = (stack.logs / "ingest.log").read_text()
+    finally:
+        await asyncio.to_thread(stack.restart, "ingest")
+        await stack.wait_ready()
+
+    assert shown.status_code == 200 and shown.json()["base_url"] == "http://127.0.0.1:9"
+    assert registrations() == 1
+    assert exited != 0 and f"service file {bad}: document.paths" in log

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import orjson
 from fastapi import APIRouter, Depends, Response
+from pydantic import ValidationError
 
 from schemas import topics
-from schemas.api import ServiceList, ServiceRequest, ServiceSummary, ServiceView
-from schemas.errors import ProblemCode
+from schemas.api import DEFAULT_TENANT, ServiceList, ServiceRequest, ServiceSummary, ServiceView
+from schemas.errors import JobledgerError, ProblemCode
 from schemas.services import ServiceDefinition, ServiceDeleted, ServiceRegistered, service_key
 from services.adapters.service_documents import UnusableDocument, definition_of, read_document
 from services.ingest.auth import tenant_of
@@ -51,6 +53,15 @@ FETCH_TIMEOUT_S = 10.0
     "Registering a name again replaces it (200). Answered once the registration is in the log (acks=all).",
 )
 async def register_service(body: ServiceRequest, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+    record = await registration(state, tenant, body)
+    replaced = state.services.get(tenant, body.name) is not None
+    await _append(state, record)
+    return answer(ServiceView.of(record), 200 if replaced else 201, {"Location": f"/services/{body.name}"})
+
+
+async def registration(state: Ingest, tenant: str, body: ServiceRequest) -> ServiceRegistered:
+    """The record a registration appends (its document read, its credentials
+    sealed), or a 422 problem naming what is wrong."""
     raw, source = await _document_bytes(state, body)
     try:
         document = body.document if isinstance(body.document, dict) else read_document(raw, source)
@@ -70,13 +81,18 @@ async def register_service(body: ServiceRequest, state: IngestDep, tenant: str =
         if not state.sealer.available:
             raise invalid([field_error(("auth",), "this server cannot keep credentials: it has no JOBLEDGER_SECRET_KEY")])
         record = record.model_copy(update={"auth": state.sealer.seal(body.auth)})
-    value = record.model_dump_json().encode()
-    if len(value) > topics.MAX_RECORD_BYTES:
-        raise invalid([field_error(source, _too_large(definition, len(value)))])
-    replaced = state.services.get(tenant, body.name) is not None
-    offset = await append_record(state, topics.SERVICES, service_key(tenant, body.name), value)
+    size = len(record.model_dump_json())
+    if size > topics.MAX_RECORD_BYTES:
+        raise invalid([field_error(source, _too_large(definition, size))])
+    return record
+
+
+async def _append(state: Ingest, record: ServiceRegistered | ServiceDeleted) -> None:
+    """In the log (acknowledged), and so in this process's registry at once."""
+    offset = await append_record(
+        state, topics.SERVICES, service_key(record.tenant, record.name), record.model_dump_json().encode()
+    )
     state.services.appended(offset, record)
-    return answer(ServiceView.of(record), 200 if replaced else 201, {"Location": f"/services/{body.name}"})
 
 
 @router.get("/services", response_model=ServiceList, responses={401: PROBLEM_RESPONSE}, summary="List your registered services")
@@ -103,9 +119,9 @@ async def get_service(name: str, state: IngestDep, tenant: str = Depends(tenant_
 )
 async def delete_service(name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
     _registered(state, tenant, name)
-    record = ServiceDeleted(record_id=str(uuid.uuid4()), tenant=tenant, name=name, deleted_at=datetime.now(timezone.utc))
-    offset = await append_record(state, topics.SERVICES, service_key(tenant, name), record.model_dump_json().encode())
-    state.services.appended(offset, record)
+    await _append(
+        state, ServiceDeleted(record_id=str(uuid.uuid4()), tenant=tenant, name=name, deleted_at=datetime.now(timezone.utc))
+    )
     return Response(status_code=204)
 
 
@@ -150,3 +166,50 @@ def _too_large(definition: ServiceDefinition, size: int) -> str:
         f"its {len(definition.operations)} operations, read with their schemas, take {size:,} bytes; "
         f"a registration holds at most {topics.MAX_RECORD_BYTES:,}: register the operations you call as a smaller document"
     )
+
+
+async def register_files(state: Ingest) -> list[str]:
+    """Register the services of ``JOBLEDGER_SERVICE_FILES`` (each file a
+    ``POST /services`` body, with an optional ``tenant``, default ``default``)
+    unless the registry holds each as it is already; the names registered.
+    A file that cannot be registered stops ingest's start, naming the file."""
+    registered = []
+    for path in state.settings.service_files:
+        try:
+            text = Path(path).read_bytes()
+            given = read_document(text, ("file",))
+            tenant = str(given.pop("tenant", DEFAULT_TENANT))
+            body = ServiceRequest.model_validate(given)
+            record = await registration(state, tenant, body)
+        except (OSError, UnusableDocument, ValidationError, Problem) as error:
+            raise ServiceFileRefused(f"service file {path}: {_why(error)}") from None
+        if not _same(state, record, body):
+            await _append(state, record)
+            registered.append(f"{tenant}/{body.name}")
+    return registered
+
+
+class ServiceFileRefused(JobledgerError):
+    """A file of ``JOBLEDGER_SERVICE_FILES`` cannot be registered."""
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, Problem):
+        return "; ".join(f"{item['field'] or 'body'}: {item['message']}" for item in error.errors or []) or str(error)
+    return str(error)
+
+
+def _same(state: Ingest, record: ServiceRegistered, body: ServiceRequest) -> bool:
+    """The registry holds this registration already: the same document, base URL and credentials."""
+    held = state.services.get(record.tenant, record.name)
+    if held is None or (held.document_sha256, held.definition.base_url, held.source_url) != (
+        record.document_sha256,
+        record.definition.base_url,
+        record.source_url,
+    ):
+        return False
+    if held.auth is None or record.auth is None or body.auth is None:
+        return held.auth is None and record.auth is None
+    given = body.auth.model_dump()
+    opened = state.sealer.open(held.auth)
+    return held.auth.shown() == record.auth.shown() and all(given[name] == value for name, value in opened.items())

@@ -13,7 +13,7 @@ from schemas.artifacts import ArtifactRef
 from schemas.job import Step, StepPhase, StepStatus
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
-from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, ServiceRegistered
+from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, Polling, ServiceRegistered
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
@@ -424,6 +424,7 @@ class ServiceRequest(BaseModel):
     auth: Credentials | None = Field(
         None, description="credentials every call sends: stored sealed, never shown again, never in the log in clear"
     )
+    polling: Polling = Field(default_factory=Polling, description="how an operation answering 202 is followed to its end")
 
 
 class ServiceView(BaseModel):
@@ -441,6 +442,7 @@ class ServiceView(BaseModel):
     auth: dict[str, Any] | None = Field(
         None, description="how calls authenticate (`type`, and where an API key goes); never the secret"
     )
+    polling: Polling
     registered_at: datetime
 
     @classmethod
@@ -457,6 +459,7 @@ class ServiceView(BaseModel):
             document_sha256=registered.document_sha256,
             source_url=registered.source_url,
             auth=registered.auth.shown() if registered.auth is not None else None,
+            polling=registered.polling,
             registered_at=registered.registered_at,
         )
 

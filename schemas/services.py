@@ -168,6 +168,39 @@ class ServiceCall(BaseModel):
     call_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long one call may take")
 
 
+# --- long-running operations --------------------------------------------------------------
+
+
+class Polling(BaseModel):
+    """How a long-running operation of the service is followed to its end.
+
+    An operation that answers ``202 Accepted`` is polled — its ``Location``, or
+    the URL at ``status_url_field`` of its answer — with growing intervals,
+    until the status answers something other than 202 (or, with
+    ``state_field``, a state among ``done_states`` or ``failed_states``). That
+    last answer is the job's result; ``progress_field`` (0–100) feeds the
+    job's progress on the way."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status_url_field: str | None = Field(None, description="dotted path of the status URL in the 202's body (else its Location)")
+    progress_field: str | None = Field(None, description="dotted path of a 0–100 progress figure in a status answer")
+    state_field: str | None = Field(None, description="dotted path of the operation's state in a status answer")
+    done_states: tuple[str, ...] = ("succeeded", "completed", "done", "success")
+    failed_states: tuple[str, ...] = ("failed", "error", "cancelled", "canceled")
+    first_interval_s: float = Field(0.5, gt=0, le=60)
+    max_interval_s: float = Field(10.0, gt=0, le=3600)
+
+
+def field_at(value: Any, dotted: str) -> Any:
+    """``value``'s field at a dotted path (``status.progress``), or ``None``."""
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 # --- credentials: given once, kept sealed ----------------------------------------------
 
 
@@ -241,6 +274,7 @@ class ServiceRegistered(BaseModel):
     document_sha256: str = Field(description="of the document's bytes as registered")
     source_url: str | None = Field(None, description="where the document was fetched from, if it came by URL")
     auth: SealedAuth | None = Field(None, description="the credentials every call sends, their secret sealed")
+    polling: Polling = Field(default_factory=Polling, description="how its long-running operations are followed")
     registered_at: Moment
 
 

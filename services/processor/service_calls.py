@@ -15,6 +15,7 @@ decides the attempt:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -29,11 +30,14 @@ from schemas.services import (
     AuthType,
     Operation,
     ParameterLocation,
+    Polling,
     SealedAuth,
     ServiceCall,
     ServiceDefinition,
+    ServiceRegistered,
     UnknownOperation,
     call_problems,
+    field_at,
 )
 from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
@@ -47,6 +51,8 @@ KEPT_HEADERS = ("content-type", "location", "etag", "last-modified")
 """The answer's headers a result keeps."""
 MAX_ERROR_BODY_CHARS = 2_000
 """How much of a refusing service's answer the job's error quotes."""
+MAX_STATUS_TROUBLES = 5
+"""A long-running operation's status that fails this many times in a row (5xx, 429, no answer) ends the attempt."""
 
 
 class ServiceRefused(PermanentError):
@@ -73,6 +79,12 @@ class ServiceUnreachable(Exception):
         self.error_type = error_type
 
 
+class OperationFailed(PermanentError):
+    """A long-running operation reported that it failed."""
+
+    error_type = "operation failed"
+
+
 class ServiceCaller:
     """The handler of ``service`` jobs, with the registry it reads and the client it calls with."""
 
@@ -82,20 +94,83 @@ class ServiceCaller:
         self._sealer = sealer
 
     async def __call__(self, ctx: JobContext, call: ServiceCall) -> dict[str, Any]:
-        definition, operation, auth = self._resolved(ctx.tenant, call)
+        registered, operation = self._resolved(ctx.tenant, call)
+        auth = registered.auth
         credentials = (auth, self._sealer.open(auth)) if auth is not None else None
-        request = request_of(definition, operation, call, credentials)
+        request = request_of(registered.definition, operation, call, credentials)
+        response = await self._send(request, call, operation)
+        if response.status_code == 202:
+            response = await self._followed(ctx, call, operation, registered, request, response, credentials)
+        return outcome(call, operation, response)
+
+    async def _send(self, request: httpx.Request, call: ServiceCall, operation: Operation) -> httpx.Response:
         try:
-            response = await self._http.send(request)
+            return await self._http.send(request)
         except httpx.TimeoutException as error:
             raise ServiceUnreachable(
                 f"{call.service} {operation.key}: no answer within {call.call_timeout_s:g} s", type(error).__name__
             ) from None
         except httpx.TransportError as error:
             raise ServiceUnreachable(f"{call.service} {operation.key}: {error}", type(error).__name__) from None
-        return outcome(call, operation, response)
 
-    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceDefinition, Operation, SealedAuth | None]:
+    async def _followed(
+        self,
+        ctx: JobContext,
+        call: ServiceCall,
+        operation: Operation,
+        registered: ServiceRegistered,
+        request: httpx.Request,
+        accepted: httpx.Response,
+        credentials: tuple[SealedAuth, dict[str, str]] | None,
+    ) -> httpx.Response:
+        """A long-running operation's last answer: its status polled, with
+        growing intervals, until it is no longer running (:class:`Polling`).
+        A status answer that fails for a while (5xx, no answer) is asked again
+        — re-sending the operation itself could do its work twice."""
+        polling = registered.polling
+        status_url = _status_url(polling, accepted)
+        if status_url is None:
+            return accepted  # accepted, with nowhere to look: that is all there is to know
+        url = request.url.join(status_url)
+
+        def asking(target: httpx.URL) -> httpx.Request:  # the credentials go to the service's own origin only
+            same_origin = (target.scheme, target.host, target.port) == (request.url.scheme, request.url.host, request.url.port)
+            return status_request(target, call, credentials if same_origin else None)
+
+        interval, troubles = polling.first_interval_s, 0
+        while True:
+            if ctx.cancelled:
+                raise PermanentError(f"cancelled while {call.service} {operation.key} was still running (status: {url})")
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, polling.max_interval_s)
+            try:
+                answer = await self._send(asking(url), call, operation)
+            except ServiceUnreachable as unreachable:
+                troubles += 1
+                if troubles >= MAX_STATUS_TROUBLES:
+                    raise unreachable from None
+                continue
+            if answer.status_code >= 500 or answer.status_code in RETRYABLE_STATUSES:
+                troubles += 1
+                if troubles >= MAX_STATUS_TROUBLES:
+                    return answer  # (failed, and retried as the job's backoff says)
+                continue
+            troubles = 0
+            body = _json(answer)
+            state = field_at(body, polling.state_field) if polling.state_field else None
+            progress = field_at(body, polling.progress_field) if polling.progress_field else None
+            if isinstance(progress, (int, float)) and not isinstance(progress, bool) and 0 <= progress <= 100:
+                await ctx.progress(float(progress), str(state) if state is not None else None)
+            if answer.status_code == 202:
+                continue
+            if answer.status_code == 303 and "location" in answer.headers:
+                return await self._send(asking(url.join(answer.headers["location"])), call, operation)
+            if polling.state_field is None or state in polling.done_states:
+                return answer
+            if state in polling.failed_states:
+                raise OperationFailed(f"{call.service} {operation.key} ended {state}: {answer.text[:MAX_ERROR_BODY_CHARS]}")
+
+    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceRegistered, Operation]:
         registered = self._registry.get(tenant, call.service)
         if registered is None:
             raise PermanentError(f"no service {call.service!r} is registered (it was deleted after the job was submitted?)")
@@ -108,7 +183,7 @@ class ServiceCaller:
         if problems:  # the service was registered again, with other schemas, since the submit
             listed = "; ".join(f"{'.'.join(str(part) for part in where)}: {message}" for where, message in problems)
             raise PermanentError(f"the call no longer fits {call.service} {operation.key}: {listed}")
-        return definition, operation, registered.auth
+        return registered, operation
 
 
 class ServiceCalls(Service):
@@ -178,6 +253,32 @@ def request_of(
     request = httpx.Request(operation.method, url, params=query, headers=headers, **content)
     request.extensions["timeout"] = httpx.Timeout(call.call_timeout_s).as_dict()
     return request
+
+
+def status_request(url: httpx.URL, call: ServiceCall, credentials: tuple[SealedAuth, dict[str, str]] | None) -> httpx.Request:
+    """A GET of a long-running operation's status, with the service's credentials (if it is the service's)."""
+    headers: dict[str, str] = {}
+    query: dict[str, Any] = {}
+    if credentials is not None:
+        _authorize(credentials, headers, query)
+    request = httpx.Request("GET", url.copy_merge_params(query) if query else url, headers=headers)
+    request.extensions["timeout"] = httpx.Timeout(call.call_timeout_s).as_dict()
+    return request
+
+
+def _status_url(polling: Polling, accepted: httpx.Response) -> str | None:
+    if polling.status_url_field is not None:
+        found = field_at(_json(accepted), polling.status_url_field)
+        if isinstance(found, str) and found:
+            return found
+    return accepted.headers.get("location")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return None
 
 
 def _authorize(credentials: tuple[SealedAuth, dict[str, str]], headers: dict[str, str], query: dict[str, Any]) -> None:

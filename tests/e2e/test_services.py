@@ -164,6 +164,7 @@ SHOP = {
             }
         },
         "/refuse": {"post": {"operationId": "refuse", "responses": {"422": {"description": "never"}}}},
+        "/exports": {"post": {"operationId": "export", "responses": {"202": {"description": "started"}}}},
     },
 }
 
@@ -192,10 +193,20 @@ def shop() -> Iterator[tuple[str, Counter]]:
             calls[self.path] += 1
             if self.path == "/refuse":
                 self._answer(422, {"title": "no such sku", "detail": "sku 42 is not sold here"})
+            elif self.path == "/exports":
+                self._answer(202, {"state": "queued"}, {"Location": "/exports/e-1"})
             else:
                 self._answer(201, {"id": "order-1", **sent}, {"Location": "/orders/order-1"})
 
         def do_GET(self) -> None:
+            if self.path == "/exports/e-1":  # a long-running export: four polls running, then done
+                calls["polls"] += 1
+                calls[f"poll authorization {self.headers.get('Authorization')}"] += 1
+                if calls["polls"] <= 4:
+                    self._answer(202, {"state": "running", "progress": 20 * calls["polls"]})
+                else:
+                    self._answer(200, {"state": "succeeded", "progress": 100, "rows": 1234})
+                return
             key = self.headers.get("X-Attempt-Key", "")
             calls[key] += 1
             if calls[key] <= 2:
@@ -304,7 +315,7 @@ async def test_a_call_that_does_not_fit_the_operation_is_a_422_naming_the_payloa
     assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 422)
     assert fields(answers["unknown service"]) == ["payload.service"]
     assert fields(answers["unknown operation"]) == ["payload.operation"]
-    assert "it has: createOrder, getOrder, refuse" in answers["unknown operation"].json()["detail"]
+    assert "it has: createOrder, export, getOrder, refuse" in answers["unknown operation"].json()["detail"]
     assert sorted(fields(answers["bad body"])) == ["payload.body", "payload.body.quantity"], "sku missing, quantity < 1"
     assert fields(answers["missing parameter"]) == ["payload.params.id"]
 
@@ -358,3 +369,32 @@ async def test_services_in_files_are_registered_at_start_once_and_a_bad_file_sto
     assert shown.status_code == 200 and shown.json()["base_url"] == "http://127.0.0.1:9"
     assert registrations() == 1
     assert exited != 0 and f"service file {bad}: document.paths" in log
+
+
+async def test_a_long_running_operation_is_polled_to_its_end_and_its_progress_becomes_the_jobs(api):
+    polling = {"progress_field": "progress", "state_field": "state", "first_interval_s": 0.3, "max_interval_s": 0.6}
+    with shop() as (url, calls):
+        registered = await api.post(
+            "/services",
+            json={
+                "name": "shop-export",
+                "document": SHOP,
+                "base_url": url,
+                "polling": polling,
+                "auth": {"type": "bearer", "token": "t-9"},
+            },
+        )
+        submitted = await api.post(
+            "/jobs", json={"type": "service", "payload": {"service": "shop-export", "operation": "export"}}
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+        events = (await api.get(f"/jobs/{job['id']}/events")).json()["items"]
+
+    assert registered.json()["polling"]["state_field"] == "state"
+    assert job["state"] == "SUCCEEDED", job
+    assert job["result"]["status"] == 200 and job["result"]["body"] == {"state": "succeeded", "progress": 100, "rows": 1234}
+    assert calls["polls"] == 5 and calls["poll authorization Bearer t-9"] == 5, (
+        "the status is asked with the service's credentials"
+    )
+    progressed = [event["data"]["percent"] for event in events if event["type"] == "jobledger.job.progressed"]
+    assert progressed and all(0 < percent <= 100 for percent in progressed) and progressed == sorted(progressed), progressed

@@ -75,6 +75,7 @@ async def registration(state: Ingest, tenant: str, body: ServiceRequest) -> Serv
         definition=definition,
         document_sha256=hashlib.sha256(raw).hexdigest(),
         source_url=body.url,
+        polling=body.polling,
         registered_at=datetime.now(timezone.utc),
     )
     if body.auth is not None:
@@ -202,10 +203,11 @@ def _why(error: Exception) -> str:
 def _same(state: Ingest, record: ServiceRegistered, body: ServiceRequest) -> bool:
     """The registry holds this registration already: the same document, base URL and credentials."""
     held = state.services.get(record.tenant, record.name)
-    if held is None or (held.document_sha256, held.definition.base_url, held.source_url) != (
+    if held is None or (held.document_sha256, held.definition.base_url, held.source_url, held.polling) != (
         record.document_sha256,
         record.definition.base_url,
         record.source_url,
+        record.polling,
     ):
         return False
     if held.auth is None or record.auth is None or body.auth is None:

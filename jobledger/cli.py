@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import httpx
 import typer
+import yaml
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,9 +27,9 @@ from rich.text import Text
 
 from jobledger.client import JobUpdate
 from jobledger.errors import ApiError, JobFailed, WaitTimeout
-from jobledger.sync import Client
+from jobledger.sync import Client, Job
 from schemas import TERMINAL, JobStatus
-from schemas.api import JobView
+from schemas.api import JobView, ServiceView
 from schemas.job import StepPhase
 
 EXIT_JOB_FAILED = 1
@@ -46,12 +47,114 @@ Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 schedules = typer.Typer(help="Cron schedules: each tick submits one job.", no_args_is_help=True)
+services = typer.Typer(help="HTTP services described by OpenAPI documents, which jobs call.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     for command in (submit, get, ls, follow, watch, events, cancel, retry, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
+    app.add_typer(services, name="services", rich_help_panel="Services")
+    app.command(rich_help_panel="Services")(call)
+
+
+@services.command("register")
+def service_register(
+    name: str = typer.Argument(..., help="How jobs name the service: lower case, digits, - and _."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="The OpenAPI or Swagger document (JSON or YAML)."),
+    document_url: Optional[str] = typer.Option(None, "--document-url", help="Where the server fetches the document instead."),
+    base_url: Optional[str] = typer.Option(None, help="Where calls go (default: the document's first server)."),
+    auth_file: Optional[Path] = typer.Option(
+        None, help='Credentials, as a JSON or YAML file: {"type": "bearer", "token": …} (kept out of your shell history).'
+    ),
+    polling: Optional[str] = typer.Option(None, help='How a 202 is followed, as JSON: {"progress_field": "progress", …}.'),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Register (or replace) a service; print its operations."""
+    if (file is None) == (document_url is None):
+        raise typer.BadParameter("give the document's --file or its --document-url, one of them")
+    document = _read_file(file, "--file") if file is not None else None
+    auth = yaml.safe_load(_read_file(auth_file, "--auth-file")) if auth_file is not None else None
+    with _client(url, api_key) as client:
+        registered = client.register_service(
+            name,
+            document=document,
+            url=document_url,
+            base_url=base_url,
+            auth=auth,
+            polling=_json_option(polling, "--polling") if polling is not None else None,
+        )
+    _print(as_json, registered.model_dump(mode="json"), lambda: _show_service(registered))
+
+
+@services.command("ls")
+def service_list(as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """List your services."""
+    with _client(url, api_key) as client:
+        found = client.service_list()
+    if as_json:
+        out.print_json(data=[service.model_dump(mode="json") for service in found])
+        return
+    rows = [(service.name, str(len(service.operations)), service.base_url or "", service.title or "") for service in found]
+    out.print(_id_table(("name", "operations", "base url", "title"), rows))
+
+
+@services.command("show")
+def service_show(name: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Show a service: its operations, how to name them, and what they take."""
+    with _client(url, api_key) as client:
+        service = client.get_service(name)
+    _print(as_json, service.model_dump(mode="json"), lambda: _show_service(service))
+
+
+@services.command("rm")
+def service_delete(name: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Remove a service from the registry: later jobs cannot call it."""
+    with _client(url, api_key) as client:
+        client.delete_service(name)
+    console.print(f"removed {name}")
+
+
+def call(
+    service: str = typer.Argument(..., help="A registered service (jobledger services ls)."),
+    operation: str = typer.Argument(..., help="Its operationId, or 'METHOD /path'."),
+    params: str = typer.Option("{}", "--params", help="Path, query, header and cookie parameters, as JSON."),
+    body: Optional[str] = typer.Option(None, "--body", "-b", help="The request body, as JSON."),
+    max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED (default 5)."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Follow the job to its end with a progress bar; exit 1 if it fails."),
+    wait_timeout: Optional[float] = typer.Option(None, help="With --wait: give up after this many seconds (exit 4)."),
+    as_json: bool = Json,
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Call an operation of a service as a job; print its id (with --wait, its result)."""
+    options = {"max_attempts": max_attempts} if max_attempts is not None else {}
+    with _client(url, api_key) as client:
+        job = client.call(
+            service,
+            operation,
+            params=_json_option(params, "--params"),
+            body=_json_option(body, "--body") if body is not None else None,
+            **options,
+        )
+        _submitted(client, job, wait, wait_timeout, as_json)
+
+
+def _show_service(service: ServiceView) -> None:
+    out.print(f"[bold]{service.name}[/] {service.title or ''} {service.version or ''} → {service.base_url or '(no base URL)'}")
+    rows = [(operation.key, operation.method, operation.path, operation.summary or "") for operation in service.operations]
+    out.print(_id_table(("operation", "method", "path", "summary"), rows))
+    for warning in service.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _read_file(path: Path, option: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise typer.BadParameter(f"{path}: {error.strerror}", param_hint=option) from None
 
 
 @schedules.command("create")
@@ -141,21 +244,27 @@ def submit(
     body = _json_option(payload, "--payload")
     with _client(url, api_key) as client:
         job = client.submit(type, body, idempotency_key=idempotency_key, **options)
-        if not wait:
-            _print(as_json, {"id": job.id}, lambda: out.print(job.id))
-            return
-        console.print(f"submitted {job.id}")
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-        with Progress(*columns, console=console) as bar:
-            task = bar.add_task("PENDING", total=100)
-            step_bars = StepBars(bar)
-            for update in job.follow():
-                bar.update(task, description=_describe(update), completed=update.progress or 0)
-                step_bars.update(update.event)
-        final = _final(client, job.id, wait_timeout)
-        _print(as_json, final.model_dump(mode="json"), lambda: _show_job(final))
-        if final.state is not JobStatus.SUCCEEDED:
-            raise typer.Exit(EXIT_JOB_FAILED)
+        _submitted(client, job, wait, wait_timeout, as_json)
+
+
+def _submitted(client: Client, job: Job, wait: bool, wait_timeout: float | None, as_json: bool) -> None:
+    """Print a submitted job's id; with ``wait``, follow it to its end with a
+    progress bar (a bar per step of a pipeline) and exit 1 if it fails."""
+    if not wait:
+        _print(as_json, {"id": job.id}, lambda: out.print(job.id))
+        return
+    console.print(f"submitted {job.id}")
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("PENDING", total=100)
+        step_bars = StepBars(bar)
+        for update in job.follow():
+            bar.update(task, description=_describe(update), completed=update.progress or 0)
+            step_bars.update(update.event)
+    final = _final(client, job.id, wait_timeout)
+    _print(as_json, final.model_dump(mode="json"), lambda: _show_job(final))
+    if final.state is not JobStatus.SUCCEEDED:
+        raise typer.Exit(EXIT_JOB_FAILED)
 
 
 def get(job_id: str, as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:

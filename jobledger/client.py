@@ -29,7 +29,18 @@ from httpx_sse import aconnect_sse
 
 from jobledger.errors import ApiError, JobFailed, WaitTimeout, answering, raise_for_problem
 from schemas import TERMINAL, JobStatus
-from schemas.api import DEV_API_KEY, BatchAccepted, JobAccepted, JobList, JobView, ScheduleList, ScheduleView
+from schemas.api import (
+    DEV_API_KEY,
+    BatchAccepted,
+    JobAccepted,
+    JobList,
+    JobView,
+    ScheduleList,
+    ScheduleView,
+    ServiceList,
+    ServiceSummary,
+    ServiceView,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LONG_POLL_S = 30.0
@@ -244,6 +255,55 @@ class AsyncClient:
     async def delete_schedule(self, schedule_id: str) -> ScheduleView:
         return ScheduleView.model_validate((await self._request("DELETE", f"/schedules/{schedule_id}")).json())
 
+    # --- services -----------------------------------------------------------------
+
+    async def register_service(
+        self,
+        name: str,
+        *,
+        document: dict[str, Any] | str | None = None,
+        url: str | None = None,
+        base_url: str | None = None,
+        auth: dict[str, Any] | None = None,
+        polling: dict[str, Any] | None = None,
+    ) -> ServiceView:
+        """Register (or replace) service ``name`` by its OpenAPI document, given or at ``url``."""
+        fields = dict(name=name, document=document, url=url, base_url=base_url, auth=auth, polling=polling)
+        body = {key: value for key, value in fields.items() if value is not None}
+        return ServiceView.model_validate((await self._request("POST", "/services", json=body)).json())
+
+    async def service_list(self) -> builtins.list[ServiceSummary]:
+        return ServiceList.model_validate((await self._request("GET", "/services")).json()).items
+
+    async def get_service(self, name: str) -> ServiceView:
+        return ServiceView.model_validate((await self._request("GET", f"/services/{name}")).json())
+
+    async def delete_service(self, name: str) -> None:
+        await self._request("DELETE", f"/services/{name}")
+
+    async def call(
+        self,
+        service: str,
+        operation: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        call_timeout_s: float | None = None,
+        **options: Any,
+    ) -> AsyncJob:
+        """Submit a job that calls ``operation`` of a registered service (checked
+        against its schemas now: a bad field is :class:`Invalid`)."""
+        payload: dict[str, Any] = {"service": service, "operation": operation, "params": params or {}, "body": body}
+        if call_timeout_s is not None:
+            payload["call_timeout_s"] = call_timeout_s
+        return await self.submit("service", payload, **options)
+
+    @property
+    def services(self) -> Services:
+        """``client.services["billing"].create_invoice(body={…})``: a registered
+        service's operations as callables, each submitting a job (its handle)."""
+        return Services(self.call)
+
     async def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
         """The job once it has ended (at a version past ``after_version``: an end
         seen before a retry does not count): returned if it SUCCEEDED, else
@@ -347,3 +407,34 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return getattr(value, "value", value)
+
+
+class Services:
+    """Registered services by name: ``services["billing"]`` (see :attr:`AsyncClient.services`)."""
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self._call = call
+
+    def __getitem__(self, name: str) -> ServiceOperations:
+        return ServiceOperations(self._call, name)
+
+
+class ServiceOperations:
+    """A service's operations as attributes, named as Python spells them:
+    ``create_invoice`` calls ``createInvoice`` (``get_invoices_id`` is not a
+    thing: an operation without an operationId is reached by ``call``)."""
+
+    def __init__(self, call: Callable[..., Any], service: str) -> None:
+        self._call = call
+        self._service = service
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        if operation.startswith("_"):
+            raise AttributeError(operation)
+
+        def call(*, params: dict[str, Any] | None = None, body: Any = None, **options: Any) -> Any:
+            return self._call(self._service, operation, params=params, body=body, **options)
+
+        call.__name__ = operation
+        call.__doc__ = f"Submit a job calling {operation} of service {self._service!r}."
+        return call

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from jobledger.client import AsyncClient, AsyncJob, JobUpdate
-from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView
+from jobledger.client import AsyncClient, AsyncJob, JobUpdate, Services
+from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView
 
 T = TypeVar("T")
 
@@ -160,6 +160,28 @@ class Client:
 
     def delete_schedule(self, schedule_id: str) -> ScheduleView:
         return self._loop.run(self._async.delete_schedule(schedule_id))
+
+    def register_service(self, name: str, **given: Any) -> ServiceView:
+        """Register (or replace) a service: ``document=`` or ``url=``, and ``base_url``, ``auth``, ``polling``."""
+        return self._loop.run(self._async.register_service(name, **given))
+
+    def service_list(self) -> builtins.list[ServiceSummary]:
+        return self._loop.run(self._async.service_list())
+
+    def get_service(self, name: str) -> ServiceView:
+        return self._loop.run(self._async.get_service(name))
+
+    def delete_service(self, name: str) -> None:
+        self._loop.run(self._async.delete_service(name))
+
+    def call(self, service: str, operation: str, **given: Any) -> Job:
+        """Submit a job calling ``operation`` of a registered service (``params=``, ``body=``, options)."""
+        return Job(self, self._loop.run(self._async.call(service, operation, **given)))
+
+    @property
+    def services(self) -> Services:
+        """``client.services["billing"].create_invoice(body={…})`` returns the job's handle."""
+        return Services(self.call)
 
     def wait(self, job_id: str, timeout: float | None = None, *, after_version: int = 0) -> JobView:
         return self._loop.run(self._async.wait(job_id, timeout, after_version=after_version))

@@ -89,8 +89,10 @@ class ServiceDefinition(BaseModel):
     warnings: tuple[str, ...] = Field((), description="what the validator found wrong in a document that is still usable")
 
     def operation(self, ref: str) -> Operation:
-        """The operation ``ref`` names — an ``operationId``, or ``METHOD /path``
-        (the method in any case) — or :class:`UnknownOperation`."""
+        """The operation ``ref`` names — an ``operationId``, ``METHOD /path``
+        (the method in any case), or the operationId as Python spells a name
+        (``create_invoice`` for ``createInvoice``, as the SDK's callables do) —
+        or :class:`UnknownOperation`."""
         found = self.operations.get(ref)
         if found is not None:
             return found
@@ -99,6 +101,13 @@ class ServiceDefinition(BaseModel):
         for operation in self.operations.values():
             if (operation.method, operation.path) == wanted:
                 return operation
+        spelled = [
+            operation
+            for operation in self.operations.values()
+            if operation.operation_id and _bare(operation.operation_id) == _bare(ref)
+        ]
+        if len(spelled) == 1:
+            return spelled[0]
         raise UnknownOperation(self.name, ref, sorted(self.operations))
 
 
@@ -107,6 +116,11 @@ class UnknownOperation(JobledgerError):
         listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
         super().__init__(f"service {service!r} has no operation {ref!r}; it has: {listed or 'none'}")
         self.service, self.ref, self.known = service, ref, known
+
+
+def _bare(name: str) -> str:
+    """A name without case or separators: ``createInvoice``, ``create_invoice`` and ``create-invoice`` are one."""
+    return "".join(character for character in name.lower() if character.isalnum())
 
 
 def operation_key(method: str, path: str, operation_id: str | None) -> str:

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from tests.e2e.conftest import FUZZ_KEY, read_topic, wait_for_job
+from jobledger import AsyncClient, Invalid
+from tests.e2e.conftest import FUZZ_KEY, jobledger, read_topic, wait_for_job
 from tests.unit.test_service_documents import BILLING, PETS
 
 
@@ -398,3 +399,36 @@ async def test_a_long_running_operation_is_polled_to_its_end_and_its_progress_be
     )
     progressed = [event["data"]["percent"] for event in events if event["type"] == "jobledger.job.progressed"]
     assert progressed and all(0 < percent <= 100 for percent in progressed) and progressed == sorted(progressed), progressed
+
+
+async def test_the_cli_registers_shows_and_calls_and_the_sdk_calls_operations_by_python_names(stack, tmp_path):
+    document = tmp_path / "shop.json"
+    document.write_text(json.dumps(SHOP))
+    with shop() as (url, calls):
+        registered = await asyncio.to_thread(
+            jobledger, stack, "services", "register", "shop-cli", "--file", str(document), "--base-url", url
+        )
+        listed = await asyncio.to_thread(jobledger, stack, "services", "ls", "--json")
+        shown = await asyncio.to_thread(jobledger, stack, "services", "show", "shop-cli", env={"COLUMNS": "120"})
+        called = await asyncio.to_thread(
+            jobledger, stack, "call", "shop-cli", "createOrder", "--body", '{"sku": "cli-1"}', "--wait", "--json"
+        )
+        refused = await asyncio.to_thread(jobledger, stack, "call", "shop-cli", "createOrder", "--body", '{"quantity": 0}')
+        async with AsyncClient(stack.api_url) as client:
+            job = await client.services["shop-cli"].create_order(body={"sku": "sdk-1"})
+            finished = await job.wait(timeout=60)
+            try:
+                await client.services["shop-cli"].create_order(body={})
+            except Invalid as invalid:
+                bad = [error["field"] for error in invalid.errors]
+        removed = await asyncio.to_thread(jobledger, stack, "services", "rm", "shop-cli")
+
+    assert registered.returncode == 0, registered.stderr
+    assert "shop-cli" in [service["name"] for service in json.loads(listed.stdout)]
+    assert "createOrder" in shown.stdout and "POST" in shown.stdout and "/orders/{id}" in shown.stdout
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["result"]["body"] == {"id": "order-1", "sku": "cli-1"}
+    assert refused.returncode != 0 and "payload.body" in refused.stderr
+    assert finished.result["body"]["sku"] == "sdk-1", "create_order is createOrder"
+    assert bad == ["payload.body"]
+    assert removed.returncode == 0 and calls["/orders"] == 2

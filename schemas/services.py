@@ -17,6 +17,8 @@ network or the service.
 
 from __future__ import annotations
 
+import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
@@ -269,6 +271,81 @@ class SealedAuth(BaseModel):
     def shown(self) -> dict[str, Any]:
         """What the API shows of them: never the secret."""
         return self.model_dump(exclude={"sealed"}, exclude_none=True)
+
+
+# --- values from earlier steps: ``{{ steps.reserve.body.id }}`` ---------------------------
+
+TEMPLATE = re.compile(r"\{\{\s*(steps\.[^{}\s]+)\s*\}\}")
+"""``{{ steps.<step>.<field>… }}``: a value of an earlier step's result, by a dotted path.
+Braces around anything else (``{{ name }}``) are sent as they are."""
+
+
+class TemplateError(JobledgerError):
+    """A template names nothing in the results at hand."""
+
+
+def has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return TEMPLATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(has_template(item) for item in value.values())
+    if isinstance(value, list):
+        return any(has_template(item) for item in value)
+    return False
+
+
+def filled(value: Any, results: dict[str, Any]) -> Any:
+    """``value`` with its templates replaced from ``results`` (step name →
+    result): a string that is one template becomes the value itself (a number
+    stays a number, an object an object); templates inside a longer string are
+    written in (a non-string as JSON). Nothing is evaluated: a template is a
+    path, and a path that names nothing is a :class:`TemplateError`."""
+    if isinstance(value, dict):
+        return {key: filled(item, results) for key, item in value.items()}
+    if isinstance(value, list):
+        return [filled(item, results) for item in value]
+    if not isinstance(value, str):
+        return value
+    whole = TEMPLATE.fullmatch(value.strip())
+    if whole is not None:
+        return _looked_up(whole.group(1), results)
+    return TEMPLATE.sub(lambda match: _as_text(_looked_up(match.group(1), results)), value)
+
+
+def _looked_up(path: str, results: dict[str, Any]) -> Any:
+    step, _, fields = path.removeprefix("steps.").partition(".")
+    if step not in results:
+        raise TemplateError(
+            f"{{{{ {path} }}}}: no result of a step {step!r} here (it has: {', '.join(sorted(results)) or 'none'})"
+        )
+    value = results[step]
+    for part in fields.split(".") if fields else ():
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise TemplateError(f"{{{{ {path} }}}}: the result of step {step!r} has nothing at {part!r}")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def templated_at(call: ServiceCall, where: Where) -> bool:
+    """The call's value at ``where`` (``("body", "amount")``) is, or is inside, a template: filled when the step runs."""
+    value: Any = {"params": call.params, "body": call.body}
+    for part in where:
+        if isinstance(value, str):
+            break
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return False
+    return isinstance(value, str) and TEMPLATE.search(value) is not None
 
 
 # --- the registry: records on ``jobs.services`` -------------------------------------------

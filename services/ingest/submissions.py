@@ -22,7 +22,7 @@ from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.api import SubmitJobRequest
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
-from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, call_problems
+from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, call_problems, templated_at
 from schemas.values import document_problems, json_problems
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
@@ -71,7 +71,11 @@ class ServiceCalls:
             operation = definition.operation(call.operation)
         except UnknownOperation as unknown:
             raise invalid([field_error(where + ("operation",), str(unknown))]) from None
-        problems = call_problems(definition, operation, call.params, call.body)
+        problems = [
+            (path, message)
+            for path, message in call_problems(definition, operation, call.params, call.body)
+            if not templated_at(call, path)  # (checked again when the step runs, filled)
+        ]
         if problems:
             raise invalid([field_error(where + path, message) for path, message in problems])
 

@@ -35,9 +35,12 @@ from schemas.services import (
     ServiceCall,
     ServiceDefinition,
     ServiceRegistered,
+    TemplateError,
     UnknownOperation,
     call_problems,
     field_at,
+    filled,
+    has_template,
 )
 from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
@@ -94,6 +97,11 @@ class ServiceCaller:
         self._sealer = sealer
 
     async def __call__(self, ctx: JobContext, call: ServiceCall) -> dict[str, Any]:
+        if has_template(call.params) or has_template(call.body):
+            try:
+                call = call.model_copy(update={"params": filled(call.params, ctx.inputs), "body": filled(call.body, ctx.inputs)})
+            except TemplateError as error:
+                raise PermanentError(str(error)) from None
         registered, operation = self._resolved(ctx.tenant, call)
         auth = registered.auth
         credentials = (auth, self._sealer.open(auth)) if auth is not None else None

@@ -162,7 +162,12 @@ SHOP = {
                     {"name": "X-Attempt-Key", "in": "header", "schema": {"type": "string"}},
                 ],
                 "responses": {"200": {"description": "the order"}},
-            }
+            },
+            "delete": {
+                "operationId": "cancelOrder",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"204": {"description": "cancelled"}},
+            },
         },
         "/refuse": {"post": {"operationId": "refuse", "responses": {"422": {"description": "never"}}}},
         "/exports": {"post": {"operationId": "export", "responses": {"202": {"description": "started"}}}},
@@ -216,6 +221,11 @@ def shop() -> Iterator[tuple[str, Counter]]:
                 self._answer(429, {"title": "slow down"}, {"Retry-After": "1"})
             else:
                 self._answer(200, {"id": self.path.rsplit("/", 1)[-1], "state": "shipped"})
+
+        def do_DELETE(self) -> None:
+            calls[f"deleted {self.path}"] += 1
+            self.send_response(204)
+            self.end_headers()
 
         def log_message(self, *args) -> None:
             pass
@@ -432,3 +442,36 @@ async def test_the_cli_registers_shows_and_calls_and_the_sdk_calls_operations_by
     assert finished.result["body"]["sku"] == "sdk-1", "create_order is createOrder"
     assert bad == ["payload.body"]
     assert removed.returncode == 0 and calls["/orders"] == 2
+
+
+async def test_a_saga_across_two_services_compensates_with_values_from_the_steps_results(api):
+    with shop() as (orders_url, orders), shop() as (payments_url, payments):
+        await api.post("/services", json={"name": "saga-orders", "document": SHOP, "base_url": orders_url})
+        await api.post("/services", json={"name": "saga-payments", "document": SHOP, "base_url": payments_url})
+        reserve = {"service": "saga-orders", "operation": "createOrder", "body": {"sku": "s-1", "quantity": 1}}
+        undo = {"service": "saga-orders", "operation": "cancelOrder", "params": {"id": "{{ steps.reserve.body.id }}"}}
+        pay = {"service": "saga-payments", "operation": "refuse", "params": {}}
+        submitted = await api.post(
+            "/jobs",
+            json={
+                "type": "pipeline",
+                "steps": [
+                    {
+                        "name": "reserve",
+                        "type": "service",
+                        "payload": reserve,
+                        "compensate": {"type": "service", "payload": undo},
+                    },
+                    {"name": "pay", "type": "service", "payload": pay, "depends_on": ["reserve"]},
+                ],
+                "max_attempts": 1,
+            },
+        )
+        job = await wait_for_job(api, submitted.json()["id"])
+
+    assert submitted.status_code == 202, submitted.text
+    assert job["state"] == "FAILED" and "answered 422" in job["error"], job
+    assert job["compensated"] is True
+    assert [(step["name"], step["state"]) for step in job["steps"]] == [("reserve", "COMPENSATED"), ("pay", "FAILED")]
+    assert orders["/orders"] == 1 and orders["deleted /orders/order-1"] == 1, "undone with the id the reserve step got"
+    assert payments["/refuse"] == 1

@@ -145,3 +145,26 @@ def test_credentials_are_sealed_opened_with_any_key_of_a_rotation_and_sent_where
         Sealer(new).open(sealed_before)
     with pytest.raises(SecretsUnavailable, match="no JOBLEDGER_SECRET_KEY"):
         Sealer(None).seal(BearerAuth(token="t"))
+
+
+def test_templates_take_values_from_earlier_steps_results_and_evaluate_nothing():
+    from schemas.services import TemplateError, filled, templated_at
+
+    results = {"reserve": {"status": 201, "body": {"id": "o-1", "count": 3, "lines": [{"sku": "a"}]}}}
+
+    assert filled(
+        {
+            "id": "{{ steps.reserve.body.id }}",
+            "count": "{{steps.reserve.body.count}}",
+            "sku": "{{ steps.reserve.body.lines.0.sku }}",
+            "note": "order {{ steps.reserve.body.id }} of {{ steps.reserve.body.count }}",
+            "literal": "{{ name }} and {{ __import__('os') }}",
+        },
+        results,
+    ) == {"id": "o-1", "count": 3, "sku": "a", "note": "order o-1 of 3", "literal": "{{ name }} and {{ __import__('os') }}"}
+    with pytest.raises(TemplateError, match="no result of a step 'pay' here"):
+        filled("{{ steps.pay.body }}", results)
+    with pytest.raises(TemplateError, match="nothing at 'nope'"):
+        filled(["{{ steps.reserve.body.nope }}"], results)
+    templated = ServiceCall(service="s", operation="o", body={"amount": "{{ steps.quote.body.amount }}", "plain": "x"})
+    assert templated_at(templated, ("body", "amount")) and not templated_at(templated, ("body", "plain"))

@@ -489,3 +489,14 @@ class ServiceSummary(BaseModel):
 
 class ServiceList(BaseModel):
     items: list[ServiceSummary]
+
+
+class UploadView(BaseModel):
+    """A stored file: a job's payload names it by ``ref`` (a service call's ``files``)."""
+
+    id: str
+    ref: str = Field(description="how a payload names it: upload:<id>")
+    filename: str
+    content_type: str
+    size: int
+    sha256: str

@@ -40,6 +40,15 @@ class ArtifactRef(BaseModel):
         return self.uri.removeprefix("s3://").split("/", 1)[1]
 
 
+UPLOAD_PREFIX = "upload:"
+"""How a job's payload names an uploaded file: ``upload:<id>`` (``POST /uploads``)."""
+
+
+def upload_key(tenant: str, upload_id: str) -> str:
+    """Where an uploaded file is stored: under its tenant, by its id."""
+    return f"uploads/{quote(tenant, safe='')}/{quote(upload_id, safe='')}"
+
+
 def artifact_key(tenant: str, job_id: str, name: str, attempt: int) -> str:
     """Where an attempt's artifact is stored: one object per attempt, never overwritten."""
     return f"{quote(tenant, safe='')}/{quote(job_id, safe='')}/{quote(name, safe='')}/{attempt}.json"

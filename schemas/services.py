@@ -23,8 +23,9 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from openapi_schema_validator import OAS30Validator, OAS31Validator
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from schemas.artifacts import UPLOAD_PREFIX
 from schemas.errors import JobledgerError
 from schemas.values import Moment
 
@@ -132,6 +133,37 @@ def operation_key(method: str, path: str, operation_id: str | None) -> str:
 Where = tuple[Any, ...]
 
 
+def is_form(media_type: str) -> bool:
+    return media_type.startswith("multipart/") or media_type == "application/x-www-form-urlencoded"
+
+
+def body_with_files(operation: Operation, call: ServiceCall) -> Any:
+    """The body as the operation's schema sees it once the call's files are in:
+    each a form field, or the whole body of an operation that takes raw bytes."""
+    if not call.files:
+        return call.body
+    media = next(iter(operation.request_body.media_types), "") if operation.request_body else ""
+    if is_form(media):
+        return {**(call.body if isinstance(call.body, dict) else {}), **dict.fromkeys(call.files, "(file)")}
+    return "(file)" if call.body is None else call.body
+
+
+def files_problems(operation: Operation, call: ServiceCall) -> list[tuple[Where, str]]:
+    """Files the operation cannot take: a raw body is one file, and a JSON body none."""
+    if not call.files:
+        return []
+    media = next(iter(operation.request_body.media_types), "") if operation.request_body else ""
+    if operation.request_body is None:
+        return [(("files",), f"{operation.key} takes no request body, so no file")]
+    if is_form(media):
+        return []
+    if "json" in media:
+        return [(("files",), f"{operation.key} takes a JSON body ({media}): send files to a multipart or binary operation")]
+    if len(call.files) != 1 or call.body is not None:
+        return [(("files",), f"{operation.key} takes its body as raw bytes ({media}): one file, and no body")]
+    return []
+
+
 def call_problems(
     definition: ServiceDefinition, operation: Operation, params: dict[str, Any], body: Any
 ) -> list[tuple[Where, str]]:
@@ -181,7 +213,20 @@ class ServiceCall(BaseModel):
     operation: str = Field(min_length=1, max_length=500, description="its operationId, or `METHOD /path`")
     params: dict[str, Any] = Field(default_factory=dict, description="path, query, header and cookie parameters, by name")
     body: Any = Field(None, description="the request body (JSON, or the fields of a form)")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="files to send, by form field: upload:<id> (POST /uploads); a multipart operation gets them as its "
+        "fields, any other takes the one file as its raw body",
+    )
     call_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long one call may take")
+
+    @field_validator("files")
+    @classmethod
+    def _uploads(cls, files: dict[str, str]) -> dict[str, str]:
+        for name, ref in files.items():
+            if not ref.startswith(UPLOAD_PREFIX) or len(ref) == len(UPLOAD_PREFIX):
+                raise ValueError(f"file {name!r} must name an upload as upload:<id> (POST /uploads), not {ref[:100]!r}")
+        return files
 
 
 # --- long-running operations --------------------------------------------------------------

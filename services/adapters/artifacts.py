@@ -14,13 +14,14 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import quote, unquote
 
 import aioboto3
 import orjson
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from schemas.artifacts import ArtifactRef, artifact_key
+from schemas.artifacts import ArtifactRef, artifact_key, upload_key
 from schemas.errors import JobledgerError
 from services.common.settings import ConnectionSettings
 
@@ -86,6 +87,40 @@ class ArtifactStore:
             Bucket=self.settings.s3_bucket, Key=key, Body=data, ContentType="application/json", Metadata={"sha256": digest}
         )
         return ArtifactRef(name=name, uri=f"s3://{self.settings.s3_bucket}/{key}", size=len(data), sha256=digest)
+
+    async def put_upload(self, data: bytes, *, tenant: str, upload_id: str, filename: str, content_type: str) -> ArtifactRef:
+        """Store an uploaded file (its sha256, name and type kept with it)."""
+        await self._ensure_bucket()
+        key = upload_key(tenant, upload_id)
+        digest = hashlib.sha256(data).hexdigest()
+        await self._client.put_object(
+            Bucket=self.settings.s3_bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            Metadata={"sha256": digest, "filename": quote(filename, safe="")},
+        )
+        return ArtifactRef(
+            name=filename, uri=f"s3://{self.settings.s3_bucket}/{key}", size=len(data), sha256=digest, content_type=content_type
+        )
+
+    async def upload(self, tenant: str, upload_id: str) -> ArtifactRef:
+        """An uploaded file of ``tenant``, as stored (:class:`ArtifactMissing` if there is none)."""
+        key = upload_key(tenant, upload_id)
+        try:
+            head = await self._client.head_object(Bucket=self.settings.s3_bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
+                raise ArtifactMissing(f"no upload {upload_id!r}") from None
+            raise
+        metadata = head.get("Metadata", {})
+        return ArtifactRef(
+            name=unquote(metadata.get("filename", upload_id)),
+            uri=f"s3://{self.settings.s3_bucket}/{key}",
+            size=head["ContentLength"],
+            sha256=metadata["sha256"],
+            content_type=head.get("ContentType") or "application/octet-stream",
+        )
 
     async def read(self, ref: ArtifactRef) -> bytes:
         """The whole artifact, checked against its sha256."""

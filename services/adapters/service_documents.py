@@ -74,8 +74,8 @@ def read_document(text: str | bytes, where: Where = ("document",)) -> dict[str, 
     except orjson.JSONDecodeError:
         try:
             document = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise UnusableDocument([(where, f"not JSON or YAML: {error}")]) from None
+        except Exception as error:  # YAMLError, and what a hostile document makes the reader raise (RecursionError…)
+            raise UnusableDocument([(where, f"not JSON or YAML: {type(error).__name__}: {error}")]) from None
     if not isinstance(document, dict):
         raise UnusableDocument([(where, "must be an OpenAPI or Swagger document: a JSON or YAML object")])
     return document
@@ -86,6 +86,15 @@ def definition_of(
 ) -> ServiceDefinition:
     """The definition of service ``name`` from its document (``base_url``, if
     given, overrides the document's servers)."""
+    try:
+        return _definition(name, document, base_url, where)
+    except UnusableDocument:
+        raise
+    except Exception as error:  # a shape no reader of documents expects: refused, naming what broke
+        raise UnusableDocument([(where, f"cannot be read as OpenAPI: {type(error).__name__}: {error}")]) from None
+
+
+def _definition(name: str, document: dict[str, Any], base_url: str | None, where: Where) -> ServiceDefinition:
     spec_version = document.get("openapi") or document.get("swagger")
     if not isinstance(spec_version, str) or not spec_version.startswith(("2.", "3.0", "3.1")):
         raise UnusableDocument(

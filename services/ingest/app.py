@@ -25,17 +25,20 @@ class BodyLimit:
     framework's ``max_body_size``, which answers a Content-Length over the
     limit in plain text rather than as a problem document."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+        """Paths that take larger bodies (``/uploads``), and their limit."""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.larger.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await BodyTooLarge(self.max_bytes).problem().response(scope["path"])(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await BodyTooLarge(max_bytes).problem().response(scope["path"])(scope, receive, send)
                 return
         read = 0
 
@@ -44,8 +47,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 read += len(message.get("body", b""))
-                if read > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if read > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, limited, send)
@@ -75,7 +78,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     problems.install(app)
 
     app.add_middleware(DirectPaths, keys=settings.api_keys)  # inside the body limit: added first
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger={"/uploads": settings.max_upload_bytes})
     for router in ROUTERS:
         app.include_router(router)
     return app

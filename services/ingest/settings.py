@@ -20,6 +20,9 @@ class IngestSettings(ConnectionSettings):
         description="modules declaring the job types ingest accepts (schemas.jobtypes.job_type)",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted")
+    max_upload_bytes: int = Field(
+        64 * 1_048_576, ge=1024, description="largest file POST /uploads takes (held in memory while it is stored)"
+    )
     accepted_cache_size: int = Field(
         10_000, ge=0, description="accepted jobs remembered to answer reads before they are projected"
     )

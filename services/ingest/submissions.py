@@ -22,7 +22,15 @@ from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.api import SubmitJobRequest
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
-from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, call_problems, templated_at
+from schemas.services import (
+    ServiceCall,
+    ServiceRegistered,
+    UnknownOperation,
+    body_with_files,
+    call_problems,
+    files_problems,
+    templated_at,
+)
 from schemas.values import document_problems, json_problems
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
@@ -71,9 +79,9 @@ class ServiceCalls:
             operation = definition.operation(call.operation)
         except UnknownOperation as unknown:
             raise invalid([field_error(where + ("operation",), str(unknown))]) from None
-        problems = [
+        problems = files_problems(operation, call) + [
             (path, message)
-            for path, message in call_problems(definition, operation, call.params, call.body)
+            for path, message in call_problems(definition, operation, call.params, body_with_files(operation, call))
             if not templated_at(call, path)  # (checked again when the step runs, filled)
         ]
         if problems:

@@ -31,8 +31,9 @@ async def bootstrap(settings: ProcessorSettings) -> list[Service]:
         raise SystemExit("nothing to run: both JOBLEDGER_DECIDER_ENABLED and JOBLEDGER_RUNNER_ENABLED are false")
     parts: list[Service] = []
     handlers = load_handlers(settings.handler_modules) if settings.runner_enabled else None
+    artifacts = ArtifactStore(settings) if settings.s3_endpoint else None  # (started by the runner)
     if handlers is not None:  # first: the registry is ready before the decider hands out any attempt
-        parts.append(ServiceCalls(settings, handlers))
+        parts.append(ServiceCalls(settings, handlers, artifacts))
     decider = None
     if settings.decider_enabled:
         decider = Decider(
@@ -47,7 +48,7 @@ async def bootstrap(settings: ProcessorSettings) -> list[Service]:
             make_producer(settings),
             decider=feeder,
             consumer=None if feeder else make_consumer(settings, settings.runner_group_id, **runner_module.CONSUMER_OPTIONS),
-            artifacts=ArtifactStore(settings) if settings.s3_endpoint else None,
+            artifacts=artifacts,
         )
         if decider is not None and feeder is not None:
             decider.runner = runner

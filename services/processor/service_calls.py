@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from schemas.artifacts import UPLOAD_PREFIX, ArtifactRef
 from schemas.builtin import SERVICE
 from schemas.services import (
     AuthType,
@@ -37,11 +38,14 @@ from schemas.services import (
     ServiceRegistered,
     TemplateError,
     UnknownOperation,
+    body_with_files,
     call_problems,
     field_at,
+    files_problems,
     filled,
     has_template,
 )
+from services.adapters.artifacts import ArtifactMissing, ArtifactStore
 from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
 from services.common.lifecycle import Service
@@ -91,10 +95,13 @@ class OperationFailed(PermanentError):
 class ServiceCaller:
     """The handler of ``service`` jobs, with the registry it reads and the client it calls with."""
 
-    def __init__(self, registry: ServiceRegistry, http: httpx.AsyncClient, sealer: Sealer) -> None:
+    def __init__(
+        self, registry: ServiceRegistry, http: httpx.AsyncClient, sealer: Sealer, artifacts: ArtifactStore | None = None
+    ) -> None:
         self._registry = registry
         self._http = http
         self._sealer = sealer
+        self._artifacts = artifacts
 
     async def __call__(self, ctx: JobContext, call: ServiceCall) -> dict[str, Any]:
         if has_template(call.params) or has_template(call.body):
@@ -105,7 +112,8 @@ class ServiceCaller:
         registered, operation = self._resolved(ctx.tenant, call)
         auth = registered.auth
         credentials = (auth, self._sealer.open(auth)) if auth is not None else None
-        request = request_of(registered.definition, operation, call, credentials)
+        files = await self._files(ctx.tenant, call)
+        request = request_of(registered.definition, operation, call, credentials, files)
         response = await self._send(request, call, operation)
         if response.status_code == 202:
             response = await self._followed(ctx, call, operation, registered, request, response, credentials)
@@ -178,6 +186,21 @@ class ServiceCaller:
             if state in polling.failed_states:
                 raise OperationFailed(f"{call.service} {operation.key} ended {state}: {answer.text[:MAX_ERROR_BODY_CHARS]}")
 
+    async def _files(self, tenant: str, call: ServiceCall) -> dict[str, tuple[ArtifactRef, bytes]]:
+        """The call's uploads, read from the artifact store and checked against their sha256."""
+        if not call.files:
+            return {}
+        if self._artifacts is None:
+            raise PermanentError("this runner has no artifact store (JOBLEDGER_S3_ENDPOINT): it cannot send files")
+        files = {}
+        for name, ref in call.files.items():
+            try:
+                stored = await self._artifacts.upload(tenant, ref.removeprefix(UPLOAD_PREFIX))
+                files[name] = (stored, await self._artifacts.read(stored))
+            except ArtifactMissing as missing:
+                raise PermanentError(f"file {name!r}: {missing}") from None
+        return files
+
     def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceRegistered, Operation]:
         registered = self._registry.get(tenant, call.service)
         if registered is None:
@@ -187,7 +210,9 @@ class ServiceCaller:
             operation = definition.operation(call.operation)
         except UnknownOperation as unknown:
             raise PermanentError(str(unknown)) from None
-        problems = call_problems(definition, operation, call.params, call.body)
+        problems = files_problems(operation, call) + call_problems(
+            definition, operation, call.params, body_with_files(operation, call)
+        )
         if problems:  # the service was registered again, with other schemas, since the submit
             listed = "; ".join(f"{'.'.join(str(part) for part in where)}: {message}" for where, message in problems)
             raise PermanentError(f"the call no longer fits {call.service} {operation.key}: {listed}")
@@ -199,12 +224,13 @@ class ServiceCalls(Service):
     folded from ``jobs.services`` before the runner starts, and one HTTP client
     (its connections pooled) for every call."""
 
-    def __init__(self, settings: ConnectionSettings, handlers: HandlerRegistry) -> None:
+    def __init__(self, settings: ConnectionSettings, handlers: HandlerRegistry, artifacts: ArtifactStore | None = None) -> None:
         super().__init__()
         self.registry = ServiceRegistry(settings)
         self.http = httpx.AsyncClient(follow_redirects=False)
         if SERVICE.name not in handlers:  # (unless a handler module bound the type itself)
-            handlers.handler(SERVICE)(ServiceCaller(self.registry, self.http, Sealer(settings.secret_key)))
+            caller = ServiceCaller(self.registry, self.http, Sealer(settings.secret_key), artifacts)
+            handlers.handler(SERVICE)(caller)
 
     async def on_start(self) -> None:
         await self.registry.start()
@@ -219,9 +245,11 @@ def request_of(
     operation: Operation,
     call: ServiceCall,
     credentials: tuple[SealedAuth, dict[str, str]] | None = None,
+    files: dict[str, tuple[ArtifactRef, bytes]] | None = None,
 ) -> httpx.Request:
     """The HTTP request of a call (checked against the operation already), with
-    the service's credentials (as registered, and their opened secret)."""
+    the service's credentials (as registered, and their opened secret) and the
+    call's files (as stored, and their bytes)."""
     if definition.base_url is None:
         raise PermanentError(f"service {definition.name!r} has no base URL: register it again with base_url")
     path = operation.path
@@ -246,8 +274,16 @@ def request_of(
         _authorize(credentials, headers, query)
     url = definition.base_url.rstrip("/") + path
     content: dict[str, Any] = {}
-    if call.body is not None and operation.request_body is not None:
-        media = next(iter(operation.request_body.media_types), "application/json")
+    media = next(iter(operation.request_body.media_types), "application/json") if operation.request_body else ""
+    if files and media.startswith("multipart/"):
+        fields = call.body if isinstance(call.body, dict) else {}
+        content["data"] = {name: _text(value) for name, value in fields.items()}
+        content["files"] = [(name, (stored.name, data, stored.content_type)) for name, (stored, data) in files.items()]
+    elif files:  # the operation takes raw bytes: the one file is the body
+        ((stored, data),) = files.values()
+        content["content"] = data
+        headers["Content-Type"] = media if media not in ("", "*/*") else stored.content_type
+    elif call.body is not None and operation.request_body is not None:
         if media == "application/x-www-form-urlencoded" and isinstance(call.body, dict):
             content["data"] = {name: _text(value) for name, value in call.body.items()}
         elif media.startswith("multipart/") and isinstance(call.body, dict):

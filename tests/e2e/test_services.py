@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -171,6 +174,32 @@ SHOP = {
         },
         "/refuse": {"post": {"operationId": "refuse", "responses": {"422": {"description": "never"}}}},
         "/exports": {"post": {"operationId": "export", "responses": {"202": {"description": "started"}}}},
+        "/files": {
+            "post": {
+                "operationId": "storeFile",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {"file": {"type": "string", "format": "binary"}, "note": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": {"description": "stored"}},
+            }
+        },
+        "/blobs/{name}": {
+            "put": {
+                "operationId": "putBlob",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"201": {"description": "stored"}},
+            }
+        },
     },
 }
 
@@ -192,8 +221,23 @@ def shop() -> Iterator[tuple[str, Counter]]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_PUT(self) -> None:
+            data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            calls[f"put {self.path} {self.headers.get('Content-Type')} {hashlib.sha256(data).hexdigest()}"] += 1
+            self._answer(201, {"stored": len(data)})
+
         def do_POST(self) -> None:
             calls[f"authorization {self.headers.get('Authorization')}"] += 1
+            if self.path == "/files":
+                data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = BytesParser().parsebytes(b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + data)
+                for part in form.get_payload():
+                    name = part.get_param("name", header="content-disposition")
+                    value = part.get_payload(decode=True)
+                    seen = hashlib.sha256(value).hexdigest() if name == "file" else value.decode()
+                    calls[f"form {name} {part.get_filename()} {seen}"] += 1
+                self._answer(201, {"stored": True})
+                return
             length = int(self.headers.get("Content-Length") or 0)
             sent = json.loads(self.rfile.read(length) or b"null")
             calls[self.path] += 1
@@ -475,3 +519,66 @@ async def test_a_saga_across_two_services_compensates_with_values_from_the_steps
     assert [(step["name"], step["state"]) for step in job["steps"]] == [("reserve", "COMPENSATED"), ("pay", "FAILED")]
     assert orders["/orders"] == 1 and orders["deleted /orders/order-1"] == 1, "undone with the id the reserve step got"
     assert payments["/refuse"] == 1
+
+
+async def test_an_uploaded_file_arrives_byte_identical_as_a_multipart_field_or_a_raw_body(api):
+    content = os.urandom(300_000)
+    digest = hashlib.sha256(content).hexdigest()
+    uploaded = await api.post(
+        "/uploads", params={"filename": "scan.bin"}, content=content, headers={"Content-Type": "image/x-scan"}
+    )
+    ref = uploaded.json()["ref"]
+    with shop() as (url, calls):
+        await api.post("/services", json={"name": "shop-files", "document": SHOP, "base_url": url})
+        as_field = await api.post(
+            "/jobs",
+            json={
+                "type": "service",
+                "payload": {"service": "shop-files", "operation": "storeFile", "body": {"note": "n-1"}, "files": {"file": ref}},
+            },
+        )
+        as_body = await api.post(
+            "/jobs",
+            json={
+                "type": "service",
+                "payload": {"service": "shop-files", "operation": "putBlob", "params": {"name": "b1"}, "files": {"blob": ref}},
+            },
+        )
+        jobs = [await wait_for_job(api, answer.json()["id"]) for answer in (as_field, as_body)]
+        refused = {
+            "no such upload": await api.post(
+                "/jobs",
+                json={
+                    "type": "service",
+                    "payload": {"service": "shop-files", "operation": "storeFile", "files": {"file": "upload:nope"}},
+                },
+            ),
+            "not an upload": await api.post(
+                "/jobs",
+                json={
+                    "type": "service",
+                    "payload": {"service": "shop-files", "operation": "storeFile", "files": {"file": "/etc/passwd"}},
+                },
+            ),
+            "json operation": await api.post(
+                "/jobs",
+                json={
+                    "type": "service",
+                    "payload": {"service": "shop-files", "operation": "createOrder", "body": {"sku": "a"}, "files": {"f": ref}},
+                },
+            ),
+            "file missing": await api.post(
+                "/jobs",
+                json={"type": "service", "payload": {"service": "shop-files", "operation": "storeFile", "body": {"note": "x"}}},
+            ),
+        }
+        no_such = await wait_for_job(api, refused["no such upload"].json()["id"])
+
+    assert uploaded.status_code == 201 and uploaded.json()["sha256"] == digest and uploaded.json()["size"] == 300_000
+    assert [job["state"] for job in jobs] == ["SUCCEEDED", "SUCCEEDED"], jobs
+    assert calls[f"form file scan.bin {digest}"] == 1 and calls["form note None n-1"] == 1
+    assert calls[f"put /blobs/b1 application/octet-stream {digest}"] == 1
+    assert no_such["state"] == "FAILED" and "no upload 'nope'" in no_such["error"]
+    assert fields(refused["not an upload"]) == ["payload.files"]
+    assert fields(refused["json operation"]) == ["payload.files"]
+    assert fields(refused["file missing"]) == ["payload.body"] and "'file' is a required property" in refused["file missing"].text

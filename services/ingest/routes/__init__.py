@@ -12,10 +12,12 @@ from services.ingest.routes import (
     services,
     stream,
     submits,
+    uploads,
 )
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    module.router for module in (submits, commands, queries, stream, artifacts, schedules, services, operations, dashboard)
+    module.router
+    for module in (submits, commands, queries, stream, artifacts, schedules, services, uploads, operations, dashboard)
 )
 """Each included into the app itself: FastAPI walks nested routers on every
 request, and one level less is ~25 µs of each request's 200 (in process)."""

@@ -157,7 +157,7 @@ async def _document_bytes(state: Ingest, body: ServiceRequest) -> tuple[bytes, t
                     fetched += chunk
                     if len(fetched) > limit:
                         raise invalid([field_error(("url",), f"the document is larger than {limit:,} bytes")])
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:  # (a URL httpx cannot even parse is a ValueError too)
         raise invalid([field_error(("url",), f"could not be fetched: {type(error).__name__}: {error}")]) from None
     return bytes(fetched), ("url",)
 

@@ -58,6 +58,8 @@ class LogTable(Generic[R]):
     async def start(self) -> None:
         """Fold what the topic holds, then follow it in the background."""
         partitions = await topic_partitions(self._settings, self._topic)
+        if not partitions:
+            raise LookupError(f"topic {self._topic} does not exist: create the missing topics with `jobledger topics`")
         consumer = self._consumer = make_consumer(self._settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         await consumer.start()
         consumer.assign(partitions)
@@ -70,6 +72,13 @@ class LogTable(Generic[R]):
                     del left[tp]
         self.ready.set()
         self._following = asyncio.create_task(self._follow(consumer), name=f"follow {self._topic}")
+        self._following.add_done_callback(self._stopped_following)
+
+    def _stopped_following(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(
+                "stopped following the topic: the table no longer changes", topic=self._topic, error=repr(task.exception())
+            )
 
     async def stop(self) -> None:
         if self._following is not None:

@@ -7,7 +7,7 @@ so every process that holds one agrees with the log, and none stores it.
 
 from __future__ import annotations
 
-from functools import partial
+import asyncio
 
 from schemas import topics
 from schemas.services import Registry, ServiceDeleted, ServiceRegistered, evolve_registry, parse_service_record
@@ -18,13 +18,32 @@ from services.common.settings import ConnectionSettings
 class ServiceRegistry:
     def __init__(self, settings: ConnectionSettings) -> None:
         self._services: Registry = {}
+        self._changed = asyncio.Event()
         self._table = LogTable(
             settings,
             topics.SERVICES,
             parse_service_record,
             key_of=lambda record: (record.tenant, record.name),
-            fold=partial(evolve_registry, self._services),
+            fold=self._fold,
         )
+
+    def _fold(self, record: ServiceRegistered | ServiceDeleted) -> None:
+        evolve_registry(self._services, record)
+        self._changed.set()
+
+    async def known(self, tenant: str, name: str, wait_s: float) -> ServiceRegistered | None:
+        """The service, waiting up to ``wait_s`` for it to reach this process: a
+        job submitted right after its service was registered may come here
+        through the log before the registration does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (found := self.get(tenant, name)) is None and (left := deadline - loop.time()) > 0:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                break
+        return found
 
     async def start(self) -> None:
         await self._table.start()

@@ -10,7 +10,13 @@ decides the attempt:
 - 408, 429 and 5xx, a connection error or a timeout: the attempt failed and the
   job's backoff retries it (no sooner than the service's ``Retry-After``);
 - any other 4xx: the job fails now (retrying the same request would not help),
-  with the status and the service's answer as its error.
+  with the status and the service's answer as its error;
+- 202: a long-running operation, whose status is polled until it ends (its
+  progress the job's; :class:`schemas.services.Polling`).
+
+Before it is sent, a pipeline step's call is filled from the results of the
+steps it depends on (``{{ steps.reserve.body.id }}``), the service's sealed
+credentials are opened, and the call's files are read from the artifact store.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import orjson
 
 from schemas.artifacts import UPLOAD_PREFIX, ArtifactRef
 from schemas.builtin import SERVICE
+from schemas.errors import JobledgerError
 from schemas.services import (
     AuthType,
     Operation,
@@ -58,6 +65,8 @@ KEPT_HEADERS = ("content-type", "location", "etag", "last-modified")
 """The answer's headers a result keeps."""
 MAX_ERROR_BODY_CHARS = 2_000
 """How much of a refusing service's answer the job's error quotes."""
+REGISTRY_WAIT_S = 5.0
+"""How long a call waits for its service's registration to reach this runner through the log."""
 MAX_STATUS_TROUBLES = 5
 """A long-running operation's status that fails this many times in a row (5xx, 429, no answer) ends the attempt."""
 
@@ -70,7 +79,7 @@ class ServiceRefused(PermanentError):
         self.error_type = f"HTTP {status}"
 
 
-class ServiceUnavailable(Exception):
+class ServiceUnavailable(JobledgerError):
     """The service answered 408, 429 or 5xx: the job's backoff retries."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -78,7 +87,7 @@ class ServiceUnavailable(Exception):
         self.error_type = f"HTTP {status}"
 
 
-class ServiceUnreachable(Exception):
+class ServiceUnreachable(JobledgerError):
     """No answer: the connection failed or the call timed out. The job's backoff retries."""
 
     def __init__(self, message: str, error_type: str) -> None:
@@ -109,7 +118,7 @@ class ServiceCaller:
                 call = call.model_copy(update={"params": filled(call.params, ctx.inputs), "body": filled(call.body, ctx.inputs)})
             except TemplateError as error:
                 raise PermanentError(str(error)) from None
-        registered, operation = self._resolved(ctx.tenant, call)
+        registered, operation = self._resolved(await self._registry.known(ctx.tenant, call.service, REGISTRY_WAIT_S), call)
         auth = registered.auth
         credentials = (auth, self._sealer.open(auth)) if auth is not None else None
         files = await self._files(ctx.tenant, call)
@@ -201,8 +210,7 @@ class ServiceCaller:
                 raise PermanentError(f"file {name!r}: {missing}") from None
         return files
 
-    def _resolved(self, tenant: str, call: ServiceCall) -> tuple[ServiceRegistered, Operation]:
-        registered = self._registry.get(tenant, call.service)
+    def _resolved(self, registered: ServiceRegistered | None, call: ServiceCall) -> tuple[ServiceRegistered, Operation]:
         if registered is None:
             raise PermanentError(f"no service {call.service!r} is registered (it was deleted after the job was submitted?)")
         definition = registered.definition

@@ -370,7 +370,10 @@ async def test_a_call_that_does_not_fit_the_operation_is_a_422_naming_the_payloa
     assert {name: answer.status_code for name, answer in answers.items()} == dict.fromkeys(answers, 422)
     assert fields(answers["unknown service"]) == ["payload.service"]
     assert fields(answers["unknown operation"]) == ["payload.operation"]
-    assert "it has: createOrder, export, getOrder, refuse" in answers["unknown operation"].json()["detail"]
+    assert (
+        "it has: cancelOrder, createOrder, export, getOrder, putBlob, refuse, storeFile"
+        in answers["unknown operation"].json()["detail"]
+    )
     assert sorted(fields(answers["bad body"])) == ["payload.body", "payload.body.quantity"], "sku missing, quantity < 1"
     assert fields(answers["missing parameter"]) == ["payload.params.id"]
 

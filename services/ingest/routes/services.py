@@ -23,6 +23,7 @@ from schemas import topics
 from schemas.api import DEFAULT_TENANT, ServiceList, ServiceRequest, ServiceSummary, ServiceView
 from schemas.errors import JobledgerError, ProblemCode
 from schemas.services import ServiceDefinition, ServiceDeleted, ServiceRegistered, service_key
+from services.adapters.secrets import SecretsUnavailable
 from services.adapters.service_documents import UnusableDocument, definition_of, read_document
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
@@ -213,5 +214,8 @@ def _same(state: Ingest, record: ServiceRegistered, body: ServiceRequest) -> boo
     if held.auth is None or record.auth is None or body.auth is None:
         return held.auth is None and record.auth is None
     given = body.auth.model_dump()
-    opened = state.sealer.open(held.auth)
+    try:
+        opened = state.sealer.open(held.auth)
+    except SecretsUnavailable:  # sealed with a key this ingest has not: registered again, with its own
+        return False
     return held.auth.shown() == record.auth.shown() and all(given[name] == value for name, value in opened.items())

@@ -35,11 +35,18 @@ def serving(body: bytes, status: int = 200) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    with loopback(Answer) as url:
+        yield f"{url}/openapi.yaml"
+
+
+@contextmanager
+def loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a free loopback port, in a thread, while the block runs; its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/openapi.yaml"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -274,33 +281,25 @@ def shop() -> Iterator[tuple[str, Counter]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", calls
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with loopback(Shop) as url:
+        yield url, calls
 
 
 FAST_RETRIES = {"max_attempts": 5, "backoff": {"base_s": 0.1, "factor": 1, "jitter": 0}}
 
 
+async def called(api, name: str, url: str, payload: dict, **options) -> dict:
+    """SHOP registered as ``name`` at ``url``, a job calling it with ``payload`` (its ``service`` filled in), run to its end."""
+    await api.post("/services", json={"name": name, "document": SHOP, "base_url": url})
+    submitted = await api.post("/jobs", json={"type": "service", "payload": {"service": name, **payload}, **options})
+    assert submitted.status_code == 202, submitted.text
+    return await wait_for_job(api, submitted.json()["id"])
+
+
 async def test_a_service_job_calls_the_operation_and_its_answer_is_the_result(api):
     with shop() as (url, calls):
-        await api.post("/services", json={"name": "shop", "document": SHOP, "base_url": url})
-        submitted = await api.post(
-            "/jobs",
-            json={
-                "type": "service",
-                "payload": {"service": "shop", "operation": "createOrder", "body": {"sku": "a-1", "quantity": 2}},
-            },
-        )
-        job = await wait_for_job(api, submitted.json()["id"])
+        job = await called(api, "shop", url, {"operation": "createOrder", "body": {"sku": "a-1", "quantity": 2}})
 
-    assert submitted.status_code == 202, submitted.text
     assert job["state"] == "SUCCEEDED", job
     assert job["result"] == {
         "status": 201,
@@ -312,16 +311,9 @@ async def test_a_service_job_calls_the_operation_and_its_answer_is_the_result(ap
 
 async def test_5xx_and_429_are_retried_with_the_backoff_and_retry_after_then_succeed(api):
     with shop() as (url, calls):
-        await api.post("/services", json={"name": "shop-retry", "document": SHOP, "base_url": url})
-        submitted = await api.post(
-            "/jobs",
-            json={
-                "type": "service",
-                "payload": {"service": "shop-retry", "operation": "getOrder", "params": {"id": "o 7", "X-Attempt-Key": "k1"}},
-                **FAST_RETRIES,
-            },
+        job = await called(
+            api, "shop-retry", url, {"operation": "getOrder", "params": {"id": "o 7", "X-Attempt-Key": "k1"}}, **FAST_RETRIES
         )
-        job = await wait_for_job(api, submitted.json()["id"])
         events = (await api.get(f"/jobs/{job['id']}/events")).json()["items"]
 
     assert job["state"] == "SUCCEEDED", job
@@ -339,11 +331,7 @@ async def test_5xx_and_429_are_retried_with_the_backoff_and_retry_after_then_suc
 
 async def test_a_4xx_fails_the_job_at_once_with_the_status_and_the_services_answer(api):
     with shop() as (url, calls):
-        await api.post("/services", json={"name": "shop-refuse", "document": SHOP, "base_url": url})
-        submitted = await api.post(
-            "/jobs", json={"type": "service", "payload": {"service": "shop-refuse", "operation": "refuse"}, **FAST_RETRIES}
-        )
-        job = await wait_for_job(api, submitted.json()["id"])
+        job = await called(api, "shop-refuse", url, {"operation": "refuse"}, **FAST_RETRIES)
 
     assert job["state"] == "FAILED" and job["attempt"] == 1, job
     assert job["error_type"] == "HTTP 422"

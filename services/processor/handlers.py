@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import JobledgerError
+from schemas.artifacts import UPLOAD_PREFIX
 from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog
 from services.common.modules import import_modules
 
@@ -76,11 +77,22 @@ class JobContext:
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     latest_progress: tuple[float, str | None] | None = None
     """Set by :meth:`progress`; the runner sends it on, coalesced (see docs)."""
+    uploads: Callable[[str, str], Awaitable[bytes]] | None = None
+    """Set by the runner when it has an artifact store: reads a tenant's upload by id."""
 
     @property
     def cancelled(self) -> bool:
         """True once a cancel was requested: finish up and return or raise."""
         return self.cancel_requested.is_set()
+
+    async def upload(self, ref: str) -> bytes:
+        """The bytes of a file uploaded with ``POST /uploads``, named in the
+        payload as ``upload:<id>`` (checked against its sha256)."""
+        if self.uploads is None:
+            raise PermanentError("this runner has no artifact store (JOBLEDGER_S3_ENDPOINT): it cannot read uploads")
+        if not ref.startswith(UPLOAD_PREFIX):
+            raise PermanentError(f"{ref[:100]!r} names no upload: an upload is upload:<id> (POST /uploads)")
+        return await self.uploads(self.tenant, ref.removeprefix(UPLOAD_PREFIX))
 
     async def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0–100). Cheap: call it as often as you like."""

@@ -56,7 +56,7 @@ from schemas import (
     topics,
 )
 from schemas.events import QUEUED, StepStarted
-from services.adapters.artifacts import ArtifactStore, Offloader
+from services.adapters.artifacts import ArtifactMissing, ArtifactStore, Offloader
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
 from services.adapters.log import make_consumer
 from services.common.lifecycle import Service
@@ -74,7 +74,7 @@ from services.processor.attempts import (
 )
 from services.processor.decision import UNRECORDABLE_REPORT
 from services.processor.follower import LostPartitions
-from services.processor.handlers import HandlerRegistry
+from services.processor.handlers import HandlerRegistry, PermanentError
 from services.processor.offsets import Offsets
 from services.processor.reports import LocalDecider, Reports
 from services.processor.settings import ProcessorSettings
@@ -470,11 +470,23 @@ class Runner(Service):
 
     def _run(self, attempt: Attempt) -> None:
         attempt.begin()
+        if self._artifacts is not None and attempt.ctx is not None:
+            attempt.ctx.uploads = self._read_upload
         attempt.task = asyncio.create_task(self._attempt(attempt))
         self._started_any = True
         # A callback, not a ``finally``: a task cancelled before its first step
         # never runs its body, and would keep its slot (and heartbeat) for good.
         attempt.task.add_done_callback(lambda task: self._finished(attempt, task))
+
+    async def _read_upload(self, tenant: str, upload_id: str) -> bytes:
+        """A handler's ``ctx.upload``: the file, checked against its sha256; one that is not there fails the job for good."""
+        store = self._artifacts
+        if store is None:
+            raise PermanentError("this runner has no artifact store (JOBLEDGER_S3_ENDPOINT): it cannot read uploads")
+        try:
+            return await store.read(await store.upload(tenant, upload_id))
+        except ArtifactMissing as missing:
+            raise PermanentError(str(missing)) from None
 
     def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
         attempt.state = AttemptState.DONE

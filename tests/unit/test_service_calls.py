@@ -168,3 +168,23 @@ def test_templates_take_values_from_earlier_steps_results_and_evaluate_nothing()
         filled(["{{ steps.reserve.body.nope }}"], results)
     templated = ServiceCall(service="s", operation="o", body={"amount": "{{ steps.quote.body.amount }}", "plain": "x"})
     assert templated_at(templated, ("body", "amount")) and not templated_at(templated, ("body", "plain"))
+
+
+def test_a_handler_reads_an_upload_of_its_own_tenant_by_its_ref():
+    import asyncio
+
+    from services.processor.handlers import JobContext
+
+    read: list[tuple[str, str]] = []
+
+    async def uploads(tenant: str, upload_id: str) -> bytes:
+        read.append((tenant, upload_id))
+        return b"bytes"
+
+    ctx = JobContext(job_id="j", attempt=1, tenant="acme", uploads=uploads)
+
+    assert asyncio.run(ctx.upload("upload:u-1")) == b"bytes" and read == [("acme", "u-1")]
+    with pytest.raises(PermanentError, match="names no upload"):
+        asyncio.run(ctx.upload("/etc/passwd"))
+    with pytest.raises(PermanentError, match="no artifact store"):
+        asyncio.run(JobContext(job_id="j", attempt=1, tenant="acme").upload("upload:u-1"))

@@ -155,6 +155,8 @@ def files_problems(operation: Operation, call: ServiceCall) -> list[tuple[Where,
     media = next(iter(operation.request_body.media_types), "") if operation.request_body else ""
     if operation.request_body is None:
         return [(("files",), f"{operation.key} takes no request body, so no file")]
+    if media == "application/x-www-form-urlencoded":
+        return [(("files",), f"{operation.key} takes a URL-encoded form: files go to multipart/form-data operations")]
     if is_form(media):
         return []
     if "json" in media:

@@ -188,3 +188,16 @@ def test_a_handler_reads_an_upload_of_its_own_tenant_by_its_ref():
         asyncio.run(ctx.upload("/etc/passwd"))
     with pytest.raises(PermanentError, match="no artifact store"):
         asyncio.run(JobContext(job_id="j", attempt=1, tenant="acme").upload("upload:u-1"))
+
+
+def test_files_go_only_where_the_operation_can_take_them():
+    from schemas.services import files_problems
+
+    sent = call("postForm", files={"f": "upload:u-1"})
+
+    assert files_problems(DEFINITION.operation("postForm"), sent) == [
+        (("files",), "postForm takes a URL-encoded form: files go to multipart/form-data operations")
+    ]
+    assert files_problems(DEFINITION.operation("putItem"), call("putItem", files={"f": "upload:u-1"}))[0][1].startswith(
+        "putItem takes a JSON body"
+    )

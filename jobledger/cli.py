@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mimetypes
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -122,6 +123,12 @@ def call(
     operation: str = typer.Argument(..., help="Its operationId, or 'METHOD /path'."),
     params: str = typer.Option("{}", "--params", help="Path, query, header and cookie parameters, as JSON."),
     body: Optional[str] = typer.Option(None, "--body", "-b", help="The request body, as JSON."),
+    file: list[str] = typer.Option(
+        [],
+        "--file",
+        "-f",
+        help="field=PATH: upload the file and send it as that form field (or as the raw body); repeat for more.",
+    ),
     max_attempts: Optional[int] = typer.Option(None, help="Attempts before the job ends FAILED (default 5)."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Follow the job to its end with a progress bar; exit 1 if it fails."),
     wait_timeout: Optional[float] = typer.Option(None, help="With --wait: give up after this many seconds (exit 4)."),
@@ -131,12 +138,20 @@ def call(
 ) -> None:
     """Call an operation of a service as a job; print its id (with --wait, its result)."""
     options = {"max_attempts": max_attempts} if max_attempts is not None else {}
+    paths = {field: Path(path) for field, path in (_pair(item, "--file") for item in file)}
     with _client(url, api_key) as client:
+        files = {
+            field: client.upload(
+                _read_bytes(path, "--file"), path.name, mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            ).ref
+            for field, path in paths.items()
+        }
         job = client.call(
             service,
             operation,
             params=_json_option(params, "--params"),
             body=_json_option(body, "--body") if body is not None else None,
+            files=files,
             **options,
         )
         _submitted(client, job, wait, wait_timeout, as_json)
@@ -148,6 +163,13 @@ def _show_service(service: ServiceView) -> None:
     out.print(_id_table(("operation", "method", "path", "summary"), rows))
     for warning in service.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _read_bytes(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise typer.BadParameter(f"{path}: {error.strerror}", param_hint=option) from None
 
 
 def _read_file(path: Path, option: str) -> str:

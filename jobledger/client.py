@@ -40,6 +40,7 @@ from schemas.api import (
     ServiceList,
     ServiceSummary,
     ServiceView,
+    UploadView,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -281,6 +282,13 @@ class AsyncClient:
     async def delete_service(self, name: str) -> None:
         await self._request("DELETE", f"/services/{name}")
 
+    async def upload(self, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream") -> UploadView:
+        """Store a file for a job to send (``files={"field": view.ref}``) or read (``ctx.upload(view.ref)``)."""
+        response = await self._request(
+            "POST", "/uploads", params={"filename": filename}, content=data, headers={"Content-Type": content_type}
+        )
+        return UploadView.model_validate(response.json())
+
     async def call(
         self,
         service: str,
@@ -288,12 +296,20 @@ class AsyncClient:
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
+        files: dict[str, str] | None = None,
         call_timeout_s: float | None = None,
         **options: Any,
     ) -> AsyncJob:
         """Submit a job that calls ``operation`` of a registered service (checked
-        against its schemas now: a bad field is :class:`Invalid`)."""
-        payload: dict[str, Any] = {"service": service, "operation": operation, "params": params or {}, "body": body}
+        against its schemas now: a bad field is :class:`Invalid`); ``files``:
+        form field → an upload's ref (:meth:`upload`)."""
+        payload: dict[str, Any] = {
+            "service": service,
+            "operation": operation,
+            "params": params or {},
+            "body": body,
+            "files": files or {},
+        }
         if call_timeout_s is not None:
             payload["call_timeout_s"] = call_timeout_s
         return await self.submit("service", payload, **options)

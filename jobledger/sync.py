@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate, Services
-from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView
+from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView, UploadView
 
 T = TypeVar("T")
 
@@ -173,6 +173,10 @@ class Client:
 
     def delete_service(self, name: str) -> None:
         self._loop.run(self._async.delete_service(name))
+
+    def upload(self, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream") -> UploadView:
+        """Store a file for a job to send or read; name it by the answer's ``ref``."""
+        return self._loop.run(self._async.upload(data, filename, content_type))
 
     def call(self, service: str, operation: str, **given: Any) -> Job:
         """Submit a job calling ``operation`` of a registered service (``params=``, ``body=``, options)."""

@@ -459,6 +459,11 @@ async def test_the_cli_registers_shows_and_calls_and_the_sdk_calls_operations_by
             jobledger, stack, "call", "shop-cli", "createOrder", "--body", '{"sku": "cli-1"}', "--wait", "--json"
         )
         refused = await asyncio.to_thread(jobledger, stack, "call", "shop-cli", "createOrder", "--body", '{"quantity": 0}')
+        scan = tmp_path / "scan.png"
+        scan.write_bytes(b"\x89PNG" + os.urandom(5000))
+        sent_file = await asyncio.to_thread(
+            jobledger, stack, "call", "shop-cli", "storeFile", "--file", f"file={scan}", "--body", '{"note": "cli"}', "--wait"
+        )
         async with AsyncClient(stack.api_url) as client:
             job = await client.services["shop-cli"].create_order(body={"sku": "sdk-1"})
             finished = await job.wait(timeout=60)
@@ -477,6 +482,8 @@ async def test_the_cli_registers_shows_and_calls_and_the_sdk_calls_operations_by
     assert finished.result["body"]["sku"] == "sdk-1", "create_order is createOrder"
     assert bad == ["payload.body"]
     assert removed.returncode == 0 and calls["/orders"] == 2
+    assert sent_file.returncode == 0, sent_file.stderr
+    assert calls[f"form file scan.png {hashlib.sha256(scan.read_bytes()).hexdigest()}"] == 1, "uploaded, then sent as the field"
 
 
 async def test_a_saga_across_two_services_compensates_with_values_from_the_steps_results(api):

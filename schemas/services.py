@@ -77,6 +77,14 @@ class Operation(BaseModel):
     def parameter(self, name: str) -> Parameter | None:
         return next((parameter for parameter in self.parameters if parameter.name == name), None)
 
+    @property
+    def media_type(self) -> str:
+        """How its request body is sent: the first media type the document lists
+        (empty when it lists none, or takes no body)."""
+        if self.request_body is None:
+            return ""
+        return next(iter(self.request_body.media_types), "")
+
 
 class ServiceDefinition(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -142,8 +150,7 @@ def body_with_files(operation: Operation, call: ServiceCall) -> Any:
     each a form field, or the whole body of an operation that takes raw bytes."""
     if not call.files:
         return call.body
-    media = next(iter(operation.request_body.media_types), "") if operation.request_body else ""
-    if is_form(media):
+    if is_form(operation.media_type):
         return {**(call.body if isinstance(call.body, dict) else {}), **dict.fromkeys(call.files, "(file)")}
     return "(file)" if call.body is None else call.body
 
@@ -152,7 +159,7 @@ def files_problems(operation: Operation, call: ServiceCall) -> list[tuple[Where,
     """Files the operation cannot take: a raw body is one file, and a JSON body none."""
     if not call.files:
         return []
-    media = next(iter(operation.request_body.media_types), "") if operation.request_body else ""
+    media = operation.media_type
     if operation.request_body is None:
         return [(("files",), f"{operation.key} takes no request body, so no file")]
     if media == "application/x-www-form-urlencoded":
@@ -164,6 +171,12 @@ def files_problems(operation: Operation, call: ServiceCall) -> list[tuple[Where,
     if len(call.files) != 1 or call.body is not None:
         return [(("files",), f"{operation.key} takes its body as raw bytes ({media}): one file, and no body")]
     return []
+
+
+def service_call_problems(definition: ServiceDefinition, operation: Operation, call: ServiceCall) -> list[tuple[Where, str]]:
+    """What is wrong with ``call`` for ``operation``: its files, then its params
+    and body (its files counted in) against the operation's schemas."""
+    return files_problems(operation, call) + call_problems(definition, operation, call.params, body_with_files(operation, call))
 
 
 def call_problems(

@@ -122,6 +122,11 @@ class ArtifactStore:
             content_type=head.get("ContentType") or "application/octet-stream",
         )
 
+    async def read_upload(self, tenant: str, upload_id: str) -> tuple[ArtifactRef, bytes]:
+        """An uploaded file of ``tenant`` as stored, and its bytes checked against its sha256."""
+        stored = await self.upload(tenant, upload_id)
+        return stored, await self.read(stored)
+
     async def read(self, ref: ArtifactRef) -> bytes:
         """The whole artifact, checked against its sha256."""
         chunks = [chunk async for chunk in await self.stream(ref)]

@@ -22,15 +22,7 @@ from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.api import SubmitJobRequest
 from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
-from schemas.services import (
-    ServiceCall,
-    ServiceRegistered,
-    UnknownOperation,
-    body_with_files,
-    call_problems,
-    files_problems,
-    templated_at,
-)
+from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, service_call_problems, templated_at
 from schemas.values import document_problems, json_problems
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
@@ -79,9 +71,9 @@ class ServiceCalls:
             operation = definition.operation(call.operation)
         except UnknownOperation as unknown:
             raise invalid([field_error(where + ("operation",), str(unknown))]) from None
-        problems = files_problems(operation, call) + [
+        problems = [
             (path, message)
-            for path, message in call_problems(definition, operation, call.params, body_with_files(operation, call))
+            for path, message in service_call_problems(definition, operation, call)
             if not templated_at(call, path)  # (checked again when the step runs, filled)
         ]
         if problems:

@@ -37,6 +37,7 @@ import asyncio
 import os
 import socket
 import time
+from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -471,22 +472,12 @@ class Runner(Service):
     def _run(self, attempt: Attempt) -> None:
         attempt.begin()
         if self._artifacts is not None and attempt.ctx is not None:
-            attempt.ctx.uploads = self._read_upload
+            attempt.ctx.uploads = partial(_upload_bytes, self._artifacts)
         attempt.task = asyncio.create_task(self._attempt(attempt))
         self._started_any = True
         # A callback, not a ``finally``: a task cancelled before its first step
         # never runs its body, and would keep its slot (and heartbeat) for good.
         attempt.task.add_done_callback(lambda task: self._finished(attempt, task))
-
-    async def _read_upload(self, tenant: str, upload_id: str) -> bytes:
-        """A handler's ``ctx.upload``: the file, checked against its sha256; one that is not there fails the job for good."""
-        store = self._artifacts
-        if store is None:
-            raise PermanentError("this runner has no artifact store (JOBLEDGER_S3_ENDPOINT): it cannot read uploads")
-        try:
-            return await store.read(await store.upload(tenant, upload_id))
-        except ArtifactMissing as missing:
-            raise PermanentError(str(missing)) from None
 
     def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
         attempt.state = AttemptState.DONE
@@ -543,3 +534,12 @@ class Runner(Service):
                 await self._reports.keep_alive(list(self._attempts.values()))
             except Exception as error:  # the broker went away: the next beat tries again
                 log.warning("heartbeats not sent", error=repr(error))
+
+
+async def _upload_bytes(store: ArtifactStore, tenant: str, upload_id: str) -> bytes:
+    """A handler's ``ctx.upload``: the file, checked against its sha256; one that is not there fails the job for good."""
+    try:
+        _, data = await store.read_upload(tenant, upload_id)
+    except ArtifactMissing as missing:
+        raise PermanentError(str(missing)) from None
+    return data

@@ -45,12 +45,10 @@ from schemas.services import (
     ServiceRegistered,
     TemplateError,
     UnknownOperation,
-    body_with_files,
-    call_problems,
     field_at,
-    files_problems,
     filled,
     has_template,
+    service_call_problems,
 )
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore
 from services.adapters.secrets import Sealer
@@ -204,8 +202,7 @@ class ServiceCaller:
         files = {}
         for name, ref in call.files.items():
             try:
-                stored = await self._artifacts.upload(tenant, ref.removeprefix(UPLOAD_PREFIX))
-                files[name] = (stored, await self._artifacts.read(stored))
+                files[name] = await self._artifacts.read_upload(tenant, ref.removeprefix(UPLOAD_PREFIX))
             except ArtifactMissing as missing:
                 raise PermanentError(f"file {name!r}: {missing}") from None
         return files
@@ -218,9 +215,7 @@ class ServiceCaller:
             operation = definition.operation(call.operation)
         except UnknownOperation as unknown:
             raise PermanentError(str(unknown)) from None
-        problems = files_problems(operation, call) + call_problems(
-            definition, operation, call.params, body_with_files(operation, call)
-        )
+        problems = service_call_problems(definition, operation, call)
         if problems:  # the service was registered again, with other schemas, since the submit
             listed = "; ".join(f"{'.'.join(str(part) for part in where)}: {message}" for where, message in problems)
             raise PermanentError(f"the call no longer fits {call.service} {operation.key}: {listed}")
@@ -282,7 +277,7 @@ def request_of(
         _authorize(credentials, headers, query)
     url = definition.base_url.rstrip("/") + path
     content: dict[str, Any] = {}
-    media = next(iter(operation.request_body.media_types), "application/json") if operation.request_body else ""
+    media = operation.media_type
     if files and media.startswith("multipart/"):
         fields = call.body if isinstance(call.body, dict) else {}
         content["data"] = {name: _text(value) for name, value in fields.items()}

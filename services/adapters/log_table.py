@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from services.adapters.log import make_consumer, topic_partitions
+from services.adapters.log import make_consumer, read_to_end, topic_partitions
 from services.common.settings import ConnectionSettings
 
 R = TypeVar("R")
@@ -56,20 +56,23 @@ class LogTable(Generic[R]):
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        """Fold what the topic holds, then follow it in the background."""
+        """Fold what the topic holds (read to where it ended, as every table is
+        restored: :func:`read_to_end`), then follow it from there in the background."""
         partitions = await topic_partitions(self._settings, self._topic)
         if not partitions:
             raise LookupError(f"topic {self._topic} does not exist: create the missing topics with `jobledger topics`")
+        resume: dict[TopicPartition, int] = {}
+        async for records in read_to_end(self._settings, self._topic, {tp.partition: None for tp in partitions}):
+            self._take(records)
+            resume[TopicPartition(self._topic, records[-1].partition)] = records[-1].offset + 1
         consumer = self._consumer = make_consumer(self._settings, fetch_max_wait_ms=FETCH_WAIT_MS)
         await consumer.start()
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        left = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end > 0}
-        while left:
-            self._take(await consumer.getmany(timeout_ms=FETCH_WAIT_MS))
-            for tp in list(left):
-                if await consumer.position(tp) >= left[tp]:
-                    del left[tp]
+        for tp, offset in resume.items():
+            consumer.seek(tp, offset)
+        unread = [tp for tp in partitions if tp not in resume]
+        if unread:
+            await consumer.seek_to_beginning(*unread)
         self.ready.set()
         self._following = asyncio.create_task(self._follow(consumer), name=f"follow {self._topic}")
         self._following.add_done_callback(self._stopped_following)
@@ -94,23 +97,23 @@ class LogTable(Generic[R]):
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            self._take(await consumer.getmany(timeout_ms=FETCH_WAIT_MS))
+            for records in (await consumer.getmany(timeout_ms=FETCH_WAIT_MS)).values():
+                self._take(records)
 
-    def _take(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        for tp, records in batches.items():
-            for record in records:
-                try:
-                    parsed = self._parse(record.value)
-                except Exception as error:
-                    log.error(
-                        "unreadable record skipped",
-                        topic=self._topic,
-                        partition=tp.partition,
-                        offset=record.offset,
-                        error=repr(error),
-                    )
-                    continue
-                self._fold_newer(record.offset, parsed)
+    def _take(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                parsed = self._parse(record.value)
+            except Exception as error:
+                log.error(
+                    "unreadable record skipped",
+                    topic=self._topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    error=repr(error),
+                )
+                continue
+            self._fold_newer(record.offset, parsed)
 
     def _fold_newer(self, offset: int, record: R) -> None:
         key = self._key_of(record)

@@ -11,10 +11,10 @@ from fastapi.responses import StreamingResponse
 from schemas import Job
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT, ArtifactRef
 from schemas.errors import ProblemCode
-from services.adapters.artifacts import ArtifactMissing
+from services.adapters.artifacts import ArtifactMissing, ArtifactStore
 from services.ingest.auth import tenant_of
 from services.ingest.bodies import ContractRoute
-from services.ingest.bootstrap import IngestDep
+from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem
 from services.ingest.store import job_or_404
 
@@ -41,19 +41,13 @@ router = APIRouter(route_class=ContractRoute, tags=["jobs"])
 async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> StreamingResponse:
     job = await job_or_404(state, job_id, tenant)
     ref = _artifact_of(job, name)
-    if state.artifacts is None:
-        raise Problem(
-            503,
-            ProblemCode.ARTIFACT_STORE_UNAVAILABLE,
-            "No artifact store",
-            "This ingest has no artifact store configured (JOBLEDGER_S3_ENDPOINT).",
-        )
+    store = artifact_store(state)
     try:
-        chunks = await state.artifacts.stream(ref)
+        chunks = await store.stream(ref)
     except ArtifactMissing as missing:
         raise Problem(404, ProblemCode.ARTIFACT_NOT_FOUND, "No such artifact", str(missing), job_id=job_id) from None
     except Exception as error:  # the store is down or refuses us
-        raise Problem(503, ProblemCode.ARTIFACT_STORE_UNAVAILABLE, "The artifact store did not answer", repr(error)) from None
+        raise store_unavailable(error) from None
     digest = base64.b64encode(bytes.fromhex(ref.sha256)).decode()
     headers = {"Content-Length": str(ref.size), "Repr-Digest": f"sha-256=:{digest}:", "ETag": f'"{ref.sha256}"'}
     return StreamingResponse(chunks, media_type=ref.content_type, headers=headers)
@@ -77,3 +71,20 @@ def _artifact_of(job: Job, name: str) -> ArtifactRef:
             job_id=job.job_id,
         )
     return ref
+
+
+def artifact_store(state: Ingest) -> ArtifactStore:
+    """This ingest's artifact store, or a 503 problem when it has none."""
+    if state.artifacts is None:
+        raise Problem(
+            503,
+            ProblemCode.ARTIFACT_STORE_UNAVAILABLE,
+            "No artifact store",
+            "This ingest has no artifact store configured (JOBLEDGER_S3_ENDPOINT).",
+        )
+    return state.artifacts
+
+
+def store_unavailable(error: Exception) -> Problem:
+    """The 503 problem of a store that is down or refuses us."""
+    return Problem(503, ProblemCode.ARTIFACT_STORE_UNAVAILABLE, "The artifact store did not answer", repr(error))

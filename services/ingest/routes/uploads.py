@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from schemas.api import UploadView
 from schemas.artifacts import UPLOAD_PREFIX
-from schemas.errors import ProblemCode
 from services.ingest.auth import tenant_of
 from services.ingest.bootstrap import IngestDep
-from services.ingest.problems import PROBLEM_RESPONSE, Problem
+from services.ingest.problems import PROBLEM_RESPONSE
 from services.ingest.responses import answer
+from services.ingest.routes.artifacts import artifact_store, store_unavailable
 
 router = APIRouter(tags=["services"])
 
@@ -33,24 +33,18 @@ async def upload_file(
     tenant: str = Depends(tenant_of),
     filename: str = Query("upload", min_length=1, max_length=255, description="the name the file is sent with"),
 ) -> Response:
-    if state.artifacts is None:
-        raise Problem(
-            503,
-            ProblemCode.ARTIFACT_STORE_UNAVAILABLE,
-            "No artifact store",
-            "This ingest has no artifact store (JOBLEDGER_S3_ENDPOINT).",
-        )
+    store = artifact_store(state)
     data = bytearray()
     async for chunk in request.stream():  # (the body limit of /uploads is JOBLEDGER_MAX_UPLOAD_BYTES)
         data += chunk
     upload_id = str(uuid.uuid4())
     content_type = request.headers.get("content-type") or "application/octet-stream"
     try:
-        stored = await state.artifacts.put_upload(
+        stored = await store.put_upload(
             bytes(data), tenant=tenant, upload_id=upload_id, filename=filename, content_type=content_type
         )
-    except Exception as error:
-        raise Problem(503, ProblemCode.ARTIFACT_STORE_UNAVAILABLE, "The artifact store did not answer", repr(error)) from None
+    except Exception as error:  # the store is down or refuses us
+        raise store_unavailable(error) from None
     view = UploadView(
         id=upload_id,
         ref=UPLOAD_PREFIX + upload_id,

@@ -53,7 +53,6 @@ class LogTable(Generic[R]):
         """key → the offset of the last record folded for it"""
         self._consumer: AIOKafkaConsumer | None = None
         self._following: asyncio.Task | None = None
-        self.ready = asyncio.Event()
 
     async def start(self) -> None:
         """Fold what the topic holds (read to where it ended, as every table is
@@ -73,7 +72,6 @@ class LogTable(Generic[R]):
         unread = [tp for tp in partitions if tp not in resume]
         if unread:
             await consumer.seek_to_beginning(*unread)
-        self.ready.set()
         self._following = asyncio.create_task(self._follow(consumer), name=f"follow {self._topic}")
         self._following.add_done_callback(self._stopped_following)
 

@@ -13,7 +13,18 @@ carrying the problem document; a waited job that did not succeed raises
 """
 
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate
-from jobledger.errors import ApiError, ClientError, Conflict, Invalid, JobFailed, NotFound, Unauthorized, Unavailable, WaitTimeout
+from jobledger.errors import (
+    ApiError,
+    ClientError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    JobFailed,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    WaitTimeout,
+)
 from jobledger.sync import Client, Job
 
 __all__ = [
@@ -23,6 +34,7 @@ __all__ = [
     "Client",
     "ClientError",
     "Conflict",
+    "Forbidden",
     "Invalid",
     "Job",
     "JobFailed",

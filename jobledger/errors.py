@@ -44,6 +44,10 @@ class Unauthorized(ApiError):
     """401: no API key, or one the API does not know."""
 
 
+class Forbidden(ApiError):
+    """403: the key lacks the scope this needs (``jobs:read``, ``jobs:write`` or ``admin``)."""
+
+
 class NotFound(ApiError):
     """404: no such job (or schedule) for this key's tenant."""
 
@@ -78,7 +82,7 @@ def answering(base_url: str) -> Iterator[None]:
         ) from error
 
 
-_BY_STATUS = {401: Unauthorized, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}
+_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}
 
 
 def raise_for_problem(response: httpx.Response) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,18 @@ DEV_API_KEY = "jl-dev-key"
 ``JOBLEDGER_API_KEYS`` anywhere else."""
 DEFAULT_TENANT = "default"
 """The development key's tenant, and where service files register without a ``tenant``."""
+
+
+class Scope(StrEnum):
+    """What an API key may do. Each route needs one scope; a key configured
+    without scopes has all three."""
+
+    READ = "jobs:read"
+    """read jobs, their events, artifacts, schedules, services and status"""
+    WRITE = "jobs:write"
+    """submit, cancel and retry jobs; create and delete schedules; register services; upload files"""
+    ADMIN = "admin"
+    """operate the whole service: operations on many jobs at once, dead letters, retention, workers"""
 
 
 class SubmitJobRequest(JobOptions):

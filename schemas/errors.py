@@ -18,6 +18,8 @@ class ProblemCode(StrEnum):
     """422: the request is not valid; ``errors`` names each bad field"""
     UNAUTHORIZED = "unauthorized"
     """401: no API key, or one no tenant has"""
+    FORBIDDEN = "forbidden"
+    """403: the key lacks the scope the route needs (``scope`` names it)"""
     TOO_LARGE = "too-large"
     """413: the body is over the limit"""
     NOT_FOUND = "not-found"

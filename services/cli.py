@@ -17,7 +17,8 @@ from services.adapters.broker import STARTING_BROKER_WAIT_S, ensure_topics, wait
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
 from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
-from services.ingest.settings import DEV_API_KEY, IngestSettings
+from services.ingest.keys import HASHED, new_key, parse_grant
+from services.ingest.settings import IngestSettings
 from services.processor.settings import ProcessorSettings
 
 app = typer.Typer(
@@ -109,7 +110,7 @@ async def _serve(stack: EmbeddedStack) -> None:
     try:
         if starting.done():
             starting.result()
-            key = next(iter(IngestSettings().api_keys), DEV_API_KEY)
+            key = next((key for key in IngestSettings().api_keys if not key.startswith(HASHED)), "(one of JOBLEDGER_API_KEYS)")
             message = (
                 f"\n[bold green]jobledger is up[/]\n"
                 f"  API       {stack.api_url}\n"
@@ -269,6 +270,32 @@ def _report(read: int, result) -> None:
     for schedule_id in result.schedules_differing[:20]:
         console.print(f"[red]differs[/] schedule {schedule_id}")
     console.print("[green]identical[/]" if result.same else "[red]the read models differ from the log[/]")
+
+
+keys = typer.Typer(help="Make API keys.", no_args_is_help=True)
+app.add_typer(keys, name="keys")
+
+
+@keys.command("new")
+def keys_new(
+    tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for."),
+    scope: list[str] = typer.Option([], "--scope", help="jobs:read, jobs:write or admin; repeat for more. Default: all three."),
+) -> None:
+    """Make a random API key. Prints the key (give it to its user: it is shown
+    once) and the JOBLEDGER_API_KEYS entry that configures it by its hash, so
+    the configuration never holds the key itself."""
+    try:
+        grant = parse_grant(f"{tenant}:{'+'.join(scope)}" if scope else tenant)
+    except ValueError as error:
+        console.print(f"[red]{error}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    key, hashed = new_key()
+    typer.echo(key)
+    console.print(
+        f"configure it with: JOBLEDGER_API_KEYS='{hashed}={grant}' (comma-separated with the other keys)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 audit = typer.Typer(help="Check and export the job log (jobs.events) for auditors.", no_args_is_help=True)

@@ -19,7 +19,8 @@ PROJECTOR_GROUP = "jobledger-projector"
 
 
 class ConnectionSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore", hide_input_in_errors=True)
+    """A refused value is not echoed: it may be a key, a password in a URL, a secret."""
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma separated")
     mongo_url: str = Field(

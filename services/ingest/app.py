@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.ingest import problems
 from services.ingest.bootstrap import bootstrap, shutdown
 from services.ingest.direct import DirectPaths
+from services.ingest.keys import KeyTable
 from services.ingest.problems import BodyTooLarge
 from services.ingest.routes import ROUTERS
 from services.ingest.routes.services import register_files
@@ -75,9 +76,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keys = KeyTable(settings.api_keys)
     problems.install(app)
 
-    app.add_middleware(DirectPaths, keys=settings.api_keys)  # inside the body limit: added first
+    app.add_middleware(DirectPaths, keys=app.state.keys)  # inside the body limit: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger={"/uploads": settings.max_upload_bytes})
     for router in ROUTERS:
         app.include_router(router)

@@ -25,10 +25,10 @@ from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
-from schemas.api import JobView
+from schemas.api import JobView, Scope
 from schemas.values import INT64_MAX
-from services.ingest.auth import tenant_for
 from services.ingest.bootstrap import Ingest
+from services.ingest.keys import KeyTable
 from services.ingest.problems import BodyTooLarge, Problem, unexpected
 from services.ingest.responses import answer
 from services.ingest.routes.queries import MAX_WAIT_S, current_job
@@ -43,7 +43,7 @@ READ_PARAMETERS = frozenset({"wait_s", "after_version"})
 
 
 class DirectPaths:
-    def __init__(self, app, keys: dict[str, str]) -> None:
+    def __init__(self, app, keys: KeyTable) -> None:
         self.app = app
         self.keys = keys
 
@@ -67,13 +67,15 @@ class DirectPaths:
         else:
             await response(scope, receive, send)
 
-    def _tenant(self, headers: dict[bytes, bytes]) -> str | None:
+    def _tenant(self, headers: dict[bytes, bytes], scope: Scope) -> str | None:
+        """The tenant of a key with ``scope``; ``None`` (the route refuses it) for any other."""
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        return tenant_for(self.keys, token.strip()) if scheme.lower() == b"bearer" else None
+        grant = self.keys.grant(token.strip()) if scheme.lower() == b"bearer" else None
+        return grant.tenant if grant is not None and scope in grant.scopes else None
 
     async def _submit(self, ingest: Ingest, headers: dict[bytes, bytes], body: bytes) -> Response | None:
         """The route's answer to a plain submit; ``None`` for anything the route should answer."""
-        tenant = self._tenant(headers)
+        tenant = self._tenant(headers, Scope.WRITE)
         if tenant is None:
             return None
         correlation = headers.get(b"x-correlation-id")
@@ -93,7 +95,7 @@ class DirectPaths:
 
     async def _read(self, ingest: Ingest, headers: dict[bytes, bytes], job_id: str, query: bytes, path: str) -> Response | None:
         """The route's answer to reading a job now (or once it changes); ``None`` for anything else."""
-        tenant = self._tenant(headers)
+        tenant = self._tenant(headers, Scope.READ)
         parameters = _read_parameters(query)
         if tenant is None or parameters is None:
             return None

@@ -179,5 +179,7 @@ PROBLEM_RESPONSE: dict[str, Any] = {
     "description": "RFC 9457 problem document",
 }
 """An answer documented in OpenAPI as a problem document."""
-PROBLEMS: dict[int | str, dict[str, Any]] = {401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE}
+AUTHENTICATED: dict[int | str, dict[str, Any]] = {401: PROBLEM_RESPONSE, 403: PROBLEM_RESPONSE}
+"""What any route that takes an API key may answer: no key, or one without the route's scope."""
+PROBLEMS: dict[int | str, dict[str, Any]] = {**AUTHENTICATED, 422: PROBLEM_RESPONSE}
 """What any authenticated route with input may answer."""

@@ -6,6 +6,7 @@ from pydantic_settings import NoDecode
 
 from schemas.api import DEFAULT_TENANT, DEV_API_KEY
 from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
+from services.ingest.keys import KeyTable
 
 
 class IngestSettings(ConnectionSettings):
@@ -13,7 +14,9 @@ class IngestSettings(ConnectionSettings):
     port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         {DEV_API_KEY: DEFAULT_TENANT},
-        description="API key → tenant: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2' or a JSON object",
+        description="API key → tenant and scopes: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2:jobs:read' or a JSON "
+        "object; a key may be given as sha256:<hex> (jobledger keys new); without scopes a key has all "
+        "(jobs:read, jobs:write, admin)",
     )
     job_type_modules: list[str] = Field(
         ["schemas.builtin", "schemas.objects"],
@@ -40,15 +43,21 @@ class IngestSettings(ConnectionSettings):
             return value
         if value.lstrip().startswith("{"):
             return orjson.loads(value)
-        keys = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
+        keys: dict[str, str] = {}
+        for number, item in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
             key, separator, tenant = item.partition("=")
-            if not separator or not key or not tenant:
-                raise ValueError(f"API keys are 'key=tenant' pairs separated by commas; got {item!r}")
+            if not separator or not key or not tenant:  # the item is not echoed: it may be a key
+                raise ValueError(f"API keys are 'key=tenant' pairs separated by commas; item {number} is not")
             keys[key] = tenant
         if not keys:
             raise ValueError("at least one API key is needed")
         return keys
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        KeyTable(value)  # each grant and each hashed key readable, or a ValueError naming it
+        return value
 
     consumer_groups: dict[str, str] = Field(
         {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP},

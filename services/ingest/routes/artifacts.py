@@ -12,7 +12,7 @@ from schemas import Job
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT, ArtifactRef
 from schemas.errors import ProblemCode
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore
-from services.ingest.auth import tenant_of
+from services.ingest.auth import reader
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem
@@ -38,7 +38,7 @@ router = APIRouter(route_class=ContractRoute, tags=["jobs"])
     "`result` for a job's own result. The job must be "
     "one of the caller's tenant (else 404, as for a job that does not exist).",
 )
-async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> StreamingResponse:
+async def get_artifact(job_id: str, name: str, state: IngestDep, tenant: str = Depends(reader)) -> StreamingResponse:
     job = await job_or_404(state, job_id, tenant)
     ref = _artifact_of(job, name)
     store = artifact_store(state)

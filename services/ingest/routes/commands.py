@@ -26,7 +26,7 @@ from schemas.api import (
     JobAccepted,
     JobLinks,
 )
-from services.ingest.auth import tenant_of
+from services.ingest.auth import writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem
@@ -46,7 +46,7 @@ router = APIRouter(route_class=ContractRoute, tags=["jobs"])
     "A job that already ended → 409.",
 )
 async def cancel_job(
-    job_id: str, request: Request, state: IngestDep, body: CancelRequest | None = Body(None), tenant: str = Depends(tenant_of)
+    job_id: str, request: Request, state: IngestDep, body: CancelRequest | None = Body(None), tenant: str = Depends(writer)
 ) -> JobAccepted:
     body = body or CancelRequest()
     return await _command(
@@ -62,7 +62,7 @@ async def cancel_job(
     summary="Run a FAILED or CANCELLED job again",
     description="Queues a new attempt with a fresh attempt budget. Any other state → 409.",
 )
-async def retry_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(tenant_of)) -> JobAccepted:
+async def retry_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(writer)) -> JobAccepted:
     return await _command(state, request, job_id, tenant, lambda **common: RetryJob(**common))
 
 

@@ -26,7 +26,7 @@ from schemas.errors import ProblemCode
 from schemas.values import INT64_MAX, Moment, label_key_problem
 from services.adapters.readmodel import JobFilter
 from services.ingest import store
-from services.ingest.auth import tenant_of
+from services.ingest.auth import reader
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.lag import consumer_lag
@@ -48,7 +48,7 @@ MAX_WAIT_S = 60.0
 async def get_job(
     job_id: str,
     state: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(reader),
     as_of: Moment | None = Query(None, description="the job as it was at this time: its events up to then, folded"),
     wait_s: float | None = Query(
         None,
@@ -90,7 +90,7 @@ async def current_job(state: Ingest, job_id: str, tenant: str, wait_s: float | N
 async def job_events(
     job_id: str,
     state: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(reader),
     until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
 ) -> dict:
     await job_or_404(state, job_id, tenant)
@@ -101,7 +101,7 @@ async def job_events(
 @router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")
 async def list_jobs(
     ingest: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(reader),
     limit: int = Query(50, ge=1, le=1000, description="how many jobs to return"),
     state: JobStatus | None = Query(None, description="only jobs in this state"),
     type: str | None = Query(None, description="only jobs of this type"),
@@ -140,7 +140,7 @@ async def list_jobs(
 
 
 @router.get("/status", response_model=StatusView, responses=PROBLEMS, summary="Jobs per state and consumer lag")
-async def status(state: IngestDep, tenant: str = Depends(tenant_of)) -> StatusView:
+async def status(state: IngestDep, tenant: str = Depends(reader)) -> StatusView:
     counts = await state.read_model.count_by_status(tenant)
     lag = await state.lag.get() if state.lag is not None else await consumer_lag(state.settings)
     return StatusView(jobs=counts, lag=lag)

@@ -29,10 +29,10 @@ from schemas.schedules import (
     evolve_schedule,
 )
 from services.adapters.readmodel import schedule_from_document
-from services.ingest.auth import tenant_of
+from services.ingest.auth import reader, writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
-from services.ingest.problems import PROBLEM_RESPONSE, Problem, field_error, invalid
+from services.ingest.problems import AUTHENTICATED, PROBLEM_RESPONSE, Problem, field_error, invalid
 from services.ingest.store import append_record
 from services.ingest.submissions import ServiceCalls, declared_type, job_options, pipeline_plan, validated_payload
 
@@ -75,13 +75,13 @@ def _request_location(spec_location: tuple) -> tuple:
     "/schedules",
     status_code=201,
     response_model=ScheduleView,
-    responses={401: PROBLEM_RESPONSE, 422: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 422: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Create a cron schedule",
     description="Each tick of `cron` (read in `timezone`) submits one job from the template — exactly "
     "one, also across processor restarts; ticks missed while no processor ran are submitted on start.",
 )
 async def create_schedule(
-    body: ScheduleRequest, state: IngestDep, response: Response, tenant: str = Depends(tenant_of)
+    body: ScheduleRequest, state: IngestDep, response: Response, tenant: str = Depends(writer)
 ) -> ScheduleView:
     spec = schedule_spec(state.job_types, body, ServiceCalls(tenant, state.services.get))
     command = CreateSchedule(
@@ -98,8 +98,8 @@ async def create_schedule(
     return ScheduleView.of(schedule)
 
 
-@router.get("/schedules", response_model=ScheduleList, responses={401: PROBLEM_RESPONSE}, summary="List schedules")
-async def list_schedules(state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleList:
+@router.get("/schedules", response_model=ScheduleList, responses=AUTHENTICATED, summary="List schedules")
+async def list_schedules(state: IngestDep, tenant: str = Depends(reader)) -> ScheduleList:
     documents = state.read_model.schedule_documents(tenant)
     listed = [schedule async for document in documents if (schedule := _readable(document)) is not None]
     deleted = state.accepted_schedules.deleted_ids()
@@ -109,10 +109,10 @@ async def list_schedules(state: IngestDep, tenant: str = Depends(tenant_of)) -> 
 @router.get(
     "/schedules/{schedule_id}",
     response_model=ScheduleView,
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE},
     summary="Get a schedule",
 )
-async def get_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
+async def get_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(reader)) -> ScheduleView:
     return ScheduleView.of(await _schedule_or_404(state, schedule_id, tenant))
 
 
@@ -120,11 +120,11 @@ async def get_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends
     "/schedules/{schedule_id}",
     status_code=202,
     response_model=ScheduleView,
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Delete a schedule",
     description="No tick after this request submits a job. Jobs already submitted are not touched.",
 )
-async def delete_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> ScheduleView:
+async def delete_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(writer)) -> ScheduleView:
     schedule = await _schedule_or_404(state, schedule_id, tenant)
     command = DeleteSchedule(
         command_id=str(uuid.uuid4()), schedule_id=schedule_id, tenant=tenant, issued_at=datetime.now(timezone.utc)

@@ -25,10 +25,10 @@ from schemas.errors import JobledgerError, ProblemCode
 from schemas.services import ServiceDefinition, ServiceDeleted, ServiceRegistered, service_key
 from services.adapters.secrets import SecretsUnavailable
 from services.adapters.service_documents import UnusableDocument, definition_of, read_document
-from services.ingest.auth import tenant_of
+from services.ingest.auth import reader, writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
-from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error, invalid
+from services.ingest.problems import AUTHENTICATED, PROBLEM_RESPONSE, PROBLEMS, Problem, field_error, invalid
 from services.ingest.responses import answer
 from services.ingest.store import append_record
 
@@ -53,7 +53,7 @@ FETCH_TIMEOUT_S = 10.0
     "registered with the validator's findings as `warnings`; one that cannot be used is a 422 naming what is wrong. "
     "Registering a name again replaces it (200). Answered once the registration is in the log (acks=all).",
 )
-async def register_service(body: ServiceRequest, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+async def register_service(body: ServiceRequest, state: IngestDep, tenant: str = Depends(writer)) -> Response:
     record = await registration(state, tenant, body)
     replaced = state.services.get(tenant, body.name) is not None
     await _append(state, record)
@@ -97,29 +97,29 @@ async def _append(state: Ingest, record: ServiceRegistered | ServiceDeleted) -> 
     state.services.appended(offset, record)
 
 
-@router.get("/services", response_model=ServiceList, responses={401: PROBLEM_RESPONSE}, summary="List your registered services")
-async def list_services(state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+@router.get("/services", response_model=ServiceList, responses=AUTHENTICATED, summary="List your registered services")
+async def list_services(state: IngestDep, tenant: str = Depends(reader)) -> Response:
     return answer(ServiceList(items=[ServiceSummary.of(found) for found in state.services.of_tenant(tenant)]))
 
 
 @router.get(
     "/services/{name}",
     response_model=ServiceView,
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE},
     summary="A registered service: its operations, with their parameters and request schemas",
 )
-async def get_service(name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+async def get_service(name: str, state: IngestDep, tenant: str = Depends(reader)) -> Response:
     return answer(ServiceView.of(_registered(state, tenant, name)))
 
 
 @router.delete(
     "/services/{name}",
     status_code=204,
-    responses={401: PROBLEM_RESPONSE, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Remove a service from the registry",
     description="Jobs submitted after this cannot call it; the log keeps its registrations.",
 )
-async def delete_service(name: str, state: IngestDep, tenant: str = Depends(tenant_of)) -> Response:
+async def delete_service(name: str, state: IngestDep, tenant: str = Depends(writer)) -> Response:
     _registered(state, tenant, name)
     await _append(
         state, ServiceDeleted(record_id=str(uuid.uuid4()), tenant=tenant, name=name, deleted_at=datetime.now(timezone.utc))

@@ -16,7 +16,7 @@ from schemas import (
     parse_event,
 )
 from schemas.values import INT64_MAX
-from services.ingest.auth import tenant_of
+from services.ingest.auth import reader
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS
@@ -42,7 +42,7 @@ KEEPALIVE_S = 15.0
     "any of the tenant's jobs (`event:` its type, `data:` the CloudEvent). Live only: to catch up, list "
     "`GET /jobs` after `ready`. A client too slow for the tenant's rate is disconnected.",
 )
-async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
+async def tenant_stream(state: IngestDep, tenant: str = Depends(reader)):
     async def messages():
         async with state.watch.follow_tenant(tenant, MAX_PENDING_EVENTS) as follower:
             yield {"event": READY, "data": "{}"}  # from here on nothing is missed: list GET /jobs now to catch up
@@ -65,7 +65,7 @@ async def tenant_stream(state: IngestDep, tenant: str = Depends(tenant_of)):
 async def job_stream(
     job_id: str,
     state: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(reader),
     last_event_id: int = Header(0, ge=0, le=INT64_MAX, description="resume after this seq"),
 ):
     await job_or_404(state, job_id, tenant)

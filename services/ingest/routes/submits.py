@@ -26,7 +26,7 @@ from schemas.api import (
 )
 from schemas.errors import ProblemCode
 from schemas.options import OnConflict
-from services.ingest.auth import tenant_of
+from services.ingest.auth import writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, PROBLEMS, Problem, field_error
@@ -56,7 +56,7 @@ async def submit_job(
     body: SubmitJobRequest,
     request: Request,
     state: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(writer),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> Response:
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
@@ -157,7 +157,7 @@ def _rejected(job: Job, command: SubmitJob) -> Problem:
     "appended as one produce batch and answered only once the broker acknowledged them (acks=all). "
     "An invalid item never stops the others. Items take no Idempotency-Key; use POST /jobs for that.",
 )
-async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(tenant_of)) -> Response:
+async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, tenant: str = Depends(writer)) -> Response:
     results: list[BatchItem | None] = [None] * len(body.jobs)
     commands: list[tuple[int, Submission]] = []
     for index, raw in enumerate(body.jobs):

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from schemas.api import UploadView
 from schemas.artifacts import UPLOAD_PREFIX
-from services.ingest.auth import tenant_of
+from services.ingest.auth import writer
 from services.ingest.bootstrap import IngestDep
-from services.ingest.problems import PROBLEM_RESPONSE
+from services.ingest.problems import AUTHENTICATED, PROBLEM_RESPONSE
 from services.ingest.responses import answer
 from services.ingest.routes.artifacts import artifact_store, store_unavailable
 
@@ -21,7 +21,7 @@ router = APIRouter(tags=["services"])
     "/uploads",
     status_code=201,
     response_model=UploadView,
-    responses={401: PROBLEM_RESPONSE, 413: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    responses={**AUTHENTICATED, 413: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
     summary="Upload a file that a job sends",
     description="The request body is the file, its `Content-Type` the file's. It is stored in the artifact store "
     "with its sha256 (up to `JOBLEDGER_MAX_UPLOAD_BYTES`, else 413) and named by the answer's `ref` "
@@ -30,7 +30,7 @@ router = APIRouter(tags=["services"])
 async def upload_file(
     request: Request,
     state: IngestDep,
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(writer),
     filename: str = Query("upload", min_length=1, max_length=255, description="the name the file is sent with"),
 ) -> Response:
     store = artifact_store(state)

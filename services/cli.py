@@ -121,6 +121,7 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  artifacts {s.s3_endpoint}  (S3Proxy {s3.version()}, bucket {s.s3_bucket})\n"
                 f"  data      {s.data_dir}\n"
                 f"  dashboard {stack.api_url}/ui\n"
+                f"  metrics   {'  '.join(stack.metrics_urls().values())}\n"
                 f"{_client_env(stack)}\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "
                 f'-H \'Content-Type: application/json\' -d \'{{"type": "sleep", "payload": {{"seconds": 2}}}}\'\n'

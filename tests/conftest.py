@@ -24,7 +24,9 @@ LEASE_S = 3.0
 """Short, so a killed runner's attempt is declared lost within the test."""
 FUZZ_KEY = "jl-fuzz-key"
 """Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
-API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz"
+METRICS_KEY = "jl-metrics-key"
+"""Key of a tenant of its own for the metrics test, so the counts it checks are of its jobs alone."""
+API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz,{METRICS_KEY}=metrics"
 
 
 def stack_settings(data_dir, **overrides) -> StackSettings:

@@ -160,8 +160,16 @@ async def wait_for_coordinators(
 
 async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> dict[str, int]:
     """Per group the broker knows: records in its topics past its committed
-    offsets (end offset minus committed, summed over partitions; a partition
-    never committed counts whole). A group the broker has never seen has no
+    offsets, summed over partitions (:func:`partition_lag`)."""
+    return {group: sum(lag.values()) for group, lag in (await partition_lag(settings, groups)).items()}
+
+
+async def partition_lag(
+    settings: ConnectionSettings, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS
+) -> dict[str, dict[TopicPartition, int]]:
+    """Per group the broker knows, per partition of its topics: records past
+    its committed offset (end offset minus committed; a partition never
+    committed counts whole). A group the broker has never seen has no
     members to wait for and is left out: by default no process joins the
     runners' group (:data:`OPTIONAL_GROUPS`), since each processor's decider
     feeds its runner in memory."""
@@ -178,11 +186,11 @@ async def group_lag(settings: ConnectionSettings, groups: dict[str, tuple[str, .
         lag = {}
         for group, names in groups.items():
             committed = await admin.list_consumer_group_offsets(group)
-            lag[group] = sum(
-                max(0, end - max(0, committed[tp].offset if tp in committed else 0))
+            lag[group] = {
+                tp: max(0, end - max(0, committed[tp].offset if tp in committed else 0))
                 for tp, end in ends.items()
                 if tp.topic in names
-            )
+            }
         return lag
     finally:
         await asyncio.gather(admin.close(), consumer.stop(), return_exceptions=True)

@@ -20,6 +20,7 @@ from aiokafka.structs import RecordMetadata
 from schemas import topics
 from schemas.topics import DeadLetterStage
 from services.adapters.consumer_runtime import open_consumer
+from services.common.metrics import DEAD_LETTERS
 from services.common.settings import ConnectionSettings
 
 MAX_BATCH_BYTES = 262_144
@@ -140,6 +141,7 @@ class DeadLetters:
             stage=self.stage, error=error, topic=record.topic, partition=record.partition, offset=record.offset
         )
         delivery = await self._producer.send(topics.DLQ, key=record.key, value=record.value, headers=headers)
+        DEAD_LETTERS.labels(self.stage).inc()
         if self._on_sent is not None:
             self._on_sent(delivery)
         return delivery

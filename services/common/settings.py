@@ -41,6 +41,14 @@ class ConnectionSettings(BaseSettings):
         description="Fernet key(s) sealing service credentials in the log, comma separated (the first seals, each opens); "
         "make run generates one into its data directory",
     )
+    metrics_host: str = Field("127.0.0.1", description="processor and projector: address their metrics endpoint binds")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="processor and projector: port of their Prometheus /metrics (unset: none); ingest serves "
+        "GET /metrics on its API",
+    )
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
     fetch_max_wait_ms: int = Field(

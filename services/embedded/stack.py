@@ -49,6 +49,12 @@ class StackSettings(ConnectionSettings):
         description="port of the HTTP API, JOBLEDGER_PORT as for ingest itself (0: any free port)",
     )
     s3_port: int = Field(19000, ge=0, description="port of the embedded S3 artifact store (0: any free port)")
+    processor_metrics_port: int = Field(
+        9101, ge=0, description="Prometheus metrics of the (first) processor (0: any free port; more processes: any free port)"
+    )
+    projector_metrics_port: int = Field(
+        9102, ge=0, description="Prometheus metrics of the (first) projector (0: any free port; more processes: any free port)"
+    )
     mongo_storage: Literal["disk", "memory"] = Field(
         "disk", description="disk: the read models survive restarts; memory: they die with the database (tests)"
     )
@@ -80,6 +86,8 @@ PORTS = {
     "controller_port": ("the broker's controller", "JOBLEDGER_CONTROLLER_PORT"),
     "mongo_port": ("the database", "JOBLEDGER_MONGO_PORT"),
     "s3_port": ("the artifact store", "JOBLEDGER_S3_PORT"),
+    "processor_metrics_port": ("the processor's metrics", "JOBLEDGER_PROCESSOR_METRICS_PORT"),
+    "projector_metrics_port": ("the projector's metrics", "JOBLEDGER_PROJECTOR_METRICS_PORT"),
 }
 """Each port of the embedded stack: what listens there, and the setting that moves it."""
 
@@ -120,7 +128,7 @@ class EmbeddedStack:
 
     def __post_init__(self) -> None:
         s = self.settings
-        for name in ("broker_port", "controller_port", "mongo_port", "api_port", "s3_port"):
+        for name in PORTS:
             if getattr(s, name) == 0:
                 setattr(s, name, free_port())
         s.kafka_bootstrap = f"127.0.0.1:{s.broker_port}"
@@ -252,8 +260,17 @@ class EmbeddedStack:
             processor_env = {**env, "JOBLEDGER_STATE_DIR": str(self.settings.data_dir / f"processor{suffix}")}
             if self.settings.separate_runner:
                 processor_env["JOBLEDGER_RUNNER_ENABLED"] = "false"
-            self._spawn(f"projector{suffix}", [sys.executable, "-m", "services.projector"], env=env)
-            self._spawn(f"processor{suffix}", [sys.executable, "-m", "services.processor"], env=processor_env)
+            first = replica == 1
+            self._spawn(
+                f"projector{suffix}",
+                [sys.executable, "-m", "services.projector"],
+                env=self._metered(env, self.settings.projector_metrics_port if first else free_port()),
+            )
+            self._spawn(
+                f"processor{suffix}",
+                [sys.executable, "-m", "services.processor"],
+                env=self._metered(processor_env, self.settings.processor_metrics_port if first else free_port()),
+            )
         if self.settings.separate_runner:
             self.start_runner()
         self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
@@ -262,7 +279,20 @@ class EmbeddedStack:
     def start_runner(self, name: str = "runner") -> None:
         """A runner-only processor process: more of them share the work."""
         env = {**self.service_env(), "JOBLEDGER_DECIDER_ENABLED": "false"}
-        self._spawn(name, [sys.executable, "-m", "services.processor"], env=env)
+        self._spawn(name, [sys.executable, "-m", "services.processor"], env=self._metered(env, free_port()))
+
+    @staticmethod
+    def _metered(env: dict[str, str], port: int) -> dict[str, str]:
+        """``env`` for a service serving its metrics at ``port``."""
+        return {**env, "JOBLEDGER_METRICS_HOST": "127.0.0.1", "JOBLEDGER_METRICS_PORT": str(port)}
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Where each running service serves its Prometheus metrics."""
+        urls = {"ingest": f"{self.api_url}/metrics"}
+        for name, (_, env, _) in self._commands.items():
+            if env is not None and "JOBLEDGER_METRICS_PORT" in env and name in self.processes:
+                urls[name] = f"http://127.0.0.1:{env['JOBLEDGER_METRICS_PORT']}/metrics"
+        return urls
 
     def kill(self, name: str) -> None:
         """``kill -9`` a process and its children, as a crash would."""

@@ -11,6 +11,7 @@ from services.ingest import problems
 from services.ingest.bootstrap import bootstrap, shutdown
 from services.ingest.direct import DirectPaths
 from services.ingest.keys import KeyTable
+from services.ingest.observed import RequestMetrics
 from services.ingest.problems import BodyTooLarge
 from services.ingest.routes import ROUTERS
 from services.ingest.routes.services import register_files
@@ -81,6 +82,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     app.add_middleware(DirectPaths, keys=app.state.keys)  # inside the body limit: added first
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger={"/uploads": settings.max_upload_bytes})
+    app.add_middleware(RequestMetrics)  # outermost: it sees every answer
     for router in ROUTERS:
         app.include_router(router)
     return app

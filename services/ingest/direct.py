@@ -29,6 +29,7 @@ from schemas.api import JobView, Scope
 from schemas.values import INT64_MAX
 from services.ingest.bootstrap import Ingest
 from services.ingest.keys import KeyTable
+from services.ingest.observed import ROUTE
 from services.ingest.problems import BodyTooLarge, Problem, unexpected
 from services.ingest.responses import answer
 from services.ingest.routes.queries import MAX_WAIT_S, current_job
@@ -37,6 +38,7 @@ from services.ingest.submissions import parse_request
 
 JOBS = "/jobs"
 ONE_JOB = re.compile(r"/jobs/([^/]+)")
+ONE_JOB_ROUTE = "/jobs/{job_id}"
 PLAIN_NUMBER = re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?")
 """A query value read here; anything fancier (signs, exponents, spaces) the route parses, or refuses."""
 READ_PARAMETERS = frozenset({"wait_s", "after_version"})
@@ -65,6 +67,7 @@ class DirectPaths:
         if response is None:
             await self.app(scope, receive, send)
         else:
+            scope[ROUTE] = JOBS if scope["method"] == "POST" else ONE_JOB_ROUTE
             await response(scope, receive, send)
 
     def _tenant(self, headers: dict[bytes, bytes], scope: Scope) -> str | None:

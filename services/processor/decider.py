@@ -64,6 +64,7 @@ from services.adapters.consumer_runtime import Batches, Committable, ConsumerRun
 from services.adapters.log import DeadLetters
 from services.common.lifecycle import Service
 from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
+from services.processor.job_metrics import JobMeter
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
 from services.processor.slot_decider import SlotDecider
@@ -108,6 +109,7 @@ class Decider(Service):
         self.durable = DurableStates(settings.state_dir / "job-states")
         self.jobs = JobStates(self.durable)
         self.deadlines = Deadlines(settings.lease_s)
+        self.meter = JobMeter()
         self._producer = producer
         self._inbox: deque[Command] = deque()
         """Reports of the runner of this process, about jobs of partitions owned here."""
@@ -279,6 +281,7 @@ class Decider(Service):
             # loop yielding, so they travel in one record batch: in the log all or none.
             self._round.append(Decided(command.job_id.encode(), decision.values, decision.after))
             self.jobs.put(partition, decision.after)
+            self.meter.observe(decision.events, decision.after)
         keep_time(self.deadlines, decision, _now())
         if decision.events and self.runner is not None:
             self.runner.heard(partition, decision.events)
@@ -336,8 +339,10 @@ class Decider(Service):
         lost = {tp.partition for tp in revoked if tp.topic == topics.COMMANDS}
         if self.runner is not None:
             self.runner.released(lost, self._log_ends)
-        for job_id in self.jobs.forget(lost):
+        forgotten = self.jobs.forget(lost)
+        for job_id in forgotten:
             self.deadlines.forget(job_id)
+        self.meter.forget(forgotten)
         self.slots.table.forget({tp.partition for tp in revoked if tp.topic == topics.SLOTS})
         self.scheduler.table.forget({tp.partition for tp in revoked if tp.topic == topics.SCHEDULES})
         for tp in revoked:

@@ -61,6 +61,7 @@ from services.adapters.artifacts import ArtifactMissing, ArtifactStore, Offloade
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
 from services.adapters.log import make_consumer
 from services.common.lifecycle import Service
+from services.common.metrics import CONCURRENCY, RUNNING
 from services.processor.attempts import (
     IN_FLIGHT,
     Attempt,
@@ -128,6 +129,7 @@ class Runner(Service):
         self._decider = decider
         self.runner_id = settings.runner_id or f"{socket.gethostname()}:{os.getpid()}"
         self._free = settings.runner_concurrency
+        CONCURRENCY.set(settings.runner_concurrency)
         self._attempts: dict[AttemptKey, Attempt] = {}
         self._buffer = WaitingAttempts()
         self._offsets = Offsets()
@@ -474,6 +476,7 @@ class Runner(Service):
         if self._artifacts is not None and attempt.ctx is not None:
             attempt.ctx.uploads = partial(_upload_bytes, self._artifacts)
         attempt.task = asyncio.create_task(self._attempt(attempt))
+        RUNNING.inc()
         self._started_any = True
         # A callback, not a ``finally``: a task cancelled before its first step
         # never runs its body, and would keep its slot (and heartbeat) for good.
@@ -481,6 +484,7 @@ class Runner(Service):
 
     def _finished(self, attempt: Attempt, task: asyncio.Task) -> None:
         attempt.state = AttemptState.DONE
+        RUNNING.dec()
         self._free += 1
         self._slot_freed.set()
         self._attempts.pop(attempt.key, None)

@@ -17,6 +17,7 @@ record that is not a job event, or that the database refuses for good, goes to
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -35,6 +36,7 @@ from services.adapters.projections import BatchOutcome, JobProjection
 from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters.schedule_projection import ScheduleProjection
 from services.common.lifecycle import Service
+from services.common.metrics import APPLY_DURATION, PROJECTED
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
@@ -114,9 +116,13 @@ class Projector(Service):
             raise LogLost(self.lost)
         records = [record for batch in batches.values() for record in batch]
         if records:
-            await _project([r for r in records if r.topic == topics.EVENTS], self.projection, self.dead_letters)
+            started = time.perf_counter()
+            events = [r for r in records if r.topic == topics.EVENTS]
+            await _project(events, self.projection, self.dead_letters)
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
             self._durable.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
+            APPLY_DURATION.observe(time.perf_counter() - started)
+            PROJECTED.inc(len(events))
 
     async def done(self) -> Committable:
         """Save the durable positions with the read models; the runtime commits exactly

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.errors import ProblemCode
 from services.ingest.bodies import ContractRoute
@@ -37,4 +38,18 @@ async def readyz(state: IngestDep) -> dict:
     return {"status": "ready", "checks": checks}
 
 
-# --- helpers ---------------------------------------------------------------------
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this ingest process",
+    tags=["operations"],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "the Prometheus text format"}},
+    description="HTTP requests by route and status, and every consumer group's lag per partition (measured at the "
+    "scrape, reused for a second). Takes no key, like any exporter: it names tenants and job types, so keep it off "
+    "the public network. The processor and the projector serve theirs on JOBLEDGER_METRICS_PORT; "
+    "docs/operations.md lists every metric.",
+)
+async def metrics(state: IngestDep) -> Response:
+    if state.lag is not None:
+        await state.lag.export()
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

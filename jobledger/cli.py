@@ -57,6 +57,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
     app.add_typer(services, name="services", rich_help_panel="Services")
     app.command(rich_help_panel="Services")(call)
+    app.command(rich_help_panel="Operations")(workers)
+
+
+def workers(as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """List the runners alive now: where they run, how busy, which job types (needs an admin key)."""
+    with _client(url, api_key) as client:
+        found = client.workers()
+    if as_json:
+        out.print_json(data=found.model_dump(mode="json"))
+        return
+    rows = [
+        (w.runner_id, f"{w.running}/{w.concurrency}", _when(w.beat_at), _when(w.started_at), ", ".join(w.job_types))
+        for w in found.items
+    ]
+    out.print(_id_table(("runner", "running", "last beat", "started", "job types"), rows))
+    console.print(f"{len(found.items)} runners, {found.running} of {found.concurrency} slots busy", highlight=False)
 
 
 @services.command("register")

@@ -41,6 +41,7 @@ from schemas.api import (
     ServiceSummary,
     ServiceView,
     UploadView,
+    WorkerList,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -275,6 +276,10 @@ class AsyncClient:
 
     async def service_list(self) -> builtins.list[ServiceSummary]:
         return ServiceList.model_validate((await self._request("GET", "/services")).json()).items
+
+    async def workers(self) -> WorkerList:
+        """The runners alive now: ``items`` (host, pid, concurrency, running, job types, last beat) and the sums (``admin``)."""
+        return WorkerList.model_validate((await self._request("GET", "/workers")).json())
 
     async def get_service(self, name: str) -> ServiceView:
         return ServiceView.model_validate((await self._request("GET", f"/services/{name}")).json())

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate, Services
-from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView, UploadView
+from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView, UploadView, WorkerList
 
 T = TypeVar("T")
 
@@ -167,6 +167,10 @@ class Client:
 
     def service_list(self) -> builtins.list[ServiceSummary]:
         return self._loop.run(self._async.service_list())
+
+    def workers(self) -> WorkerList:
+        """The runners alive now (``admin``)."""
+        return self._loop.run(self._async.workers())
 
     def get_service(self, name: str) -> ServiceView:
         return self._loop.run(self._async.get_service(name))

@@ -15,6 +15,7 @@ from schemas.job import Step, StepPhase, StepStatus
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
 from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, Polling, ServiceRegistered
+from schemas.workers import WorkerBeat
 
 DEV_API_KEY = "jl-dev-key"
 """The embedded stack's development key (``make run`` prints it); set
@@ -513,3 +514,26 @@ class UploadView(BaseModel):
     content_type: str
     size: int
     sha256: str
+
+
+class WorkerView(BaseModel):
+    """A live runner: what it is, how busy, when it last said so."""
+
+    runner_id: str = Field(description="the lease holder named in jobledger.job.started")
+    host: str
+    pid: int
+    concurrency: int = Field(description="attempts it runs at most at once")
+    running: int = Field(description="attempts it ran at its last beat")
+    job_types: list[str]
+    started_at: datetime
+    beat_at: datetime = Field(description="its last beat; a runner 3 beats late is no longer listed")
+
+    @classmethod
+    def of(cls, beat: WorkerBeat) -> WorkerView:
+        return cls(**beat.model_dump(include=set(cls.model_fields)))
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerView]
+    concurrency: int = Field(description="the live runners' concurrency, summed")
+    running: int = Field(description="attempts they run, summed")

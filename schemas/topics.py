@@ -39,8 +39,13 @@ SCHEDULE_STATE: Final = "jobs.schedules.state"
 SERVICES: Final = "jobs.services"
 """The service registry, keyed by tenant and service name: each registration and deletion, forever."""
 
-ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE, SERVICES)
+WORKERS: Final = "jobs.workers"
+"""Runners' beats, keyed by runner id: compacted, and a runner forgotten a day after its last record."""
+
+ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE, SERVICES, WORKERS)
 COMPACTED: Final = (SLOT_STATE, SCHEDULE_STATE)
+EPHEMERAL: Final = (WORKERS,)
+"""Compacted, and a key forgotten a day after its last record: what is only current."""
 FOREVER: Final = (EVENTS, SCHEDULES, SERVICES)
 """Topics kept with infinite retention: the logs of record."""
 

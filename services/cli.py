@@ -121,7 +121,7 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  artifacts {s.s3_endpoint}  (S3Proxy {s3.version()}, bucket {s.s3_bucket})\n"
                 f"  data      {s.data_dir}\n"
                 f"  dashboard {stack.api_url}/ui\n"
-                f"  metrics   {'  '.join(stack.metrics_urls().values())}\n"
+                f"  metrics   {'  '.join(f'{name} {url}' for name, url in stack.metrics_urls().items())}\n"
                 f"{_client_env(stack)}\n"
                 f"Try:  curl -s -X POST {stack.api_url}/jobs -H 'Authorization: Bearer {key}' "
                 f'-H \'Content-Type: application/json\' -d \'{{"type": "sleep", "payload": {{"seconds": 2}}}}\'\n'
@@ -168,7 +168,7 @@ async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:
 def topics(
     partitions: Optional[int] = typer.Option(None, help="Partitions of each topic (default: JOBLEDGER_PARTITIONS or 8)."),
 ) -> None:
-    """Create the jobledger topics that are missing: jobs.commands, jobs.events, jobs.dlq,
+    """Create the jobledger topics that are missing: jobs.commands, jobs.events, jobs.dlq, jobs.workers,
     jobs.slots, jobs.schedules and the compacted *.state changelogs."""
     settings = ConnectionSettings(partitions=partitions) if partitions else ConnectionSettings()
     created = asyncio.run(_create_topics(settings))

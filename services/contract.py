@@ -27,6 +27,7 @@ from schemas.events import EVENT_TYPES, event_type_name
 from schemas.schedules import AnyScheduleCommand
 from schemas.services import ServiceRecord
 from schemas.slots import AnySlotMessage
+from schemas.workers import WorkerRecord
 
 HERE = Path(__file__).resolve().parents[1] / "schemas"
 """Where the contract and its generated files live."""
@@ -65,6 +66,7 @@ def contract_files() -> dict[str, str]:
         ("slots", AnySlotMessage, "tenant/concurrency key"),
         ("schedules", AnyScheduleCommand, "the schedule id"),
         ("services", ServiceRecord, "tenant/service name"),
+        ("workers", WorkerRecord, "the runner id"),
     ):
         for model in _members(union):
             kind = model.model_fields["type" if "type" in model.model_fields else "kind"].default
@@ -115,6 +117,12 @@ def contract_files() -> dict[str, str]:
             "description": "The service registry, keyed by tenant/service name: each registration (the "
             "definition read from the service's OpenAPI document) and deletion, kept forever.",
             "messages": refs("services."),
+        },
+        "workers": {
+            "address": topics.WORKERS,
+            "description": "Runners' beats, keyed by runner id: each runner's beat every few seconds and its stop; "
+            "compacted, a runner forgotten a day after its last record. GET /workers reads it.",
+            "messages": refs("workers."),
         },
         "dlq": {
             "address": topics.DLQ,

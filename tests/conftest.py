@@ -26,7 +26,9 @@ FUZZ_KEY = "jl-fuzz-key"
 """Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
 METRICS_KEY = "jl-metrics-key"
 """Key of a tenant of its own for the metrics test, so the counts it checks are of its jobs alone."""
-API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz,{METRICS_KEY}=metrics"
+READ_KEY = "jl-read-key"
+"""A key of the default tenant that may only read."""
+API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz,{METRICS_KEY}=metrics,{READ_KEY}=default:jobs:read"
 
 
 def stack_settings(data_dir, **overrides) -> StackSettings:
@@ -40,7 +42,13 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
         s3_port=0,
         mongo_storage="memory",
         partitions=4,
-        service_env={"lease_s": str(LEASE_S), "progress_interval_s": "0.3", "api_keys": API_KEYS, "commit_interval_s": "0.1"},
+        service_env={
+            "lease_s": str(LEASE_S),
+            "progress_interval_s": "0.3",
+            "api_keys": API_KEYS,
+            "commit_interval_s": "0.1",
+            "worker_beat_s": "0.5",
+        },
     )
     settings.update(overrides)
     return StackSettings(**settings)

@@ -16,6 +16,7 @@ from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROU
 
 INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+EPHEMERAL = {**COMPACTED, "cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000)}
 """Changelogs: segments roll every 10 minutes so the cleaner can drop superseded records."""
 BROKER_WAIT_S = 30.0
 """How long a service waits for the broker to answer before giving up."""
@@ -75,6 +76,8 @@ def _topic_config(name: str) -> dict[str, str]:
         return INFINITE_RETENTION
     if name in topics.COMPACTED:
         return COMPACTED
+    if name in topics.EPHEMERAL:
+        return EPHEMERAL
     return {}
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import threading
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 log = structlog.get_logger(component="metrics")
+
+disable_created_metrics()  # no *_created series beside each counter: Prometheus reads a reset from the counter itself
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds, for what should take milliseconds (a request, a projection batch)."""

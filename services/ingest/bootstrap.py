@@ -20,6 +20,7 @@ from services.adapters.rdproducer import RdProducer
 from services.adapters.readmodel import ReadModel, connect
 from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
+from services.adapters.worker_table import WorkerTable
 from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
 from services.ingest.lag import ConsumerLag
@@ -47,12 +48,15 @@ class Ingest:
     """One lock per idempotent job id being submitted, so a key's racing repeats create one job."""
     services: ServiceRegistry = field(init=False)
     """Every tenant's registered services, folded from ``jobs.services`` (started by :func:`bootstrap`)."""
+    workers: WorkerTable = field(init=False)
+    """The live runners, folded from ``jobs.workers`` (started by :func:`bootstrap`)."""
 
     sealer: Sealer = field(init=False)
     """Seals the credentials a service registration gives (``JOBLEDGER_SECRET_KEY``)."""
 
     def __post_init__(self) -> None:
         self.services = ServiceRegistry(self.settings)
+        self.workers = WorkerTable(self.settings)
         self.sealer = Sealer(self.settings.secret_key)
 
 
@@ -72,12 +76,14 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
     await ingest.producer.start()
     await ingest.watch.start()
     await ingest.services.start()
+    await ingest.workers.start()
     if settings.s3_endpoint:
         ingest.artifacts = await ArtifactStore(settings).start()
     return ingest
 
 
 async def shutdown(ingest: Ingest) -> None:
+    await ingest.workers.stop()
     await ingest.services.stop()
     await ingest.watch.stop()
     await ingest.producer.stop()

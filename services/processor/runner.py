@@ -62,6 +62,7 @@ from services.adapters.consumer_runtime import Batches, Committable, ConsumerRun
 from services.adapters.log import make_consumer
 from services.common.lifecycle import Service
 from services.common.metrics import CONCURRENCY, RUNNING
+from services.processor.announce import Announcer
 from services.processor.attempts import (
     IN_FLIGHT,
     Attempt,
@@ -151,6 +152,14 @@ class Runner(Service):
                 fetch_wait_ms=FETCH_WAIT_MS,
                 max_records=FETCH_MAX_RECORDS,
             )
+        self._announcer = Announcer(
+            producer,
+            self.runner_id,
+            settings.runner_concurrency,
+            registry.names(),
+            lambda: settings.runner_concurrency - self._free,
+            settings.worker_beat_s,
+        )
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
         self._started_any = False
@@ -201,6 +210,7 @@ class Runner(Service):
                 await asyncio.wait(list(unfinished), timeout=RELEASE_WAIT_S)
             for attempt in unfinished.values():
                 await self._release(attempt)
+        await self._announcer.stopped()
         await self._producer.flush()
         if self._runtime is not None:
             await self._runtime.stop()
@@ -231,7 +241,7 @@ class Runner(Service):
     # --- the consumer loop -------------------------------------------------------
 
     def tasks(self):
-        return [self._consume, self._claim_freed_slots, self._follow, self._keep_leases]
+        return [self._consume, self._claim_freed_slots, self._follow, self._keep_leases, self._announcer.run]
 
     async def _consume(self) -> None:
         log.info(

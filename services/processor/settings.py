@@ -45,6 +45,9 @@ class ProcessorSettings(ConnectionSettings):
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
     schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")
     commit_interval_s: float = Field(0.5, gt=0, description="how often the runner commits its offsets")
+    worker_beat_s: float = Field(
+        5.0, gt=0, description="how often a runner announces itself on jobs.workers (GET /workers drops it after 3 missed)"
+    )
 
     @property
     def heartbeat_interval_s(self) -> float:

@@ -196,3 +196,15 @@ async def test_the_dashboard_reads_at_phone_width_without_scrolling_sideways(pag
     await expect(page.locator("#job-rows tr").first).to_be_visible(timeout=30_000)
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "the jobs table overflows"
     await page.screenshot(path=str(SCREENSHOT.with_name("dashboard-phone.png")), full_page=True)
+
+
+@pytest.mark.timeout(120)
+async def test_the_jobs_page_lists_the_live_workers_for_an_admin_key(page, stack):
+    await sign_in(page, stack)
+
+    panel = page.locator("#workers-panel")
+    await expect(panel).to_be_visible(timeout=30_000)
+    await panel.locator("summary").click()
+    processor = f":{stack.processes['processor'].pid}"
+    await expect(page.locator("#worker-rows td.mono").filter(has_text=processor)).to_be_visible(timeout=10_000)
+    await expect(page.locator("#worker-sum")).to_contain_text("live")

@@ -13,11 +13,12 @@ from services.ingest.routes import (
     stream,
     submits,
     uploads,
+    workers,
 )
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
     module.router
-    for module in (submits, commands, queries, stream, artifacts, schedules, services, uploads, operations, dashboard)
+    for module in (submits, commands, queries, stream, artifacts, schedules, services, uploads, workers, operations, dashboard)
 )
 """Each included into the app itself: FastAPI walks nested routers on every
 request, and one level less is ~25 µs of each request's 200 (in process)."""

@@ -65,6 +65,8 @@ async def run(args: argparse.Namespace) -> dict:
         mongo_port=0,
         api_port=0,
         s3_port=0,
+        processor_metrics_port=0,
+        projector_metrics_port=0,
         mongo_storage="disk",
         service_env={"runner_concurrency": str(args.runner_concurrency)},
         replicas=args.replicas,

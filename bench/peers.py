@@ -69,6 +69,8 @@ def run_jobledger(args) -> dict:
             mongo_port=0,
             api_port=0,
             s3_port=0,
+            processor_metrics_port=0,
+            projector_metrics_port=0,
         )
     )
     with console.status("starting jobledger (make run's stack) …"):

@@ -104,6 +104,8 @@ def main() -> None:
         mongo_port=0,
         api_port=0,
         s3_port=0,
+        processor_metrics_port=0,
+        projector_metrics_port=0,
     )
     stack = EmbeddedStack(settings)
     try:

@@ -38,6 +38,8 @@ async def run(jobs: int) -> dict:
             mongo_port=0,
             api_port=0,
             s3_port=0,
+            processor_metrics_port=0,
+            projector_metrics_port=0,
             service_env={"runner_concurrency": "64"},
         )
     )

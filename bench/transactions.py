@@ -137,6 +137,8 @@ async def run(args) -> dict:
             mongo_port=0,
             api_port=0,
             s3_port=0,
+            processor_metrics_port=0,
+            projector_metrics_port=0,
             partitions=PARTITIONS,
         )
     )

@@ -40,6 +40,8 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
         mongo_port=0,
         api_port=0,
         s3_port=0,
+        processor_metrics_port=0,
+        projector_metrics_port=0,
         mongo_storage="memory",
         partitions=4,
         service_env={

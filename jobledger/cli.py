@@ -32,6 +32,7 @@ from jobledger.sync import Client, Job
 from schemas import TERMINAL, JobStatus
 from schemas.api import JobView, ServiceView
 from schemas.job import StepPhase
+from schemas.logs import StoredLogLine
 
 EXIT_JOB_FAILED = 1
 EXIT_REFUSED = 3
@@ -52,7 +53,7 @@ services = typer.Typer(help="HTTP services described by OpenAPI documents, which
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, get, ls, follow, watch, events, cancel, retry, artifact):
+    for command in (submit, get, ls, follow, watch, events, logs, cancel, retry, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
     app.add_typer(services, name="services", rich_help_panel="Services")
@@ -429,6 +430,38 @@ def events(
     for event in history:
         table.add_row(str(event["seq"]), event["type"].rsplit(".", 1)[-1], event["time"], event["hash"][:12])
     out.print(table)
+
+
+def logs(
+    job_id: str,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job has ended."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """A job's own log: the lines its handlers wrote with ctx.log (level, attempt, message, fields)."""
+    with _client(url, api_key) as client:
+        full = _full_id(client, job_id)
+        lines = client.follow_logs(full) if follow else iter(client.logs(full))
+        for line in lines:
+            if as_json:
+                out.print(line.model_dump_json(), highlight=False, soft_wrap=True)
+            else:
+                out.print(_log_line(line), highlight=False, soft_wrap=True)
+
+
+_LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "red"}
+
+
+def _log_line(line: StoredLogLine) -> Text:
+    text = Text(f"{line.at.astimezone().strftime('%H:%M:%S.%f')[:-3]} ")
+    text.append(f"{line.level.value:<7}", style=_LEVEL_STYLE[line.level.value])
+    where = f"{line.step}#{line.attempt}" if line.step else f"#{line.attempt}"
+    text.append(f" {where} ", style="dim")
+    text.append(line.message)
+    if line.fields:
+        text.append(" " + " ".join(f"{key}={json.dumps(value)}" for key, value in line.fields.items()), style="cyan")
+    return text
 
 
 def cancel(

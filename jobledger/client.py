@@ -34,6 +34,7 @@ from schemas.api import (
     BatchAccepted,
     JobAccepted,
     JobList,
+    JobLogList,
     JobView,
     ScheduleList,
     ScheduleView,
@@ -43,8 +44,11 @@ from schemas.api import (
     UploadView,
     WorkerList,
 )
+from schemas.logs import StoredLogLine
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+LOG_PAGE = 1000
+"""Lines asked for per page of a job's log."""
 LONG_POLL_S = 30.0
 """One ``GET /jobs/{id}?wait_s=`` holds at most this long; a wait repeats it."""
 
@@ -175,6 +179,26 @@ class AsyncClient:
         """The job's events (CloudEvents objects, hash chain included), up to a seq or a time."""
         params = {"until": until.isoformat() if isinstance(until, datetime) else str(until)} if until is not None else {}
         return (await self._request("GET", f"/jobs/{job_id}/events", params=params)).json()["items"]
+
+    async def logs(self, job_id: str, after: int = 0) -> builtins.list[StoredLogLine]:
+        """The job's log lines stored so far (past index ``after``), oldest first: what its handlers wrote with ``ctx.log``."""
+        lines: builtins.list[StoredLogLine] = []
+        cursor = str(after) if after else None
+        while True:
+            params = {"limit": str(LOG_PAGE), **({"cursor": cursor} if cursor else {})}
+            page = JobLogList.model_validate((await self._request("GET", f"/jobs/{job_id}/logs", params=params)).json())
+            lines.extend(page.items)
+            if len(page.items) < LOG_PAGE:
+                return lines
+            cursor = page.next_cursor
+
+    async def follow_logs(self, job_id: str, after: int = 0) -> AsyncGenerator[StoredLogLine, None]:
+        """The job's log lines as they come (server-sent events), until the job has ended and its last lines are in."""
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        async with self._stream(f"/jobs/{job_id}/logs/stream", headers) as source:
+            async for message in source.aiter_sse():
+                if message.event == "log" and message.data:
+                    yield StoredLogLine.model_validate_json(message.data)
 
     async def artifact(self, job_id: str, name: str = "result") -> bytes:
         """A result stored as an artifact (a step's by its name, a job's as ``result``), checked against its sha256."""

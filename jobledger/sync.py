@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate, Services
 from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView, UploadView, WorkerList
+from schemas.logs import StoredLogLine
 
 T = TypeVar("T")
 
@@ -128,6 +129,12 @@ class Client:
 
     def events(self, job_id: str, until: int | datetime | str | None = None) -> builtins.list[dict[str, Any]]:
         return self._loop.run(self._async.events(job_id, until))
+
+    def logs(self, job_id: str, after: int = 0) -> builtins.list[StoredLogLine]:
+        return self._loop.run(self._async.logs(job_id, after))
+
+    def follow_logs(self, job_id: str, after: int = 0) -> Iterator[StoredLogLine]:
+        return self._loop.iterate(self._async.follow_logs(job_id, after))
 
     def artifact(self, job_id: str, name: str = "result") -> bytes:
         return self._loop.run(self._async.artifact(job_id, name))

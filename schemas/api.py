@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas import Job, JobOptions, JobStatus, Priority
 from schemas.artifacts import ArtifactRef
 from schemas.job import Step, StepPhase, StepStatus
+from schemas.logs import StoredLogLine
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
 from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, Polling, ServiceRegistered
@@ -537,3 +538,10 @@ class WorkerList(BaseModel):
     items: list[WorkerView]
     concurrency: int = Field(description="the live runners' concurrency, summed")
     running: int = Field(description="attempts they run, summed")
+
+
+class JobLogList(BaseModel):
+    """A page of a job's log, oldest first."""
+
+    items: list[StoredLogLine]
+    next_cursor: str | None = Field(description="pass as `cursor` for the lines after these; null: none stored yet")

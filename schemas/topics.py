@@ -42,7 +42,10 @@ SERVICES: Final = "jobs.services"
 WORKERS: Final = "jobs.workers"
 """Runners' beats, keyed by runner id: compacted, and a runner forgotten a day after its last record."""
 
-ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE, SERVICES, WORKERS)
+LOGS: Final = "jobs.logs"
+"""Lines handlers write (``ctx.log``), keyed by job id; the broker's retention (the read models keep each job's first lines)."""
+
+ALL: Final = (COMMANDS, EVENTS, DLQ, SLOTS, SLOT_STATE, SCHEDULES, SCHEDULE_STATE, SERVICES, WORKERS, LOGS)
 COMPACTED: Final = (SLOT_STATE, SCHEDULE_STATE)
 EPHEMERAL: Final = (WORKERS,)
 """Compacted, and a key forgotten a day after its last record: what is only current."""
@@ -68,3 +71,5 @@ class DeadLetterStage(StrEnum):
     """a schedule record the scheduler could not read"""
     PROJECTOR = "projector"
     """an event the projector could not fold into the read models"""
+    LOGS = "logs"
+    """a log line the projector could not read"""

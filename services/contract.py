@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from schemas import topics
 from schemas.commands import AnyCommand
 from schemas.events import EVENT_TYPES, event_type_name
+from schemas.logs import LogRecord
 from schemas.schedules import AnyScheduleCommand
 from schemas.services import ServiceRecord
 from schemas.slots import AnySlotMessage
@@ -67,6 +68,7 @@ def contract_files() -> dict[str, str]:
         ("schedules", AnyScheduleCommand, "the schedule id"),
         ("services", ServiceRecord, "tenant/service name"),
         ("workers", WorkerRecord, "the runner id"),
+        ("logs", LogRecord, "the job id"),
     ):
         for model in _members(union):
             kind = model.model_fields["type" if "type" in model.model_fields else "kind"].default
@@ -123,6 +125,12 @@ def contract_files() -> dict[str, str]:
             "description": "Runners' beats, keyed by runner id: each runner's beat every few seconds and its stop; "
             "compacted, a runner forgotten a day after its last record. GET /workers reads it.",
             "messages": refs("workers."),
+        },
+        "logs": {
+            "address": topics.LOGS,
+            "description": "Lines handlers write with ctx.log, keyed by job id: not events (no state, no hash chain), "
+            "kept for the broker's retention; the read models keep each job's first lines (GET /jobs/{id}/logs).",
+            "messages": refs("logs."),
         },
         "dlq": {
             "address": topics.DLQ,

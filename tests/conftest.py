@@ -20,6 +20,8 @@ from services.ingest.settings import DEV_API_KEY
 stop_on_sigterm()
 
 
+LOG_LINES = 50
+"""The test stack's cap on a job's log, small enough to pass in a test."""
 LEASE_S = 3.0
 """Short, so a killed runner's attempt is declared lost within the test."""
 FUZZ_KEY = "jl-fuzz-key"
@@ -50,6 +52,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
             "api_keys": API_KEYS,
             "commit_interval_s": "0.1",
             "worker_beat_s": "0.5",
+            "job_log_lines": str(LOG_LINES),
         },
     )
     settings.update(overrides)

@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
 from services.adapters.log import make_consumer, topic_partitions
-from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
+from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
 
 INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
@@ -121,6 +121,7 @@ GROUP_TOPICS: dict[str, tuple[str, ...]] = {
     DECIDER_GROUP: (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES),
     RUNNER_GROUP: (topics.EVENTS,),
     PROJECTOR_GROUP: (topics.EVENTS, topics.SCHEDULES),
+    LOGS_GROUP: (topics.LOGS,),
 }
 """Each consumer group of jobledger and the topics it reads."""
 

@@ -16,6 +16,8 @@ DECIDER_GROUP = "jobledger-processor"
 """The decider's consumer group (on jobs.commands, jobs.slots and jobs.schedules)."""
 RUNNER_GROUP = "jobledger-runner"
 PROJECTOR_GROUP = "jobledger-projector"
+LOGS_GROUP = "jobledger-logs"
+"""The projector's job-log part (on jobs.logs)."""
 
 
 class ConnectionSettings(BaseSettings):

@@ -10,12 +10,13 @@ from aiokafka import TopicPartition
 from schemas import topics
 from services.adapters.broker import GROUP_TOPICS, partition_lag
 from services.common.metrics import CONSUMER_LAG
-from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP
+from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP
 
 _TOPICS_OF = {
     "decider": GROUP_TOPICS[DECIDER_GROUP],
     "runner": GROUP_TOPICS[RUNNER_GROUP],
     "projector": GROUP_TOPICS[PROJECTOR_GROUP],
+    "logs": GROUP_TOPICS[LOGS_GROUP],
 }
 PartitionLag = dict[str, dict[TopicPartition, int]]
 """Per consumer group id, records behind per partition."""

@@ -5,7 +5,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from schemas.api import DEFAULT_TENANT, DEV_API_KEY
-from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
+from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
 from services.ingest.keys import KeyTable
 
 
@@ -60,7 +60,7 @@ class IngestSettings(ConnectionSettings):
         return value
 
     consumer_groups: dict[str, str] = Field(
-        {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP},
+        {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP, "logs": LOGS_GROUP},
         description="consumer groups whose lag GET /status reports (name → group id)",
     )
     stream_poll_s: float = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from schemas.builtin import FAIL, FLAKY, NOOP, SLEEP, FailPayload, FlakyPayload, SleepPayload
+from schemas.builtin import ECHO, FAIL, FLAKY, NOOP, SLEEP, EchoPayload, FailPayload, FlakyPayload, SleepPayload
 from schemas.jobtypes import EmptyPayload
 from services.processor.handlers import JobContext, PermanentError, handler
 
@@ -20,10 +20,12 @@ class Cancelled(Exception):
 
 @handler(SLEEP)
 async def sleep(ctx: JobContext, payload: SleepPayload) -> dict:
+    ctx.log.info("sleeping", seconds=payload.seconds)
     started = time.monotonic()
     deadline = started + payload.seconds
     while (left := deadline - time.monotonic()) > 0:
         if ctx.cancelled and not payload.ignore_cancel:
+            ctx.log.warning("cancelled: stopping early")
             raise Cancelled(f"stopped after {time.monotonic() - started:.1f} s of {payload.seconds:g}")
         await asyncio.sleep(min(left, 0.5))
         if time.monotonic() < deadline:
@@ -43,8 +45,18 @@ async def fail(ctx: JobContext, payload: FailPayload) -> None:
     raise IntentionalFailure(payload.message)
 
 
+@handler(ECHO)
+async def echo(ctx: JobContext, payload: EchoPayload) -> dict:
+    for number in range(1, payload.lines + 1):
+        ctx.log.write(payload.level, f"{payload.message} {number}", {"line": number})
+        if number % 1000 == 0:
+            await asyncio.sleep(0)
+    return {"lines": payload.lines}
+
+
 @handler(FLAKY)
 async def flaky(ctx: JobContext, payload: FlakyPayload) -> dict:
     if ctx.attempt <= payload.failures:
+        ctx.log.warning("this attempt fails", attempt=ctx.attempt, failures=payload.failures)
         raise IntentionalFailure(f"{payload.message} (attempt {ctx.attempt})")
     return {"succeeded_on_attempt": ctx.attempt}

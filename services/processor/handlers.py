@@ -17,7 +17,8 @@ once, whatever attempts are left.
 A handler learns about its job through :class:`JobContext`: ``ctx.attempt``,
 ``await ctx.progress(percent, message)``, and ``ctx.cancelled`` (``True``
 once someone asked to cancel the job; stop soon, the attempt is cancelled
-after the grace period anyway).
+after the grace period anyway), and ``ctx.log.info(message, **fields)`` for
+the job's own log (``GET /jobs/{id}/logs``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,12 +34,14 @@ from pydantic import BaseModel
 from schemas import JobledgerError
 from schemas.artifacts import UPLOAD_PREFIX
 from schemas.jobtypes import ByJobType, EmptyPayload, JobType, UnknownJobType, catalog
+from schemas.logs import DEFAULT_LINES_PER_JOB, LogLevel, clipped
 from services.common.modules import import_modules
 
 __all__ = [
     "EmptyPayload",
     "HandlerRegistry",
     "JobContext",
+    "JobLog",
     "PermanentError",
     "RetryLater",
     "UnknownJobType",
@@ -61,6 +65,52 @@ class RetryLater(JobledgerError):
 
 
 @dataclass
+class JobLog:
+    """``ctx.log``: lines for the job's log (``GET /jobs/{id}/logs``), not the
+    process's. ``ctx.log.info("resized", width=640)``; each level takes a
+    message and any JSON-able fields. Writing is cheap: the runner ships the
+    lines in the background. Past ``cap`` lines an attempt's further lines are
+    dropped and counted (the last line says how many)."""
+
+    cap: int = DEFAULT_LINES_PER_JOB
+    written: int = 0
+    dropped: int = 0
+    _pending: list[tuple[int, LogLevel, str, dict[str, Any], datetime]] = field(default_factory=list)
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self.write(LogLevel.DEBUG, message, fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.write(LogLevel.INFO, message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.write(LogLevel.WARNING, message, fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self.write(LogLevel.ERROR, message, fields)
+
+    def write(self, level: LogLevel, message: str, fields: dict[str, Any]) -> None:
+        if self.written >= self.cap:
+            self.dropped += 1
+            return
+        self.written += 1
+        self._pending.append((self.written, LogLevel(level), clipped(str(message)), fields, datetime.now(timezone.utc)))
+
+    def close(self) -> None:
+        """The attempt ended: say how many lines the cap dropped, if any."""
+        if self.dropped:
+            self.written += 1
+            note = f"{self.dropped} more lines were dropped: an attempt keeps {self.cap}"
+            self._pending.append((self.written, LogLevel.WARNING, note, {}, datetime.now(timezone.utc)))
+            self.dropped = 0
+
+    def take(self) -> list[tuple[int, LogLevel, str, dict[str, Any], datetime]]:
+        """The lines written since the last call: (number, level, message, fields, time)."""
+        taken, self._pending = self._pending, []
+        return taken
+
+
+@dataclass
 class JobContext:
     """What a running handler knows about its job, and how it talks back."""
 
@@ -79,6 +129,8 @@ class JobContext:
     """Set by :meth:`progress`; the runner sends it on, coalesced (see docs)."""
     uploads: Callable[[str, str], Awaitable[bytes]] | None = None
     """Set by the runner when it has an artifact store: reads a tenant's upload by id."""
+    log: JobLog = field(default_factory=JobLog)
+    """The job's own log: ``ctx.log.info("message", key=value)``."""
 
     @property
     def cancelled(self) -> bool:

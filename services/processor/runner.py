@@ -39,6 +39,7 @@ import socket
 import time
 from functools import partial
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
@@ -57,6 +58,7 @@ from schemas import (
     topics,
 )
 from schemas.events import QUEUED, StepStarted
+from schemas.logs import JobLogLine
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore, Offloader
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
 from services.adapters.log import make_consumer
@@ -97,6 +99,8 @@ MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
 CONSUMER_OPTIONS = dict(max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
 """A runner's consumer, beyond the settings' (:func:`services.adapters.log.make_consumer`)."""
 HEARTBEAT_TICK_S = 0.2
+LOG_SHIP_S = 0.2
+"""How often the lines running handlers wrote to ``ctx.log`` are sent."""
 """How often the leases of running attempts are looked at (each is heartbeated at the settings' interval)."""
 RELEASE_WAIT_S = 2.0
 """After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
@@ -241,7 +245,7 @@ class Runner(Service):
     # --- the consumer loop -------------------------------------------------------
 
     def tasks(self):
-        return [self._consume, self._claim_freed_slots, self._follow, self._keep_leases, self._announcer.run]
+        return [self._consume, self._claim_freed_slots, self._follow, self._keep_leases, self._announcer.run, self._ship_logs]
 
     async def _consume(self) -> None:
         log.info(
@@ -483,6 +487,8 @@ class Runner(Service):
 
     def _run(self, attempt: Attempt) -> None:
         attempt.begin()
+        if attempt.ctx is not None:
+            attempt.ctx.log.cap = self.settings.job_log_lines
         if self._artifacts is not None and attempt.ctx is not None:
             attempt.ctx.uploads = partial(_upload_bytes, self._artifacts)
         attempt.task = asyncio.create_task(self._attempt(attempt))
@@ -503,6 +509,7 @@ class Runner(Service):
 
     async def _attempt(self, attempt: Attempt) -> None:
         report = await outcome(self.registry, attempt, self._offloader)
+        await self._ship_log(attempt, last=True)  # before the report: a job's lines leave before its end
         attempt.state = AttemptState.DONE  # no more heartbeats; the slot is freed when the report is on its way
         if report is None:
             self._done(attempt)
@@ -548,6 +555,44 @@ class Runner(Service):
                 await self._reports.keep_alive(list(self._attempts.values()))
             except Exception as error:  # the broker went away: the next beat tries again
                 log.warning("heartbeats not sent", error=repr(error))
+
+    async def _ship_logs(self) -> None:
+        """Send what running handlers wrote to ``ctx.log``, every :data:`LOG_SHIP_S`."""
+        while True:
+            await asyncio.sleep(LOG_SHIP_S)
+            for attempt in list(self._attempts.values()):
+                await self._ship_log(attempt)
+
+    async def _ship_log(self, attempt: Attempt, last: bool = False) -> None:
+        """An attempt's new log lines to ``jobs.logs``; with ``last``, a line saying how many the cap dropped."""
+        if attempt.ctx is None:
+            return
+        if last:
+            attempt.ctx.log.close()
+        for n, level, message, fields, at in attempt.ctx.log.take():
+            line = JobLogLine(
+                job_id=attempt.work.job_id,
+                tenant=attempt.work.tenant,
+                attempt=attempt.work.data.attempt,
+                step=attempt.step,
+                runner_id=self.runner_id,
+                n=n,
+                level=level,
+                message=message,
+                fields=orjson.loads(orjson.dumps(fields, default=str)),
+                at=at,
+            )
+            try:
+                delivery = await self._producer.send(topics.LOGS, key=line.job_id.encode(), value=line.model_dump_json().encode())
+            except Exception as error:  # a job's log is best effort: never the job's failure
+                log.warning("job log lines not sent", job_id=line.job_id, error=repr(error))
+                return
+            delivery.add_done_callback(_delivered)
+
+
+def _delivered(delivery: asyncio.Future) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("a job log line was not delivered", error=repr(delivery.exception()))
 
 
 async def _upload_bytes(store: ArtifactStore, tenant: str, upload_id: str) -> bytes:

@@ -3,6 +3,7 @@ from pathlib import Path
 from pydantic import Field
 
 from schemas.artifacts import DEFAULT_THRESHOLD_BYTES
+from schemas.logs import DEFAULT_LINES_PER_JOB
 from services.common.settings import DECIDER_GROUP, RUNNER_GROUP, ConnectionSettings
 
 
@@ -45,6 +46,11 @@ class ProcessorSettings(ConnectionSettings):
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
     schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")
     commit_interval_s: float = Field(0.5, gt=0, description="how often the runner commits its offsets")
+    job_log_lines: int = Field(
+        DEFAULT_LINES_PER_JOB,
+        ge=1,
+        description="lines one attempt may write to its job's log (ctx.log); more are counted and dropped",
+    )
     worker_beat_s: float = Field(
         5.0, gt=0, description="how often a runner announces itself on jobs.workers (GET /workers drops it after 3 missed)"
     )

@@ -30,6 +30,7 @@ from schemas.schedules import parse_schedule_command
 from schemas.topics import DeadLetterStage
 from services.adapters import positions
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
+from services.adapters.job_logs import ensure_log_indexes
 from services.adapters.log import DeadLetters, make_consumer, make_producer
 from services.adapters.positions import LogLost, LostLog
 from services.adapters.projections import BatchOutcome, JobProjection
@@ -37,6 +38,7 @@ from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters.schedule_projection import ScheduleProjection
 from services.common.lifecycle import Service
 from services.common.metrics import APPLY_DURATION, PROJECTED
+from services.projector.logs import LogProjector
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
@@ -177,8 +179,10 @@ async def bootstrap(settings: ProjectorSettings) -> list[Service]:
     if await ensure_layout(db):
         log.warning("the read models were in an older layout: kept aside as *_layout<n>, rebuilding them from the log")
     await ensure_indexes(db)
+    await ensure_log_indexes(db)
     consumer = make_consumer(settings, settings.group_id, **consumer_options(settings))
-    return [Projector(settings, mongo, make_producer(settings), consumer)]
+    logs = LogProjector(settings, db, make_producer(settings), make_consumer(settings, settings.logs_group_id))
+    return [Projector(settings, mongo, make_producer(settings), consumer), logs]  # stopped first: the other closes the database
 
 
 def consumer_options(settings: ProjectorSettings) -> dict:

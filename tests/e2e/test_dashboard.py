@@ -208,3 +208,15 @@ async def test_the_jobs_page_lists_the_live_workers_for_an_admin_key(page, stack
     processor = f":{stack.processes['processor'].pid}"
     await expect(page.locator("#worker-rows td.mono").filter(has_text=processor)).to_be_visible(timeout=10_000)
     await expect(page.locator("#worker-sum")).to_contain_text("live")
+
+
+@pytest.mark.timeout(120)
+async def test_a_jobs_page_shows_its_log(page, stack, api):
+    job_id = (await api.post("/jobs", json={"type": "echo", "payload": {"message": "dashboard line", "lines": 3}})).json()["id"]
+    await sign_in(page, stack)
+    await page.goto(f"{stack.api_url}/ui#/jobs/{job_id}")
+
+    rows = page.locator("#log-rows tr")
+    await expect(rows).to_have_count(3, timeout=15_000)
+    await expect(rows.nth(2)).to_contain_text("dashboard line 3")
+    await expect(page.locator("#log-empty")).to_be_hidden()

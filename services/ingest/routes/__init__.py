@@ -6,6 +6,7 @@ from services.ingest.routes import (
     artifacts,
     commands,
     dashboard,
+    logs,
     operations,
     queries,
     schedules,
@@ -18,7 +19,20 @@ from services.ingest.routes import (
 
 ROUTERS: tuple[APIRouter, ...] = tuple(
     module.router
-    for module in (submits, commands, queries, stream, artifacts, schedules, services, uploads, workers, operations, dashboard)
+    for module in (
+        submits,
+        commands,
+        queries,
+        stream,
+        logs,
+        artifacts,
+        schedules,
+        services,
+        uploads,
+        workers,
+        operations,
+        dashboard,
+    )
 )
 """Each included into the app itself: FastAPI walks nested routers on every
 request, and one level less is ~25 µs of each request's 200 (in process)."""

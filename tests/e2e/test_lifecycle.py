@@ -385,7 +385,7 @@ async def test_status_counts_jobs_per_state_and_reports_lag(api, stack):
 
     assert set(status["jobs"]) == {"PENDING", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "REJECTED"}
     # the runners' group exists only where runner-only processes joined it (an earlier test's, say)
-    assert {"decider", "projector"} <= set(status["lag"]) <= {"decider", "runner", "projector"}
+    assert {"decider", "projector", "logs"} <= set(status["lag"]) <= {"decider", "runner", "projector", "logs"}
 
 
 async def test_a_runner_runs_up_to_its_concurrency_at_once(api):

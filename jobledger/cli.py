@@ -13,7 +13,7 @@ import json
 import mimetypes
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,7 +30,7 @@ from jobledger.client import JobUpdate
 from jobledger.errors import ApiError, JobFailed, WaitTimeout
 from jobledger.sync import Client, Job
 from schemas import TERMINAL, JobStatus
-from schemas.api import JobView, ServiceView
+from schemas.api import BulkAction, JobView, ServiceView
 from schemas.job import StepPhase
 from schemas.logs import StoredLogLine
 
@@ -59,6 +59,57 @@ def register(app: typer.Typer) -> None:
     app.add_typer(services, name="services", rich_help_panel="Services")
     app.command(rich_help_panel="Services")(call)
     app.command(rich_help_panel="Operations")(workers)
+    app.command(rich_help_panel="Operations")(bulk)
+
+
+def bulk(
+    action: BulkAction = typer.Argument(..., help="cancel (PENDING, QUEUED, RUNNING jobs) or retry (FAILED, CANCELLED)."),
+    state: Optional[JobStatus] = typer.Option(None, help="Only jobs in this state (one the action takes)."),
+    type: Optional[str] = typer.Option(None, "--type", help="Only jobs of this type."),
+    label: list[str] = typer.Option([], "--label", "-l", help="key:value; repeat to require several."),
+    created_after: Optional[datetime] = typer.Option(None, help="Only jobs created at or after this time (UTC)."),
+    created_before: Optional[datetime] = typer.Option(None, help="Only jobs created before this time (UTC)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count the matching jobs; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before acting."),
+    reason: Optional[str] = typer.Option(None, help="cancel: kept in each job's history."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Cancel or retry every job of a filter, with a progress bar (needs an admin key).
+    It counts first and asks; --dry-run only counts."""
+    filters = dict(
+        state=state,
+        type=type,
+        labels=dict(_pair(item, "--label") for item in label),
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+    )
+    filters = {name: value for name, value in filters.items() if value}
+    with _client(url, api_key) as client:
+        matched = client.bulk(action.value, dry_run=True, **filters).matched or 0
+        console.print(f"{matched} jobs match", highlight=False)
+        if dry_run or not matched:
+            return
+        if not yes and not typer.confirm(f"{action.value} them?"):
+            raise typer.Exit(1)
+        accepted, refused, cursor = 0, [], None
+        with Progress(TextColumn(action.value), BarColumn(), TextColumn("{task.completed}/{task.total}"), console=console) as bar:
+            task = bar.add_task(action.value, total=matched)
+            while True:
+                page = client.bulk(action.value, cursor=cursor, reason=reason, **filters)
+                accepted += len(page.accepted)
+                refused.extend(page.refused)
+                bar.update(task, advance=len(page.accepted) + len(page.refused))
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+    console.print(f"{accepted} accepted, {len(refused)} refused (they moved on)", highlight=False)
+    for refusal in refused[:20]:
+        console.print(f"  {refusal.id}: {refusal.detail}", highlight=False)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 def workers(as_json: bool = Json, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:

@@ -32,6 +32,7 @@ from schemas import TERMINAL, JobStatus
 from schemas.api import (
     DEV_API_KEY,
     BatchAccepted,
+    BulkResult,
     JobAccepted,
     JobList,
     JobLogList,
@@ -300,6 +301,30 @@ class AsyncClient:
 
     async def service_list(self) -> builtins.list[ServiceSummary]:
         return ServiceList.model_validate((await self._request("GET", "/services")).json()).items
+
+    async def bulk(
+        self,
+        action: str,
+        *,
+        dry_run: bool = False,
+        limit: int = 500,
+        cursor: str | None = None,
+        reason: str | None = None,
+        grace_s: float = 10.0,
+        **filter: Any,
+    ) -> BulkResult:
+        """One page of ``cancel`` or ``retry`` over the jobs of a filter (``state``, ``type``,
+        ``labels``, ``created_after``, ``created_before``); pass ``next_cursor`` on for the next page (``admin``)."""
+        body = {
+            "action": action,
+            "filter": _jsonable(filter),
+            "dry_run": dry_run,
+            "limit": limit,
+            "cursor": cursor,
+            "reason": reason,
+            "grace_s": grace_s,
+        }
+        return BulkResult.model_validate((await self._request("POST", "/jobs:bulk", json=body)).json())
 
     async def workers(self) -> WorkerList:
         """The runners alive now: ``items`` (host, pid, concurrency, running, job types, last beat) and the sums (``admin``)."""

@@ -26,7 +26,17 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate, Services
-from schemas.api import BatchAccepted, JobAccepted, JobView, ScheduleView, ServiceSummary, ServiceView, UploadView, WorkerList
+from schemas.api import (
+    BatchAccepted,
+    BulkResult,
+    JobAccepted,
+    JobView,
+    ScheduleView,
+    ServiceSummary,
+    ServiceView,
+    UploadView,
+    WorkerList,
+)
 from schemas.logs import StoredLogLine
 
 T = TypeVar("T")
@@ -174,6 +184,10 @@ class Client:
 
     def service_list(self) -> builtins.list[ServiceSummary]:
         return self._loop.run(self._async.service_list())
+
+    def bulk(self, action: str, **options: Any) -> BulkResult:
+        """One page of a bulk cancel or retry (see :meth:`AsyncClient.bulk`)."""
+        return self._loop.run(self._async.bulk(action, **options))
 
     def workers(self) -> WorkerList:
         """The runners alive now (``admin``)."""

@@ -16,6 +16,7 @@ from schemas.logs import StoredLogLine
 from schemas.pipelines import PIPELINE, Compensation, PipelineStep
 from schemas.schedules import Schedule, next_tick
 from schemas.services import SERVICE_NAME_PATTERN, Credentials, Operation, Polling, ServiceRegistered
+from schemas.values import Moment
 from schemas.workers import WorkerBeat
 
 DEV_API_KEY = "jl-dev-key"
@@ -340,8 +341,9 @@ class JobList(BaseModel):
 class StatusView(BaseModel):
     jobs: dict[str, int] = Field(description="jobs of this tenant per state")
     lag: dict[str, int | None] = Field(
-        description="records each consumer group has yet to process (null: unknown); the runners' group only where "
-        "runner-only processes joined it (a processor's own runner is fed by its decider)"
+        description="records each consumer group has yet to process (null: unknown): decider, projector, logs (the "
+        "projector's job-log part), and the runners' group only where runner-only processes joined it (a processor's "
+        "own runner is fed by its decider)"
     )
 
 
@@ -545,3 +547,58 @@ class JobLogList(BaseModel):
 
     items: list[StoredLogLine]
     next_cursor: str | None = Field(description="pass as `cursor` for the lines after these; null: none stored yet")
+
+
+class BulkAction(StrEnum):
+    CANCEL = "cancel"
+    """every matching PENDING, QUEUED or RUNNING job"""
+    RETRY = "retry"
+    """every matching FAILED or CANCELLED job"""
+
+
+BULK_STATES: dict[BulkAction, frozenset[JobStatus]] = {
+    BulkAction.CANCEL: frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING}),
+    BulkAction.RETRY: frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
+}
+"""The states a job may be in for each action; the filter narrows within them."""
+
+
+class BulkFilter(BaseModel):
+    """Which of the tenant's jobs (all that the action applies to when empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: JobStatus | None = Field(None, description="one of the states the action applies to")
+    type: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict, description="every one of these labels")
+    created_after: Moment | None = Field(None, description="created at or after this time")
+    created_before: Moment | None = Field(None, description="created before this time")
+
+
+class BulkRequest(BaseModel):
+    """One page of a bulk action: ``limit`` matching jobs past ``cursor``, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    filter: BulkFilter = Field(default_factory=BulkFilter)
+    dry_run: bool = Field(False, description="count the matching jobs and act on none")
+    limit: int = Field(500, ge=1, le=1000, description="jobs acted on in this request")
+    cursor: str | None = Field(None, description="next_cursor of the page before")
+    reason: str | None = Field(None, max_length=1000, description="cancel: kept in each job's history")
+    grace_s: float = Field(10.0, ge=0, le=3600, description="cancel: how long a running job may take to stop")
+
+
+class BulkRefusal(BaseModel):
+    id: str
+    code: str = Field(description="the decider's rejection, as a 409 would name it")
+    detail: str
+
+
+class BulkResult(BaseModel):
+    action: BulkAction
+    dry_run: bool
+    matched: int | None = Field(description="jobs the filter matches now: on a dry run and on the first page; null on later ones")
+    accepted: list[str] = Field(description="ids of the jobs whose command the log acknowledged")
+    refused: list[BulkRefusal] = Field(description="jobs that moved on since they matched")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")

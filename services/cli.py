@@ -299,6 +299,116 @@ def keys_new(
     )
 
 
+dlq = typer.Typer(help="Dead letters: records a consumer could not take (jobs.dlq).", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("ls")
+@_reaching_out
+def dlq_list(
+    every: bool = typer.Option(False, "--all", help="Also those sent back already."),
+    stage: Optional[str] = typer.Option(None, help="Only those of this stage (decider, slots, schedules, projector, logs)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per dead letter."),
+) -> None:
+    """List the dead letters: where each is (partition:offset), when, which stage gave up on it, and why."""
+    from rich.table import Table
+
+    from services.dlq import dead_letters
+
+    letters = [
+        letter
+        for letter in asyncio.run(dead_letters(ConnectionSettings()))
+        if (every or not letter.redriven) and (stage is None or letter.stage == stage)
+    ]
+    if as_json:
+        for letter in letters:
+            typer.echo(_letter_json(letter))
+        return
+    table = Table("at", "when", "stage", "source", "error", "sent back")
+    for letter in letters:
+        table.add_row(
+            letter.address,
+            letter.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            letter.stage,
+            f"{letter.source_topic}:{letter.source_partition}:{letter.source_offset}",
+            letter.error[:80],
+            "yes" if letter.redriven else "",
+        )
+    Console().print(table)  # the listing on stdout, the count on stderr
+    console.print(f"{len(letters)} dead letters", highlight=False)
+
+
+@dlq.command("show")
+@_reaching_out
+def dlq_show(address: str = typer.Argument(..., help="partition:offset, as `jobledger dlq ls` shows it.")) -> None:
+    """One dead letter in full: its error, headers, key and value."""
+    from services.dlq import dead_letters
+
+    letter = next((letter for letter in asyncio.run(dead_letters(ConnectionSettings())) if letter.address == address), None)
+    if letter is None:
+        console.print(f"[red]no dead letter at {address}[/] (see `jobledger dlq ls --all`)", highlight=False)
+        raise typer.Exit(1)
+    typer.echo(_letter_json(letter, indent=True))
+
+
+@dlq.command("redrive")
+@_reaching_out
+def dlq_redrive(
+    addresses: list[str] = typer.Argument(None, help="partition:offset of each; none: choose with --stage or --all."),
+    stage: Optional[str] = typer.Option(None, help="Every dead letter of this stage not sent back yet."),
+    every: bool = typer.Option(False, "--all", help="Every dead letter not sent back yet."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be sent back; send nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask first."),
+) -> None:
+    """Send dead letters back to their source topics, once what made them fail is fixed. A
+    record that is still poison comes back as a new dead letter; events are never sent back
+    (they are in the log: fix the projector, then `jobledger replay --swap`)."""
+    from services.dlq import dead_letters, redrive
+
+    settings = ConnectionSettings()
+    pending = [letter for letter in asyncio.run(dead_letters(settings)) if not letter.redriven]
+    if addresses:
+        known = {letter.address: letter for letter in pending}
+        missing = [address for address in addresses if address not in known]
+        if missing:
+            console.print(f"[red]not pending dead letters:[/] {', '.join(missing)}", highlight=False)
+            raise typer.Exit(1)
+        chosen = [known[address] for address in addresses]
+    elif stage is not None or every:
+        chosen = [letter for letter in pending if every or letter.stage == stage]
+    else:
+        console.print("[red]name dead letters (partition:offset), or choose --stage or --all[/]")
+        raise typer.Exit(2)
+    stuck = [letter for letter in chosen if letter.redrivable]
+    for letter in stuck:
+        console.print(f"[yellow]skipped[/] {letter.address}: {letter.redrivable}", highlight=False)
+    chosen = [letter for letter in chosen if not letter.redrivable]
+    console.print(f"{len(chosen)} to send back", highlight=False)
+    if dry_run or not chosen:
+        return
+    if not yes and not typer.confirm("send them back?"):
+        raise typer.Exit(1)
+    sent = asyncio.run(redrive(settings, chosen))
+    console.print(f"[green]sent back[/]: {sent}", highlight=False)
+
+
+def _letter_json(letter, indent: bool = False) -> str:
+    import json
+
+    document = {
+        "at": letter.address,
+        "time": letter.at.isoformat(),
+        "stage": letter.stage,
+        "error": letter.error,
+        "source": {"topic": letter.source_topic, "partition": letter.source_partition, "offset": letter.source_offset},
+        "redriven": letter.redriven,
+        "key": letter.key.decode("utf-8", "replace") if letter.key is not None else None,
+        "headers": {name: value.decode("utf-8", "replace") for name, value in letter.headers},
+        "value": letter.value.decode("utf-8", "replace"),
+    }
+    return json.dumps(document, indent=2 if indent else None, ensure_ascii=False)
+
+
 audit = typer.Typer(help="Check and export the job log (jobs.events) for auditors.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
 

@@ -103,6 +103,8 @@ class JobFilter:
 
     tenant: str
     status: JobStatus | None = None
+    statuses: frozenset[JobStatus] | None = None
+    """Any of these states (instead of ``status``)."""
     job_type: str | None = None
     priority: Priority | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -129,29 +131,16 @@ class ReadModel:
 
     async def jobs(self, wanted: JobFilter, limit: int) -> list[Job]:
         """Newest first (then by id, descending), at most ``limit``."""
-        query: dict[str, Any] = {"tenant": wanted.tenant}
-        if wanted.status is not None:
-            query["status"] = wanted.status.value
-        if wanted.job_type is not None:
-            query["job_type"] = wanted.job_type
-        if wanted.priority is not None:
-            query["options.priority"] = wanted.priority.value
-        for key, value in wanted.labels.items():
-            query[f"options.labels.{key}"] = value
-        created: dict[str, datetime] = {}
-        if wanted.created_after is not None:
-            created["$gte"] = wanted.created_after
-        if wanted.created_before is not None:
-            created["$lt"] = wanted.created_before
-        if created:
-            query["created_at"] = created
-        if wanted.id_prefix:
-            query["_id"] = {"$gte": wanted.id_prefix, "$lt": wanted.id_prefix + "\U0010ffff"}
+        query = _matching(wanted)
         if wanted.after is not None:
             at, last_id = wanted.after
             query = {"$and": [query, {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]}]}
         found = self.db[JOBS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [job_from_document(document) async for document in found]
+
+    async def count(self, wanted: JobFilter) -> int:
+        """How many jobs ``wanted`` matches (its ``after`` left out)."""
+        return await self.db[JOBS].count_documents(_matching(wanted))
 
     async def job_events(
         self, job_id: str, tenant: str, *, up_to_seq: int | None = None, up_to_time: datetime | None = None, after_seq: int = 0
@@ -183,6 +172,31 @@ class ReadModel:
         """The tenant's schedules not deleted, newest first."""
         async for document in self.db[SCHEDULES].find({"tenant": tenant, "deleted": False}).sort("created_at", DESCENDING):
             yield document
+
+
+def _matching(wanted: JobFilter) -> dict[str, Any]:
+    """The query of ``wanted`` without its page cursor."""
+    query: dict[str, Any] = {"tenant": wanted.tenant}
+    if wanted.status is not None:
+        query["status"] = wanted.status.value
+    if wanted.statuses is not None:
+        query["status"] = {"$in": sorted(status.value for status in wanted.statuses)}
+    if wanted.job_type is not None:
+        query["job_type"] = wanted.job_type
+    if wanted.priority is not None:
+        query["options.priority"] = wanted.priority.value
+    for key, value in wanted.labels.items():
+        query[f"options.labels.{key}"] = value
+    created: dict[str, datetime] = {}
+    if wanted.created_after is not None:
+        created["$gte"] = wanted.created_after
+    if wanted.created_before is not None:
+        created["$lt"] = wanted.created_before
+    if created:
+        query["created_at"] = created
+    if wanted.id_prefix:
+        query["_id"] = {"$gte": wanted.id_prefix, "$lt": wanted.id_prefix + "\U0010ffff"}
+    return query
 
 
 async def ensure_layout(db: AsyncDatabase) -> bool:

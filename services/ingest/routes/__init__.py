@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from services.ingest.routes import (
     artifacts,
+    bulk,
     commands,
     dashboard,
     logs,
@@ -21,6 +22,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(
     module.router
     for module in (
         submits,
+        bulk,
         commands,
         queries,
         stream,

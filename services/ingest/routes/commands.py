@@ -75,21 +75,21 @@ async def _command(state: Ingest, request: Request, job_id: str, tenant: str, bu
         issued_at=datetime.now(timezone.utc),
         correlation_id=request.headers.get("x-correlation-id"),
     )
-    refused = _refusal(command, job)
+    refused = refusal(command, job)
     if refused is not None:
         # The log's tail of this ingest may lag the read model, which a client
         # may have read meanwhile (a job stream begins there): before refusing,
         # decide again on the read model's version if it is newer.
         stored = await job_or_404(state, job_id, tenant, tail_first=False)
         if stored.version > job.version:
-            job, refused = stored, _refusal(command, stored)
+            job, refused = stored, refusal(command, stored)
     if refused is not None:
         raise Problem(409, refused.code, "The job cannot do that now", refused.detail, job_id=job_id, state=job.status.value)
     await append_command(state, command)
     return JobAccepted(id=job_id, state=job.status, links=JobLinks.of(job_id))
 
 
-def _refusal(command: Command, job: Job) -> Rejection | None:
+def refusal(command: Command, job: Job) -> Rejection | None:
     """Why the decider would refuse ``command`` on ``job``; ``None`` if it would not."""
     try:
         decide(command, job)

@@ -131,11 +131,11 @@ async def list_jobs(
         labels=labels,
         created_after=created_after,
         created_before=created_before,
-        after=_decode_cursor(cursor) if cursor is not None else None,
+        after=decode_cursor(cursor) if cursor is not None else None,
         id_prefix=id_prefix,
     )
     jobs = await ingest.read_model.jobs(wanted, limit + 1)
-    next_cursor = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return JobList(items=[JobView.of(job) for job in jobs[:limit]], next_cursor=next_cursor)
 
 
@@ -162,12 +162,13 @@ def _until(until: str) -> dict:
         raise invalid([field_error(("query", "until"), message)]) from None
 
 
-def _encode_cursor(job: Job) -> str:
+def encode_cursor(job: Job) -> str:
     raw = orjson.dumps([job.created_at.isoformat(), job.job_id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str, field: tuple[str, ...] = ("query", "cursor")) -> tuple[datetime, str]:
+    """``(created_at, job id)`` of the last job of a page of ``GET /jobs`` (or of a bulk action)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, job_id = orjson.loads(raw)
@@ -175,4 +176,4 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
             raise ValueError("a cursor is [created_at, job id]")
         return _MOMENT.validate_python(at), job_id
     except (ValueError, TypeError):
-        raise invalid([field_error(("query", "cursor"), "not a cursor from a previous page")]) from None
+        raise invalid([field_error(field, "not a cursor from a previous page")]) from None

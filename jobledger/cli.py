@@ -53,7 +53,7 @@ services = typer.Typer(help="HTTP services described by OpenAPI documents, which
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, get, ls, follow, watch, events, logs, cancel, retry, artifact):
+    for command in (submit, get, ls, follow, watch, events, logs, cancel, retry, delete, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
     app.add_typer(services, name="services", rich_help_panel="Services")
@@ -292,6 +292,35 @@ def schedule_delete(schedule_id: str, url: Optional[str] = Url, api_key: Optiona
     with _client(url, api_key) as client:
         client.delete_schedule(schedule_id)
     console.print(f"deleted {schedule_id}")
+
+
+@schedules.command("pause")
+def schedule_pause(schedule_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Pause a schedule: no tick submits a job until it is resumed."""
+    with _client(url, api_key) as client:
+        client.pause_schedule(schedule_id)
+    console.print(f"paused {schedule_id}")
+
+
+@schedules.command("resume")
+def schedule_resume(schedule_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Resume a paused schedule: it ticks again from now on (missed ticks are skipped)."""
+    with _client(url, api_key) as client:
+        resumed = client.resume_schedule(schedule_id)
+    console.print(f"resumed {schedule_id}; next tick {_when(resumed.next_tick)}", highlight=False)
+
+
+@schedules.command("trigger")
+def schedule_trigger(
+    schedule_id: str,
+    wait: bool = typer.Option(False, "--wait", help="Wait for the job to end (exit 1 if it fails)."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Submit the schedule's job now, whatever its cron; prints the job's id."""
+    with _client(url, api_key) as client:
+        job = client.trigger_schedule(schedule_id)
+        _submitted(client, job, wait, None, False)
 
 
 def submit(
@@ -550,6 +579,13 @@ def retry(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -
     with _client(url, api_key) as client:
         accepted = client.retry(_full_id(client, job_id))
     console.print(f"retry accepted for {accepted.id}")
+
+
+def delete(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:
+    """Delete a job that ended: reads answer 404 and lists leave it out; the log keeps its history."""
+    with _client(url, api_key) as client:
+        accepted = client.delete(_full_id(client, job_id))
+    console.print(f"deleted {accepted.id}")
 
 
 def _full_id(client: Client, given: str) -> str:

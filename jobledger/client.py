@@ -140,6 +140,10 @@ class AsyncClient:
     async def retry(self, job_id: str) -> JobAccepted:
         return JobAccepted.model_validate((await self._request("POST", f"/jobs/{job_id}/retry")).json())
 
+    async def delete(self, job_id: str) -> JobAccepted:
+        """Delete a job that ended: the read models forget it, the log keeps its history."""
+        return JobAccepted.model_validate((await self._request("DELETE", f"/jobs/{job_id}")).json())
+
     # --- reads ------------------------------------------------------------------
 
     async def get(self, job_id: str, *, as_of: datetime | None = None) -> JobView:
@@ -281,6 +285,19 @@ class AsyncClient:
 
     async def delete_schedule(self, schedule_id: str) -> ScheduleView:
         return ScheduleView.model_validate((await self._request("DELETE", f"/schedules/{schedule_id}")).json())
+
+    async def pause_schedule(self, schedule_id: str) -> ScheduleView:
+        """No tick submits a job until :meth:`resume_schedule`."""
+        return ScheduleView.model_validate((await self._request("POST", f"/schedules/{schedule_id}/pause")).json())
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleView:
+        """Tick again from now on (the ticks missed while paused are skipped)."""
+        return ScheduleView.model_validate((await self._request("POST", f"/schedules/{schedule_id}/resume")).json())
+
+    async def trigger_schedule(self, schedule_id: str) -> AsyncJob:
+        """Submit the schedule's job once, now."""
+        accepted = JobAccepted.model_validate((await self._request("POST", f"/schedules/{schedule_id}/trigger")).json())
+        return AsyncJob(self, accepted.id)
 
     # --- services -----------------------------------------------------------------
 

@@ -137,6 +137,9 @@ class Client:
     def retry(self, job_id: str) -> JobAccepted:
         return self._loop.run(self._async.retry(job_id))
 
+    def delete(self, job_id: str) -> JobAccepted:
+        return self._loop.run(self._async.delete(job_id))
+
     def events(self, job_id: str, until: int | datetime | str | None = None) -> builtins.list[dict[str, Any]]:
         return self._loop.run(self._async.events(job_id, until))
 
@@ -177,6 +180,16 @@ class Client:
 
     def delete_schedule(self, schedule_id: str) -> ScheduleView:
         return self._loop.run(self._async.delete_schedule(schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> ScheduleView:
+        return self._loop.run(self._async.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> ScheduleView:
+        return self._loop.run(self._async.resume_schedule(schedule_id))
+
+    def trigger_schedule(self, schedule_id: str) -> Job:
+        """Submit the schedule's job once, now."""
+        return Job(self, self._loop.run(self._async.trigger_schedule(schedule_id)))
 
     def register_service(self, name: str, **given: Any) -> ServiceView:
         """Register (or replace) a service: ``document=`` or ``url=``, and ``base_url``, ``auth``, ``polling``."""

@@ -377,7 +377,8 @@ class ScheduleView(BaseModel):
     job: dict[str, Any]
     created_at: datetime
     last_tick: datetime | None = Field(None, description="the latest tick whose job was submitted")
-    next_tick: datetime | None = Field(None, description="when the next job is due (none once deleted)")
+    next_tick: datetime | None = Field(None, description="when the next job is due (none once deleted, or while paused)")
+    paused: bool = Field(False, description="paused: no tick submits a job until it is resumed")
     deleted: bool
     jobs: str = Field(description="the jobs of this schedule: GET /jobs?label=schedule:<id>")
 
@@ -397,7 +398,8 @@ class ScheduleView(BaseModel):
             },
             created_at=schedule.created_at,
             last_tick=schedule.last_tick,
-            next_tick=None if deleted else _next_tick(schedule),
+            next_tick=None if deleted or schedule.paused_at is not None else _next_tick(schedule),
+            paused=schedule.paused_at is not None,
             deleted=deleted,
             jobs=f"/jobs?label=schedule:{schedule.schedule_id}",
         )

@@ -111,6 +111,13 @@ class RetryJob(Command):
     type: Literal["RetryJob"] = "RetryJob"
 
 
+class DeleteJob(Command):
+    """Take a finished job out of the read models; the log keeps its history."""
+
+    type: Literal["DeleteJob"] = "DeleteJob"
+    reason: str | None = Field(None, max_length=1000)
+
+
 class GrantSlot(Command):
     """The slot decider gave the job one of its concurrency key's slots."""
 
@@ -176,6 +183,7 @@ AnyCommand = Annotated[
         ReleaseJob,
         CancelJob,
         RetryJob,
+        DeleteJob,
         WakeJob,
         AdvancePipeline,
         ExpireAttempt,

@@ -26,6 +26,7 @@ from schemas.commands import (
     AdvancePipeline,
     CancelJob,
     Command,
+    DeleteJob,
     GrantSlot,
     RefuseSlot,
     RetryJob,
@@ -44,6 +45,8 @@ from schemas.events import (
     JobCancelledData,
     JobCancelRequested,
     JobCancelRequestedData,
+    JobDeleted,
+    JobDeletedData,
     JobFailed,
     JobFailedData,
     JobProgressed,
@@ -95,6 +98,8 @@ def decide(command: Command, job: Job | None) -> list[AnyEvent]:
         return _advanced(command, None, _submitted(command))
     if job is None:
         raise JobNotFound(command.job_id, f"job {command.job_id} does not exist")
+    if job.deleted_at is not None:
+        raise JobNotFound(command.job_id, f"job {command.job_id} was deleted")
     if not job.is_pipeline:
         if isinstance(command, AdvancePipeline):
             raise InvalidTransition(job.job_id, f"job {job.job_id} is no pipeline")
@@ -268,6 +273,12 @@ def _retry(command: RetryJob, job: Job) -> list[Emitted]:
     ]
 
 
+def _delete(command: DeleteJob, job: Job) -> list[Emitted]:
+    if not job.status.terminal:
+        raise InvalidTransition(job.job_id, f"job {job.job_id} is {job.status}: only a job that ended can be deleted")
+    return [(JobDeleted, JobDeletedData(reason=command.reason))]
+
+
 # --- pipelines: the step rules are in schemas.pipeline_rules
 
 
@@ -298,6 +309,7 @@ _RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     RefuseSlot: _refuse,
     CancelJob: _cancel,
     RetryJob: _retry,
+    DeleteJob: _delete,
 }
 
 _PIPELINE_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
@@ -305,6 +317,7 @@ _PIPELINE_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     WakeJob: _RULES[WakeJob],
     CancelJob: _cancel,
     RetryJob: _retry,
+    DeleteJob: _delete,
 }
 """The commands about a pipeline as a whole: the rules of jobs, which start a
 pipeline's next run where a job's next attempt. Every other command names a step."""

@@ -16,6 +16,7 @@ from schemas.events import (
     AnyEvent,
     JobCancelled,
     JobCancelRequested,
+    JobDeleted,
     JobFailed,
     JobProgressed,
     JobQueued,
@@ -123,6 +124,8 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
             compensated=None,
             steps=tuple(_step_reset(step) for step in job.steps),
         )
+    elif isinstance(event, JobDeleted):
+        update.update(deleted_at=at)
     elif isinstance(event, JobRejected):
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobReleased):

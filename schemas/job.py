@@ -153,6 +153,7 @@ class Job(BaseModel):
     updated_at: AwareDatetime
     started_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
+    deleted_at: AwareDatetime | None = Field(None, description="deleted then: the read models forget it")
     recent_commands: tuple[str, ...] = ()
     steps: tuple[Step, ...] = Field((), description="a pipeline's steps in plan order; none for a plain job")
     completed_steps: tuple[str, ...] = Field((), description="a pipeline's succeeded steps, in the order they succeeded")

@@ -110,6 +110,18 @@ class DeleteSchedule(ScheduleCommand):
     type: Literal["DeleteSchedule"] = "DeleteSchedule"
 
 
+class PauseSchedule(ScheduleCommand):
+    """No tick submits a job until the schedule is resumed."""
+
+    type: Literal["PauseSchedule"] = "PauseSchedule"
+
+
+class ResumeSchedule(ScheduleCommand):
+    """Tick again from now on: ticks that fell while it was paused are skipped, not caught up."""
+
+    type: Literal["ResumeSchedule"] = "ResumeSchedule"
+
+
 class ScheduleTicked(ScheduleCommand):
     """The job of ``tick`` was submitted (acknowledged): the next one is after it."""
 
@@ -117,7 +129,10 @@ class ScheduleTicked(ScheduleCommand):
     tick: Moment
 
 
-AnyScheduleCommand = Annotated[Union[CreateSchedule, DeleteSchedule, ScheduleTicked], Field(discriminator="type")]
+AnyScheduleCommand = Annotated[
+    Union[CreateSchedule, DeleteSchedule, ScheduleTicked, PauseSchedule, ResumeSchedule],
+    Field(discriminator="type"),
+]
 _SCHEDULE_COMMAND = TypeAdapter(AnyScheduleCommand)
 
 
@@ -130,6 +145,8 @@ class Schedule(BaseModel):
     created_at: Moment
     deleted_at: Moment | None = None
     last_tick: Moment | None = Field(None, description="the latest tick whose job was submitted")
+    paused_at: Moment | None = Field(None, description="paused since then: no tick submits a job")
+    resumed_at: Moment | None = Field(None, description="resumed then: ticks up to it are skipped")
 
 
 @overload
@@ -153,18 +170,24 @@ def evolve_schedule(schedule: Schedule | None, command: ScheduleCommand) -> Sche
         return schedule.model_copy(update={"last_tick": command.tick})
     if schedule.deleted_at is not None:
         return schedule
+    if isinstance(command, PauseSchedule):
+        return schedule if schedule.paused_at is not None else schedule.model_copy(update={"paused_at": command.issued_at})
+    if isinstance(command, ResumeSchedule):
+        if schedule.paused_at is None:
+            return schedule
+        return schedule.model_copy(update={"paused_at": None, "resumed_at": command.issued_at})
     return schedule.model_copy(update={"deleted_at": command.issued_at})
 
 
 def next_tick(schedule: Schedule, after: datetime | None = None) -> datetime:
-    start = after or schedule.last_tick or schedule.created_at
+    start = after or max(filter(None, (schedule.last_tick, schedule.resumed_at)), default=schedule.created_at)
     zone = ZoneInfo(schedule.spec.timezone)
     return croniter(schedule.spec.cron, start.astimezone(zone)).get_next(datetime).astimezone(timezone.utc)
 
 
 def ticks_due(schedule: Schedule, now: datetime) -> list[datetime]:
     """Ticks after the last submitted one (or the creation) up to ``now``, oldest first."""
-    if schedule.deleted_at is not None:
+    if schedule.deleted_at is not None or schedule.paused_at is not None:
         return []
     ticks: list[datetime] = []
     tick = next_tick(schedule)
@@ -207,7 +230,24 @@ def tick_command(schedule: Schedule, tick: datetime, now: datetime) -> SubmitJob
     )
 
 
-def parse_schedule_command(raw: bytes | str) -> CreateSchedule | DeleteSchedule | ScheduleTicked:
+def trigger_command(schedule: Schedule, trigger_id: str, now: datetime) -> SubmitJob:
+    """The job a trigger (a request to run the schedule's job now, ``trigger_id``) submits: a tick's job, its
+    id derived from the trigger rather than a tick, so the same trigger sent twice submits once."""
+    job_id = trigger_job_id(schedule.schedule_id, trigger_id)
+    return tick_command(schedule, now, now).model_copy(
+        update={
+            "job_id": job_id,
+            "command_id": str(uuid.uuid5(_TICK_NAMESPACE, f"{job_id}/submit")),
+            "idempotency_key": f"schedule:{schedule.schedule_id}:trigger:{trigger_id}",
+        }
+    )
+
+
+def trigger_job_id(schedule_id: str, trigger_id: str) -> str:
+    return str(uuid.uuid5(_TICK_NAMESPACE, f"{schedule_id}/trigger/{trigger_id}"))
+
+
+def parse_schedule_command(raw: bytes | str) -> CreateSchedule | DeleteSchedule | ScheduleTicked | PauseSchedule | ResumeSchedule:
     return _SCHEDULE_COMMAND.validate_json(raw)
 
 

@@ -13,6 +13,7 @@ from schemas.events.envelope import Event
 from schemas.events.job import (
     JobCancelled,
     JobCancelRequested,
+    JobDeleted,
     JobFailed,
     JobProgressed,
     JobQueued,
@@ -48,6 +49,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobRejected,
     JobReleased,
     PipelineStarted,
+    JobDeleted,
     *STEP_EVENTS,
 )
 """Every job event type, each once: the members of :data:`AnyEvent`."""

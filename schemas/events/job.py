@@ -129,6 +129,12 @@ class JobRetriedData(EventData):
     attempt: int = Field(ge=1, description="the first attempt of the fresh budget")
 
 
+class JobDeletedData(EventData):
+    """A finished job was deleted: the read models forget it; the log keeps every event of it, this one too."""
+
+    reason: str | None = None
+
+
 class PipelineStartedData(EventData):
     """A run of a pipeline begins (its first, or one after a retry): every step waits again."""
 
@@ -224,3 +230,8 @@ class JobRejected(Event):
 class PipelineStarted(Event):
     type: Literal["jobledger.pipeline.started"] = "jobledger.pipeline.started"
     data: PipelineStartedData
+
+
+class JobDeleted(Event):
+    type: Literal["jobledger.job.deleted"] = "jobledger.job.deleted"
+    data: JobDeletedData

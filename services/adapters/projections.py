@@ -28,7 +28,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from schemas import AnyEvent, Job, SequenceGap, apply_next
-from services.adapters.readmodel import JOB_EVENTS, JOBS, event_document, job_document, job_from_document
+from services.adapters.job_logs import JOB_LOGS
+from services.adapters.readmodel import JOB_EVENTS, JOBS, event_document, job_document, job_from_document, job_history
 
 DUPLICATE_KEY = 11000
 log = structlog.get_logger(component="projection")
@@ -56,6 +57,7 @@ class JobProjection:
         self._cache_jobs = cache_jobs
         self._jobs = db[jobs]
         self._events = db[job_events]
+        self._logs = db[JOB_LOGS]
 
     def forget(self) -> None:
         """Drop cached states, e.g. when partitions move to another projector."""
@@ -84,6 +86,7 @@ class JobProjection:
             return outcome
 
         refused = await self._write(states, changed, new)
+        await self._forget_deleted([states[job_id] for job_id in changed if job_id not in refused])
         for job_id, applied in changed.items():
             if job_id in refused:
                 outcome.rejected.extend((event, refused[job_id]) for event in applied)
@@ -120,6 +123,13 @@ class JobProjection:
             more, _ = await _bulk(self._jobs, [self._replace(states[job_id]) for job_id in there_already], there_already)
             refused.update(more)
         return refused
+
+    async def _forget_deleted(self, jobs: list[Job]) -> None:
+        """A deleted job's events and log lines leave the read models (its tombstone stays in ``jobs``)."""
+        for job in jobs:
+            if job.deleted_at is not None:
+                await self._events.delete_many({"_id": job_history(job.job_id)})
+                await self._logs.delete_many({"job_id": job.job_id})
 
     @staticmethod
     def _replace(job: Job) -> ReplaceOne:

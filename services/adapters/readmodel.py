@@ -47,11 +47,31 @@ async def ensure_indexes(db: AsyncDatabase, jobs: str = JOBS, job_events: str = 
 
 
 def job_document(job: Job) -> dict[str, Any]:
+    """A job as ``jobs`` holds it; a deleted one as a tombstone: its id, tenant, state and version (so
+    that its events, delivered again, are known as old), nothing of what it carried."""
+    if job.deleted_at is not None:
+        job = job.model_copy(update=DELETED_CONTENT)
     document = job.model_dump()
     document["_id"] = job.job_id
     document["status"] = job.status.value
     document["recent_commands"] = list(job.recent_commands)
     return document
+
+
+DELETED_CONTENT: dict[str, Any] = dict(
+    payload={},
+    result=None,
+    artifact=None,
+    error=None,
+    error_type=None,
+    errors=(),
+    progress_message=None,
+    steps=(),
+    recent_commands=(),
+)
+"""What a deleted job's tombstone no longer holds."""
+LIVE: dict[str, Any] = {"deleted_at": None}
+"""Matches the jobs not deleted (a document from before deletion existed has no such field: it matches too)."""
 
 
 def job_from_document(document: dict[str, Any]) -> Job:
@@ -126,6 +146,7 @@ class ReadModel:
         await self.db.command("ping")
 
     async def job(self, job_id: str, tenant: str) -> Job | None:
+        """The job (a deleted one too: the caller says it is gone)."""
         document = await self.db[JOBS].find_one({"_id": job_id, "tenant": tenant})
         return job_from_document(document) if document is not None else None
 
@@ -160,7 +181,10 @@ class ReadModel:
 
     async def count_by_status(self, tenant: str) -> dict[str, int]:
         counts = {status.value: 0 for status in JobStatus}
-        pipeline: list[dict[str, Any]] = [{"$match": {"tenant": tenant}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"tenant": tenant, **LIVE}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+        ]
         async for row in await self.db[JOBS].aggregate(pipeline):
             counts[row["_id"]] = row["n"]
         return counts
@@ -176,7 +200,7 @@ class ReadModel:
 
 def _matching(wanted: JobFilter) -> dict[str, Any]:
     """The query of ``wanted`` without its page cursor."""
-    query: dict[str, Any] = {"tenant": wanted.tenant}
+    query: dict[str, Any] = {"tenant": wanted.tenant, **LIVE}
     if wanted.status is not None:
         query["status"] = wanted.status.value
     if wanted.statuses is not None:

@@ -55,6 +55,14 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
     job = await find_job(state, job_id, tenant, tail_first)
     if job is None:
         raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job", f"There is no job {job_id!r}.", job_id=job_id)
+    if job.deleted_at is not None:
+        raise Problem(
+            404,
+            ProblemCode.JOB_NOT_FOUND,
+            "The job was deleted",
+            f"Job {job_id!r} was deleted at {job.deleted_at.isoformat()}; the log keeps its history (jobledger audit export).",
+            job_id=job_id,
+        )
     return job
 
 

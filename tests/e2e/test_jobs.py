@@ -350,3 +350,38 @@ async def test_the_tenant_stream_brings_every_event_of_the_tenants_jobs_and_no_o
     types = [event["type"] for event in heard if event["subject"] == mine["id"]]
     assert types[0] == "jobledger.job.submitted" and types[-1] == "jobledger.job.succeeded"
     assert theirs not in {event["subject"] for event in heard}, "another tenant's jobs are not heard"
+
+
+async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the_log(api, db, stack):
+    from tests.e2e.conftest import jobledger
+
+    job_id = await submit(api, "echo", {"lines": 2})
+    running = await submit(api, "sleep", {"seconds": 5})
+    await wait_for_job(api, job_id)
+    await drained(stack)
+    assert (await api.delete(f"/jobs/{running}")).status_code == 409
+
+    deleted = await api.delete(f"/jobs/{job_id}")
+    records = await read_topic(
+        stack,
+        topics.EVENTS,
+        lambda rs: any(parse_event(r.value).type == "jobledger.job.deleted" and r.key == job_id.encode() for r in rs),
+    )
+    await drained(stack)
+
+    assert deleted.status_code == 202
+    gone = await api.get(f"/jobs/{job_id}")
+    assert gone.status_code == 404 and "deleted" in gone.json()["title"]
+    assert (await api.get(f"/jobs/{job_id}/events")).status_code == 404
+    assert (await api.get(f"/jobs/{job_id}/logs")).status_code == 404
+    assert job_id not in [job["id"] for job in (await api.get("/jobs", params={"type": "echo", "limit": 1000})).json()["items"]]
+    assert await db[JOB_EVENTS].count_documents({"job_id": job_id}) == 0
+    assert await db["job_logs"].count_documents({"job_id": job_id}) == 0
+    stored = await db["jobs"].find_one({"_id": job_id})
+    assert stored["payload"] == {} and stored["deleted_at"] is not None, "a tombstone: nothing of what it carried"
+    log = [parse_event(r.value).type.rsplit(".", 1)[-1] for r in records if r.key == job_id.encode()]
+    assert log[0] == "submitted" and log[-1] == "deleted"
+    verified = jobledger(stack, "audit", "verify", "--job", job_id)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert (await api.delete(f"/jobs/{job_id}")).status_code == 404
+    await api.post(f"/jobs/{running}/cancel")

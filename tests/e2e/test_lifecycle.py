@@ -662,3 +662,36 @@ async def test_a_schedule_submits_one_job_per_tick_also_across_a_processor_resta
     listed = (await api.get("/schedules")).json()["items"]
     assert schedule_id not in [item["id"] for item in listed], "read-your-writes: a deleted schedule is not listed"
     assert (await api.get(f"/schedules/{schedule_id}")).json()["deleted"] is True
+
+
+async def test_a_paused_schedule_submits_nothing_until_resumed_and_a_trigger_runs_its_job_now(api, stack):
+    created = await api.post("/schedules", json={"cron": "* * * * * */1", "job": {"type": "noop"}})
+    schedule_id = created.json()["id"]
+    paused = await api.post(f"/schedules/{schedule_id}/pause")
+    assert paused.status_code == 202 and paused.json()["paused"] is True and paused.json()["next_tick"] is None
+
+    async def jobs_of_schedule() -> set[str]:
+        page = await api.get("/jobs", params={"label": f"schedule:{schedule_id}", "limit": 1000})
+        return {job["id"] for job in page.json()["items"]}
+
+    await drained(stack)
+    before = await jobs_of_schedule()
+    await asyncio.sleep(2.5)  # ticks fall meanwhile, and submit nothing
+    await drained(stack)
+    assert await jobs_of_schedule() == before
+    assert (await api.get(f"/schedules/{schedule_id}")).json()["paused"] is True
+
+    triggered = await api.post(f"/schedules/{schedule_id}/trigger")
+    assert triggered.status_code == 202
+    job = await wait_for_job(api, triggered.json()["id"])
+    assert job["state"] == "SUCCEEDED" and job["labels"] == {"schedule": schedule_id}
+
+    resumed = await api.post(f"/schedules/{schedule_id}/resume")
+    assert resumed.json()["paused"] is False and resumed.json()["next_tick"] is not None
+    await eventually(lambda: _more(jobs_of_schedule, len(before) + 2))
+    await api.delete(f"/schedules/{schedule_id}")
+    assert (await api.post(f"/schedules/{schedule_id}/trigger")).status_code == 409
+
+
+async def _more(count_of, wanted: int) -> bool:
+    return len(await count_of()) >= wanted

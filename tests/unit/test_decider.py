@@ -634,3 +634,31 @@ def test_a_queued_attempts_work_is_rebuilt_from_the_state_alone(script):
             assert queued_work(job) == [last_queued.data]
         else:
             assert queued_work(job) == []
+
+
+# --- deleting a job ---------------------------------------------------------------
+
+
+def delete(**kw):
+    from schemas import DeleteJob
+
+    return DeleteJob(**_base(kw), reason=kw.get("reason"))
+
+
+def test_a_job_that_ended_is_deleted_by_an_event_and_then_takes_no_command():
+    from schemas.errors import JobNotFound
+
+    deleted, log = given_history(submit(), start(), complete(), delete(reason="gdpr"))
+
+    assert log[-1].type == "jobledger.job.deleted" and log[-1].data.reason == "gdpr"
+    assert deleted is not None and deleted.deleted_at is not None and deleted.status is JobStatus.SUCCEEDED
+    assert all(later.prev_hash == earlier.hash and later.seq == earlier.seq + 1 for earlier, later in pairwise(log))
+    for command in (retry(), cancel(), delete()):
+        with pytest.raises(JobNotFound):
+            decide(command, deleted)
+
+
+def test_a_job_that_has_not_ended_cannot_be_deleted():
+    running, _ = given_history(submit(), start())
+    with pytest.raises(InvalidTransition):
+        decide(delete(), running)

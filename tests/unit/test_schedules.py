@@ -97,3 +97,30 @@ def test_schedule_commands_round_trip():
     command = CreateSchedule(command_id="c1", schedule_id="s-1", tenant="acme", issued_at=T0, spec=schedule().spec)
 
     assert parse_schedule_command(encode_schedule_command(command)) == command
+
+
+def _command(kind, at: datetime, command_id: str = "c"):
+    return kind(command_id=command_id, schedule_id="s-1", tenant="acme", issued_at=at)
+
+
+def test_a_paused_schedule_has_no_ticks_and_resumed_skips_what_fell_meanwhile():
+    from schemas.schedules import PauseSchedule, ResumeSchedule
+
+    paused = evolve_schedule(schedule(), _command(PauseSchedule, T0 + timedelta(minutes=1)))
+    again = evolve_schedule(paused, _command(PauseSchedule, T0 + timedelta(minutes=2)))
+    resumed = evolve_schedule(paused, _command(ResumeSchedule, T0 + timedelta(minutes=32)))
+
+    assert ticks_due(paused, T0 + timedelta(hours=1)) == [] and again == paused
+    due = ticks_due(resumed, T0 + timedelta(minutes=45))
+    assert due == [T0.replace(second=0) + timedelta(minutes=m) for m in (35, 40, 45)], "from the resume on, none caught up"
+    assert evolve_schedule(resumed, _command(ResumeSchedule, T0 + timedelta(hours=2))) == resumed
+
+
+def test_a_trigger_submits_one_job_per_trigger_labelled_as_the_ticks_are():
+    from schemas.schedules import trigger_command, trigger_job_id
+
+    submit = trigger_command(schedule(), "t-1", T0)
+
+    assert submit.job_id == trigger_job_id("s-1", "t-1") == trigger_command(schedule(), "t-1", T0).job_id
+    assert submit.job_id != trigger_command(schedule(), "t-2", T0).job_id
+    assert submit.options.labels == {"schedule": "s-1"} and submit.job_id != tick_command(schedule(), T0, T0).job_id

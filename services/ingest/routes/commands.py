@@ -1,4 +1,4 @@
-"""Commands on an existing job: cancel and retry.
+"""Commands on an existing job: cancel, retry and delete.
 
 Each is first run through the pure decider against the job as this ingest
 knows it, so an impossible one is answered at once with a 409 problem
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from schemas import (
     CancelJob,
     Command,
+    DeleteJob,
     Job,
     Rejection,
     RetryJob,
@@ -64,6 +65,20 @@ async def cancel_job(
 )
 async def retry_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(writer)) -> JobAccepted:
     return await _command(state, request, job_id, tenant, lambda **common: RetryJob(**common))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Delete a job that ended",
+    description="The read models forget it (its reads answer 404, lists leave it out, its events and log lines "
+    "go); the log keeps its whole history, a `jobledger.job.deleted` event last, so `jobledger audit verify` still "
+    "passes and a replay deletes it again. A job that has not ended → 409.",
+)
+async def delete_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(writer)) -> JobAccepted:
+    return await _command(state, request, job_id, tenant, lambda **common: DeleteJob(**common))
 
 
 async def _command(state: Ingest, request: Request, job_id: str, tenant: str, build) -> JobAccepted:

@@ -14,29 +14,35 @@ import structlog
 from fastapi import APIRouter, Depends, Response
 from pydantic import ValidationError
 
-from schemas import topics
-from schemas.api import ScheduleList, ScheduleRequest, ScheduleView
+from schemas import JobStatus, encode_command, topics
+from schemas.api import JobAccepted, JobLinks, ScheduleList, ScheduleRequest, ScheduleView
 from schemas.errors import ProblemCode
 from schemas.jobtypes import JobTypes
 from schemas.pipelines import PIPELINE
 from schemas.schedules import (
     CreateSchedule,
     DeleteSchedule,
+    PauseSchedule,
+    ResumeSchedule,
     Schedule,
     ScheduleCommand,
     ScheduleSpec,
     encode_schedule_command,
     evolve_schedule,
+    trigger_command,
 )
 from services.adapters.readmodel import schedule_from_document
 from services.ingest.auth import reader, writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
 from services.ingest.problems import AUTHENTICATED, PROBLEM_RESPONSE, Problem, field_error, invalid
+from services.ingest.responses import answer
 from services.ingest.store import append_record
 from services.ingest.submissions import ServiceCalls, declared_type, job_options, pipeline_plan, validated_payload
 
 router = APIRouter(tags=["schedules"], route_class=ContractRoute)
+
+
 log = structlog.get_logger(component="ingest")
 
 
@@ -133,6 +139,64 @@ async def delete_schedule(schedule_id: str, state: IngestDep, tenant: str = Depe
     deleted = evolve_schedule(schedule, command)
     state.accepted_schedules.remember(deleted)
     return ScheduleView.of(deleted)
+
+
+@router.post(
+    "/schedules/{schedule_id}/pause",
+    status_code=202,
+    response_model=ScheduleView,
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Pause a schedule",
+    description="No tick submits a job until it is resumed. Pausing a paused schedule changes nothing.",
+)
+async def pause_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(writer)) -> ScheduleView:
+    return ScheduleView.of(await _change(state, schedule_id, tenant, PauseSchedule))
+
+
+@router.post(
+    "/schedules/{schedule_id}/resume",
+    status_code=202,
+    response_model=ScheduleView,
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Resume a paused schedule",
+    description="It ticks again from now on; the ticks that fell while it was paused are skipped, not caught up.",
+)
+async def resume_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(writer)) -> ScheduleView:
+    return ScheduleView.of(await _change(state, schedule_id, tenant, ResumeSchedule))
+
+
+@router.post(
+    "/schedules/{schedule_id}/trigger",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**AUTHENTICATED, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Submit the schedule's job now",
+    description="One job from the schedule's template, now, whatever its cron (a paused schedule too); labelled "
+    "`schedule:<id>` like its ticks. Its ticks go on as before. The answer names the job.",
+)
+async def trigger_schedule(schedule_id: str, state: IngestDep, tenant: str = Depends(writer)) -> Response:
+    schedule = _not_deleted(await _schedule_or_404(state, schedule_id, tenant))
+    submit = trigger_command(schedule, str(uuid.uuid4()), datetime.now(timezone.utc))
+    await append_record(state, topics.COMMANDS, submit.job_id, encode_command(submit))
+    state.accepted.remember(submit)  # readable at once, as any submit's job
+    accepted = JobAccepted(id=submit.job_id, state=JobStatus.PENDING, links=JobLinks.of(submit.job_id))
+    return answer(accepted, 202, {"Location": f"/jobs/{submit.job_id}"})
+
+
+async def _change(state: Ingest, schedule_id: str, tenant: str, kind: type[ScheduleCommand]) -> Schedule:
+    """Append a pause or resume on a schedule that is not deleted (else a 409); the schedule as it is after it."""
+    schedule = _not_deleted(await _schedule_or_404(state, schedule_id, tenant))
+    command = kind(command_id=str(uuid.uuid4()), schedule_id=schedule_id, tenant=tenant, issued_at=datetime.now(timezone.utc))
+    await _append(state, command)
+    return evolve_schedule(schedule, command)
+
+
+def _not_deleted(schedule: Schedule) -> Schedule:
+    if schedule.deleted_at is not None:
+        raise Problem(
+            409, ProblemCode.INVALID_TRANSITION, "The schedule was deleted", f"Schedule {schedule.schedule_id!r} was deleted."
+        )
+    return schedule
 
 
 def _readable(document: dict) -> Schedule | None:

@@ -29,7 +29,7 @@ from rich.text import Text
 from jobledger.client import JobUpdate
 from jobledger.errors import ApiError, JobFailed, WaitTimeout
 from jobledger.sync import Client, Job
-from schemas import TERMINAL, JobStatus
+from schemas import TERMINAL, JobStatus, Priority
 from schemas.api import BulkAction, JobView, ServiceView
 from schemas.job import StepPhase
 from schemas.logs import StoredLogLine
@@ -53,7 +53,7 @@ services = typer.Typer(help="HTTP services described by OpenAPI documents, which
 
 
 def register(app: typer.Typer) -> None:
-    for command in (submit, get, ls, follow, watch, events, logs, cancel, retry, delete, artifact):
+    for command in (submit, get, ls, follow, watch, events, logs, cancel, retry, update, delete, artifact):
         app.command(rich_help_panel="Jobs")(command)
     app.add_typer(schedules, name="schedules", rich_help_panel="Jobs")
     app.add_typer(services, name="services", rich_help_panel="Services")
@@ -579,6 +579,22 @@ def retry(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -
     with _client(url, api_key) as client:
         accepted = client.retry(_full_id(client, job_id))
     console.print(f"retry accepted for {accepted.id}")
+
+
+def update(
+    job_id: str,
+    priority: Optional[Priority] = typer.Option(None, help="A PENDING or QUEUED job's new priority."),
+    run_at: Optional[datetime] = typer.Option(None, help="A PENDING job's new run_at (UTC); a past time runs it now."),
+    url: Optional[str] = Url,
+    api_key: Optional[str] = Key,
+) -> None:
+    """Change a job that has not started: its priority, or its run_at while it waits for it."""
+    if priority is None and run_at is None:
+        console.print("[red]name what to change: --priority, --run-at or both[/]")
+        raise typer.Exit(2)
+    with _client(url, api_key) as client:
+        accepted = client.update(_full_id(client, job_id), priority=priority.value if priority else None, run_at=_aware(run_at))
+    console.print(f"changed {accepted.id}")
 
 
 def delete(job_id: str, url: Optional[str] = Url, api_key: Optional[str] = Key) -> None:

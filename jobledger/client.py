@@ -140,6 +140,11 @@ class AsyncClient:
     async def retry(self, job_id: str) -> JobAccepted:
         return JobAccepted.model_validate((await self._request("POST", f"/jobs/{job_id}/retry")).json())
 
+    async def update(self, job_id: str, *, priority: str | None = None, run_at: datetime | None = None) -> JobAccepted:
+        """Change a job that has not started: its ``priority``, or (while it waits for its time) its ``run_at``."""
+        body = _jsonable({"priority": priority, "run_at": run_at})
+        return JobAccepted.model_validate((await self._request("PATCH", f"/jobs/{job_id}", json=body)).json())
+
     async def delete(self, job_id: str) -> JobAccepted:
         """Delete a job that ended: the read models forget it, the log keeps its history."""
         return JobAccepted.model_validate((await self._request("DELETE", f"/jobs/{job_id}")).json())

@@ -137,6 +137,9 @@ class Client:
     def retry(self, job_id: str) -> JobAccepted:
         return self._loop.run(self._async.retry(job_id))
 
+    def update(self, job_id: str, *, priority: str | None = None, run_at: datetime | None = None) -> JobAccepted:
+        return self._loop.run(self._async.update(job_id, priority=priority, run_at=run_at))
+
     def delete(self, job_id: str) -> JobAccepted:
         return self._loop.run(self._async.delete(job_id))
 

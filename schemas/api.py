@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import Job, JobOptions, JobStatus, Priority
 from schemas.artifacts import ArtifactRef
@@ -604,3 +604,20 @@ class BulkResult(BaseModel):
     accepted: list[str] = Field(description="ids of the jobs whose command the log acknowledged")
     refused: list[BulkRefusal] = Field(description="jobs that moved on since they matched")
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")
+
+
+class UpdateJobRequest(BaseModel):
+    """What to change of a job that has not started; what is left out stays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: Priority | None = Field(None, description="a PENDING or QUEUED job's new priority")
+    run_at: Moment | None = Field(
+        None, description="a PENDING job's new run_at (while it waits for its run_at or a backoff); a past time: now"
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> "UpdateJobRequest":
+        if self.priority is None and self.run_at is None:
+            raise ValueError("name what to change: priority, run_at or both")
+        return self

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from schemas.artifacts import ArtifactRef
-from schemas.options import JobOptions
+from schemas.options import JobOptions, Priority
 from schemas.pipelines import PipelineStep
 from schemas.values import Moment, storable
 
@@ -111,6 +111,14 @@ class RetryJob(Command):
     type: Literal["RetryJob"] = "RetryJob"
 
 
+class UpdateJob(Command):
+    """Change a job that has not started: its priority (PENDING or QUEUED) or its run_at (while it waits for its time)."""
+
+    type: Literal["UpdateJob"] = "UpdateJob"
+    priority: Priority | None = Field(None, description="the new priority; none: unchanged")
+    run_at: Moment | None = Field(None, description="the new run_at; none: unchanged")
+
+
 class DeleteJob(Command):
     """Take a finished job out of the read models; the log keeps its history."""
 
@@ -184,6 +192,7 @@ AnyCommand = Annotated[
         CancelJob,
         RetryJob,
         DeleteJob,
+        UpdateJob,
         WakeJob,
         AdvancePipeline,
         ExpireAttempt,

@@ -31,6 +31,7 @@ from schemas.commands import (
     RefuseSlot,
     RetryJob,
     SubmitJob,
+    UpdateJob,
     WakeJob,
 )
 from schemas.errors import (
@@ -69,6 +70,8 @@ from schemas.events import (
     JobSubmittedData,
     JobSucceeded,
     JobSucceededData,
+    JobUpdated,
+    JobUpdatedData,
     PipelineStarted,
     PipelineStartedData,
     StepQueuedData,
@@ -273,6 +276,20 @@ def _retry(command: RetryJob, job: Job) -> list[Emitted]:
     ]
 
 
+def _update(command: UpdateJob, job: Job) -> list[Emitted]:
+    if command.priority is None and command.run_at is None:
+        return []
+    if job.status not in (JobStatus.PENDING, JobStatus.QUEUED):
+        raise InvalidTransition(job.job_id, f"job {job.job_id} is {job.status}: only a job that has not started can change")
+    if command.run_at is not None and (job.status is not JobStatus.PENDING or job.due_at is None or job.awaiting_slot):
+        raise InvalidTransition(
+            job.job_id,
+            f"job {job.job_id} is {job.status} and waits for no time: run_at changes only while it waits for its "
+            "run_at or a backoff",
+        )
+    return [(JobUpdated, JobUpdatedData(priority=command.priority, run_at=command.run_at))]
+
+
 def _delete(command: DeleteJob, job: Job) -> list[Emitted]:
     if not job.status.terminal:
         raise InvalidTransition(job.job_id, f"job {job.job_id} is {job.status}: only a job that ended can be deleted")
@@ -310,6 +327,7 @@ _RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     CancelJob: _cancel,
     RetryJob: _retry,
     DeleteJob: _delete,
+    UpdateJob: _update,
 }
 
 _PIPELINE_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
@@ -318,6 +336,7 @@ _PIPELINE_RULES: dict[type[Command], Callable[[Any, Job], list[Emitted]]] = {
     CancelJob: _cancel,
     RetryJob: _retry,
     DeleteJob: _delete,
+    UpdateJob: _update,
 }
 """The commands about a pipeline as a whole: the rules of jobs, which start a
 pipeline's next run where a job's next attempt. Every other command names a step."""

@@ -28,6 +28,7 @@ from schemas.events import (
     JobStarted,
     JobSubmitted,
     JobSucceeded,
+    JobUpdated,
     PipelineStarted,
     StepCancelled,
     StepCompensated,
@@ -126,6 +127,11 @@ def evolve(job: Job | None, event: AnyEvent) -> Job:
         )
     elif isinstance(event, JobDeleted):
         update.update(deleted_at=at)
+    elif isinstance(event, JobUpdated):
+        changed = {name: value for name, value in event.data.model_dump().items() if value is not None}
+        update.update(options=job.options.model_copy(update=changed))
+        if event.data.run_at is not None:
+            update.update(due_at=event.data.run_at)
     elif isinstance(event, JobRejected):
         update.update(status=JobStatus.REJECTED, due_at=None, error=event.data.detail, error_type=event.data.reason, **ended)
     elif isinstance(event, JobReleased):

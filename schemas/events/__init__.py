@@ -62,6 +62,8 @@ from schemas.events.job import (
     JobSubmittedData,
     JobSucceeded,
     JobSucceededData,
+    JobUpdated,
+    JobUpdatedData,
     PipelineStarted,
     PipelineStartedData,
 )
@@ -129,6 +131,8 @@ __all__ = [
     "JobSubmittedData",
     "JobSucceeded",
     "JobSucceededData",
+    "JobUpdated",
+    "JobUpdatedData",
     "PipelineStarted",
     "PipelineStartedData",
     "QUEUED",

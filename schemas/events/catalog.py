@@ -25,6 +25,7 @@ from schemas.events.job import (
     JobStarted,
     JobSubmitted,
     JobSucceeded,
+    JobUpdated,
     PipelineStarted,
 )
 from schemas.events.step import STEP_ENDED, STEP_EVENTS, StepQueued
@@ -49,6 +50,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JobRejected,
     JobReleased,
     PipelineStarted,
+    JobUpdated,
     JobDeleted,
     *STEP_EVENTS,
 )

@@ -129,6 +129,13 @@ class JobRetriedData(EventData):
     attempt: int = Field(ge=1, description="the first attempt of the fresh budget")
 
 
+class JobUpdatedData(EventData):
+    """A job that had not started was changed: what is not null is its new value."""
+
+    priority: Priority | None = None
+    run_at: AwareDatetime | None = Field(None, description="its new run_at: it is queued then")
+
+
 class JobDeletedData(EventData):
     """A finished job was deleted: the read models forget it; the log keeps every event of it, this one too."""
 
@@ -230,6 +237,11 @@ class JobRejected(Event):
 class PipelineStarted(Event):
     type: Literal["jobledger.pipeline.started"] = "jobledger.pipeline.started"
     data: PipelineStartedData
+
+
+class JobUpdated(Event):
+    type: Literal["jobledger.job.updated"] = "jobledger.job.updated"
+    data: JobUpdatedData
 
 
 class JobDeleted(Event):

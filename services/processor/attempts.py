@@ -21,7 +21,7 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from schemas import AttemptCommand, CompleteJob, Event, ExpiryReason, FailJob, Job, JobQueued, timeout_error
+from schemas import AttemptCommand, CompleteJob, Event, ExpiryReason, FailJob, Job, JobQueued, Priority, timeout_error
 from schemas.artifacts import COMPENSATION_SUFFIX, RESULT
 from schemas.events import STEP_EVENTS, JobQueuedData, StepQueued, StepQueuedData
 from services.adapters.artifacts import ArtifactMissing, Offloader
@@ -194,6 +194,11 @@ class WaitingAttempts:
                 self.size -= 1
                 return attempt
         return None
+
+    def reprioritize(self, attempt: Attempt, priority: Priority) -> None:
+        """A waiting attempt's job changed priority: it is taken by its new rank
+        (the old entry stays in the heap and is skipped once the attempt is taken)."""
+        heapq.heappush(self.heap, (priority.rank, next(self.order), attempt))
 
     def discard(self) -> None:
         """One waiting attempt left the buffer by other means (it stays in the heap, marked)."""

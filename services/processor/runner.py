@@ -57,7 +57,7 @@ from schemas import (
     queued_work,
     topics,
 )
-from schemas.events import QUEUED, StepStarted
+from schemas.events import QUEUED, JobUpdated, StepStarted
 from schemas.logs import JobLogLine
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore, Offloader
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
@@ -359,6 +359,12 @@ class Runner(Service):
             return
         if isinstance(event, JobCancelRequested):
             self._cancel_requested(event.job_id)
+            return
+        if isinstance(event, JobUpdated):
+            if event.data.priority is not None:
+                for waiting in [a for a in self._attempts.values() if a.work.job_id == event.job_id]:
+                    if waiting.state is AttemptState.WAITING:
+                        self._buffer.reprioritize(waiting, event.data.priority)
             return
         attempt = self._attempts.get(attempt_key(event))
         if attempt is None:

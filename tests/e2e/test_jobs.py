@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 
 import httpx
@@ -365,7 +366,7 @@ async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the
     records = await read_topic(
         stack,
         topics.EVENTS,
-        lambda rs: any(parse_event(r.value).type == "jobledger.job.deleted" and r.key == job_id.encode() for r in rs),
+        lambda rs: any(r.key == job_id.encode() and parse_event(r.value).type == "jobledger.job.deleted" for r in rs),
     )
     await drained(stack)
 
@@ -385,3 +386,21 @@ async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert (await api.delete(f"/jobs/{job_id}")).status_code == 404
     await api.post(f"/jobs/{running}/cancel")
+
+
+async def test_a_waiting_job_is_changed_before_it_starts_and_not_after(api, stack):
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    response = await api.post("/jobs", json={"type": "noop", "run_at": later})
+    job_id = response.json()["id"]
+
+    raised = await api.patch(f"/jobs/{job_id}", json={"priority": "high"})
+    now = await api.patch(f"/jobs/{job_id}", json={"run_at": datetime.now(timezone.utc).isoformat()})
+    job = await wait_for_job(api, job_id)
+    too_late = await api.patch(f"/jobs/{job_id}", json={"priority": "low"})
+    nothing = await api.patch(f"/jobs/{job_id}", json={})
+
+    assert (raised.status_code, now.status_code) == (202, 202)
+    assert job["state"] == "SUCCEEDED" and job["priority"] == "high", "queued and run once its run_at moved to now"
+    assert too_late.status_code == 409 and nothing.status_code == 422
+    events = [event["type"] for event in (await api.get(f"/jobs/{job_id}/events")).json()["items"]]
+    assert events.count("jobledger.job.updated") == 2

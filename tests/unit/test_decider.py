@@ -662,3 +662,37 @@ def test_a_job_that_has_not_ended_cannot_be_deleted():
     running, _ = given_history(submit(), start())
     with pytest.raises(InvalidTransition):
         decide(delete(), running)
+
+
+# --- changing a job that has not started --------------------------------------------------
+
+
+def update(**kw):
+    from schemas import UpdateJob
+
+    return UpdateJob(**_base(kw), priority=kw.get("priority"), run_at=kw.get("run_at"))
+
+
+def test_a_waiting_jobs_run_at_moves_its_due_time_and_a_queued_jobs_priority_changes():
+    from schemas import Priority
+
+    later = at(10_000)
+    waiting, _ = given_history(submit(options=JobOptions(run_at=later, max_attempts=1), issued_at=at(1)))
+    moved, log = given_history(
+        submit(options=JobOptions(run_at=later, max_attempts=1), issued_at=at(1)), update(run_at=at(2), priority="high")
+    )
+    queued, _ = given_history(submit())
+    raised = fold(decide(update(priority="low"), queued), queued)
+
+    assert waiting.due_at == later and moved.due_at == at(2) and moved.options.run_at == at(2)
+    assert moved.options.priority is Priority.HIGH and log[-1].type == "jobledger.job.updated"
+    assert raised.options.priority is Priority.LOW and raised.status is JobStatus.QUEUED
+
+
+def test_a_job_that_started_or_is_queued_already_cannot_take_a_new_run_at():
+    running, _ = given_history(submit(), start())
+    queued, _ = given_history(submit())
+    with pytest.raises(InvalidTransition):
+        decide(update(priority="high"), running)
+    with pytest.raises(InvalidTransition):
+        decide(update(run_at=at(50)), queued)

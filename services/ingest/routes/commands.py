@@ -1,4 +1,4 @@
-"""Commands on an existing job: cancel, retry and delete.
+"""Commands on an existing job: cancel, retry, change and delete.
 
 Each is first run through the pure decider against the job as this ingest
 knows it, so an impossible one is answered at once with a 409 problem
@@ -20,12 +20,14 @@ from schemas import (
     Job,
     Rejection,
     RetryJob,
+    UpdateJob,
     decide,
 )
 from schemas.api import (
     CancelRequest,
     JobAccepted,
     JobLinks,
+    UpdateJobRequest,
 )
 from services.ingest.auth import writer
 from services.ingest.bodies import ContractRoute
@@ -65,6 +67,24 @@ async def cancel_job(
 )
 async def retry_job(job_id: str, request: Request, state: IngestDep, tenant: str = Depends(writer)) -> JobAccepted:
     return await _command(state, request, job_id, tenant, lambda **common: RetryJob(**common))
+
+
+@router.patch(
+    "/jobs/{job_id}",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={**PROBLEMS, 404: PROBLEM_RESPONSE, 409: PROBLEM_RESPONSE, 503: PROBLEM_RESPONSE},
+    summary="Change a job that has not started",
+    description="`priority` of a PENDING or QUEUED job (a queued one is taken by its new rank); `run_at` of a "
+    "PENDING job waiting for its time (a past time queues it now). Recorded as `jobledger.job.updated`. A job "
+    "that has started or ended → 409, as does run_at for a job already queued.",
+)
+async def update_job(
+    job_id: str, request: Request, state: IngestDep, body: UpdateJobRequest, tenant: str = Depends(writer)
+) -> JobAccepted:
+    return await _command(
+        state, request, job_id, tenant, lambda **common: UpdateJob(**common, priority=body.priority, run_at=body.run_at)
+    )
 
 
 @router.delete(

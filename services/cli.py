@@ -256,8 +256,8 @@ def _report(read: int, result) -> None:
         f"replayed {read} records: {result.identical} jobs identical to the live read model, "
         f"{len(result.newer_live)} newer live (events after the replay began), "
         f"{len(result.differing)} differing, {len(result.missing_live)} missing live, "
-        f"{len(result.only_live)} only live; "
-        f"job_events {result.events_replayed} replayed / {result.events_live} live, "
+        f"{len(result.only_live)} only live, {result.swept} swept by retention (JOBLEDGER_RETENTION; --swap brings "
+        f"them back); job_events {result.events_replayed} replayed / {result.events_live} live, "
         f"{len(result.events_differing)} differing"
     )
     for job_id, fields in result.differing[:20]:

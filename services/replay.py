@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from schemas.schedules import ScheduleCommand, parse_schedule_command
 from services.adapters.log import log_records
 from services.adapters.projections import JobProjection
 from services.adapters.readmodel import JOB_EVENTS, JOBS, SCHEDULES, ensure_indexes
+from services.adapters.retention import past_retention
 from services.adapters.schedule_projection import ScheduleProjection
 from services.common.settings import ConnectionSettings
 
@@ -46,6 +48,8 @@ class Comparison:
     events_differing: list[str] = field(default_factory=list)
     """ids of rebuilt job events that the live ``job_events`` lacks or holds otherwise"""
     schedules_differing: list[str] = field(default_factory=list)
+    swept: int = 0
+    """jobs the live read models lack because their tenant's retention removed them (JOBLEDGER_RETENTION)"""
 
     @property
     def same(self) -> bool:
@@ -117,6 +121,8 @@ async def compare(db: AsyncDatabase, suffix: str, settings: ConnectionSettings, 
     log (read up to ``ends`` by the rebuild, or appended since)."""
     result = Comparison()
     rebuilt = db[JOBS + suffix]
+    now = datetime.now(timezone.utc)
+    swept: set[str] = set()
     result.events_replayed = await db[JOB_EVENTS + suffix].count_documents({})
     result.events_live = await db[JOB_EVENTS].count_documents({})
 
@@ -124,7 +130,9 @@ async def compare(db: AsyncDatabase, suffix: str, settings: ConnectionSettings, 
         live = {doc["_id"]: doc async for doc in db[JOBS].find({"_id": {"$in": [d["_id"] for d in documents]}})}
         for document in documents:
             other = live.get(document["_id"])
-            if other is None:
+            if other is None and past_retention(settings, document, now):
+                swept.add(document["_id"])
+            elif other is None:
                 result.missing_live.append(document["_id"])
             elif other.get("version", 0) > document.get("version", 0):
                 result.newer_live.append(document["_id"])
@@ -136,7 +144,7 @@ async def compare(db: AsyncDatabase, suffix: str, settings: ConnectionSettings, 
 
     async def check_events(documents: list[dict[str, Any]]) -> None:
         live = {doc["_id"]: doc async for doc in db[JOB_EVENTS].find({"_id": {"$in": [d["_id"] for d in documents]}})}
-        result.events_differing.extend(d["_id"] for d in documents if live.get(d["_id"]) != d)
+        result.events_differing.extend(d["_id"] for d in documents if live.get(d["_id"]) != d and d["job_id"] not in swept)
 
     unknown: list[str] = []
 
@@ -146,6 +154,7 @@ async def compare(db: AsyncDatabase, suffix: str, settings: ConnectionSettings, 
         unknown.extend(job_id for job_id in ids if job_id not in known)
 
     await _in_chunks(rebuilt.find({}).sort("_id", 1), check_jobs)
+    result.swept = len(swept)
     await _in_chunks(db[JOB_EVENTS + suffix].find({}).sort("_id", 1), check_events)
     await _in_chunks(db[JOBS].find({}, {"_id": 1}).sort("_id", 1), check_live)
     if unknown:

@@ -28,9 +28,12 @@ FUZZ_KEY = "jl-fuzz-key"
 """Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
 METRICS_KEY = "jl-metrics-key"
 """Key of a tenant of its own for the metrics test, so the counts it checks are of its jobs alone."""
+RETENTION_KEY = "jl-retention-key"
+"""Key of the one tenant whose finished jobs the test stack sweeps, RETENTION after they end."""
+RETENTION = "2s"
 READ_KEY = "jl-read-key"
 """A key of the default tenant that may only read."""
-API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz,{METRICS_KEY}=metrics,{READ_KEY}=default:jobs:read"
+API_KEYS = f"{DEV_API_KEY}=default,{FUZZ_KEY}=fuzz,{METRICS_KEY}=metrics,{READ_KEY}=default:jobs:read,{RETENTION_KEY}=retention"
 
 
 def stack_settings(data_dir, **overrides) -> StackSettings:
@@ -53,6 +56,8 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
             "commit_interval_s": "0.1",
             "worker_beat_s": "0.5",
             "job_log_lines": str(LOG_LINES),
+            "retention": f"retention={RETENTION}",
+            "retention_sweep_s": "0.5",
         },
     )
     settings.update(overrides)

@@ -7,10 +7,11 @@ embedded stack that ``make run`` starts.
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DECIDER_GROUP = "jobledger-processor"
 """The decider's consumer group (on jobs.commands, jobs.slots and jobs.schedules)."""
@@ -18,6 +19,22 @@ RUNNER_GROUP = "jobledger-runner"
 PROJECTOR_GROUP = "jobledger-projector"
 LOGS_GROUP = "jobledger-logs"
 """The projector's job-log part (on jobs.logs)."""
+
+
+ALL_TENANTS = "*"
+"""In ``JOBLEDGER_RETENTION``: every tenant not named."""
+_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def kept_for(text: str) -> timedelta | None:
+    """``30d``, ``12h``, ``90m``, ``3600s`` → a duration; ``keep`` → ``None`` (forever)."""
+    text = text.strip().lower()
+    if text == "keep":
+        return None
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"a retention is a positive whole number of d, h, m or s (30d), or keep; got {text!r}")
+    return timedelta(seconds=int(number) * _UNITS[unit])
 
 
 class ConnectionSettings(BaseSettings):
@@ -43,6 +60,37 @@ class ConnectionSettings(BaseSettings):
         description="Fernet key(s) sealing service credentials in the log, comma separated (the first seals, each opens); "
         "make run generates one into its data directory",
     )
+    retention: Annotated[dict[str, str], NoDecode] = Field(
+        {},
+        description="how long each tenant's finished jobs stay in the read models: JOBLEDGER_RETENTION='acme=30d,"
+        "*=90d' (d, h, m or s; '*': every other tenant; keep: forever, the default); the log keeps them all",
+    )
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            tenant, separator, keep = item.partition("=")
+            if not separator or not tenant or not keep:
+                raise ValueError(f"retention is 'tenant=30d' pairs separated by commas; got {item!r}")
+            pairs[tenant.strip()] = keep.strip()
+        return pairs
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: dict[str, str]) -> dict[str, str]:
+        for keep in value.values():
+            kept_for(keep)  # a ValueError naming what is wrong
+        return value
+
+    def retention_of(self, tenant: str) -> timedelta | None:
+        """How long ``tenant``'s finished jobs stay in the read models; ``None``: forever."""
+        keep = self.retention.get(tenant, self.retention.get(ALL_TENANTS))
+        return kept_for(keep) if keep is not None else None
+
     metrics_host: str = Field("127.0.0.1", description="processor and projector: address their metrics endpoint binds")
     metrics_port: int | None = Field(
         None,

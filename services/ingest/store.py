@@ -4,7 +4,7 @@ appending a command to the log (answered only once the broker acknowledged it)."
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from schemas import Command, Job, encode_command, topics
@@ -61,6 +61,16 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
             ProblemCode.JOB_NOT_FOUND,
             "The job was deleted",
             f"Job {job_id!r} was deleted at {job.deleted_at.isoformat()}; the log keeps its history (jobledger audit export).",
+            job_id=job_id,
+        )
+    keep = state.settings.retention_of(tenant)
+    if keep is not None and job.finished_at is not None and job.finished_at < datetime.now(timezone.utc) - keep:
+        raise Problem(
+            404,
+            ProblemCode.JOB_NOT_FOUND,
+            "The job is past its retention",
+            f"Job {job_id!r} ended at {job.finished_at.isoformat()}; finished jobs of this tenant stay {keep} in the "
+            "read models (JOBLEDGER_RETENTION). The log keeps its history: jobledger audit export, or replay.",
             job_id=job_id,
         )
     return job

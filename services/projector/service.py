@@ -39,6 +39,7 @@ from services.adapters.schedule_projection import ScheduleProjection
 from services.common.lifecycle import Service
 from services.common.metrics import APPLY_DURATION, PROJECTED
 from services.projector.logs import LogProjector
+from services.projector.retention import RetentionSweep
 from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="projector")
@@ -182,7 +183,8 @@ async def bootstrap(settings: ProjectorSettings) -> list[Service]:
     await ensure_log_indexes(db)
     consumer = make_consumer(settings, settings.group_id, **consumer_options(settings))
     logs = LogProjector(settings, db, make_producer(settings), make_consumer(settings, settings.logs_group_id))
-    return [Projector(settings, mongo, make_producer(settings), consumer), logs]  # stopped first: the other closes the database
+    parts: list[Service] = [Projector(settings, mongo, make_producer(settings), consumer), logs, RetentionSweep(settings, db)]
+    return parts  # stopped in reverse: the Projector last, as it closes the database
 
 
 def consumer_options(settings: ProjectorSettings) -> dict:

@@ -7,6 +7,7 @@ from services.common.settings import LOGS_GROUP, PROJECTOR_GROUP, ConnectionSett
 class ProjectorSettings(ConnectionSettings):
     group_id: str = Field(PROJECTOR_GROUP, description="consumer group of the projector")
     logs_group_id: str = Field(LOGS_GROUP, description="consumer group of the projector's job-log part (on jobs.logs)")
+    retention_sweep_s: float = Field(60.0, gt=0, description="how often finished jobs past JOBLEDGER_RETENTION are removed")
     job_log_lines: int = Field(DEFAULT_LINES_PER_JOB, ge=1, description="lines of each job's log the read models keep")
     batch_max_records: int = Field(2_000, ge=1, description="records folded per bulk write")
     cache_jobs: int = Field(50_000, ge=0, description="job states kept in memory between batches")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.common import tracing
 from services.common.lifecycle import HttpServer, serve
 from services.common.logging import configure_logging
 from services.ingest.app import create_app
@@ -13,6 +14,7 @@ from services.ingest.settings import IngestSettings
 def main() -> None:
     settings = IngestSettings()
     configure_logging(settings, "ingest")
+    tracing.configure_tracing("ingest")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

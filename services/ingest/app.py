@@ -75,6 +75,9 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Submit jobs, follow them, replay their history.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans (a server span, one per dependency and serialization) off: the
+        # request span is services.ingest.observed's, for the direct paths too, and costs nothing while off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.keys = KeyTable(settings.api_keys)

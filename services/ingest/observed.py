@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import time
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from services.common import tracing
 from services.common.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 ROUTE = "jobledger.route"
@@ -43,6 +47,11 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            if tracing.ENABLED:  # the request's span, named by its route once routed: the trace of the job it submits
+                with tracing.span(f"HTTP {scope['method']}", kind=SpanKind.SERVER, **{"http.request.method": scope["method"]}):
+                    await self.app(scope, receive, sending)
+                    trace.get_current_span().update_name(f"{scope['method']} {route_of(scope)}")
+            else:
+                await self.app(scope, receive, sending)
         finally:
             HTTP_REQUESTS.labels(scope["method"], route_of(scope), str(status)).inc()

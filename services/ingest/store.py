@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas import Command, Job, encode_command, topics
 from schemas.errors import ProblemCode
+from services.common import tracing
 from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
@@ -83,7 +84,7 @@ async def append_command(state: Ingest, command: Command) -> None:
 async def append_record(state: Ingest, topic: str, key: str, value: bytes) -> int:
     """Append a record and wait for the broker's acknowledgement (its offset), or answer 503."""
     try:
-        delivery = await state.producer.send(topic, key=key.encode(), value=value)
+        delivery = await state.producer.send(topic, key=key.encode(), value=value, headers=tracing.headers() or None)
         offset: int = await asyncio.wait_for(delivery, state.settings.produce_timeout_s)
         return offset
     except Exception as error:

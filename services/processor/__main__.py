@@ -5,7 +5,7 @@ running jobs are handed back now."""
 
 from __future__ import annotations
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.lifecycle import serve
 from services.common.logging import configure_logging
 from services.processor.bootstrap import bootstrap
@@ -15,6 +15,7 @@ from services.processor.settings import ProcessorSettings
 def main() -> None:
     settings = ProcessorSettings()
     configure_logging(settings, "processor")
+    tracing.configure_tracing("processor")
     metrics.serve(settings.metrics_host, settings.metrics_port)
     serve(lambda: bootstrap(settings))
 

@@ -130,6 +130,8 @@ class Attempt:
     task: asyncio.Task | None = None
     sent_progress: tuple[float, str | None] | None = None
     ended_by_decider: bool = False
+    trace: Any = None
+    """The trace of the decision that queued it (services.common.tracing), its attempt span's parent."""
 
     @property
     def key(self) -> AttemptKey:

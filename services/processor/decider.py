@@ -41,7 +41,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -62,7 +62,9 @@ from schemas.leases import Deadlines
 from schemas.topics import DeadLetterStage
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
 from services.adapters.log import DeadLetters
+from services.common import tracing
 from services.common.lifecycle import Service
+from services.common.logging import job_context
 from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
 from services.processor.job_metrics import JobMeter
 from services.processor.scheduler import Scheduler
@@ -96,6 +98,8 @@ class Decided:
     values: list[bytes]
     job: Job
     """The state the events lead to."""
+    trace: list[tuple[str, bytes]]
+    """The decision's span, for its events' headers (empty while tracing is off)."""
 
 
 class Decider(Service):
@@ -114,6 +118,8 @@ class Decider(Service):
         self._inbox: deque[Command] = deque()
         """Reports of the runner of this process, about jobs of partitions owned here."""
         self._inbox_filled = asyncio.Event()
+        self._traces: dict[str, Any] = {}
+        """Inbox commands' traces (their attempts' spans), while tracing is on."""
         self._runtime = ConsumerRuntime(
             consumer,
             list(INPUTS),
@@ -197,16 +203,19 @@ class Decider(Service):
             while self._inbox:
                 command = self._inbox.popleft()
                 partition = self.jobs.partition_of(command.job_id)
+                trace = self._traces.pop(command.command_id, None) if self._traces else None
                 if partition is not None:  # (a rebalance may have taken it meanwhile: then the lease runs out)
-                    await self._decide(command, partition)
+                    await self._decide(command, partition, trace=trace)
             if self.runner is None or not self.runner.started_any():
                 return
             await asyncio.sleep(0)
 
-    def take(self, command: Command) -> bool:
+    def take(self, command: Command, trace: Any = None) -> bool:
         """A report of the runner of this process: decided here if its job's partition is owned here."""
         if self.jobs.partition_of(command.job_id) is None or not self._runtime.settled.is_set():
             return False
+        if trace is not None:
+            self._traces[command.command_id] = trace
         self._inbox.append(command)
         self._inbox_filled.set()
         return True
@@ -220,7 +229,9 @@ class Decider(Service):
         states: list[tuple[Job, asyncio.Future]] = []
         for item in decided:
             for value in item.values:
-                delivery = await self._producer.send(topics.EVENTS, key=item.key, value=value, headers=EVENT_HEADERS)
+                delivery = await self._producer.send(
+                    topics.EVENTS, key=item.key, value=value, headers=EVENT_HEADERS + item.trace if item.trace else EVENT_HEADERS
+                )
             if last[item.key] is item:
                 states.append((item.job, delivery))
             self._send(delivery)
@@ -231,7 +242,7 @@ class Decider(Service):
         if record.topic == topics.COMMANDS:
             command = await self._dead.parsed(record, parse_command, "job command")
             if command is not None:
-                await self._decide(command, record.partition, record)
+                await self._decide(command, record.partition, record, tracing.context_of(record.headers))
         elif record.topic == topics.SLOTS:
             await self.slots.decide(record)
         elif record.topic == topics.SCHEDULES:
@@ -250,8 +261,15 @@ class Decider(Service):
 
     # --- job commands --------------------------------------------------------------
 
-    async def _decide(self, command: Command, partition: int, record=None) -> None:
+    async def _decide(self, command: Command, partition: int, record=None, trace: Any = None) -> None:
         """Decide a job command, from the log (``record``) or from the runner of this process."""
+        with (
+            job_context(command.job_id, command.tenant, command.correlation_id, command_id=command.command_id),
+            tracing.span(f"decide {command.type}", trace, job_id=command.job_id),
+        ):
+            await self._decided_command(command, partition, record)
+
+    async def _decided_command(self, command: Command, partition: int, record) -> None:
         try:
             decision = decide_command(command, self.jobs.get(command.job_id), self.deadlines)
         except Rejection as rejection:
@@ -279,7 +297,7 @@ class Decider(Service):
                 await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
             # All events of one decision are sent at the end of the round without the
             # loop yielding, so they travel in one record batch: in the log all or none.
-            self._round.append(Decided(command.job_id.encode(), decision.values, decision.after))
+            self._round.append(Decided(command.job_id.encode(), decision.values, decision.after, tracing.headers()))
             self.jobs.put(partition, decision.after)
             self.meter.observe(decision.events, decision.after)
         keep_time(self.deadlines, decision, _now())

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas import Command, Heartbeat, ReportProgress, encode_command, topics
 from services.adapters.log import MAX_RECORD_BYTES
+from services.common import tracing
 from services.processor.attempts import IN_FLIGHT, Attempt, ReportName
 from services.processor.settings import ProcessorSettings
 
@@ -27,9 +28,10 @@ from services.processor.settings import ProcessorSettings
 class LocalDecider(Protocol):
     """The decider of this process, as its runner sees it."""
 
-    def take(self, command: Command) -> bool:
+    def take(self, command: Command, trace: Any = None) -> bool:
         """Decide ``command`` in this process if its job's partition is owned
-        here (``True``); ``False``: send it through the log."""
+        here (``True``); ``False``: send it through the log. ``trace``: the
+        attempt's, the decision's parent (services.common.tracing)."""
 
 
 class Reports:
@@ -51,9 +53,9 @@ class Reports:
         if self._decider is not None:
             if len(value) > MAX_RECORD_BYTES:  # as the log would refuse it, so the runner fails the job alike
                 raise MessageSizeTooLargeError(f"the {name} report takes {len(value):,} bytes")
-            if self._decider.take(command):
+            if self._decider.take(command, tracing.current()):
                 return _taken()
-        return await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=value)
+        return await self._producer.send(topics.COMMANDS, key=command.job_id.encode(), value=value, headers=tracing.headers())
 
     async def keep_alive(self, attempts: list[Attempt]) -> None:
         """Heartbeats for every claimed or running attempt; progress, coalesced per interval.

@@ -38,6 +38,7 @@ import os
 import socket
 import time
 from functools import partial
+from typing import Any
 
 import orjson
 import structlog
@@ -62,6 +63,7 @@ from schemas.logs import JobLogLine
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore, Offloader
 from services.adapters.consumer_runtime import Batches, Committable, ConsumerRuntime
 from services.adapters.log import make_consumer
+from services.common import tracing
 from services.common.lifecycle import Service
 from services.common.metrics import CONCURRENCY, RUNNING
 from services.processor.announce import Announcer
@@ -166,6 +168,8 @@ class Runner(Service):
         )
         self._stop_by: float | None = None
         """Set on stop: the end of the grace for claims and running attempts."""
+        self._trace: Any = None
+        """While a record of jobs.events is observed: the trace its headers carry."""
         self._started_any = False
         self._slot_freed = asyncio.Event()
         """Set when a handler ends: fed in memory, nothing else would claim the next waiting attempt."""
@@ -337,9 +341,12 @@ class Runner(Service):
         if follower and isinstance(event, QUEUED):
             return  # new attempts on a lost partition are the new owner's
         try:
+            self._trace = tracing.context_of(record.headers)
             self._observe(tp, record.offset, event)
         except Exception:
             log.exception("runner could not observe an event; skipped", job_id=event.job_id, offset=record.offset)
+        finally:
+            self._trace = None
 
     def _observe(self, tp: TopicPartition, offset: int | None, event) -> None:
         if isinstance(event, QUEUED):
@@ -355,7 +362,7 @@ class Runner(Service):
                 # jobs in memory too, and nothing would hand this one over again.)
                 self._offsets.hold(tp, offset)
                 return
-            self._wait(Attempt(tp, offset, Work.of_event(event)))
+            self._wait(Attempt(tp, offset, Work.of_event(event), trace=self._trace or tracing.current()))
             return
         if isinstance(event, JobCancelRequested):
             self._cancel_requested(event.job_id)
@@ -514,6 +521,16 @@ class Runner(Service):
             self._done(attempt)
 
     async def _attempt(self, attempt: Attempt) -> None:
+        work = attempt.work
+        structlog.contextvars.bind_contextvars(  # this task's own context: its lines, the handler's too
+            job_id=work.job_id, tenant=work.tenant, attempt=work.data.attempt, **({"step": attempt.step} if attempt.step else {})
+        )
+        if work.correlation_id:
+            structlog.contextvars.bind_contextvars(correlation_id=work.correlation_id)
+        with tracing.span(f"attempt {work.data.job_type}", attempt.trace, job_id=work.job_id, attempt=work.data.attempt):
+            await self._run_attempt(attempt)
+
+    async def _run_attempt(self, attempt: Attempt) -> None:
         report = await outcome(self.registry, attempt, self._offloader)
         await self._ship_log(attempt, last=True)  # before the report: a job's lines leave before its end
         attempt.state = AttemptState.DONE  # no more heartbeats; the slot is freed when the report is on its way

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.lifecycle import serve
 from services.common.logging import configure_logging
 from services.projector.service import bootstrap
@@ -13,6 +13,7 @@ from services.projector.settings import ProjectorSettings
 def main() -> None:
     settings = ProjectorSettings()
     configure_logging(settings, "projector")
+    tracing.configure_tracing("projector")
     metrics.serve(settings.metrics_host, settings.metrics_port)
     serve(lambda: bootstrap(settings))
 

@@ -22,7 +22,8 @@ from services.projector.settings import ProjectorSettings
 
 log = structlog.get_logger(component="log-projector")
 
-FETCH_WAIT_MS = 200
+FETCH_WAIT_MS = 500
+"""How long an idle fetch waits: lines may reach the read models this late, and an idle log costs the broker two fetches a second."""
 MAX_RECORDS = 2_000
 
 

@@ -36,6 +36,7 @@ from services.adapters.positions import LogLost, LostLog
 from services.adapters.projections import BatchOutcome, JobProjection
 from services.adapters.readmodel import connect, ensure_indexes, ensure_layout
 from services.adapters.schedule_projection import ScheduleProjection
+from services.common import tracing
 from services.common.lifecycle import Service
 from services.common.metrics import APPLY_DURATION, PROJECTED
 from services.projector.logs import LogProjector
@@ -119,13 +120,16 @@ class Projector(Service):
             raise LogLost(self.lost)
         records = [record for batch in batches.values() for record in batch]
         if records:
-            started = time.perf_counter()
+            started, started_ns = time.perf_counter(), time.time_ns()
             events = [r for r in records if r.topic == topics.EVENTS]
             await _project(events, self.projection, self.dead_letters)
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
             self._durable.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
             APPLY_DURATION.observe(time.perf_counter() - started)
             PROJECTED.inc(len(events))
+            if tracing.ENABLED:
+                for record in events:
+                    tracing.ended_span("project", tracing.context_of(record.headers), started_ns, batch=len(events))
 
     async def done(self) -> Committable:
         """Save the durable positions with the read models; the runtime commits exactly

@@ -156,7 +156,7 @@ class Acknowledging:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    async def send(self, topic, key, value):
+    async def send(self, topic, key, value, headers=None):
         self.sent.append((topic, value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)

@@ -26,6 +26,17 @@ ALL_TENANTS = "*"
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
+def pairs(text: str, what: str) -> dict[str, str]:
+    """``a=b,c=d`` → ``{"a": "b", "c": "d"}``; a bad item is named by its place, not echoed (it may be a secret)."""
+    found: dict[str, str] = {}
+    for number, item in enumerate(filter(None, (part.strip() for part in text.split(","))), 1):
+        name, separator, value = item.partition("=")
+        if not separator or not name.strip() or not value.strip():
+            raise ValueError(f"{what} pairs separated by commas; item {number} is not")
+        found[name.strip()] = value.strip()
+    return found
+
+
 def kept_for(text: str) -> timedelta | None:
     """``30d``, ``12h``, ``90m``, ``3600s`` → a duration; ``keep`` → ``None`` (forever)."""
     text = text.strip().lower()
@@ -69,15 +80,7 @@ class ConnectionSettings(BaseSettings):
     @field_validator("retention", mode="before")
     @classmethod
     def _parse_retention(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        pairs = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            tenant, separator, keep = item.partition("=")
-            if not separator or not tenant or not keep:
-                raise ValueError(f"retention is 'tenant=30d' pairs separated by commas; got {item!r}")
-            pairs[tenant.strip()] = keep.strip()
-        return pairs
+        return pairs(value, "retention is 'tenant=30d'") if isinstance(value, str) else value
 
     @field_validator("retention")
     @classmethod

@@ -5,7 +5,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from schemas.api import DEFAULT_TENANT, DEV_API_KEY
-from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
+from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings, pairs
 from services.ingest.keys import KeyTable
 
 
@@ -43,12 +43,7 @@ class IngestSettings(ConnectionSettings):
             return value
         if value.lstrip().startswith("{"):
             return orjson.loads(value)
-        keys: dict[str, str] = {}
-        for number, item in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
-            key, separator, tenant = item.partition("=")
-            if not separator or not key or not tenant:  # the item is not echoed: it may be a key
-                raise ValueError(f"API keys are 'key=tenant' pairs separated by commas; item {number} is not")
-            keys[key] = tenant
+        keys = pairs(value, "API keys are 'key=tenant'")
         if not keys:
             raise ValueError("at least one API key is needed")
         return keys

@@ -101,9 +101,9 @@ MAX_POLL_INTERVAL_MS = 24 * 3600 * 1000
 CONSUMER_OPTIONS = dict(max_poll_interval_ms=MAX_POLL_INTERVAL_MS)
 """A runner's consumer, beyond the settings' (:func:`services.adapters.log.make_consumer`)."""
 HEARTBEAT_TICK_S = 0.2
+"""How often the leases of running attempts are looked at (each is heartbeated at the settings' interval)."""
 LOG_SHIP_S = 0.2
 """How often the lines running handlers wrote to ``ctx.log`` are sent."""
-"""How often the leases of running attempts are looked at (each is heartbeated at the settings' interval)."""
 RELEASE_WAIT_S = 2.0
 """After the grace, how long a cancelled handler may take to unwind before its attempt is handed back anyway."""
 CLAIM_RESENDS = 5

@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from schemas.api import Scope
-from services.common.modules import load_job_types
-from services.ingest.app import create_app
-from services.ingest.bootstrap import Ingest, ingest_of
 from services.ingest.keys import ALL_SCOPES, Grant, KeyTable, new_key, parse_grant
 from services.ingest.settings import IngestSettings
-from tests.unit.test_routes import Unreachable
+from tests.unit.test_routes import edge_only_app
 
 READ_ONLY, WRITE_ONLY, FULL = "read-key", "write-key", "full-key"
 UNAUTHENTICATED = {"/healthz", "/readyz", "/metrics"}
@@ -60,19 +56,7 @@ def scoped():
     settings = IngestSettings(
         api_keys={READ_ONLY: "acme:jobs:read", WRITE_ONLY: "acme:jobs:write", FULL: "acme"}, max_body_bytes=4096
     )
-    app = create_app(settings)
-    edge_only = Ingest(
-        settings=settings,
-        job_types=load_job_types(settings.job_type_modules),
-        read_model=Unreachable(),
-        producer=Unreachable(),
-        watch=Unreachable(),
-        mongo=Unreachable(),
-        accepted=Unreachable(),
-    )
-    app.dependency_overrides[ingest_of] = lambda: edge_only
-    app.state.ingest = edge_only  # the direct paths answer too: they must refuse the same keys
-    client = TestClient(app)
+    client = edge_only_app(settings, direct_paths=True)  # the direct paths must refuse the same keys
     return client, client.get("/openapi.json").json()
 
 

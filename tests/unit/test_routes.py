@@ -28,9 +28,9 @@ class Unreachable:
         raise AssertionError(f"the request reached the adapters ({name}) instead of being refused at the edge")
 
 
-@pytest.fixture(scope="module")
-def client():
-    settings = IngestSettings(max_body_bytes=2048)
+def edge_only_app(settings: IngestSettings, direct_paths: bool = False) -> TestClient:
+    """The app with an Ingest whose adapters must never be reached (``direct_paths``:
+    the direct paths get it too, so they refuse alike). Not entered: no lifespan, so nothing connects."""
     app = create_app(settings)
     edge_only = Ingest(
         settings=settings,
@@ -42,7 +42,14 @@ def client():
         accepted=Unreachable(),
     )
     app.dependency_overrides[ingest_of] = lambda: edge_only
-    return TestClient(app)  # not entered: no lifespan, so nothing connects
+    if direct_paths:
+        app.state.ingest = edge_only
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def client():
+    return edge_only_app(IngestSettings(max_body_bytes=2048))
 
 
 def fields(response) -> list[str]:

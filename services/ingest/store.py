@@ -7,8 +7,11 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
-from schemas import Command, Job, encode_command, topics
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas import Command, Job, encode_command, parse_event, topics
 from schemas.errors import ProblemCode
+from services.adapters.log import read_to_end, topic_partitions
 from services.common import tracing
 from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
@@ -52,6 +55,39 @@ async def job_events(
     return recorded
 
 
+async def history(
+    state: Ingest, job_id: str, tenant: str, up_to_seq: int | None = None, up_to_time: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The job's events for ``GET /jobs/{id}/events`` and ``as_of``: from the read models, or for a job past
+    its retention from the log itself — the job's partition of jobs.events read from its start, so a read
+    as slow as that partition is long (an auditor's, not a client's)."""
+    try:
+        await job_or_404(state, job_id, tenant)
+    except Problem as gone:
+        if not gone.extensions.get("swept"):
+            raise
+        return await logged_events(state, job_id, tenant, up_to_seq, up_to_time)
+    return await job_events(state, job_id, tenant, up_to_seq, up_to_time)
+
+
+async def logged_events(
+    state: Ingest, job_id: str, tenant: str, up_to_seq: int | None, up_to_time: datetime | None
+) -> list[dict[str, Any]]:
+    partitions = sorted(tp.partition for tp in await topic_partitions(state.settings, topics.EVENTS))
+    partition = DefaultPartitioner()(job_id.encode(), partitions, partitions)  # as the decider's producer placed them
+    key, recorded = job_id.encode(), []
+    async for records in read_to_end(state.settings, topics.EVENTS, {partition: None}):
+        for record in records:
+            if record.key != key:
+                continue
+            event = parse_event(record.value)
+            if event.tenant != tenant or (up_to_seq is not None and event.seq > up_to_seq):
+                continue
+            if up_to_time is None or event.occurred_at <= up_to_time:
+                recorded.append(event.recorded())
+    return recorded
+
+
 async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job:
     job = await find_job(state, job_id, tenant, tail_first)
     if job is None:
@@ -71,8 +107,10 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
             ProblemCode.JOB_NOT_FOUND,
             "The job is past its retention",
             f"Job {job_id!r} ended at {job.finished_at.isoformat()}; finished jobs of this tenant stay {keep} in the "
-            "read models (JOBLEDGER_RETENTION). The log keeps its history: jobledger audit export, or replay.",
+            "read models (JOBLEDGER_RETENTION). Its history and as_of reads come from the log; jobledger replay "
+            "--swap brings it back.",
             job_id=job_id,
+            swept=True,
         )
     return job
 

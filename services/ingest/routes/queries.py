@@ -65,8 +65,7 @@ async def get_job(
         raise invalid(
             [field_error(("query", "wait_s"), "as_of reads the past: it cannot be combined with wait_s or after_version")]
         )
-    await job_or_404(state, job_id, tenant)
-    job = fold([parse_event(recorded) for recorded in await store.job_events(state, job_id, tenant, up_to_time=as_of)])
+    job = fold([parse_event(recorded) for recorded in await store.history(state, job_id, tenant, up_to_time=as_of)])
     if job is None:
         raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job then", f"Job {job_id!r} did not exist at {as_of.isoformat()}.")
     return answer(JobView.of(job))
@@ -93,9 +92,8 @@ async def job_events(
     tenant: str = Depends(reader),
     until: str | None = Query(None, description="only events up to this seq (an integer) or time (ISO 8601, with a zone)"),
 ) -> dict:
-    await job_or_404(state, job_id, tenant)
     bounds = _until(until) if until is not None else {}
-    return {"items": await store.job_events(state, job_id, tenant, **bounds)}
+    return {"items": await store.history(state, job_id, tenant, **bounds)}
 
 
 @router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")

@@ -345,6 +345,9 @@ class StatusView(BaseModel):
         "projector's job-log part), and the runners' group only where runner-only processes joined it (a processor's "
         "own runner is fed by its decider)"
     )
+    restarts: dict[str, int] | None = Field(
+        None, description="make run: how often its supervisor started each process again after it exited (null elsewhere)"
+    )
 
 
 def millis(moment: datetime | None) -> datetime | None:

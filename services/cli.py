@@ -17,6 +17,7 @@ from services.adapters.broker import STARTING_BROKER_WAIT_S, ensure_topics, wait
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
 from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
+from services.embedded.supervisor import KeepsDying, Supervisor
 from services.ingest.keys import HASHED, new_key, parse_grant
 from services.ingest.settings import IngestSettings
 from services.processor.settings import ProcessorSettings
@@ -95,7 +96,11 @@ def up(
         for line in taken:
             console.print(f"[red]cannot start the stack:[/] {line}", highlight=False)
         raise typer.Exit(1)
-    asyncio.run(_serve(stack))
+    try:
+        asyncio.run(_serve(stack))
+    except KeepsDying as dying:
+        console.print(f"[red]{dying}[/]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 async def _serve(stack: EmbeddedStack) -> None:
@@ -130,8 +135,9 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"Ctrl-C stops everything.\n"
             )
             console.print(message, soft_wrap=True, highlight=False)
+            supervisor = Supervisor(stack)
             while not stopping.is_set():
-                await _watch(stack, stopping)
+                await _watch(supervisor, stopping)
         else:
             starting.cancel()
     finally:
@@ -156,11 +162,13 @@ def _client_env(stack: EmbeddedStack) -> str:
     return f"  CLI, SDK  in another shell: export {' '.join(exports)}\n"
 
 
-async def _watch(stack: EmbeddedStack, stopping: asyncio.Event) -> None:
+async def _watch(supervisor: Supervisor, stopping: asyncio.Event) -> None:
+    """Every half second: start again what exited (KeepsDying, which stops everything, when it keeps exiting)."""
     try:
-        await asyncio.wait_for(stopping.wait(), 1.0)
+        await asyncio.wait_for(stopping.wait(), 0.5)
     except asyncio.TimeoutError:
-        stack.check_alive()
+        for line in supervisor.heal():
+            console.print(f"[yellow]{line}[/]", highlight=False)
 
 
 @app.command()

@@ -161,6 +161,7 @@ class EmbeddedStack:
             JOBLEDGER_LINGER_MS=str(s.linger_ms),
             JOBLEDGER_PORT=str(s.api_port),
             JOBLEDGER_STATE_DIR=str(s.data_dir / "processor"),
+            JOBLEDGER_SUPERVISOR_FILE=str(self.supervisor_file),
             PYTHONUNBUFFERED="1",
         )
         for key, value in os.environ.items():  # service-specific settings pass through
@@ -337,6 +338,16 @@ class EmbeddedStack:
         )
         if out is not None:
             out.close()
+
+    def respawn(self, name: str) -> None:
+        """Start a process that exited again, as it was started."""
+        argv, env, echo = self._commands[name]
+        self._spawn(name, argv, env, echo)
+
+    @property
+    def supervisor_file(self) -> Path:
+        """Where ``make run``'s supervisor counts restarts (``GET /status`` reads it)."""
+        return self.settings.data_dir / "supervisor.json"
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():

@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -57,6 +58,9 @@ class IngestSettings(ConnectionSettings):
     consumer_groups: dict[str, str] = Field(
         {"decider": DECIDER_GROUP, "runner": RUNNER_GROUP, "projector": PROJECTOR_GROUP, "logs": LOGS_GROUP},
         description="consumer groups whose lag GET /status reports (name → group id)",
+    )
+    supervisor_file: Path | None = Field(
+        None, description="make run: where its supervisor counts restarts, reported by GET /status (set by the stack)"
     )
     stream_poll_s: float = Field(
         1.0, gt=0, description="how often a waiting request (wait_s, /stream) reads the read model when the log brings nothing"

@@ -64,6 +64,8 @@ class RunningStack:
             "JOBLEDGER_BROKER_PORT": "0",
             "JOBLEDGER_CONTROLLER_PORT": "0",
             "JOBLEDGER_MONGO_PORT": "0",
+            "JOBLEDGER_PROCESSOR_METRICS_PORT": "0",
+            "JOBLEDGER_PROJECTOR_METRICS_PORT": "0",
             "JOBLEDGER_JOB_TYPE_MODULES": '["schemas.builtin", "userjobs.types"]',
             "JOBLEDGER_HANDLER_MODULES": '["services.processor.builtin", "userjobs.handlers"]',
         }
@@ -135,6 +137,36 @@ async def test_a_user_job_type_is_validated_by_ingest_and_run_by_the_processor(a
     assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == ["payload.name"]
     assert job["state"] == "SUCCEEDED" and job["result"] == {"greeting": "hello Ada", "attempt": 1}
     assert (job["max_attempts"], job["timeout_s"]) == (5, 30), "the type's defaults"
+
+
+def child(parent: int, module: str) -> int:
+    """The pid of ``parent``'s child process running ``python -m <module>``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))
+        if ppid == parent and module.encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no {module} under {parent}")
+
+
+@pytest.mark.timeout(400)
+async def test_a_killed_service_is_started_again_and_a_job_in_flight_still_succeeds(as_run):
+    async with as_run.client() as client:
+        in_flight = (await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 2}})).json()["id"]
+        os.kill(child(as_run.process.pid, "services.processor"), signal.SIGKILL)
+        job = await finished(client, in_flight)
+        fresh = await finished(client, (await client.post("/jobs", json={"type": "noop"})).json()["id"])
+        status = (await client.get("/status")).json()
+
+    assert job["state"] == "SUCCEEDED" and fresh["state"] == "SUCCEEDED"
+    assert status["restarts"]["processor"] >= 1
+    assert as_run.process.poll() is None, "the stack goes on"
 
 
 OTHER_FORMATS = re.compile(r"^(\[\d{4}-|(DEBUG|INFO|WARNING|ERROR|CRITICAL):)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import datetime
+from pathlib import Path
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Response
@@ -141,7 +142,15 @@ async def list_jobs(
 async def status(state: IngestDep, tenant: str = Depends(reader)) -> StatusView:
     counts = await state.read_model.count_by_status(tenant)
     lag = await state.lag.get() if state.lag is not None else await consumer_lag(state.settings)
-    return StatusView(jobs=counts, lag=lag)
+    return StatusView(jobs=counts, lag=lag, restarts=_restarts(state.settings.supervisor_file))
+
+
+def _restarts(path: Path | None) -> dict[str, int] | None:
+    """What ``make run``'s supervisor counted (services.embedded.supervisor), if this ingest runs under one."""
+    try:
+        return orjson.loads(path.read_bytes())["restarts"] if path is not None else None
+    except (OSError, ValueError, KeyError, TypeError):  # not written yet, or being written
+        return None
 
 
 _SEQ = re.compile(r"[0-9]{1,19}")

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -158,7 +159,10 @@ def child(parent: int, module: str) -> int:
 @pytest.mark.timeout(400)
 async def test_a_killed_service_is_started_again_and_a_job_in_flight_still_succeeds(as_run):
     async with as_run.client() as client:
-        in_flight = (await client.post("/jobs", json={"type": "sleep", "payload": {"seconds": 2}})).json()["id"]
+        # In flight and due in 2 s: the restarted decider restores it and runs it (a running attempt would
+        # wait out make run's 30 s lease first).
+        due = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+        in_flight = (await client.post("/jobs", json={"type": "noop", "run_at": due})).json()["id"]
         os.kill(child(as_run.process.pid, "services.processor"), signal.SIGKILL)
         job = await finished(client, in_flight)
         fresh = await finished(client, (await client.post("/jobs", json={"type": "noop"})).json()["id"])

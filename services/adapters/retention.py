@@ -55,11 +55,5 @@ async def sweep(db: AsyncDatabase, settings: ConnectionSettings, now: datetime) 
 
 def past_retention(settings: ConnectionSettings, document: dict, now: datetime) -> bool:
     """Whether a job (its read-model document) is one a sweep removes."""
-    keep = settings.retention_of(document.get("tenant", ""))
-    finished = document.get("finished_at")
-    return (
-        keep is not None
-        and document.get("status") in {status.value for status in TERMINAL}
-        and finished is not None
-        and finished < now - keep
-    )
+    ended = document.get("status") in {status.value for status in TERMINAL}
+    return ended and settings.past_retention(document.get("tenant", ""), document.get("finished_at"), now)

@@ -7,7 +7,7 @@ embedded stack that ``make run`` starts.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -93,6 +93,11 @@ class ConnectionSettings(BaseSettings):
         """How long ``tenant``'s finished jobs stay in the read models; ``None``: forever."""
         keep = self.retention.get(tenant, self.retention.get(ALL_TENANTS))
         return kept_for(keep) if keep is not None else None
+
+    def past_retention(self, tenant: str, finished_at: datetime | None, now: datetime) -> bool:
+        """Whether a job of ``tenant`` that ended at ``finished_at`` (``None``: it has not) is past its retention."""
+        keep = self.retention_of(tenant)
+        return keep is not None and finished_at is not None and finished_at < now - keep
 
     metrics_host: str = Field("127.0.0.1", description="processor and projector: address their metrics endpoint binds")
     metrics_port: int | None = Field(

@@ -100,15 +100,15 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
             f"Job {job_id!r} was deleted at {job.deleted_at.isoformat()}; the log keeps its history (jobledger audit export).",
             job_id=job_id,
         )
-    keep = state.settings.retention_of(tenant)
-    if keep is not None and job.finished_at is not None and job.finished_at < datetime.now(timezone.utc) - keep:
+    ended = job.finished_at
+    if ended is not None and state.settings.past_retention(tenant, ended, datetime.now(timezone.utc)):
         raise Problem(
             404,
             ProblemCode.JOB_NOT_FOUND,
             "The job is past its retention",
-            f"Job {job_id!r} ended at {job.finished_at.isoformat()}; finished jobs of this tenant stay {keep} in the "
-            "read models (JOBLEDGER_RETENTION). Its history and as_of reads come from the log; jobledger replay "
-            "--swap brings it back.",
+            f"Job {job_id!r} ended at {ended.isoformat()}; finished jobs of this tenant stay "
+            f"{state.settings.retention_of(tenant)} in the read models (JOBLEDGER_RETENTION). Its history and "
+            "as_of reads come from the log; jobledger replay --swap brings it back.",
             job_id=job_id,
             swept=True,
         )

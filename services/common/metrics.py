@@ -11,8 +11,6 @@ Labels stay bounded: tenants and job types are configured, never request data
 
 from __future__ import annotations
 
-import threading
-
 import structlog
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
@@ -81,24 +79,17 @@ APPLY_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
-_serving = threading.Lock()
-_served: set[tuple[str, int]] = set()
-
 
 def serve(host: str, port: int | None) -> None:
     """Export this process's metrics over HTTP at ``host:port`` (a daemon
-    thread of prometheus-client's), once; ``None``: not at all."""
+    thread of prometheus-client's; a service's ``__main__`` calls it once); ``None``: not at all."""
     if port is None:
         return
-    with _serving:
-        if (host, port) in _served:
-            return
-        try:
-            start_http_server(port, addr=host)
-        except OSError as error:
-            raise SystemExit(
-                f"cannot serve metrics on {host}:{port} ({error.strerror}); set JOBLEDGER_METRICS_PORT to a free port, "
-                "or unset it for no metrics endpoint"
-            ) from None
-        _served.add((host, port))
+    try:
+        start_http_server(port, addr=host)
+    except OSError as error:
+        raise SystemExit(
+            f"cannot serve metrics on {host}:{port} ({error.strerror}); set JOBLEDGER_METRICS_PORT to a free port, "
+            "or unset it for no metrics endpoint"
+        ) from None
     log.info("metrics served", url=f"http://{host}:{port}/metrics")

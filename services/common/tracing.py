@@ -3,7 +3,7 @@
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
 is set: then every service exports its spans over OTLP/HTTP (the exporter
 reads the other ``OTEL_*`` variables itself; ``OTEL_SERVICE_NAME`` defaults
-to ``jobledger-<service>``). The trace travels between processes in the W3C
+to ``jobledger-<service>``; the provider sends what it holds at the process's exit). The trace travels between processes in the W3C
 ``traceparent`` header of each Kafka record (commands and events), and
 between the decider and the runner of one process in memory. Off, every
 helper here is one test of :data:`ENABLED`: nothing is created, nothing sent.
@@ -49,13 +49,6 @@ def configure_tracing(service: str) -> bool:
     _tracer = trace.get_tracer("jobledger")
     ENABLED = True
     return True
-
-
-def shutdown() -> None:
-    """Send what is buffered (at a clean stop)."""
-    if ENABLED:
-        provider = trace.get_tracer_provider()
-        getattr(provider, "shutdown", lambda: None)()
 
 
 def span(name: str, parent: Any = None, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any):

@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install browser run test lint test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
+.PHONY: help install browser run cluster test lint test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ install: .venv/.installed $(KAFKA_STAMP) $(S3_STAMP) ## install everything (idem
 
 run: install ## start broker, database and services on loopback; Ctrl-C stops them
 	$(UV) run --frozen jobledger up
+
+cluster: install ## three Kafka nodes (replication 3, min.insync 2) and two of each service on loopback (docs/scaling.md)
+	$(UV) run --frozen jobledger up --cluster
 
 browser: ## Debian's chromium, for the dashboard's browser test (apt-get, once)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \

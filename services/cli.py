@@ -16,7 +16,7 @@ from jobledger.cli import register as register_job_commands
 from services.adapters.broker import STARTING_BROKER_WAIT_S, ensure_topics, wait_for_broker
 from services.common.settings import ConnectionSettings
 from services.embedded import kafka, s3
-from services.embedded.stack import EmbeddedStack, StackSettings, taken_ports
+from services.embedded.stack import REPO, EmbeddedStack, StackSettings, taken_ports
 from services.embedded.supervisor import KeepsDying, Supervisor
 from services.ingest.keys import HASHED, new_key, parse_grant
 from services.ingest.settings import IngestSettings
@@ -66,24 +66,37 @@ def main() -> None:
     """Run and inspect jobledger. Every option can also be set as JOBLEDGER_<NAME>."""
 
 
+CLUSTER: dict[str, Any] = dict(data_dir=REPO / "var" / "cluster", brokers=3, replicas=2, ingest_replicas=2)
+"""``jobledger up --cluster``: every part more than once, on one machine."""
+
+
 @app.command()
 def up(
     data_dir: Optional[Path] = typer.Option(None, help="Where logs and durable data live (default: ./var)."),
     api_port: Optional[int] = typer.Option(None, help="Port of the HTTP API (default: 8000)."),
-    replicas: int = typer.Option(
-        1, min=1, help="Processor and projector processes: each takes a share of the partitions (see docs/performance.md)."
+    replicas: Optional[int] = typer.Option(
+        None,
+        min=1,
+        help="Processor and projector processes: each takes a share of the partitions (default: 1; 2 with --cluster).",
+    ),
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help="Three Kafka nodes (replication factor 3, min.insync.replicas 2) and two of each service, "
+        "data under ./var/cluster: what `make cluster` starts (docs/scaling.md).",
     ),
 ) -> None:
     """Start the embedded stack — Apache Kafka, the database, the S3 artifact store, ingest, processor, projector — until Ctrl-C.
 
     The first start fetches the pinned jars of Kafka and S3Proxy with `mvn` (Java 17+ and Maven needed);
     the log and the read models stay under --data-dir across restarts."""
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(CLUSTER) if cluster else {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if api_port is not None:
         overrides["api_port"] = api_port
-    overrides["replicas"] = replicas
+    if replicas is not None:
+        overrides["replicas"] = replicas
     try:
         kafka.ensure_installed(say=lambda line: console.print(line, highlight=False))
         s3.ensure_installed(say=lambda line: console.print(line, highlight=False))
@@ -91,7 +104,7 @@ def up(
         console.print(f"[red]cannot start the stack:[/] {missing}", highlight=False)
         raise typer.Exit(1) from None
     stack = EmbeddedStack(StackSettings(**overrides), echo_services=True)
-    taken = taken_ports(stack.settings)
+    taken = taken_ports(stack.settings, stack.nodes[1:])
     if taken:
         for line in taken:
             console.print(f"[red]cannot start the stack:[/] {line}", highlight=False)
@@ -121,7 +134,7 @@ async def _serve(stack: EmbeddedStack) -> None:
                 f"  API       {stack.api_url}\n"
                 f"  docs      {stack.api_url}/docs\n"
                 f"  API key   {key}   (header: Authorization: Bearer {key})\n"
-                f"  broker    {s.kafka_bootstrap}  (Apache Kafka {kafka.kafka_version()}, log: {s.broker_dir})\n"
+                f"  broker    {s.kafka_bootstrap}  (Apache Kafka {kafka.kafka_version()}, {_nodes(stack)})\n"
                 f"  database  {s.mongo_url}\n"
                 f"  artifacts {s.s3_endpoint}  (S3Proxy {s3.version()}, bucket {s.s3_bucket})\n"
                 f"  data      {s.data_dir}\n"
@@ -147,6 +160,13 @@ async def _serve(stack: EmbeddedStack) -> None:
         with console.status(f"stopping… a running job gets {grace:g} s to finish, then is handed back (Ctrl-C again: now)"):
             await asyncio.to_thread(stack.stop)
         console.print("stopped")
+
+
+def _nodes(stack: EmbeddedStack) -> str:
+    s = stack.settings
+    if not s.cluster:
+        return f"log: {s.broker_dir}"
+    return f"{s.brokers} nodes, replication factor {s.replication_factor}, logs: {s.data_dir}/kafka-*"
 
 
 def _client_env(stack: EmbeddedStack) -> str:

@@ -39,7 +39,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
             NewTopic(
                 name,
                 num_partitions=settings.partitions,
-                replication_factor=1,
+                replication_factor=settings.replication_factor,
                 topic_configs=_topic_config(name),
             )
             for name in names

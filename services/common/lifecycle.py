@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
@@ -90,9 +91,11 @@ class HttpServer(Service):
     connections and lets those open finish (the app's lifespan then shuts down),
     a second one closes them at once."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> None:
+        """``sockets``: listen on these (bound already) instead of the config's host and port."""
         super().__init__()
         self.server = _Uvicorn(config)
+        self._sockets = sockets
         self._served = asyncio.Event()
 
     def tasks(self) -> list[Task]:
@@ -100,7 +103,7 @@ class HttpServer(Service):
 
     async def _serve(self) -> None:
         try:
-            await self.server.serve()
+            await self.server.serve(self._sockets)
         except SystemExit as exit:  # uvicorn's way to say the app's startup failed
             raise StartupFailed(f"the app did not start (uvicorn exit {exit.code})") from None
         finally:
@@ -114,6 +117,16 @@ class HttpServer(Service):
 
     def hurry(self) -> None:
         self.server.force_exit = True
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A socket bound with ``SO_REUSEPORT``: every process that binds the port
+    so listens on it, and the kernel hands each new connection to one of them."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class _Uvicorn(uvicorn.Server):

@@ -66,6 +66,9 @@ class ConnectionSettings(BaseSettings):
     s3_secret_key: str = Field("jobledger-secret", description="S3 secret access key")
     s3_region: str = Field("us-east-1", description="S3 region (MinIO and S3Proxy accept any)")
     partitions: int = Field(8, ge=1, description="partitions of each jobs.* topic")
+    replication_factor: int = Field(
+        1, ge=1, description="replicas of each partition of the jobs.* topics (3 on a cluster; at most the brokers)"
+    )
     secret_key: str | None = Field(
         None,
         description="Fernet key(s) sealing service credentials in the log, comma separated (the first seals, each opens); "

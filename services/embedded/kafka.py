@@ -4,11 +4,14 @@
 
 The jars come from Maven Central through the machine's ``mvn`` (``kafka/pom.xml``
 pins every version) into ``.tools/kafka-<version>/libs``; the second install
-downloads nothing. A broker's log directory is formatted once (KRaft, one node
-that is broker and controller) and then started with the shared broker
+downloads nothing. A node's log directory is formatted once (KRaft: every
+node is broker and controller) and then started with the shared broker
 settings of ``kafka/server.properties`` — the file ``docker-compose.yml``
-mounts too — plus loopback listeners and the log directory. So the broker the
-tests and ``make run`` use is the production broker.
+mounts too — plus the node's id, loopback listeners, quorum and log
+directory. One node (``make run``, the tests) also sets every replication
+setting to 1; three nodes (``make cluster``) keep the file's: replication
+factor 3, ``min.insync.replicas=2``. So the broker the tests and ``make run``
+use is the production broker.
 """
 
 from __future__ import annotations
@@ -17,12 +20,23 @@ import base64
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.embedded import jars
 from services.embedded.jars import MissingTool, java
 
-__all__ = ["MissingTool", "broker_argv", "broker_properties", "ensure_installed", "format_storage", "java"]
+__all__ = [
+    "MissingTool",
+    "Node",
+    "broker_argv",
+    "broker_properties",
+    "ensure_installed",
+    "format_storage",
+    "java",
+    "new_cluster_id",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "kafka"
@@ -65,28 +79,66 @@ def ensure_installed(say=print) -> Path:
     return jars.ensure_installed(POM, home(), f"Apache Kafka {kafka_version()}", say)
 
 
-def broker_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
-    """The shared settings plus this broker's loopback listeners and log directory."""
-    return SHARED_PROPERTIES.read_text() + (
-        "\n# Embedded broker (services/embedded/kafka.py)\n"
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n"
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n"
-        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}\n"
-        f"log.dirs={log_dir}\n"
-    )
+ONE_NODE = {
+    "default.replication.factor": "1",
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "min.insync.replicas": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+}
+"""What a one-node broker changes in the shared file: one replica of everything."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One Kafka node on loopback: broker and controller."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    log_dir: Path
+
+
+def broker_properties(node: Node, cluster: Sequence[Node] = ()) -> str:
+    """The shared settings plus this node's id, loopback listeners and log
+    directory; with ``cluster`` (every node, this one among them) the static
+    quorum of their controllers, without it one node's (and one replica)."""
+    lines = [
+        f"node.id={node.node_id}",
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        f"log.dirs={node.log_dir}",
+    ]
+    if cluster:
+        voters = ",".join(f"{each.node_id}@127.0.0.1:{each.controller_port}" for each in cluster)
+        lines.append(f"controller.quorum.voters={voters}")
+    else:
+        lines.append(f"controller.quorum.bootstrap.servers=127.0.0.1:{node.controller_port}")
+        lines += [f"{key}={value}" for key, value in ONE_NODE.items()]
+    header = f"\n# Node {node.node_id} of {max(1, len(cluster))} (services/embedded/kafka.py)\n"
+    return SHARED_PROPERTIES.read_text() + header + "\n".join(lines) + "\n"
 
 
 def _classpath() -> str:
     return str(libs() / "*")
 
 
-def format_storage(properties: Path, log_dir: Path) -> None:
-    """Format ``log_dir`` for a new one-node cluster, unless it holds one already."""
-    if (log_dir / "meta.properties").exists():
-        return
+def new_cluster_id() -> str:
     cluster_id = "-"
     while cluster_id.startswith("-"):  # as Kafka's own Uuid.randomUuid(): an id must not read as an option
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    return cluster_id
+
+
+def format_storage(properties: Path, log_dir: Path, cluster_id: str | None = None) -> None:
+    """Format ``log_dir`` unless it holds a node already: for a new one-node
+    cluster, or (``cluster_id``) as a node of the cluster of that id whose
+    quorum ``properties`` names."""
+    if (log_dir / "meta.properties").exists():
+        return
+    quorum = ["--cluster-id", cluster_id] if cluster_id else ["--standalone", "--cluster-id", new_cluster_id()]
     subprocess.run(
         [
             java(),
@@ -95,9 +147,7 @@ def format_storage(properties: Path, log_dir: Path) -> None:
             _classpath(),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
-            "--cluster-id",
-            cluster_id,
+            *quorum,
             "--config",
             str(properties),
         ],

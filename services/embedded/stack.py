@@ -2,9 +2,13 @@
 
 ``make run`` and the end-to-end tests start the same stack. The broker is
 Apache Kafka itself (:mod:`services.embedded.kafka`: its pinned jars run with
-the machine's Java, one KRaft node, its log under ``<data_dir>/kafka``). The
+the machine's Java, one KRaft node, its log under ``<data_dir>/kafka``; or,
+``brokers=3`` as ``make cluster`` runs it, three nodes under
+``<data_dir>/kafka-<n>`` replicating every partition three times). The
 database is SecantusDB (``secantusd-py``), on disk unless
 ``mongo_storage=memory`` (the tests' choice: their read models die with them).
+Several ingest processes (``ingest_replicas``) share the API's port: each
+listens with ``SO_REUSEPORT`` and the kernel spreads the connections.
 Every process runs in its own session; ``stop()`` ends them all, services
 first, and kills what does not stop in time.
 """
@@ -12,6 +16,7 @@ first, and kills what does not stop in time.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -19,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,7 +40,11 @@ from services.embedded import kafka, s3
 
 REPO = Path(__file__).resolve().parents[2]
 INFRASTRUCTURE = ("database", "broker", "artifacts")
-"""Stopped last, once every service is down."""
+"""Stopped last, once every service is down (``broker-2`` … too)."""
+UNKNOWN_JOB_WAIT_S = "2"
+"""With several ingest processes: how long a read waits for a job accepted by another (a decision's hop, usually)."""
+NODE_PORT_STEP = 2
+"""Node n of a cluster listens at the first node's ports + 2 (n - 1): 19094/19095, 19096/19097 …"""
 
 
 class StackSettings(ConnectionSettings):
@@ -61,13 +71,25 @@ class StackSettings(ConnectionSettings):
     start_timeout_s: float = 90.0
     separate_runner: bool = Field(False, description="run the runner in its own process instead of inside the processor")
     replicas: int = Field(1, ge=1, description="processor and projector processes; each is a member of its consumer groups")
+    ingest_replicas: int = Field(1, ge=1, description="ingest processes, sharing the API's port (SO_REUSEPORT)")
+    brokers: int = Field(
+        1, ge=1, description="Kafka nodes (broker and controller each); more than one: replication factor min(3, brokers)"
+    )
     service_env: dict[str, str] = Field(
         default_factory=dict, description="extra JOBLEDGER_* settings for every service, e.g. LEASE_S"
     )
 
     @property
     def broker_dir(self) -> Path:
-        return self.data_dir / "kafka"
+        """The log directory of the (first) node."""
+        return self.node_dir(1)
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.data_dir / ("kafka" if self.brokers == 1 else f"kafka-{node_id}")
+
+    @property
+    def cluster(self) -> bool:
+        return self.brokers > 1
 
 
 def stop_on_sigterm() -> None:
@@ -96,11 +118,14 @@ class PortTaken(RuntimeError):
     """A port the stack would listen on is in use (often: another stack is running)."""
 
 
-def taken_ports(settings: StackSettings) -> list[str]:
-    """One line for each of ``settings``' ports that something already listens on."""
+def taken_ports(settings: StackSettings, nodes: Sequence[kafka.Node] = ()) -> list[str]:
+    """One line for each of ``settings``' ports (and the other ``nodes``' of a cluster) that something already listens on."""
+    wanted = [(getattr(settings, name), what, variable) for name, (what, variable) in PORTS.items()]
+    for node in nodes:
+        moved = "JOBLEDGER_BROKER_PORT and JOBLEDGER_CONTROLLER_PORT (node n: +2 each per node)"
+        wanted += [(node.port, f"broker {node.node_id}", moved), (node.controller_port, f"controller {node.node_id}", moved)]
     lines = []
-    for name, (what, variable) in PORTS.items():
-        port = getattr(settings, name)
+    for port, what, variable in wanted:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT does not count
             try:
@@ -125,14 +150,26 @@ class EmbeddedStack:
     """True: services log to this terminal; False: every process logs to a file."""
     _stopping: dict[str, subprocess.Popen] = field(default_factory=dict)
     """The services :meth:`stop` is stopping."""
+    nodes: list[kafka.Node] = field(default_factory=list)
+    """The Kafka nodes, the first one's ports the settings' (set from the settings)."""
 
     def __post_init__(self) -> None:
         s = self.settings
+        any_port = s.broker_port == 0
         for name in PORTS:
             if getattr(s, name) == 0:
                 setattr(s, name, free_port())
-        s.kafka_bootstrap = f"127.0.0.1:{s.broker_port}"
-        s.mongo_url = f"mongodb://127.0.0.1:{s.mongo_port}/?retryWrites=false&directConnection=true"
+        self.nodes = [kafka.Node(1, s.broker_port, s.controller_port, s.node_dir(1))]
+        for node_id in range(2, s.brokers + 1):
+            step = NODE_PORT_STEP * (node_id - 1)
+            ports = (free_port(), free_port()) if any_port else (s.broker_port + step, s.controller_port + step)
+            self.nodes.append(kafka.Node(node_id, *ports, s.node_dir(node_id)))
+        s.kafka_bootstrap = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        s.replication_factor = min(3, s.brokers)
+        # SecantusDB answers as the one member of the replica set "secantus"; a cluster's
+        # services reach it as a replica set, as they would reach MongoDB's.
+        topology = "replicaSet=secantus" if s.cluster else "directConnection=true"
+        s.mongo_url = f"mongodb://127.0.0.1:{s.mongo_port}/?retryWrites=false&{topology}"
         s.s3_endpoint = f"http://127.0.0.1:{s.s3_port}"
 
     @property
@@ -155,6 +192,7 @@ class EmbeddedStack:
             JOBLEDGER_S3_ACCESS_KEY=s.s3_access_key,
             JOBLEDGER_S3_SECRET_KEY=s.s3_secret_key,
             JOBLEDGER_PARTITIONS=str(s.partitions),
+            JOBLEDGER_REPLICATION_FACTOR=str(s.replication_factor),
             JOBLEDGER_LOG_LEVEL=s.log_level,
             JOBLEDGER_LOG_FORMAT=s.log_format,
             JOBLEDGER_FETCH_MAX_WAIT_MS=str(s.fetch_max_wait_ms),
@@ -174,7 +212,7 @@ class EmbeddedStack:
     # --- start -------------------------------------------------------------
 
     async def start(self) -> None:
-        taken = taken_ports(self.settings)
+        taken = taken_ports(self.settings, self.nodes[1:])
         if taken:
             raise PortTaken("\n".join(taken))
         try:
@@ -232,25 +270,48 @@ class EmbeddedStack:
         await self._until_answered(self.settings.s3_endpoint, lambda response: True, alive, "the artifact store")
 
     def start_broker(self) -> None:
-        """Format the broker's log directory if it is new, then start Kafka."""
-        s = self.settings
+        """Format each node's log directory if it is new, then start Kafka's nodes."""
         kafka.ensure_installed()
-        s.broker_dir.mkdir(parents=True, exist_ok=True)
-        properties = s.data_dir / "kafka.properties"
-        properties.write_text(
-            kafka.broker_properties(port=s.broker_port, controller_port=s.controller_port, log_dir=s.broker_dir)
-        )
-        kafka.format_storage(properties, s.broker_dir)
-        self._spawn("broker", kafka.broker_argv(properties), echo=False)
+        cluster_id = self._cluster_id() if self.settings.cluster else None
+        for node in self.nodes:
+            node.log_dir.mkdir(parents=True, exist_ok=True)
+            name = broker_name(node.node_id)
+            properties = self.settings.data_dir / f"{name.replace('broker', 'kafka')}.properties"
+            properties.write_text(kafka.broker_properties(node, self.nodes if cluster_id else ()))
+            kafka.format_storage(properties, node.log_dir, cluster_id)
+            self._spawn(name, kafka.broker_argv(properties), echo=False)
+
+    def quorum_leader(self) -> int:
+        """The node that leads the KRaft controller quorum (the active
+        controller), as the nodes last wrote it down (``quorum-state``)."""
+        known = []
+        for node in self.nodes:
+            try:
+                state = json.loads((node.log_dir / "__cluster_metadata-0" / "quorum-state").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("leaderId", -1) >= 0:
+                known.append((state["leaderEpoch"], state["leaderId"]))
+        if not known:
+            raise RuntimeError("no node knows a quorum leader yet")
+        return max(known)[1]
+
+    def _cluster_id(self) -> str:
+        """The cluster's id: made once, kept beside its nodes' logs."""
+        path = self.settings.data_dir / "kafka-cluster.id"
+        if not path.exists():
+            path.write_text(kafka.new_cluster_id())
+        return path.read_text().strip()
 
     async def wait_for_broker(self) -> None:
         waiting = asyncio.create_task(wait_for_broker(self.settings, self.settings.start_timeout_s))
         while not waiting.done():  # a broker that exits (a port in use, say) is reported at once
-            if self.processes["broker"].poll() is not None:
-                waiting.cancel()
-                raise RuntimeError(
-                    f"the broker exited with code {self.processes['broker'].returncode}; see {self.logs / 'broker.log'}"
-                )
+            for node in self.nodes:
+                name = broker_name(node.node_id)
+                if self.processes[name].poll() is not None:
+                    waiting.cancel()
+                    code = self.processes[name].returncode
+                    raise RuntimeError(f"{name} exited with code {code}; see {self.logs / (name + '.log')}")
             await asyncio.sleep(0.1)
         await waiting
 
@@ -274,8 +335,17 @@ class EmbeddedStack:
             )
         if self.settings.separate_runner:
             self.start_runner()
-        self._spawn("ingest", [sys.executable, "-m", "services.ingest"], env=env)
+        for replica in range(1, self.settings.ingest_replicas + 1):
+            name = "ingest" if replica == 1 else f"ingest-{replica}"
+            self._spawn(name, [sys.executable, "-m", "services.ingest"], env=self.ingest_env(env))
         await self.wait_ready()
+
+    def ingest_env(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` for an ingest process: several share the API's port, and
+        each waits a moment for a job it has not heard of (another accepted it)."""
+        if self.settings.ingest_replicas == 1:
+            return env
+        return {**env, "JOBLEDGER_REUSE_PORT": "true", "JOBLEDGER_UNKNOWN_JOB_WAIT_S": UNKNOWN_JOB_WAIT_S}
 
     def start_runner(self, name: str = "runner") -> None:
         """A runner-only processor process: more of them share the work."""
@@ -302,14 +372,22 @@ class EmbeddedStack:
         process.wait()
 
     async def wait_ready(self) -> None:
-        await self._until_answered(
-            f"{self.api_url}/readyz", lambda response: response.status_code == 200, self.check_alive, f"the API at {self.api_url}"
-        )
+        """Until every ingest process answers ``/readyz`` (each names itself: several share the port)."""
+        ingests = {process.pid for name, process in self.processes.items() if name.startswith("ingest")}
+        heard: set[int] = set()
+
+        def answered(response: httpx.Response) -> bool:
+            if response.status_code == 200:
+                heard.add(response.json().get("pid"))
+            return ingests <= heard
+
+        await self._until_answered(f"{self.api_url}/readyz", answered, self.check_alive, f"the API at {self.api_url}")
 
     async def _until_answered(self, url: str, answered, alive, what: str) -> None:
         """Ask ``url`` until ``answered(response)``; ``alive()`` raises if what should answer died."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        async with httpx.AsyncClient(timeout=2) as client:
+        # A new connection for each request: on a shared port, the kernel picks a listener per connection.
+        async with httpx.AsyncClient(timeout=2, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             while True:
                 alive()
                 try:
@@ -370,10 +448,21 @@ class EmbeddedStack:
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """Stop the services (ingest first), then the infrastructure; kill what does not stop in time."""
-        services = sorted((name for name in self.processes if name not in INFRASTRUCTURE), key=lambda name: name != "ingest")
+        services = sorted(
+            (name for name in self.processes if not infrastructure(name)), key=lambda name: not name.startswith("ingest")
+        )
         self._stopping = {name: self.processes.pop(name) for name in services}
         _terminate(list(self._stopping.values()), timeout_s)
-        _terminate([self.processes.pop(name) for name in INFRASTRUCTURE if name in self.processes], timeout_s)
+        _terminate([self.processes.pop(name) for name in list(self.processes) if infrastructure(name)], timeout_s)
+
+
+def broker_name(node_id: int) -> str:
+    """The process name of a Kafka node: ``broker``, ``broker-2``, ``broker-3`` …"""
+    return "broker" if node_id == 1 else f"broker-{node_id}"
+
+
+def infrastructure(name: str) -> bool:
+    return name.split("-")[0] in INFRASTRUCTURE
 
 
 def secret_key(data_dir: Path) -> str:

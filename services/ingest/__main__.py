@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from services.common import tracing
-from services.common.lifecycle import HttpServer, serve
+from services.common.lifecycle import HttpServer, serve, shared_socket
 from services.common.logging import configure_logging
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
@@ -26,7 +26,7 @@ def main() -> None:
     )
 
     async def parts() -> list:
-        return [HttpServer(config)]
+        return [HttpServer(config, [shared_socket(settings.host, settings.port)] if settings.reuse_port else None)]
 
     serve(parts)
 

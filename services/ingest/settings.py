@@ -13,6 +13,9 @@ from services.ingest.keys import KeyTable
 class IngestSettings(ConnectionSettings):
     host: str = Field("127.0.0.1", description="address the HTTP API binds")
     port: int = Field(8000, ge=0, le=65535, description="port of the HTTP API")
+    reuse_port: bool = Field(
+        False, description="listen with SO_REUSEPORT: several ingest processes share the port, the kernel spreads connections"
+    )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         {DEV_API_KEY: DEFAULT_TENANT},
         description="API key → tenant and scopes: JOBLEDGER_API_KEYS='key1=tenant1,key2=tenant2:jobs:read' or a JSON "
@@ -31,6 +34,13 @@ class IngestSettings(ConnectionSettings):
         10_000, ge=0, description="accepted jobs remembered to answer reads before they are projected"
     )
     produce_timeout_s: float = Field(10.0, gt=0, description="how long a submit waits for the broker's ack")
+    unknown_job_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=30,
+        description="how long a read of a job this ingest knows nothing of waits for it to appear before a 404: with "
+        "several ingest replicas behind one address, another may have accepted it a moment ago (0: at once)",
+    )
     service_files: list[str] = Field(
         [],
         description="files registering services at start-up, each a POST /services body (JSON or YAML) with an optional "

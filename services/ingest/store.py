@@ -4,6 +4,7 @@ appending a command to the log (answered only once the broker acknowledged it)."
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -90,6 +91,8 @@ async def logged_events(
 
 async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job:
     job = await find_job(state, job_id, tenant, tail_first)
+    if job is None and state.settings.unknown_job_wait_s:
+        job = await accepted_elsewhere(state, job_id, tenant)
     if job is None:
         raise Problem(404, ProblemCode.JOB_NOT_FOUND, "No such job", f"There is no job {job_id!r}.", job_id=job_id)
     if job.deleted_at is not None:
@@ -112,6 +115,20 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
             job_id=job_id,
             swept=True,
         )
+    return job
+
+
+async def accepted_elsewhere(state: Ingest, job_id: str, tenant: str) -> Job | None:
+    """The job, if it appears within ``unknown_job_wait_s``: accepted by
+    another ingest replica a moment ago, its first event reaches this one's
+    tail one decision later (read-your-writes across replicas)."""
+    deadline = time.monotonic() + state.settings.unknown_job_wait_s
+    async with state.watch.follow(job_id) as follower:  # listening before reading: no event slips between
+        while (job := await find_job(state, job_id, tenant)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await follower.arrival(min(left, state.watch.poll_s))
     return job
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,7 +36,7 @@ async def readyz(state: IngestDep) -> dict:
         checks["database"] = f"unavailable: {type(error).__name__}"
     if any(value != "ok" for value in checks.values()):
         raise Problem(503, ProblemCode.NOT_READY, "Not ready", "A dependency does not answer.", checks=checks)
-    return {"status": "ready", "checks": checks}
+    return {"status": "ready", "checks": checks, "pid": os.getpid()}  # (which process answered, behind a shared port)
 
 
 @router.get(

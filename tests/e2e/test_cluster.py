@@ -1,0 +1,105 @@
+"""``make cluster`` as the tests start it: three Kafka nodes (replication
+factor 3, ``min.insync.replicas=2``), two ingest processes sharing the API's
+port, two processors, two projectors. Jobs reach SUCCEEDED through either
+ingest, and go on doing so once the node leading the controller quorum is
+killed. (``make chaos --cluster`` kills every kind of process under load.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas import topics
+from services.embedded.stack import EmbeddedStack, broker_name
+from services.ingest.settings import DEV_API_KEY
+from tests.e2e.conftest import eventually, stack_settings, wait_for_job
+
+pytestmark = pytest.mark.e2e
+
+RETRY_S = 60.0
+"""How long a submit keeps retrying a 503: a node killed without notice keeps
+its partitions' leadership until its session times out (9 s) and a leader
+is elected, longer when it also led the controller quorum."""
+
+
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
+    stack = EmbeddedStack(stack_settings(tmp_path_factory.mktemp("cluster"), brokers=3, replicas=2, ingest_replicas=2))
+    await stack.start()
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+@pytest.fixture
+async def api(cluster) -> AsyncIterator[httpx.AsyncClient]:
+    """A new connection per request: the kernel hands each to either ingest."""
+    async with httpx.AsyncClient(
+        base_url=cluster.api_url,
+        headers={"Authorization": f"Bearer {DEV_API_KEY}"},
+        timeout=30,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as client:
+        yield client
+
+
+async def submit(api: httpx.AsyncClient) -> str:
+    """Submit a job as a client should while partitions move: a 503 (nothing
+    accepted) is retried with the same Idempotency-Key."""
+    key = str(uuid.uuid4())
+    deadline = time.monotonic() + RETRY_S
+    while (response := await api.post("/jobs", json={"type": "noop"}, headers={"Idempotency-Key": key})).status_code == 503:
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.2)
+    assert response.status_code in (200, 202), response.text
+    return response.json()["id"]
+
+
+async def submit_and_finish(api: httpx.AsyncClient, count: int) -> list[dict]:
+    accepted = [await submit(api) for _ in range(count)]
+    return await asyncio.gather(*(wait_for_job(api, job_id) for job_id in accepted))
+
+
+@pytest.mark.timeout(300)
+async def test_every_partition_has_three_replicas_on_three_nodes(cluster):
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topics.COMMANDS, topics.EVENTS, "__consumer_offsets"])
+    finally:
+        await admin.close()
+    replicas = {len(partition["replicas"]) for topic in described for partition in topic["partitions"]}
+    assert replicas == {3}
+    leaders = {partition["leader"] for topic in described for partition in topic["partitions"]}
+    assert leaders == {1, 2, 3}, "leadership is spread over the nodes"
+
+
+async def test_two_ingest_processes_share_the_port_and_jobs_succeed_through_both(cluster, api):
+    answered = {(await api.get("/readyz")).json()["pid"] for _ in range(40)}
+    jobs = await submit_and_finish(api, 20)  # each first read may reach the ingest that did not accept the job
+    unknown = await api.get(f"/jobs/{uuid.uuid4()}")  # (after waiting for it a moment)
+
+    ingests = {cluster.processes[name].pid for name in ("ingest", "ingest-2")}
+    assert answered == ingests
+    assert {job["state"] for job in jobs} == {"SUCCEEDED"}
+    assert unknown.status_code == 404
+
+
+async def test_jobs_succeed_after_the_active_controller_dies_and_when_it_is_back(cluster, api):
+    leader = cluster.quorum_leader()
+    cluster.kill(broker_name(leader))
+    after_kill = await submit_and_finish(api, 20)
+    new_leader = await eventually(lambda: (lambda node: node if node != leader else None)(cluster.quorum_leader()))
+
+    cluster.respawn(broker_name(leader))
+    after_return = await submit_and_finish(api, 10)
+
+    assert {job["state"] for job in after_kill + after_return} == {"SUCCEEDED"}
+    assert new_leader in {1, 2, 3} - {leader}

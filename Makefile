@@ -10,7 +10,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 PYTHON ?= python3
 
-.PHONY: help install browser run cluster test lint test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions chaos schemas clean
+.PHONY: help install browser run cluster test lint test-unit bench bench-peers bench-databases bench-restart bench-soak bench-transactions bench-cluster chaos schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,7 +83,10 @@ bench-soak: install ## 50,000 jobs through POST /jobs:batch: is the last 10,000'
 bench-transactions: install ## what exactly-once (Kafka transactions) would cost the decider's relay
 	$(UV) run --frozen python -m bench.transactions $(BENCH_ARGS)
 
-chaos: install ## kill -9 each service, then every process, under load; check nothing accepted is lost
+bench-cluster: install ## what a job costs each part of make cluster's stack (CPU, requests, bytes): docs/scaling.md's figures
+	$(UV) run --frozen python -m bench.cluster $(BENCH_ARGS)
+
+chaos: install ## kill -9 each service, then every process, under load; check nothing accepted is lost (BENCH_ARGS=--cluster: on make cluster's stack)
 	$(UV) run --frozen python -m bench.chaos $(BENCH_ARGS)
 
 schemas: install ## regenerate schemas/json/, schemas/asyncapi.yaml and docs/openapi.json from the code

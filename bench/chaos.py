@@ -1,6 +1,6 @@
 """``make chaos``: durability proven by killing things, as a user would.
 
-    python -m bench.chaos [--jobs 1600] [--rate 40] [--rounds 1]
+    python -m bench.chaos [--jobs 1600] [--rate 40] [--rounds 1] [--cluster]
 
 On a fresh durable stack (as ``make run``: Kafka's log and the read models on
 disk), a client submits ``--jobs`` jobs at ``--rate`` per second — no-op,
@@ -9,6 +9,14 @@ other, the processor, the projector and ingest are each killed with SIGKILL
 and started again, and then every process at once (broker and database too:
 a power cut) before the whole stack is started again on the same data.
 Meanwhile a watcher outside the stack reads every event of ``jobs.events``.
+
+With ``--cluster`` the stack is ``make cluster``'s (three Kafka nodes,
+replication factor 3, two of each service) and the kills come while the
+others run: the Kafka node leading the controller quorum, then another node,
+one processor (its decider's partitions move to the other), one projector and
+one ingest (the other one serves), each started again after a while; then
+the power cut. The client retries what was refused with the same
+Idempotency-Key, as a client of a cluster should while partitions move.
 
 Then it checks, and exits 1 if any check fails:
 
@@ -31,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,7 +50,7 @@ from bench.results import save
 from schemas import topics
 from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 LEASE_S = 5.0
@@ -96,10 +105,12 @@ class Watcher:
 class Load:
     """Submits jobs at a steady rate; keeps the ids answered 202."""
 
-    def __init__(self, stack: EmbeddedStack, jobs: int, rate: float) -> None:
-        self.stack, self.jobs, self.rate = stack, jobs, rate
+    def __init__(self, stack: EmbeddedStack, jobs: int, rate: float, retry_s: float = 0.0) -> None:
+        """``retry_s``: how long a refused submit is tried again with its Idempotency-Key (0: not at all)."""
+        self.stack, self.jobs, self.rate, self.retry_s = stack, jobs, rate, retry_s
         self.accepted: list[str] = []
         self.refused = 0
+        self.retried = 0
 
     @staticmethod
     def body(i: int) -> dict:
@@ -117,34 +128,69 @@ class Load:
                 delay = started + i / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                try:
-                    response = await http.post(f"{self.stack.api_url}/jobs", json=self.body(i))
-                except httpx.HTTPError:
-                    self.refused += 1  # ingest is down: the client saw an error, not a 202
-                    continue
-                if response.status_code == 202:
-                    self.accepted.append(response.json()["id"])
+                job_id = await self.submit(http, self.body(i))
+                if job_id is None:
+                    self.refused += 1  # ingest down, or the log unavailable: the client saw no 202
                 else:
-                    self.refused += 1
+                    self.accepted.append(job_id)
+
+    async def submit(self, http: httpx.AsyncClient, body: dict) -> str | None:
+        key, deadline = f"chaos-{uuid.uuid4()}", time.monotonic() + self.retry_s
+        while True:
+            try:
+                response = await http.post(f"{self.stack.api_url}/jobs", json=body, headers={"Idempotency-Key": key})
+                if response.status_code in (200, 202):
+                    return response.json()["id"]
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() >= deadline:
+                return None
+            self.retried += 1
+            await asyncio.sleep(0.25)
 
 
 async def chaos(stack: EmbeddedStack, load: Load, say) -> None:
     """Kill each service once, then everything; start them again each time."""
-    step = max(2.0, load.jobs / load.rate / 6)
-    for name in ("processor", "projector", "ingest"):
+    if stack.settings.cluster:
+        await cluster_chaos(stack, load, say)
+    else:
+        step = max(2.0, load.jobs / load.rate / 6)
+        for name in ("processor", "projector", "ingest"):
+            await asyncio.sleep(step)
+            say(f"kill -9 {name}")
+            stack.kill(name)
+            await asyncio.sleep(1.0)
+            stack.respawn(name)
+            say(f"{name} started again")
         await asyncio.sleep(step)
-        say(f"kill -9 {name}")
-        stack.kill(name)
-        await asyncio.sleep(1.0)
-        stack._spawn(name, *stack._commands[name])
-        say(f"{name} started again")
-    await asyncio.sleep(step)
     say("power cut: kill -9 every process, broker and database too")
     for name in list(stack.processes):
         stack.kill(name)
     await asyncio.sleep(1.0)
     await stack.start()
     say("the whole stack started again")
+
+
+async def cluster_chaos(stack: EmbeddedStack, load: Load, say) -> None:
+    """Each kill while the rest runs: the quorum's leader, another node, one of each service."""
+    step = max(2.0, load.jobs / load.rate / 8)
+    leader = stack.quorum_leader()
+    other = next(node.node_id for node in stack.nodes if node.node_id != leader)
+    victims = [
+        (broker_name(leader), "the node leading the controller quorum"),
+        (broker_name(other), "another Kafka node"),
+        ("processor-2", "a processor: its decider's partitions move to the other"),
+        ("projector", "a projector"),
+        ("ingest-2", "an ingest: the other one serves"),
+    ]
+    for name, what in victims:
+        await asyncio.sleep(step)
+        say(f"kill -9 {name} ({what})")
+        stack.kill(name)
+        await asyncio.sleep(step / 2)
+        stack.respawn(name)
+        say(f"{name} started again")
+    await asyncio.sleep(step)
 
 
 async def settle(stack: EmbeddedStack, job_ids: list[str], timeout_s: float) -> dict[str, str]:
@@ -178,7 +224,9 @@ def jobledger(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess:
 
 
 async def run(args) -> dict:
+    shape = dict(brokers=3, replicas=2, ingest_replicas=2) if args.cluster else {}
     settings = StackSettings(
+        **shape,
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-chaos-")),
         broker_port=0,
         controller_port=0,
@@ -196,10 +244,13 @@ async def run(args) -> dict:
         await stack.start()
         for round_ in range(1, args.rounds + 1):
             say(f"round {round_}: {args.jobs} jobs at {args.rate}/s")
-            watcher, load = Watcher(stack), Load(stack, args.jobs, args.rate)
+            watcher, load = Watcher(stack), Load(stack, args.jobs, args.rate, retry_s=60.0 if args.cluster else 0.0)
             watching = asyncio.create_task(watcher.run())
             await asyncio.gather(load.run(), chaos(stack, load, say))
-            say(f"{len(load.accepted)} jobs accepted ({load.refused} refused while ingest was down); waiting for them …")
+            say(
+                f"{len(load.accepted)} jobs accepted ({load.refused} refused while ingest was down, {load.retried} retries); "
+                "waiting for them …"
+            )
             states = await settle(stack, load.accepted, timeout_s=300)
             await asyncio.sleep(2)  # the watcher reads the last events
             watching.cancel()
@@ -220,6 +271,7 @@ async def run(args) -> dict:
                 {
                     "accepted": len(load.accepted),
                     "refused_while_down": load.refused,
+                    "retried": load.retried,
                     "states": {state: list(states.values()).count(state) for state in set(states.values())},
                     "events_seen": len(watcher.seen),
                     "stuck": stuck[:20],
@@ -248,6 +300,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1600, help="jobs submitted per round (default 1600)")
     parser.add_argument("--rate", type=float, default=40.0, help="jobs submitted per second (default 40)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of kills on the same stack (default 1)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="make cluster's stack: three Kafka nodes, two of each service, kills while the rest runs",
+    )
     args = parser.parse_args()
     stop_on_sigterm()
     report = asyncio.run(run(args))

@@ -109,11 +109,12 @@ class CostMeter:
     """``start()``, the run, ``stop()``; then ``per_job(jobs)``.
 
     ``broker_pid`` and ``mongo_url`` are optional: a peer without them is
-    measured by CPU alone."""
+    measured by CPU alone. Several broker pids (a cluster's nodes): their
+    requests are summed."""
 
     sessions: Mapping[str, int]
     """process name → the pid that leads its session"""
-    broker_pid: int | None = None
+    broker_pid: int | tuple[int, ...] | None = None
     mongo_url: str | None = None
     _before: dict = field(default_factory=dict)
     spent: dict = field(default_factory=dict)
@@ -126,7 +127,12 @@ class CostMeter:
     def _counts(self) -> dict[str, dict[str, float]]:
         counts = {}
         if self.broker_pid is not None:
-            counts["broker_requests"] = broker_requests(self.broker_pid)
+            pids = self.broker_pid if isinstance(self.broker_pid, tuple) else (self.broker_pid,)
+            summed: dict[str, float] = {}
+            for each in (broker_requests(pid) for pid in pids):
+                for name, count in each.items():
+                    summed[name] = summed.get(name, 0) + count
+            counts["broker_requests"] = summed
         if self.mongo_url is not None:
             counts["database_operations"] = database_operations(self.mongo_url)
         return counts

@@ -20,7 +20,11 @@ the same way for all of them:
   interval, when partitions go (before the handler forgets them) and on the
   way out. Only partitions still owned are committed; a commit that fails is
   logged, not raised: the next owner reads on from the last commit, and every
-  member drops repeats.
+  member drops repeats. Where everything handed over is done, the commit
+  goes on to the consumer's position: past the markers Kafka writes when a
+  transaction ends (``jobs.events``: the decider's fencing, see
+  :mod:`services.processor.fencing`), which take offsets no record has —
+  else a group that is done would lag by a marker forever.
 """
 
 from __future__ import annotations
@@ -104,6 +108,11 @@ class ConsumerRuntime:
         self._fetch: asyncio.Future[Batches] | None = None
         self._woken: asyncio.Future | None = None
         self._last_commit = time.monotonic()
+        self._handed: Committable = {}
+        """Per partition, the offset after the last record handed over."""
+        self._done: Committable = {}
+        """Per partition, the highest offset the handler said is done."""
+        self._committed: Committable = {}
         self.settled = asyncio.Event()
         """Set while every owned partition is restored; cleared from the moment partitions start to go."""
 
@@ -155,20 +164,44 @@ class ConsumerRuntime:
             return batches
         await self.settled.wait()
         assigned = self.consumer.assignment()
-        return {tp: records for tp, records in batches.items() if tp in assigned}
+        owned = {tp: records for tp, records in batches.items() if tp in assigned}
+        for tp, records in owned.items():
+            if records:
+                self._handed[tp] = records[-1].offset + 1
+        return owned
 
     async def commit(self) -> None:
         """Commit what the handler says is done, for the partitions still owned."""
         self._last_commit = time.monotonic()
-        offsets = await self._handler.done()
+        done = await self._handler.done()
+        for tp, offset in done.items():
+            self._done[tp] = max(offset, self._done.get(tp, 0))
         assigned = self.consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        offsets = {tp: offset for tp, offset in done.items() if tp in assigned}
+        await self._past_markers(offsets, assigned)
         if not offsets:
             return
         try:
             await self.consumer.commit(offsets)
         except Exception as error:
             self._log.warning("offset commit failed; what came after the last one is read again", error=repr(error))
+        else:
+            self._committed.update(offsets)
+
+    async def _past_markers(self, offsets: Committable, assigned: set[TopicPartition]) -> None:
+        """Move ``offsets`` on to the consumer's position where every record
+        handed over is done and the position is further (it stepped over
+        transaction markers). Not while a fetch has records not handed over
+        yet: the position counts those too."""
+        if self._fetch is not None and self._fetch.done():
+            return
+        for tp in assigned:
+            handed = self._handed.get(tp)
+            if handed is None or self._done.get(tp) != handed:
+                continue
+            position = await self.consumer.position(tp)
+            if position > max(handed, offsets.get(tp, 0), self._committed.get(tp, 0)):
+                offsets[tp] = position
 
     async def stop(self) -> None:
         """Commit what is done (what fails here is read again) and leave the group."""
@@ -196,6 +229,9 @@ class ConsumerRuntime:
         self.settled.clear()
         await self._commit_quietly()
         await self._handler.revoked(partitions)
+        for tp in partitions:
+            for offsets in (self._handed, self._done, self._committed):
+                offsets.pop(tp, None)
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -207,8 +207,8 @@ async def log_entries(
                 if not records and position >= ends[tp]:
                     break
                 for record in records:
-                    position = record.offset + 1
                     yield record
+                position = await consumer.position(tp)  # (past a transaction's marker too, which is no record)
             if ends_out is not None:
                 ends_out[tp.partition] = max(position, ends[tp])
     finally:

@@ -37,6 +37,8 @@ no such window; see docs/architecture.md.)
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ from services.common import tracing
 from services.common.lifecycle import Service
 from services.common.logging import job_context
 from services.processor.decision import RecordTooLarge, decide_command, due_now, keep_time, unrecordable
+from services.processor.fencing import PartitionProducers
 from services.processor.job_metrics import JobMeter
 from services.processor.scheduler import Scheduler
 from services.processor.settings import ProcessorSettings
@@ -79,6 +82,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(component="decider")
 
 EVENT_HEADERS = [("content-type", topics.CLOUDEVENTS_CONTENT_TYPE.encode())]
+DECIDER_HEADER = "jobledger-decider"
+"""Which decider process appended an event (``host:pid``), for audits and the fencing test."""
 INPUTS = (topics.COMMANDS, topics.SLOTS, topics.SCHEDULES)
 ROUND_MAX_RECORDS = 1000
 """The most records one round decides; its events leave together at its end."""
@@ -95,6 +100,8 @@ class Decided:
     """One decision's events, to be sent at the end of the round."""
 
     key: bytes
+    partition: int
+    """Of jobs.commands and jobs.events alike: the job's."""
     values: list[bytes]
     job: Job
     """The state the events lead to."""
@@ -115,6 +122,9 @@ class Decider(Service):
         self.deadlines = Deadlines(settings.lease_s)
         self.meter = JobMeter()
         self._producer = producer
+        self._headers = [*EVENT_HEADERS, (DECIDER_HEADER, f"{socket.gethostname()}:{os.getpid()}".encode())]
+        self._fenced = PartitionProducers(settings, settings.app_id) if settings.fencing else None
+        """The events' producers, one per owned partition (None: the shared producer sends them, unfenced)."""
         self._inbox: deque[Command] = deque()
         """Reports of the runner of this process, about jobs of partitions owned here."""
         self._inbox_filled = asyncio.Event()
@@ -162,6 +172,8 @@ class Decider(Service):
         if self.runner is not None:
             await self.runner.stop()  # its last reports land in the inbox, decided next
         await self._runtime.stop()  # (what fails to commit here is decided again)
+        if self._fenced is not None:
+            await self._fenced.stop()
         await self._producer.stop()
         self.durable.close()
 
@@ -190,7 +202,12 @@ class Decider(Service):
         await self._decide_inbox()
         await self._end_round()
         decided, self._decided = self._decided, {}
-        return decided
+        if self._fenced is None:
+            return decided
+        # The job commands' offsets go with the fencing transactions; the rest the consumer commits.
+        commands = {tp: offset for tp, offset in decided.items() if tp.topic == topics.COMMANDS}
+        await self._fenced.commit(commands, self.settings.app_id)
+        return {tp: offset for tp, offset in decided.items() if tp.topic != topics.COMMANDS}
 
     async def _decide_inbox(self) -> None:
         """Let the runner claim what the round queued, decide its reports; then
@@ -228,10 +245,12 @@ class Decider(Service):
         last = {item.key: item for item in decided}  # a later decision's state includes an earlier one's
         states: list[tuple[Job, asyncio.Future]] = []
         for item in decided:
+            headers = self._headers + item.trace if item.trace else self._headers
             for value in item.values:
-                delivery = await self._producer.send(
-                    topics.EVENTS, key=item.key, value=value, headers=EVENT_HEADERS + item.trace if item.trace else EVENT_HEADERS
-                )
+                if self._fenced is not None:
+                    delivery = await self._fenced.send(item.partition, item.key, value, headers)
+                else:
+                    delivery = await self._producer.send(topics.EVENTS, key=item.key, value=value, headers=headers)
             if last[item.key] is item:
                 states.append((item.job, delivery))
             self._send(delivery)
@@ -297,7 +316,7 @@ class Decider(Service):
                 await (await self._producer.send(topics.SLOTS, key=message.key.encode(), value=encode_slot_message(message)))
             # All events of one decision are sent at the end of the round without the
             # loop yielding, so they travel in one record batch: in the log all or none.
-            self._round.append(Decided(command.job_id.encode(), decision.values, decision.after, tracing.headers()))
+            self._round.append(Decided(command.job_id.encode(), partition, decision.values, decision.after, tracing.headers()))
             self.jobs.put(partition, decision.after)
             self.meter.observe(decision.events, decision.after)
         keep_time(self.deadlines, decision, _now())
@@ -338,6 +357,8 @@ class Decider(Service):
         """Restore the state of newly owned partitions before their first record is read."""
         started = time.monotonic()
         job_partitions = {tp.partition for tp in assigned if tp.topic == topics.COMMANDS}
+        if self._fenced is not None:  # first: the previous owner's appends end here, and the restore reads them all
+            await self._fenced.take(job_partitions)
         live = await self.jobs.restore(self.settings, job_partitions)
         now = _now()
         for job in live:
@@ -357,6 +378,8 @@ class Decider(Service):
         lost = {tp.partition for tp in revoked if tp.topic == topics.COMMANDS}
         if self.runner is not None:
             self.runner.released(lost, self._log_ends)
+        if self._fenced is not None:
+            await self._fenced.release(lost)
         forgotten = self.jobs.forget(lost)
         for job_id in forgotten:
             self.deadlines.forget(job_id)

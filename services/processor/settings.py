@@ -45,7 +45,14 @@ class ProcessorSettings(ConnectionSettings):
     )
     timer_interval_s: float = Field(0.1, gt=0, description="how often the decider looks for passed deadlines")
     schedule_interval_s: float = Field(0.5, gt=0, description="how often the scheduler looks for due cron ticks")
-    commit_interval_s: float = Field(0.5, gt=0, description="how often the runner commits its offsets")
+    commit_interval_s: float = Field(
+        0.5, gt=0, description="how often the decider and the runner commit their offsets (the decider: its fencing transactions)"
+    )
+    fencing: bool = Field(
+        True,
+        description="append each owned partition's events through a transactional producer of its own, so that a "
+        "decider that lost the partition (paused past the session timeout) cannot append to it (docs/architecture.md)",
+    )
     job_log_lines: int = Field(
         DEFAULT_LINES_PER_JOB,
         ge=1,

@@ -206,6 +206,8 @@ class EmbeddedStack:
             if key.startswith("JOBLEDGER_") and key not in env:
                 env[key] = value
         env.setdefault("JOBLEDGER_SECRET_KEY", secret_key(s.data_dir))
+        # One decider has no rival to fence (docs/architecture.md, "Fencing"): its cost is paid only with two or more.
+        env.setdefault("JOBLEDGER_FENCING", "true" if s.replicas > 1 else "false")
         env.update(_variables(s.service_env))
         return env
 

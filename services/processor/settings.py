@@ -51,7 +51,8 @@ class ProcessorSettings(ConnectionSettings):
     fencing: bool = Field(
         True,
         description="append each owned partition's events through a transactional producer of its own, so that a "
-        "decider that lost the partition (paused past the session timeout) cannot append to it (docs/architecture.md)",
+        "decider that lost the partition (paused past the session timeout) cannot append to it (docs/architecture.md); "
+        "make run turns it off when it runs one processor, which has no rival to fence",
     )
     job_log_lines: int = Field(
         DEFAULT_LINES_PER_JOB,

@@ -31,6 +31,7 @@ SAME_VALUE = (
     "JOBLEDGER_LINGER_MS",
     "JOBLEDGER_LOG_LEVEL",
     "JOBLEDGER_S3_BUCKET",
+    "JOBLEDGER_FENCING",
 )
 """Settings (not addresses) both give every service, with the same value."""
 
@@ -165,3 +166,9 @@ def test_compose_gives_every_service_the_minio_artifact_store():
         environment = services[name]["environment"]
         assert environment["JOBLEDGER_S3_ENDPOINT"] == "http://minio:9000"
         assert services[name]["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+def test_deciders_are_fenced_when_there_are_two_or_more(cluster, tmp_path):
+    one = EmbeddedStack(StackSettings(data_dir=tmp_path / "one"))
+    assert one.service_env()["JOBLEDGER_FENCING"] == "false"  # one decider has no rival
+    assert cluster.service_env()["JOBLEDGER_FENCING"] == "true"

@@ -53,6 +53,10 @@ from services.adapters.log import topic_partitions
 from services.embedded.stack import EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
+CLUSTER_DOWN_S = 12.0
+"""How long each process killed on the cluster stays down."""
+CLUSTER_JOBS = 3600
+"""Jobs of a --cluster round at the default rate: 90 s of load, the five kills within it."""
 LEASE_S = 5.0
 """Short, so attempts of a killed runner are retried within the run."""
 console = Console()
@@ -172,8 +176,10 @@ async def chaos(stack: EmbeddedStack, load: Load, say) -> None:
 
 
 async def cluster_chaos(stack: EmbeddedStack, load: Load, say) -> None:
-    """Each kill while the rest runs: the quorum's leader, another node, one of each service."""
-    step = max(2.0, load.jobs / load.rate / 8)
+    """Each kill while the rest runs: the quorum's leader, another node, one
+    of each service. Each stays down past the timeouts that move its work
+    (a broker's session, 9 s; a group member's, 10 s)."""
+    step = 3.0
     leader = stack.quorum_leader()
     other = next(node.node_id for node in stack.nodes if node.node_id != leader)
     victims = [
@@ -187,7 +193,7 @@ async def cluster_chaos(stack: EmbeddedStack, load: Load, say) -> None:
         await asyncio.sleep(step)
         say(f"kill -9 {name} ({what})")
         stack.kill(name)
-        await asyncio.sleep(step / 2)
+        await asyncio.sleep(CLUSTER_DOWN_S)
         stack.respawn(name)
         say(f"{name} started again")
     await asyncio.sleep(step)
@@ -297,7 +303,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chaos", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=1600, help="jobs submitted per round (default 1600)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help=f"jobs submitted per round (default 1600; {CLUSTER_JOBS} with --cluster)"
+    )
     parser.add_argument("--rate", type=float, default=40.0, help="jobs submitted per second (default 40)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of kills on the same stack (default 1)")
     parser.add_argument(
@@ -306,6 +314,8 @@ def main() -> None:
         help="make cluster's stack: three Kafka nodes, two of each service, kills while the rest runs",
     )
     args = parser.parse_args()
+    if args.jobs is None:
+        args.jobs = CLUSTER_JOBS if args.cluster else 1600
     stop_on_sigterm()
     report = asyncio.run(run(args))
     path = save("chaos", report)

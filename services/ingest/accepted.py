@@ -2,18 +2,26 @@
 
 A client that got a 202 may GET the job at once. Until the projection has it,
 ingest answers from the accepted command, folded by the decider's own rules
-(state PENDING, version 0) instead of a 404. Bounded; with several ingest
-replicas the guarantee holds for the replica that accepted the job (see
-docs/architecture.md).
+(state PENDING, version 0) instead of a 404. Bounded. With several ingest
+replicas (``unknown_job_wait_s`` set), each also follows the submissions the
+others append (:class:`AcceptedElsewhere`), and a read of a job it has not
+heard of waits that long for it (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
-from schemas import Job, SubmitJob, decide, evolve
+import structlog
+
+from schemas import Job, SubmitJob, decide, evolve, parse_command, topics
 from schemas.schedules import Schedule
+from services.adapters.log import make_consumer, topic_partitions
+from services.common.settings import ConnectionSettings
+
+log = structlog.get_logger(component="ingest")
 
 FRESH_S = 5.0
 """A job accepted this recently, whose first event the log's tail has not
@@ -69,3 +77,53 @@ class AcceptedSchedules:
     def deleted_ids(self) -> set[str]:
         """Schedules this replica accepted a deletion of: gone from listings at once."""
         return {schedule_id for schedule_id, schedule in self._schedules.items() if schedule.deleted_at is not None}
+
+
+class AcceptedElsewhere:
+    """With several ingest replicas: the jobs the others accept, from the tail
+    of ``jobs.commands`` (outside any group, from its end), remembered as if
+    accepted here. So a read that reaches this replica right after another
+    answered 202 finds the job — PENDING, as accepted — even while no decider
+    has decided it yet (a takeover may take a session timeout)."""
+
+    def __init__(self, settings: ConnectionSettings, accepted: AcceptedJobs) -> None:
+        self._settings = settings
+        self._accepted = accepted
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="follow jobs.commands")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            consumer = make_consumer(self._settings)
+            try:
+                await consumer.start()
+                consumer.assign(await topic_partitions(self._settings, topics.COMMANDS))
+                await consumer.seek_to_end()
+                while True:
+                    for records in (await consumer.getmany(timeout_ms=1000)).values():
+                        for record in records:
+                            self._take(record.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the broker went away: reads wait for the tail of events meanwhile
+                log.warning("lost the tail of jobs.commands; following it again", error=repr(error))
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    def _take(self, value: bytes) -> None:
+        if b'"SubmitJob"' not in value:  # (most commands are not submissions: not parsed at all)
+            return
+        try:
+            command = parse_command(value)
+        except Exception:
+            return  # (the decider dead-letters what it cannot read)
+        if isinstance(command, SubmitJob):
+            self._accepted.remember(command)

@@ -22,7 +22,7 @@ from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
 from services.adapters.worker_table import WorkerTable
 from services.common.modules import load_job_types
-from services.ingest.accepted import AcceptedJobs, AcceptedSchedules
+from services.ingest.accepted import AcceptedElsewhere, AcceptedJobs, AcceptedSchedules
 from services.ingest.lag import ConsumerLag
 from services.ingest.settings import IngestSettings
 from services.ingest.watch import JobWatch
@@ -44,6 +44,8 @@ class Ingest:
     artifacts: ArtifactStore | None = None
     """The S3 store of large results; ``None`` when ``s3_endpoint`` is empty."""
     accepted_schedules: AcceptedSchedules = field(default_factory=AcceptedSchedules)
+    elsewhere: AcceptedElsewhere | None = None
+    """With several ingest replicas: the submissions the others accept."""
     idempotency_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lock per idempotent job id being submitted, so a key's racing repeats create one job."""
     services: ServiceRegistry = field(init=False)
@@ -75,6 +77,9 @@ async def bootstrap(settings: IngestSettings) -> Ingest:
     )
     await ingest.producer.start()
     await ingest.watch.start()
+    if settings.unknown_job_wait_s:
+        ingest.elsewhere = AcceptedElsewhere(settings, ingest.accepted)
+        await ingest.elsewhere.start()
     await ingest.services.start()
     await ingest.workers.start()
     if settings.s3_endpoint:
@@ -86,6 +91,8 @@ async def shutdown(ingest: Ingest) -> None:
     await ingest.workers.stop()
     await ingest.services.stop()
     await ingest.watch.stop()
+    if ingest.elsewhere is not None:
+        await ingest.elsewhere.stop()
     await ingest.producer.stop()
     await ingest.mongo.close()
     if ingest.artifacts is not None:

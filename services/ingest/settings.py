@@ -39,7 +39,8 @@ class IngestSettings(ConnectionSettings):
         ge=0,
         le=30,
         description="how long a read of a job this ingest knows nothing of waits for it to appear before a 404: with "
-        "several ingest replicas behind one address, another may have accepted it a moment ago (0: at once)",
+        "several ingest replicas behind one address, another may have accepted it a moment ago; set, ingest also "
+        "follows the submissions on jobs.commands (0: neither)",
     )
     service_files: list[str] = Field(
         [],

@@ -18,6 +18,9 @@ from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
 from services.ingest.problems import Problem
 
+ELSEWHERE_POLL_S = 0.05
+"""How often a read waiting for a job accepted elsewhere looks again (its submission wakes nothing here)."""
+
 
 async def find_job(state: Ingest, job_id: str, tenant: str, tail_first: bool = True) -> Job | None:
     """The job as the log's tail has heard it from its first event, if it has
@@ -120,15 +123,15 @@ async def job_or_404(state: Ingest, job_id: str, tenant: str, tail_first: bool =
 
 async def accepted_elsewhere(state: Ingest, job_id: str, tenant: str) -> Job | None:
     """The job, if it appears within ``unknown_job_wait_s``: accepted by
-    another ingest replica a moment ago, its first event reaches this one's
-    tail one decision later (read-your-writes across replicas)."""
+    another ingest replica a moment ago, its submission reaches this one's
+    tail of jobs.commands one hop later (read-your-writes across replicas)."""
     deadline = time.monotonic() + state.settings.unknown_job_wait_s
     async with state.watch.follow(job_id) as follower:  # listening before reading: no event slips between
         while (job := await find_job(state, job_id, tenant)) is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            await follower.arrival(min(left, state.watch.poll_s))
+            await follower.arrival(min(left, ELSEWHERE_POLL_S))
     return job
 
 

@@ -118,9 +118,6 @@ class PartitionProducers:
     async def stop(self) -> None:
         await self.release(set(self._producers))
 
-    def owns(self, partition: int) -> bool:
-        return partition in self._producers
-
 
 def _delivered(partition: int, delivery: asyncio.Future) -> None:
     if not delivery.cancelled():

@@ -111,7 +111,7 @@ async def test_two_ingest_processes_share_the_port_and_jobs_succeed_through_both
     assert unknown.status_code == 404
 
 
-async def test_jobs_succeed_after_the_active_controller_dies_and_when_it_is_back(cluster, api):
+async def jobs_succeed_after_the_active_controller_dies_and_when_it_is_back(cluster, api) -> None:
     leader = cluster.quorum_leader()
     cluster.kill(broker_name(leader))
     after_kill = await submit_and_finish(api, 20)
@@ -128,8 +128,7 @@ def log_of(stack: EmbeddedStack, name: str) -> str:
     return (stack.logs / f"{name}.log").read_text(errors="replace")
 
 
-@pytest.mark.timeout(240)
-async def test_a_decider_paused_past_its_session_cannot_append_once_resumed(cluster):
+async def a_decider_paused_past_its_session_cannot_append_once_resumed(cluster) -> None:
     zombie = cluster.processes["processor-2"]
     identity = f"{socket.gethostname()}:{zombie.pid}"
     async with httpx.AsyncClient(base_url=cluster.api_url, headers={"Authorization": f"Bearer {DEV_API_KEY}"}, timeout=30) as api:
@@ -171,3 +170,12 @@ async def test_a_decider_paused_past_its_session_cannot_append_once_resumed(clus
     assert {job["state"] for job in jobs} == {"SUCCEEDED"}
     assert late == [], "the zombie appended after it was paused"
     assert [key for key, hashes in events.items() if len(hashes) > 1] == []
+
+
+@pytest.mark.timeout(400)
+async def test_a_zombie_decider_is_fenced_and_then_jobs_outlive_the_active_controller(cluster, api):
+    """One test, in this order: the fencing needs both processors running jobs,
+    and a processor's restore after a broker's restart was seen to stall for
+    seconds (docs/scaling.md, "Checked here, not yet")."""
+    await a_decider_paused_past_its_session_cannot_append_once_resumed(cluster)
+    await jobs_succeed_after_the_active_controller_dies_and_when_it_is_back(cluster, api)

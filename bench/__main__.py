@@ -47,7 +47,7 @@ from bench.report import chart, ratios, report
 from bench.results import save
 from bench.scenarios import ingest_only, latency, projector_fold, replay_rate, throughput, throughput_warmup
 from services.embedded import kafka
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 # --- the run -------------------------------------------------------------------------------
@@ -60,13 +60,7 @@ async def run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
     settings = StackSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-bench-")),
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        s3_port=0,
-        processor_metrics_port=0,
-        projector_metrics_port=0,
+        **ANY_PORT,
         mongo_storage="disk",
         service_env={"runner_concurrency": str(args.runner_concurrency)},
         replicas=args.replicas,

@@ -50,7 +50,7 @@ from bench.results import save
 from schemas import topics
 from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
-from services.embedded.stack import EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 CLUSTER_DOWN_S = 12.0
@@ -234,13 +234,7 @@ async def run(args) -> dict:
     settings = StackSettings(
         **shape,
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-chaos-")),
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        s3_port=0,
-        processor_metrics_port=0,
-        projector_metrics_port=0,
+        **ANY_PORT,
         service_env={"lease_s": str(LEASE_S)},
     )
     stack = EmbeddedStack(settings)

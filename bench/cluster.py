@@ -37,7 +37,7 @@ from bench.costs import CLIENT, CostMeter
 from bench.results import save
 from services.adapters.log import make_consumer, topic_partitions
 from services.embedded import kafka
-from services.embedded.stack import EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 console = Console()
@@ -95,13 +95,7 @@ def measured(stack: EmbeddedStack, method, jobs: int) -> dict:
 def run(args) -> dict:
     settings = StackSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-cluster-")),
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        s3_port=0,
-        processor_metrics_port=0,
-        projector_metrics_port=0,
+        **ANY_PORT,
         brokers=3,
         replicas=2,
         ingest_replicas=2,

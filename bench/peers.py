@@ -36,7 +36,7 @@ from bench.client import ClientSystem, jobledger, measure, measure_processes
 from bench.costs import CLIENT, CostMeter
 from bench.results import save
 from services.embedded import kafka
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 console = Console()
@@ -64,13 +64,7 @@ def run_jobledger(args) -> dict:
     stack = EmbeddedStack(
         StackSettings(
             data_dir=Path(tempfile.mkdtemp(prefix="jobledger-peers-")),
-            broker_port=0,
-            controller_port=0,
-            mongo_port=0,
-            api_port=0,
-            s3_port=0,
-            processor_metrics_port=0,
-            projector_metrics_port=0,
+            **ANY_PORT,
         )
     )
     with console.status("starting jobledger (make run's stack) …"):

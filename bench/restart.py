@@ -33,7 +33,7 @@ from bench.results import save
 from schemas import topics
 from services.adapters.log import make_producer
 from services.embedded import kafka
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.lag import consumer_lag
 from services.ingest.settings import DEV_API_KEY, IngestSettings
 
@@ -99,13 +99,7 @@ def main() -> None:
     stop_on_sigterm()
     settings = StackSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="jobledger-restart-")),
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        s3_port=0,
-        processor_metrics_port=0,
-        projector_metrics_port=0,
+        **ANY_PORT,
     )
     stack = EmbeddedStack(settings)
     try:

@@ -23,7 +23,7 @@ from rich.console import Console
 from bench.results import save
 from bench.scenarios import throughput
 from services.embedded import kafka
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 
 WINDOW = 10_000
 console = Console()
@@ -33,13 +33,7 @@ async def run(jobs: int) -> dict:
     stack = EmbeddedStack(
         StackSettings(
             data_dir=Path(tempfile.mkdtemp(prefix="jobledger-soak-")),
-            broker_port=0,
-            controller_port=0,
-            mongo_port=0,
-            api_port=0,
-            s3_port=0,
-            processor_metrics_port=0,
-            projector_metrics_port=0,
+            **ANY_PORT,
             service_env={"runner_concurrency": "64"},
         )
     )

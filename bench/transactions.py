@@ -32,7 +32,7 @@ from rich.table import Table
 from services.adapters.broker import ensure_topics
 from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 
 PARTITIONS = 8
 console = Console()
@@ -132,13 +132,7 @@ async def run(args) -> dict:
     stack = EmbeddedStack(
         StackSettings(
             data_dir=Path(tempfile.mkdtemp(prefix="jobledger-tx-")),
-            broker_port=0,
-            controller_port=0,
-            mongo_port=0,
-            api_port=0,
-            s3_port=0,
-            processor_metrics_port=0,
-            projector_metrics_port=0,
+            **ANY_PORT,
             partitions=PARTITIONS,
         )
     )

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
-from services.embedded.stack import EmbeddedStack, StackSettings, stop_on_sigterm
+from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
 from services.ingest.settings import DEV_API_KEY
 
 # A CI timeout or kill sends SIGTERM: let the session fixtures stop the stack.
@@ -40,13 +40,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
     """A test stack: free ports, a data directory of its own, short leases."""
     settings = dict(
         data_dir=data_dir,
-        broker_port=0,
-        controller_port=0,
-        mongo_port=0,
-        api_port=0,
-        s3_port=0,
-        processor_metrics_port=0,
-        projector_metrics_port=0,
+        **ANY_PORT,
         mongo_storage="memory",
         partitions=4,
         service_env={

@@ -112,6 +112,8 @@ PORTS = {
     "projector_metrics_port": ("the projector's metrics", "JOBLEDGER_PROJECTOR_METRICS_PORT"),
 }
 """Each port of the embedded stack: what listens there, and the setting that moves it."""
+ANY_PORT = {name: 0 for name in PORTS}
+"""Every port on a free one: a stack of the tests' or a bench's, beside a running ``make run``."""
 
 
 class PortTaken(RuntimeError):

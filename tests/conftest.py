@@ -24,6 +24,8 @@ LOG_LINES = 50
 """The test stack's cap on a job's log, small enough to pass in a test."""
 LEASE_S = 3.0
 """Short, so a killed runner's attempt is declared lost within the test."""
+SESSION_TIMEOUT_S = 6.0
+"""The groups' session, the broker's least: a killed member's partitions move within the test (the default is 10 s)."""
 FUZZ_KEY = "jl-fuzz-key"
 """Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
 METRICS_KEY = "jl-metrics-key"
@@ -45,6 +47,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
         partitions=4,
         service_env={
             "lease_s": str(LEASE_S),
+            "group_session_timeout_s": str(SESSION_TIMEOUT_S),
             "progress_interval_s": "0.3",
             "api_keys": API_KEYS,
             "commit_interval_s": "0.1",

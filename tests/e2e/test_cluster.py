@@ -30,12 +30,11 @@ from services.adapters.log import log_entries
 from services.embedded.stack import EmbeddedStack, broker_name
 from services.ingest.settings import DEV_API_KEY
 from services.processor.decider import DECIDER_HEADER
+from tests.conftest import SESSION_TIMEOUT_S
 from tests.e2e.conftest import eventually, stack_settings, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
-SESSION_TIMEOUT_S = 6.0
-"""The groups' session: a member silent this long loses its partitions (the broker's least)."""
 RETRY_S = 60.0
 """How long a submit keeps retrying a 503: a node killed without notice keeps
 its partitions' leadership until its session times out (9 s) and a leader
@@ -45,7 +44,6 @@ is elected, longer when it also led the controller quorum."""
 @pytest.fixture(scope="module")
 async def cluster(tmp_path_factory) -> AsyncIterator[EmbeddedStack]:
     settings = stack_settings(tmp_path_factory.mktemp("cluster"), brokers=3, replicas=2, ingest_replicas=2)
-    settings.service_env["group_session_timeout_s"] = str(SESSION_TIMEOUT_S)
     stack = EmbeddedStack(settings)
     await stack.start()
     try:
@@ -175,7 +173,7 @@ async def a_decider_paused_past_its_session_cannot_append_once_resumed(cluster) 
 @pytest.mark.timeout(400)
 async def test_a_zombie_decider_is_fenced_and_then_jobs_outlive_the_active_controller(cluster, api):
     """One test, in this order: the fencing needs both processors running jobs,
-    and a processor's restore after a broker's restart was seen to stall for
-    seconds (docs/scaling.md, "Checked here, not yet")."""
+    and a processor's restore was seen to stall (docs/scaling.md, "Checked
+    here, not yet"), once after a broker's restart."""
     await a_decider_paused_past_its_session_cannot_append_once_resumed(cluster)
     await jobs_succeed_after_the_active_controller_dies_and_when_it_is_back(cluster, api)

@@ -37,6 +37,8 @@ from typing import Any, Protocol
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+ASSIGN_ATTEMPTS = 3
+"""Restores of newly assigned partitions tried before the member gives up and fails."""
 Batches = dict[TopicPartition, list[ConsumerRecord]]
 Committable = dict[TopicPartition, int]
 """Per partition, the next offset to read: every record before it is done."""
@@ -113,6 +115,8 @@ class ConsumerRuntime:
         self._done: Committable = {}
         """Per partition, the highest offset the handler said is done."""
         self._committed: Committable = {}
+        self._failed: Exception | None = None
+        """Why the last restore failed for good: the next fetch raises it."""
         self.settled = asyncio.Event()
         """Set while every owned partition is restored; cleared from the moment partitions start to go."""
 
@@ -163,6 +167,8 @@ class ConsumerRuntime:
         if not batches:
             return batches
         await self.settled.wait()
+        if self._failed is not None:
+            raise self._failed
         assigned = self.consumer.assignment()
         owned = {tp: records for tp, records in batches.items() if tp in assigned}
         for tp, records in owned.items():
@@ -222,7 +228,20 @@ class ConsumerRuntime:
         self._fetch = self._woken = None
 
     async def _assigned(self, partitions: set[TopicPartition]) -> None:
-        await self._handler.assigned(partitions)
+        """Restore, again if it fails (a node's failover can stall a read past
+        its step timeout); if it keeps failing, the member fails: it must not
+        hold partitions it cannot serve (aiokafka would only log the error)."""
+        for attempt in range(1, ASSIGN_ATTEMPTS + 1):
+            try:
+                await self._handler.assigned(partitions)
+                break
+            except Exception as error:
+                if attempt == ASSIGN_ATTEMPTS:
+                    self._log.error("could not restore the assigned partitions; stopping", error=repr(error))
+                    self._failed = error
+                    break
+                self._log.warning("restoring the assigned partitions failed; restoring again", attempt=attempt, error=repr(error))
+                await asyncio.sleep(1.0)
         self.settled.set()
 
     async def _revoked(self, partitions: set[TopicPartition]) -> None:

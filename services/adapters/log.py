@@ -9,7 +9,7 @@ Effects downstream stay exactly-once through ``(job_id, seq)`` deduplication.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -23,6 +23,9 @@ from services.adapters.consumer_runtime import open_consumer
 from services.common.metrics import DEAD_LETTERS
 from services.common.settings import ConnectionSettings
 
+STEP_TIMEOUT_S = 30.0
+"""The longest one step of :func:`read_to_end` may take (a node's failover takes ~10 s):
+past it the read fails with ``TimeoutError``, and its caller reads again."""
 MAX_BATCH_BYTES = 262_144
 """Room for a burst of commands in one produce request (a batch submit of 1,000 jobs)."""
 MAX_RECORD_BYTES = topics.MAX_RECORD_BYTES
@@ -80,11 +83,11 @@ async def read_to_end(
         return
     consumer = make_consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
     try:
-        await consumer.start()
+        await _within(consumer.start(), "start", topic)
         tps = [TopicPartition(topic, partition) for partition in starts]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        beginnings = await consumer.beginning_offsets(tps)
+        ends = await _within(consumer.end_offsets(tps), "end offsets", topic)
+        beginnings = await _within(consumer.beginning_offsets(tps), "beginning offsets", topic)
         left = {tp: ends[tp] for tp in tps if max(beginnings[tp], starts[tp.partition] or 0) < ends[tp]}
         if not left:
             return  # (and never assign nothing: aiokafka's stop() then hangs)
@@ -92,16 +95,23 @@ async def read_to_end(
         for tp in left:
             consumer.seek(tp, max(beginnings[tp], starts[tp.partition] or 0))
         while left:
-            batches = await consumer.getmany(*left, timeout_ms=1000, max_records=max_records)
+            batches = await _within(consumer.getmany(*left, timeout_ms=1000, max_records=max_records), "fetch", topic)
             for tp, records in batches.items():
                 records = [record for record in records if record.offset < left.get(tp, 0)]
                 if records:
                     yield records
             for tp in list(left):
-                if await consumer.position(tp) >= left[tp]:
+                if await _within(consumer.position(tp), "position", topic) >= left[tp]:
                     del left[tp]
     finally:
         await consumer.stop()
+
+
+async def _within(step: Awaitable[T], what: str, topic: str) -> T:
+    try:
+        return await asyncio.wait_for(step, STEP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"reading {topic} to its end: {what} took longer than {STEP_TIMEOUT_S:g} s") from None
 
 
 def dead_letter_headers(

@@ -33,7 +33,7 @@ from services.processor.decider import DECIDER_HEADER
 from tests.conftest import SESSION_TIMEOUT_S
 from tests.e2e.conftest import eventually, stack_settings, wait_for_job
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
 RETRY_S = 60.0
 """How long a submit keeps retrying a 503: a node killed without notice keeps

@@ -141,6 +141,31 @@ class StartupFailed(JobledgerError):
     exit_code = 3
 
 
+def dump_tasks() -> None:
+    """``kill -USR1 <pid>``: every asyncio task and the chain of awaits it waits
+    in, to the log — what a py-spy dump cannot show of an idle event loop."""
+    for task in asyncio.all_tasks():
+        log.warning("task", name=task.get_name(), awaiting=" <- ".join(_awaits(task.get_coro())))
+
+
+def _awaits(awaitable: Any) -> list[str]:
+    where = []
+    while awaitable is not None:
+        frame = (
+            getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None) or getattr(awaitable, "ag_frame", None)
+        )
+        if frame is None:
+            where.append(repr(awaitable)[:120])
+            break
+        where.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaitable = (
+            getattr(awaitable, "cr_await", None)
+            or getattr(awaitable, "gi_yieldfrom", None)
+            or getattr(awaitable, "ag_await", None)
+        )
+    return where
+
+
 def serve(parts: Callable[[], Awaitable[list[Service]]]) -> None:
     """Run the process: build its parts (``parts()``, on the event loop), start
     them, run until a signal or a failure, stop them; exit with its code."""
@@ -161,6 +186,7 @@ async def _serve(parts: Callable[[], Awaitable[list[Service]]]) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     code = 0
     try:
         for part in await parts():

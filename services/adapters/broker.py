@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
+from services.adapters.consumer_runtime import stop_consumer
 from services.adapters.log import make_consumer, topic_partitions
 from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings
 
@@ -197,7 +198,7 @@ async def partition_lag(
             }
         return lag
     finally:
-        await asyncio.gather(admin.close(), consumer.stop(), return_exceptions=True)
+        await asyncio.gather(admin.close(), stop_consumer(consumer), return_exceptions=True)
 
 
 async def drain(settings: ConnectionSettings, timeout_s: float = 60.0, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> None:

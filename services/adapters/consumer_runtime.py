@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import structlog
@@ -82,6 +82,32 @@ def open_consumer(
         )
     settings.update(options)
     return AIOKafkaConsumer(**settings)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``, whatever its fetcher was waiting for. aiokafka's stop
+    cancels the fetch requests still out and awaits each without catching its
+    ``CancelledError`` (aio-libs/aiokafka#647): a stop while a request waits
+    out a retry (a node is down) raises ``CancelledError`` into a task nobody
+    cancelled and skips the rest of the stop. Here the rest is done and the
+    stray error kept from the caller; a cancel of the caller's own task still
+    goes through."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        if _being_cancelled():
+            raise
+        pending = list(consumer._fetcher._pending_tasks)  # (aiokafka 0.14's internals, pinned in uv.lock)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await consumer._client.close()
+
+
+def _being_cancelled() -> bool:
+    """Whether someone asked to cancel the running task (rather than a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class ConsumerRuntime:
@@ -213,7 +239,7 @@ class ConsumerRuntime:
         """Commit what is done (what fails here is read again) and leave the group."""
         self._cancel_waits()
         await self._commit_quietly()
-        await self.consumer.stop()
+        await stop_consumer(self.consumer)
 
     async def _commit_quietly(self) -> None:
         try:
@@ -233,24 +259,49 @@ class ConsumerRuntime:
         hold partitions it cannot serve (aiokafka would only log the error)."""
         for attempt in range(1, ASSIGN_ATTEMPTS + 1):
             try:
-                await self._handler.assigned(partitions)
+                await _not_cancelled_by_others(self._handler.assigned(partitions))
                 break
             except Exception as error:
                 if attempt == ASSIGN_ATTEMPTS:
                     self._log.error("could not restore the assigned partitions; stopping", error=repr(error))
                     self._failed = error
                     break
-                self._log.warning("restoring the assigned partitions failed; restoring again", attempt=attempt, error=repr(error))
+                self._log.warning(
+                    "restoring the assigned partitions failed; restoring again", attempt=attempt, error=repr(error), exc_info=True
+                )
                 await asyncio.sleep(1.0)
         self.settled.set()
 
     async def _revoked(self, partitions: set[TopicPartition]) -> None:
         self.settled.clear()
         await self._commit_quietly()
-        await self._handler.revoked(partitions)
+        try:
+            await _not_cancelled_by_others(self._handler.revoked(partitions))
+        except Exception as error:
+            self._log.error("forgetting the revoked partitions failed", error=repr(error), exc_info=True)
         for tp in partitions:
             for offsets in (self._handed, self._done, self._committed):
                 offsets.pop(tp, None)
+
+
+class CancelledByOthers(Exception):
+    """A step awaited something another task cancelled (a closed connection's
+    request, a stopped client's future): a failure of that step, not a request
+    to stop this one."""
+
+
+async def _not_cancelled_by_others(step: Awaitable[None]) -> None:
+    """Run a rebalance step, turning a ``CancelledError`` that nobody asked this
+    task for into :class:`CancelledByOthers`. aiokafka runs the listener in
+    its group coordination task and catches only ``Exception`` there: a stray
+    ``CancelledError`` ends that task for good, and the member then waits for
+    an assignment forever without a word (no heartbeat, no rejoin)."""
+    try:
+        await step
+    except asyncio.CancelledError as error:
+        if _being_cancelled():
+            raise
+        raise CancelledByOthers(f"a step was cancelled from elsewhere: {error!r}") from error
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -19,7 +19,7 @@ from aiokafka.structs import RecordMetadata
 
 from schemas import topics
 from schemas.topics import DeadLetterStage
-from services.adapters.consumer_runtime import open_consumer
+from services.adapters.consumer_runtime import open_consumer, stop_consumer
 from services.common.metrics import DEAD_LETTERS
 from services.common.settings import ConnectionSettings
 
@@ -104,7 +104,7 @@ async def read_to_end(
                 if await _within(consumer.position(tp), "position", topic) >= left[tp]:
                     del left[tp]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _within(step: Awaitable[T], what: str, topic: str) -> T:
@@ -222,4 +222,4 @@ async def log_entries(
             if ends_out is not None:
                 ends_out[tp.partition] = max(position, ends[tp])
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

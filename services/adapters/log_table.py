@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from services.adapters.consumer_runtime import stop_consumer
 from services.adapters.log import make_consumer, read_to_end, topic_partitions
 from services.common.settings import ConnectionSettings
 
@@ -86,7 +87,7 @@ class LogTable(Generic[R]):
             self._following.cancel()
             await asyncio.gather(self._following, return_exceptions=True)
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     def apply(self, offset: int, record: R) -> None:
         """Fold a record this process appended (the broker acknowledged it at

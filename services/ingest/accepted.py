@@ -18,6 +18,7 @@ import structlog
 
 from schemas import Job, SubmitJob, decide, evolve, parse_command, topics
 from schemas.schedules import Schedule
+from services.adapters.consumer_runtime import stop_consumer
 from services.adapters.log import make_consumer, topic_partitions
 from services.common.settings import ConnectionSettings
 
@@ -116,7 +117,7 @@ class AcceptedElsewhere:
                 log.warning("lost the tail of jobs.commands; following it again", error=repr(error))
                 await asyncio.sleep(1.0)
             finally:
-                await consumer.stop()
+                await stop_consumer(consumer)
 
     def _take(self, value: bytes) -> None:
         if b'"SubmitJob"' not in value:  # (most commands are not submissions: not parsed at all)

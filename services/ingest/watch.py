@@ -23,6 +23,7 @@ from typing import overload
 import structlog
 
 from schemas import AnyEvent, Job, apply_next, parse_event, topics
+from services.adapters.consumer_runtime import stop_consumer
 from services.adapters.log import make_consumer, topic_partitions
 from services.common.settings import ConnectionSettings
 
@@ -120,7 +121,7 @@ class JobWatch:
                 self._recent.clear()  # followed again from the end: what it remembers may now have gaps
                 await asyncio.sleep(TAIL_RETRY_S)
             finally:
-                await consumer.stop()
+                await stop_consumer(consumer)
 
     def _hand_over(self, record) -> None:
         recent = self._recent.get(record.key)

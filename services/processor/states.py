@@ -27,6 +27,7 @@ from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import Job, topics
 from services.adapters.broker import STARTING_BROKER_WAIT_S, wait_for_broker
+from services.adapters.consumer_runtime import stop_consumer
 from services.adapters.log import make_consumer, topic_partitions
 
 log = structlog.get_logger(component="decider")
@@ -107,7 +108,7 @@ async def trust_only_the_log(settings, states: DurableStates) -> None:
     try:
         ends = await consumer.end_offsets(await topic_partitions(settings, topics.EVENTS))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     ends_by_partition = {tp.partition: end for tp, end in ends.items()}
     ahead = {partition: offset for partition, offset in offsets.items() if offset >= ends_by_partition.get(partition, 0)}
     if ahead:

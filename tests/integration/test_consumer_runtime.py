@@ -97,3 +97,40 @@ async def test_a_member_handles_records_after_the_restore_and_commits_only_what_
     second = Recorder()
     await run_until(member(stack, topic, group, second), second, 4)
     assert second.handled == [f"record {n}".encode() for n in range(6, 10)]  # from the last commit on
+
+
+class CancelledOnce(Recorder):
+    """A restore whose first try awaits what another task cancels — as aiokafka's
+    own ``stop()`` does when a fetch of the restore's reader was still out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            elsewhere = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(elsewhere.cancel)
+            await elsewhere
+        await super().assigned(partitions)
+
+
+async def test_a_restore_cancelled_from_elsewhere_is_tried_again_and_the_member_goes_on(stack):
+    # aiokafka runs the listener in its coordination task and catches only
+    # Exception: a stray CancelledError used to end that task, and the member
+    # waited for an assignment forever.
+    topic, group = f"it-{uuid.uuid4().hex[:8]}", f"it-group-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.settings, [topic])
+    producer = make_producer(stack.settings)
+    await producer.start()
+    try:
+        for n in range(3):
+            await append(producer, topic, b"one-key", f"record {n}".encode(), timeout_s=10)
+    finally:
+        await producer.stop()
+
+    handler = CancelledOnce()
+    await run_until(member(stack, topic, group, handler), handler, 3)
+    assert handler.tries == 2
+    assert handler.handled == [f"record {n}".encode() for n in range(3)]

@@ -77,16 +77,22 @@ async def run_until(runtime: ConsumerRuntime, handler: Recorder, count: int) -> 
         await runtime.stop()
 
 
-async def test_a_member_handles_records_after_the_restore_and_commits_only_what_is_done(stack):
+async def topic_of_records(stack, count: int) -> tuple[str, str]:
+    """A new topic holding ``record 0`` … ``record {count - 1}`` on one key, and a new group's name."""
     topic, group = f"it-{uuid.uuid4().hex[:8]}", f"it-group-{uuid.uuid4().hex[:8]}"
     await ensure_topics(stack.settings, [topic])
     producer = make_producer(stack.settings)
     await producer.start()
     try:
-        for n in range(10):
+        for n in range(count):
             await append(producer, topic, b"one-key", f"record {n}".encode(), timeout_s=10)
     finally:
         await producer.stop()
+    return topic, group
+
+
+async def test_a_member_handles_records_after_the_restore_and_commits_only_what_is_done(stack):
+    topic, group = await topic_of_records(stack, 10)
 
     first = Recorder(restore_s=0.5)
     first.done_up_to = 6
@@ -120,15 +126,7 @@ async def test_a_restore_cancelled_from_elsewhere_is_tried_again_and_the_member_
     # aiokafka runs the listener in its coordination task and catches only
     # Exception: a stray CancelledError used to end that task, and the member
     # waited for an assignment forever.
-    topic, group = f"it-{uuid.uuid4().hex[:8]}", f"it-group-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(stack.settings, [topic])
-    producer = make_producer(stack.settings)
-    await producer.start()
-    try:
-        for n in range(3):
-            await append(producer, topic, b"one-key", f"record {n}".encode(), timeout_s=10)
-    finally:
-        await producer.stop()
+    topic, group = await topic_of_records(stack, 3)
 
     handler = CancelledOnce()
     await run_until(member(stack, topic, group, handler), handler, 3)

@@ -54,7 +54,7 @@ browser: ## Debian's chromium, for the dashboard's browser test (apt-get, once)
 test: install browser ## unit, integration and end-to-end tests against the real embedded stack
 	$(UV) run --frozen pytest
 
-test-cluster: install ## make cluster's shape under test: replicas, two ingests, a fenced zombie decider, the quorum leader killed (not in make test yet: docs/scaling.md)
+test-cluster: install ## only the tests of make cluster's shape (make test runs them too): replicas, two ingests, a fenced zombie decider, the quorum leader killed
 	$(UV) run --frozen pytest -m cluster tests/e2e/test_cluster.py
 
 lint: install ## ruff's checks and format on the whole tree, mypy on the contract and the SDK (pyproject.toml); .ci/run runs it before the tests

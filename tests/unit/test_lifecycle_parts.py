@@ -5,6 +5,7 @@ hurries the stop, and a part that fails stops the process with its code."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 
@@ -89,3 +90,15 @@ async def test_a_part_that_fails_stops_every_part_with_its_exit_code():
         return [Part("runner", journal, fail_with=RuntimeError("bug"))]
 
     assert await _serve(plain_failure) == 1
+
+
+async def test_what_the_process_built_to_start_is_kept_out_of_the_collectors_scans():
+    async def parts():
+        return [Part("decider", [])]
+
+    signal_soon(signal.SIGTERM, 0.1)
+    try:
+        assert await _serve(parts) == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # (the test process's own objects go back to the collector)

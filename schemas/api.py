@@ -137,8 +137,7 @@ class JobLinks(BaseModel):
 
     @classmethod
     def of(cls, job_id: str) -> "JobLinks":
-        path = job_path(job_id)
-        return cls(self=path, events=f"{path}/events", stream=f"{path}/stream", cancel=f"{path}/cancel", retry=f"{path}/retry")
+        return cls(**job_links(job_id))
 
 
 class JobAccepted(BaseModel):
@@ -354,6 +353,18 @@ def millis(moment: datetime | None) -> datetime | None:
     """``moment`` to the millisecond, as the read model stores it: a job reads
     the same whether it came from the read model or from the log's tail."""
     return None if moment is None else moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    """A job's :class:`JobLinks` as JSON."""
+    path = job_path(job_id)
+    return {
+        "self": path,
+        "events": f"{path}/events",
+        "stream": f"{path}/stream",
+        "cancel": f"{path}/cancel",
+        "retry": f"{path}/retry",
+    }
 
 
 def job_path(job_id: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas import parse_command
-from schemas.api import JobAccepted
+from schemas.api import BatchAccepted, JobAccepted, job_links
 from services.common.modules import load_job_types
 from services.ingest.accepted import AcceptedJobs
 from services.ingest.app import create_app
@@ -373,6 +373,8 @@ def test_a_batch_answers_503_for_each_item_the_broker_did_not_acknowledge_in_tim
 
     assert response.status_code == 200
     answer = response.json()
+    assert BatchAccepted.model_validate(answer).model_dump(mode="json") == answer  # written as JSON at once: still the model
     assert [item["status"] for item in answer["items"]] == [202, 503, 422, 503]
+    assert answer["items"][0]["links"] == job_links(answer["items"][0]["id"])
     assert (answer["accepted"], answer["rejected"]) == (1, 3)
     assert answer["items"][1]["problem"]["instance"] == "/jobs:batch#1"

@@ -35,7 +35,9 @@ class SubmitJob(Command):
     payload: dict[str, Any] = Field(default_factory=dict)
     options: JobOptions = Field(default_factory=JobOptions)
     idempotency_key: str | None = Field(None, max_length=255)
-    request_hash: str | None = Field(None, description="digest of the request, to tell a replay from a misuse of a key")
+    request_hash: str | None = Field(
+        None, description="digest of the request, to tell a replay from a misuse of its idempotency key (none without one)"
+    )
     steps: tuple[PipelineStep, ...] | None = Field(
         None, description="job_type pipeline: its steps in plan order, prerequisites added, each with its payload"
     )

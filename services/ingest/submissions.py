@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from schemas import JobOptions, SubmitJob, encode_command, topics
 from schemas.api import SubmitJobRequest
@@ -80,20 +80,23 @@ class ServiceCalls:
             raise invalid([field_error(where + path, message) for path, message in problems])
 
 
-def validated_payload(job_type: JobType, raw: dict[str, Any], where: tuple = (), calls: ServiceCalls | None = None) -> BaseModel:
-    """The payload as the job type's model, one the read model can hold, or a
-    422 naming the payload field; a service call checked against ``calls``."""
+def validated_payload(
+    job_type: JobType, raw: dict[str, Any], where: tuple = (), calls: ServiceCalls | None = None
+) -> dict[str, Any]:
+    """The payload as the job type's model has it (defaults filled in), as JSON,
+    one the read model can hold; or a 422 naming the payload field. A service
+    call is checked against ``calls``."""
     try:
         payload = job_type.validate(raw)
     except ValidationError as error:
         raise invalid(pydantic_errors(error.errors(), where + ("payload",))) from None
     if calls is not None and isinstance(payload, ServiceCall):
         calls.check(payload, where + ("payload",))
-    unfit = document_problems(payload.model_dump(mode="json"))
-    errors = [field_error(where + ("payload",) + path, message) for path, message in unfit]
+    document = payload.model_dump(mode="json")
+    errors = [field_error(where + ("payload",) + path, message) for path, message in document_problems(document)]
     if errors:
         raise invalid(errors)
-    return payload
+    return document
 
 
 def job_options(job_type: JobType, body: SubmitJobRequest, where: tuple = ()) -> JobOptions:
@@ -136,7 +139,7 @@ def submission(
             if getattr(body, name) is not None:
                 raise invalid([field_error((name,), f"only a job of type {PIPELINE!r} has {name}")])
         job_type = declared_type(types, body.type)
-        payload = validated_payload(job_type, body.payload, calls=calls).model_dump(mode="json")
+        payload = validated_payload(job_type, body.payload, calls=calls)
         options, steps = job_options(job_type, body), None
     try:
         command = SubmitJob(
@@ -149,7 +152,7 @@ def submission(
             payload=payload,
             options=options,
             idempotency_key=idempotency_key,
-            request_hash=fingerprint(body),
+            request_hash=fingerprint(body) if idempotency_key is not None else None,  # (only a replayed key is compared)
             steps=steps,
         )
     except ValidationError as error:

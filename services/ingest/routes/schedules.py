@@ -52,7 +52,7 @@ def schedule_spec(types: JobTypes, body: ScheduleRequest, calls: ServiceCalls | 
         payload, options, steps = pipeline_plan(types, body.job, ("job",), calls=calls)
     else:
         job_type = declared_type(types, body.job.type, ("job",))
-        payload = validated_payload(job_type, body.job.payload, ("job",), calls).model_dump(mode="json")
+        payload = validated_payload(job_type, body.job.payload, ("job",), calls)
         options, steps = job_options(job_type, body.job, ("job",)), None
     try:
         return ScheduleSpec(

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
 from schemas.api import JobView, Scope
 from schemas.values import INT64_MAX
+from services.common.ids import random_id
 from services.ingest.bootstrap import Ingest
 from services.ingest.keys import KeyTable
 from services.ingest.observed import ROUTE
@@ -85,7 +85,7 @@ class DirectPaths:
         try:
             request = parse_request(json.loads(body))
             submitted = prepare_submission(
-                ingest, request, tenant, str(uuid.uuid4()), correlation.decode("latin-1") if correlation is not None else None
+                ingest, request, tenant, random_id(), correlation.decode("latin-1") if correlation is not None else None
             )
         except (ValueError, RecursionError, Problem):  # not JSON, or refused: the route says how
             return None

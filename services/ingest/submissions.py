@@ -24,6 +24,7 @@ from schemas.jobtypes import JobType, JobTypes, UnknownJobType
 from schemas.pipelines import PIPELINE, Operations, PipelineSpec, PipelineStep, PlanError, operations, pipelines, plan
 from schemas.services import ServiceCall, ServiceRegistered, UnknownOperation, service_call_problems, templated_at
 from schemas.values import document_problems, json_problems
+from services.common.ids import random_id
 from services.ingest.problems import field_error, invalid, pydantic_errors
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("9a7c2f4e-1d3b-4e5f-8a6b-2c1d0e9f8a7b")
@@ -143,7 +144,7 @@ def submission(
         options, steps = job_options(job_type, body), None
     try:
         command = SubmitJob(
-            command_id=str(uuid.uuid4()),
+            command_id=random_id(),
             job_id=job_id,
             tenant=tenant,
             issued_at=issued_at,

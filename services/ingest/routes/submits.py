@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,6 +27,7 @@ from schemas.api import (
 )
 from schemas.errors import ProblemCode
 from schemas.options import OnConflict
+from services.common.ids import random_id
 from services.ingest.auth import writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
@@ -61,7 +61,7 @@ async def submit_job(
     tenant: str = Depends(writer),
     idempotency_key: str | None = Header(None, max_length=255, description="a key you choose; one job per key and tenant"),
 ) -> Response:
-    job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else str(uuid.uuid4())
+    job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key is not None else random_id()
     submitted = prepare_submission(state, body, tenant, job_id, request.headers.get("x-correlation-id"), idempotency_key)
     command = submitted.command
     if idempotency_key is None:
@@ -166,7 +166,7 @@ async def submit_batch(request: Request, state: IngestDep, body: BatchRequest, t
     for index, raw in enumerate(body.jobs):
         try:
             item = parse_request(raw, values_checked=True)  # the whole body was, by ContractRoute
-            commands.append((index, prepare_submission(state, item, tenant, str(uuid.uuid4()), correlation_id)))
+            commands.append((index, prepare_submission(state, item, tenant, random_id(), correlation_id)))
         except Problem as problem:
             results[index] = _item(index, problem.status, problem=problem.body(f"/jobs:batch#{index}"))
     unavailable = Problem(503, ProblemCode.BROKER_UNAVAILABLE, "The job log is unavailable", "Not acknowledged; not accepted.")

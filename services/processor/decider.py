@@ -361,11 +361,10 @@ class Decider(Service):
             await self._fenced.take(job_partitions)
         live = await self.jobs.restore(self.settings, job_partitions)
         now = _now()
-        for job in live:
+        for _, job in live:
             self.deadlines.track(job, now)
         if self.runner is not None:
-            for partition in job_partitions:
-                await self.runner.restored(partition, [job for job in live if self.jobs.partition_of(job.job_id) == partition])
+            await self.runner.restored(job_partitions, live)
         await self.slots.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SLOTS})
         await self.scheduler.table.restore(self.settings, {tp.partition for tp in assigned if tp.topic == topics.SCHEDULES})
         log.info("partitions assigned", partitions=sorted(job_partitions), restore_s=round(time.monotonic() - started, 3))

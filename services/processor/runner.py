@@ -306,17 +306,20 @@ class Runner(Service):
         """Free slots claim the waiting attempts, highest priority first."""
         await self._dispatch()
 
-    async def restored(self, partition: int, jobs: list[Job]) -> None:
-        """The decider restored a partition: its queued attempts wait here,
+    async def restored(self, partitions: set[int], jobs: list[tuple[int, Job]]) -> None:
+        """The decider restored ``partitions``: their queued attempts wait here,
         rebuilt from the jobs' states (their events were decided by another
-        process, or before this one started)."""
-        tp = TopicPartition(topics.EVENTS, partition)
-        self._lost.regained([tp])
-        for job in jobs:
+        process, or before this one started), ``(partition, job)`` each. Within
+        a priority they wait in the order their jobs last changed (a queued
+        job's: when it was queued) across partitions, not partition by
+        partition in the order of their ids, which left some partitions'
+        oldest attempts behind every other partition's after a restart."""
+        self._lost.regained([TopicPartition(topics.EVENTS, partition) for partition in sorted(partitions)])
+        for partition, job in sorted(jobs, key=lambda owned: owned[1].updated_at):
             for data in queued_work(job):
                 work = Work.of_state(job, data)
                 if work.key not in self._attempts:
-                    self._wait(Attempt(tp, None, work))
+                    self._wait(Attempt(TopicPartition(topics.EVENTS, partition), None, work))
         await self._dispatch()
 
     def released(self, partitions: set[int], follow_from: dict[int, int]) -> None:

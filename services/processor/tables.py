@@ -62,9 +62,9 @@ class JobStates:
             del self._partition[job_id]
         return gone
 
-    async def restore(self, settings: ConnectionSettings, partitions: set[int]) -> list[Job]:
+    async def restore(self, settings: ConnectionSettings, partitions: set[int]) -> list[tuple[int, Job]]:
         """Fold ``jobs.events`` past what the disk holds for ``partitions``; the
-        unfinished jobs of those partitions, now in memory."""
+        unfinished jobs of those partitions, now in memory, with their partition."""
         self.forget(partitions)  # only the disk and the log count: memory may hold what a lost decision left
         starts = {partition: _after(self.durable.offset(partition)) for partition in partitions}
         folded = 0
@@ -86,7 +86,7 @@ class JobStates:
         live = []
         for partition, job in self.durable.live(partitions):
             self.put(partition, job)
-            live.append(job)
+            live.append((partition, job))
         log.info("job states restored", partitions=sorted(partitions), folded_events=folded, unfinished_jobs=len(live))
         return live
 

@@ -8,11 +8,13 @@ import asyncio
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from schemas import CompleteJob, FailJob, JobOptions, JobQueued, Priority, decide
+from schemas import CompleteJob, FailJob, Job, JobOptions, JobQueued, Priority, decide, fold
 from schemas.jobtypes import JobType
 from services.processor.attempts import MAX_TRACEBACK_CHARS, Attempt, AttemptState, WaitingAttempts, Work, outcome
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, RetryLater
-from tests.unit.test_decider import submit
+from services.processor.runner import Runner
+from services.processor.settings import ProcessorSettings
+from tests.unit.test_decider import at, submit
 
 TP = TopicPartition("jobs.events", 0)
 
@@ -164,3 +166,29 @@ def test_retry_later_carries_its_wait_to_the_decider():
     report = report_of(registry_with(busy), queued())
 
     assert (report.fields["retryable"], report.fields["retry_after_s"], report.fields["error"]) == (True, 5, "the camera is busy")
+
+
+async def test_restored_attempts_wait_oldest_first_across_partitions():
+    """After a restart the runner gets the queued jobs of every partition it now
+    owns; the one free slot goes to the job queued longest ago, whichever
+    partition holds it (not to the first id of the first partition)."""
+
+    def queued_job(job_id: str, seconds: float) -> Job:
+        command = submit(issued_at=at(seconds)).model_copy(update={"job_id": job_id})
+        return fold(decide(command, None))
+
+    class Decider:
+        def __init__(self) -> None:
+            self.taken: list = []
+
+        def take(self, command, trace=None) -> bool:
+            self.taken.append(command)
+            return True
+
+    decider = Decider()
+    runner = Runner(ProcessorSettings(runner_concurrency=1), HandlerRegistry(), producer=None, decider=decider)  # type: ignore[arg-type]
+    jobs = [(0, queued_job("a-newest", 30)), (0, queued_job("b-newer", 20)), (1, queued_job("z-oldest", 10))]
+
+    await runner.restored({0, 1}, jobs)
+
+    assert [command.job_id for command in decider.taken] == ["z-oldest"]

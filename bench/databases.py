@@ -27,7 +27,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from bench.history import noop_history
 from bench.results import save
 from services.adapters.projections import JobProjection
 from services.adapters.readmodel import JOBS, ensure_indexes
+from services.embedded.stack import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / ".tools"
@@ -62,12 +62,6 @@ class Candidate:
     command: Callable[[Path, int], list[str]] | None
     """The server's command line for a data directory and a port; ``None``: not
     installable here (``install`` says why)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ferretdb_binary(say=console.print) -> Path:
@@ -239,7 +233,7 @@ def run(args) -> list[dict]:
         if candidate.command is None:
             continue
         data = Path(tempfile.mkdtemp(prefix="jobledger-db-"))
-        port = _free_port()
+        port = free_port()
         log = open(data / "server.log", "ab")
         server = subprocess.Popen(candidate.command(data, port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

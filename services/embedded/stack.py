@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -137,10 +138,39 @@ def taken_ports(settings: StackSettings, nodes: Sequence[kafka.Node] = ()) -> li
     return lines
 
 
+_HANDED_OUT: set[int] = set()
+_PICK = random.SystemRandom()  # (not the global generator a test may seed: two processes would pick alike)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port nothing listens on, chosen below the kernel's ephemeral
+    range. A port the kernel hands out (bind to port 0) comes from that range,
+    and between this check and the service's own bind any outgoing
+    connection's local end may take it: a processor once found its metrics
+    port taken so, and the stack failed to start."""
+    ceiling = _ephemeral_ports_start()
+    for _ in range(200):
+        port = _PICK.randint(max(1024, ceiling // 3), ceiling - 1)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as sock:  # (every try was taken: the kernel's choice, as before)
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_ports_start() -> int:
+    """Where the kernel's range of local ports for outgoing connections starts (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass

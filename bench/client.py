@@ -17,9 +17,10 @@ waiting for each of its jobs; submits/s until the last process submitted its
 last, end to end jobs/s until the last job finished. Processes, not threads:
 Celery's Redis result backend hangs when threads share it.
 
-A system is two functions: ``submit() -> handle`` and ``wait(handle)``.
-jobledger's are ``POST /jobs`` and ``GET /jobs/{id}?wait_s=`` (a long poll that
-returns when the job has ended); Celery's are ``task.delay()`` and
+A system is two functions: ``submit() -> handle`` and ``wait(handle)``, each
+peer's own client library: jobledger's are its SDK's ``Client.submit`` and
+``Client.wait`` (``POST /jobs``, then ``GET /jobs/{id}?wait_s=``, a long poll
+that returns when the job has ended); Celery's are ``task.delay()`` and
 ``AsyncResult.get()``. A many-clients system is made in each process by a
 factory: a module-level function and its arguments, which pickle.
 """
@@ -33,9 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from bench.costs import CostMeter, own_cpu_s
+from jobledger import Client
 
 WAIT_S = 60.0
 
@@ -49,19 +49,15 @@ class ClientSystem:
 
 
 def jobledger(api_url: str, api_key: str) -> ClientSystem:
-    http = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=WAIT_S + 10)
+    client = Client(api_url, api_key)
 
     def submit() -> str:
-        response = http.post("/jobs", json={"type": "noop"})
-        response.raise_for_status()
-        return response.json()["id"]
+        return client.submit("noop").id
 
     def wait(job_id: str) -> None:
-        job = http.get(f"/jobs/{job_id}", params={"wait_s": WAIT_S}).json()
-        if job["state"] != "SUCCEEDED":
-            raise RuntimeError(f"job {job_id} is {job['state']} after {WAIT_S} s")
+        client.wait(job_id, timeout=WAIT_S)  # JobFailed, WaitTimeout: the run stops
 
-    return ClientSystem("jobledger", submit, wait, http.close)
+    return ClientSystem("jobledger", submit, wait, client.close)
 
 
 def measure(

@@ -18,7 +18,7 @@ import hashlib
 import inspect
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,11 +81,10 @@ class AsyncClient:
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url or os.environ.get("JOBLEDGER_URL", DEFAULT_URL)
-        key = api_key or os.environ.get("JOBLEDGER_API_KEY", DEV_API_KEY)
+        self.base_url, headers = resolved(base_url, api_key)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {key}"},
+            headers=headers,
             timeout=httpx.Timeout(timeout_s, read=timeout_s + LONG_POLL_S),
             transport=transport,
         )
@@ -112,8 +111,7 @@ class AsyncClient:
     ) -> AsyncJob:
         """Submit a job; options as in ``POST /jobs`` (``max_attempts``, ``priority``,
         ``labels``, ``run_at``, ``concurrency_key``…). Returns once the log has it."""
-        body = {"type": type, "payload": payload or {}, **_jsonable(options)}
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        body, headers = submission(type, payload, idempotency_key, options)
         accepted = JobAccepted.model_validate((await self._request("POST", "/jobs", json=body, headers=headers)).json())
         return AsyncJob(self, accepted.id)
 
@@ -152,8 +150,7 @@ class AsyncClient:
     # --- reads ------------------------------------------------------------------
 
     async def get(self, job_id: str, *, as_of: datetime | None = None) -> JobView:
-        params = {"as_of": as_of.isoformat()} if as_of is not None else {}
-        return JobView.model_validate((await self._request("GET", f"/jobs/{job_id}", params=params)).json())
+        return JobView.model_validate((await self._request("GET", f"/jobs/{job_id}", params=as_of_params(as_of))).json())
 
     async def list(
         self,
@@ -400,21 +397,54 @@ class AsyncClient:
         """The job once it has ended (at a version past ``after_version``: an end
         seen before a retry does not count): returned if it SUCCEEDED, else
         :class:`JobFailed`; :class:`WaitTimeout` if it is still going after ``timeout`` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        params: dict[str, Any] = {}
+        polls = waiting(timeout, after_version)
+        params = next(polls)
         while True:
             job = JobView.model_validate((await self._request("GET", f"/jobs/{job_id}", params=params)).json())
-            ended = job.state in TERMINAL
-            if ended and job.version > after_version:
-                if job.state is JobStatus.SUCCEEDED:
-                    return job
-                raise JobFailed(job)
-            left = LONG_POLL_S if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise WaitTimeout(job, timeout or 0.0)
-            params = {"wait_s": round(min(LONG_POLL_S, left), 3)}
-            if ended:  # an earlier end: wait for the job to move on
-                params["after_version"] = job.version
+            try:
+                params = polls.send(job)
+            except StopIteration as ended:
+                return ended.value
+
+
+def resolved(base_url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
+    """The API's URL and the headers every request carries, from the arguments or the environment."""
+    key = api_key or os.environ.get("JOBLEDGER_API_KEY", DEV_API_KEY)
+    return base_url or os.environ.get("JOBLEDGER_URL", DEFAULT_URL), {"Authorization": f"Bearer {key}"}
+
+
+def submission(
+    type: str, payload: dict[str, Any] | None, idempotency_key: str | None, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """``POST /jobs``'s body and headers."""
+    body = {"type": type, "payload": payload or {}, **_jsonable(options)}
+    return body, {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+
+
+def as_of_params(as_of: datetime | None) -> dict[str, str]:
+    return {"as_of": as_of.isoformat()} if as_of is not None else {}
+
+
+def waiting(timeout: float | None, after_version: int) -> Generator[dict[str, Any], JobView, JobView]:
+    """A wait's long polls without their I/O, for both clients: yields each
+    ``GET /jobs/{id}``'s query, is sent the job it answered, and returns the job
+    once it has ended past ``after_version`` and SUCCEEDED (else raises
+    :class:`JobFailed`, or :class:`WaitTimeout` once ``timeout`` passed)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    params: dict[str, Any] = {}
+    while True:
+        job = yield params
+        ended = job.state in TERMINAL
+        if ended and job.version > after_version:
+            if job.state is JobStatus.SUCCEEDED:
+                return job
+            raise JobFailed(job)
+        left = LONG_POLL_S if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(job, timeout or 0.0)
+        params = {"wait_s": round(min(LONG_POLL_S, left), 3)}
+        if ended:  # an earlier end: wait for the job to move on
+            params["after_version"] = job.version
 
 
 class AsyncJob:
@@ -434,6 +464,11 @@ class AsyncJob:
 
     async def get(self) -> JobView:
         return await self.client.get(self.id)
+
+    @property
+    def after_version(self) -> int:
+        """An end at this version or before is an earlier run's: a wait waits past it."""
+        return self._after_version
 
     async def wait(self, timeout: float | None = None) -> JobView:
         return await self.client.wait(self.id, timeout, after_version=self._after_version)

@@ -8,7 +8,7 @@ document's ``type``, ``title``, ``detail`` and the ``errors`` naming bad fields.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import httpx
 
@@ -65,27 +65,60 @@ class Unavailable(ApiError):
     Also (``status`` 0) when nothing answers at the API's URL at all."""
 
 
+def unreachable(base_url: str, error: Exception) -> Unavailable:
+    """ "Nothing listens at ``base_url``", as an :class:`Unavailable`."""
+    return Unavailable(
+        0,
+        {
+            "type": "urn:jobledger:problem:unreachable",
+            "title": "No API answers",
+            "detail": f"nothing answers at {base_url} ({error or type(error).__name__}); start the stack with "
+            "`make run`, or point JOBLEDGER_URL at it",
+        },
+    )
+
+
 @contextmanager
 def answering(base_url: str) -> Iterator[None]:
     """Turn "nothing listens at ``base_url``" into :class:`Unavailable`."""
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-        raise Unavailable(
-            0,
-            {
-                "type": "urn:jobledger:problem:unreachable",
-                "title": "No API answers",
-                "detail": f"nothing answers at {base_url} ({error or type(error).__name__}); start the stack with "
-                "`make run`, or point JOBLEDGER_URL at it",
-            },
-        ) from error
+        raise unreachable(base_url, error) from error
+
+
+class ConnectionLost(ClientError):
+    """The connection failed (or timed out) after the request was sent: the API
+    may or may not have taken it. Submit again with the same idempotency key
+    to be sure of one job."""
+
+    def __init__(self, method: str, url: str, error: Exception) -> None:
+        self.error = error
+        super().__init__(f"{method} {url}: the connection was lost before the answer ({error or type(error).__name__})")
+
+
+class Answered(Protocol):
+    """An HTTP answer: httpx's, or the blocking connection's (jobledger.wire.Answer)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def is_success(self) -> bool: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 _BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: Invalid, 422: Invalid, 503: Unavailable}
 
 
-def raise_for_problem(response: httpx.Response) -> None:
+def raise_for_problem(response: Answered) -> None:
     if response.is_success:
         return
     try:

@@ -194,3 +194,22 @@ async def test_the_cli_takes_the_ids_it_shows_and_the_labels_the_api_writes(stac
     running = [line for line in followed.stdout.splitlines() if "RUNNING" in line]
     assert any("%" in line for line in running), f"progress in follow:\n{followed.stdout}"
     assert not any(line.count("RUNNING") > 1 for line in running), followed.stdout
+
+
+def test_the_blocking_calls_map_refusals_and_wait_past_a_retried_jobs_first_end(stack):
+    with Client(stack.api_url) as client:
+        with pytest.raises(Invalid) as invalid:
+            client.submit("sleep", {"seconds": -1})
+        with pytest.raises(NotFound):
+            client.get("no-such-job")
+        job = client.submit("fail", {"message": "first run", "retryable": False}, idempotency_key=uuid.uuid4().hex)
+        with pytest.raises(JobFailed) as failed:
+            job.wait(timeout=60)
+        job.retry()
+        with pytest.raises(JobFailed) as failed_again:
+            job.wait(timeout=60)  # the retried run's end, not the first one's
+        seen = client.get(job.id)
+
+    assert [error["field"] for error in invalid.value.errors] == ["payload.seconds"]
+    assert failed_again.value.job.attempt == failed.value.job.attempt + 1
+    assert seen.version == failed_again.value.job.version

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -71,7 +72,7 @@ class Projector(Service):
         self.settings = settings
         self.mongo = mongo
         self.db: AsyncDatabase = mongo[settings.mongo_db]
-        self.projection = JobProjection(self.db, settings.cache_jobs)
+        self.projection = JobProjection(self.db, settings.cache_jobs, hold_new_s=settings.hold_new_ms / 1000)
         self.schedules = ScheduleProjection(self.db)
         self.producer = producer
         self.dead_letters = DeadLetters(producer, DeadLetterStage.PROJECTOR)
@@ -84,8 +85,11 @@ class Projector(Service):
             fetch_wait_ms=FETCH_WAIT_MS,
             max_records=settings.batch_max_records,
         )
-        self._durable: Committable = {}
-        """Positions of the batches durable in the read models, not yet saved."""
+        self._ends: Committable = {}
+        """Per partition, the offset after the last batch applied."""
+        self._held_at = HeldAt()
+        self._saved: Committable = {}
+        """The positions saved last."""
         self.lost: list[LostLog] = []
         """Set on an assignment that found the log shorter than the read models."""
 
@@ -119,12 +123,13 @@ class Projector(Service):
             )
             raise LogLost(self.lost)
         records = [record for batch in batches.values() for record in batch]
-        if records:
+        if records or self.projection.held:  # (held jobs are written once held long enough, with or without records)
             started, started_ns = time.perf_counter(), time.time_ns()
             events = [r for r in records if r.topic == topics.EVENTS]
             await _project(events, self.projection, self.dead_letters)
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
-            self._durable.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
+            self._held_at.track(events, self.projection.held)
+            self._ends.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
             APPLY_DURATION.observe(time.perf_counter() - started)
             PROJECTED.inc(len(events))
             if tracing.ENABLED:
@@ -135,12 +140,18 @@ class Projector(Service):
         """Save the durable positions with the read models; the runtime commits exactly
         them (never the consumer's position, which may be ahead: a rebalance can ask
         while a batch is being written). On a restart the saved positions decide."""
-        durable, self._durable = self._durable, {}
+        durable = {tp: offset for tp, offset in self._held_at.durable(self._ends).items() if offset > self._saved.get(tp, -1)}
         await positions.save(self.db, durable)
+        self._saved.update(durable)
         return durable
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Forget the partitions: their held jobs are read again by whoever gets them."""
         self.projection.forget()
+        self.projection.drop(self._held_at.revoked(partitions))
+        for tp in partitions:
+            self._ends.pop(tp, None)
+            self._saved.pop(tp, None)
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """Resume from the positions stored with the read models, once the log is known to still reach them."""
@@ -175,6 +186,41 @@ class Projector(Service):
             if attempt < LOSS_CHECKS - 1:
                 await asyncio.sleep(LOSS_RECHECK_S)
         return lost
+
+
+class HeldAt:
+    """Where each job the projection holds (:attr:`JobProjection.held`) has its
+    first event: nothing from there on is durable until the job is written."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, tuple[TopicPartition, int]] = {}
+
+    def track(self, records, held: Mapping[str, object]) -> None:
+        """After a batch: note where each newly held job's first event is (in this
+        batch: only a job new in a batch is held); forget the jobs written since."""
+        for job_id in [job_id for job_id in self._at if job_id not in held]:
+            del self._at[job_id]
+        if len(self._at) == len(held):
+            return
+        for record in records:
+            job_id = record.key.decode() if record.key else ""
+            if job_id in held and job_id not in self._at:
+                self._at[job_id] = (TopicPartition(record.topic, record.partition), record.offset)
+
+    def durable(self, ends: Committable) -> Committable:
+        """Per partition, the offset before which every event is in the read models:
+        the end of what was applied, or the first event of a job still held if earlier."""
+        floors: Committable = {}
+        for tp, offset in self._at.values():
+            floors[tp] = min(offset, floors.get(tp, offset))
+        return {tp: min(end, floors.get(tp, end)) for tp, end in ends.items()}
+
+    def revoked(self, partitions: set[TopicPartition]) -> list[str]:
+        """Forget the jobs held on ``partitions``; their ids."""
+        gone = [job_id for job_id, (tp, _) in self._at.items() if tp in partitions]
+        for job_id in gone:
+            del self._at[job_id]
+        return gone
 
 
 async def bootstrap(settings: ProjectorSettings) -> list[Service]:

@@ -18,6 +18,14 @@ class ProjectorSettings(ConnectionSettings):
         "256 KiB are there): fewer fetches and bulk writes per job, for a read model this much behind the log "
         "(single-job reads fold the log's tail, so they do not wait for it)",
     )
+    hold_new_ms: int = Field(
+        1000,
+        ge=0,
+        description="how long the projector holds back the document of a job that is new and has not ended, so "
+        "that a short job is written once (one insert instead of an insert and a replacement: about half the "
+        "database's CPU per job); lists and filters see such a job up to this much (plus one fetch) later. Its "
+        "events are written at once; single-job reads fold the log's tail. 0: write every batch",
+    )
     commit_interval_s: float = Field(
         0.5,
         ge=0,

@@ -4,6 +4,7 @@ already) still leaves the document at the log's latest version, never behind."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timezone
 
@@ -64,3 +65,49 @@ async def test_a_stale_read_never_moves_a_document_back(db, collections):
     document, stored_events = await _stored(db, collections, job_id)
     assert (document["version"], document["status"]) == (4, JobStatus.SUCCEEDED.value)
     assert stored_events == 4
+
+
+async def test_a_new_job_held_until_it_ends_is_written_once_with_its_end(db, collections):
+    events = _history()
+    job_id = events[0].job_id
+    projection = JobProjection(db, **collections, hold_new_s=60)
+
+    await projection.apply(events[:2])
+    held_document, events_written = await _stored(db, collections, job_id)
+    projection.forget()  # (a retry after a database error): a held job is a write still owed, not cache
+    await projection.apply(events[2:])
+
+    assert held_document is None and events_written == 2, "its events are written at once, its document held"
+    document, stored_events = await _stored(db, collections, job_id)
+    assert (document["version"], document["status"]) == (4, JobStatus.SUCCEEDED.value)
+    assert stored_events == 4 and not projection.held
+
+
+async def test_a_job_held_long_enough_is_written_by_the_next_batch_even_an_empty_one(db, collections):
+    events = _history()
+    job_id = events[0].job_id
+    projection = JobProjection(db, **collections, hold_new_s=0.05)
+
+    await projection.apply(events[:2])
+    assert set(projection.held) == {job_id}
+    await asyncio.sleep(0.06)
+    await projection.apply([])
+    document, _ = await _stored(db, collections, job_id)
+    await projection.apply(events[2:])  # its end: a replacement now
+
+    assert document["version"] == 2 and not projection.held
+    assert (await _stored(db, collections, job_id))[0]["version"] == 4
+
+
+async def test_a_dropped_hold_is_rebuilt_by_whoever_reads_the_events_again(db, collections):
+    events = _history()
+    job_id = events[0].job_id
+    first = JobProjection(db, **collections, hold_new_s=60)
+    await first.apply(events[:2])
+    first.drop([job_id])  # its partition went to another projector, which reads from before the first event
+
+    await JobProjection(db, **collections).apply(events)
+
+    assert not first.held
+    document, stored_events = await _stored(db, collections, job_id)
+    assert (document["version"], stored_events) == (4, 4)

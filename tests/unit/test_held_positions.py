@@ -1,0 +1,44 @@
+"""The projector's saved position never passes the first event of a job whose document it holds back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import TopicPartition
+
+from services.projector.service import HeldAt
+
+P0, P1 = TopicPartition("jobs.events", 0), TopicPartition("jobs.events", 1)
+
+
+@dataclass
+class Record:
+    key: bytes
+    partition: int
+    offset: int
+    topic: str = "jobs.events"
+
+
+def test_the_position_stays_before_a_held_jobs_first_event_until_it_is_written():
+    held_at = HeldAt()
+    batch = [Record(b"a", 0, 10), Record(b"b", 0, 11), Record(b"a", 0, 12), Record(b"c", 1, 5)]
+
+    held_at.track(batch, {"b": object(), "c": object()})
+    while_held = held_at.durable({P0: 13, P1: 6})
+    held_at.track([Record(b"b", 0, 13)], {"c": object()})  # b was written by the next batch
+    after_b = held_at.durable({P0: 14, P1: 6})
+    held_at.track([], {})
+
+    assert while_held == {P0: 11, P1: 5}
+    assert after_b == {P0: 14, P1: 5}
+    assert held_at.durable({P0: 14, P1: 6}) == {P0: 14, P1: 6}
+
+
+def test_a_revoked_partitions_holds_are_handed_back_and_no_longer_hold_anything():
+    held_at = HeldAt()
+    held_at.track([Record(b"a", 0, 3), Record(b"b", 1, 7)], {"a": object(), "b": object()})
+
+    gone = held_at.revoked({P1})
+
+    assert gone == ["b"]
+    assert held_at.durable({P0: 9, P1: 9}) == {P0: 3, P1: 9}

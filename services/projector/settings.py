@@ -12,7 +12,7 @@ class ProjectorSettings(ConnectionSettings):
     batch_max_records: int = Field(2_000, ge=1, description="records folded per bulk write")
     cache_jobs: int = Field(50_000, ge=0, description="job states kept in memory between batches")
     batch_wait_ms: int = Field(
-        20,
+        100,
         ge=0,
         description="how long the broker may hold the projector's fetch to gather a batch (it answers sooner once "
         "256 KiB are there): fewer fetches and bulk writes per job, for a read model this much behind the log "

@@ -16,10 +16,10 @@ Scenarios (all by default, on one fresh embedded stack):
   sequential ``POST /jobs`` over one connection, then a wait for each, three
   runs; then jobs one at a time.
 - throughput: ``--jobs`` no-op jobs submitted by ``--clients`` concurrent HTTP
-  clients in ``POST /jobs:batch`` requests of ``--batch``; submit → SUCCEEDED
-  visible in the read model; jobs/s.
+  clients in ``POST /jobs:batch`` requests of ``--batch``; submit →
+  ``JobSucceeded`` in the log; jobs/s.
 - latency: single ``POST /jobs`` at a fixed offered load of 20% of the measured
-  peak for 15 s; submit → SUCCEEDED visible p50/p95/p99.
+  peak for 15 s; submit → ``JobSucceeded`` in the log p50/p95/p99.
 - ingest: accepted jobs/s (202s) with the processor stopped, single and batch.
 - projector: the projector's fold (``JobProjection``) from a pre-filled
   ``jobs.events`` into empty read models; events/s.

@@ -25,7 +25,7 @@ HOPS = (
     ("decider: StartJob → JobStarted", "StartJob", "JobStarted"),
     ("runner: JobStarted → CompleteJob (run)", "JobStarted", "CompleteJob"),
     ("decider: CompleteJob → JobSucceeded", "CompleteJob", "JobSucceeded"),
-    ("projector + watcher: JobSucceeded → visible", "JobSucceeded", "visible"),
+    ("watcher: JobSucceeded appended → read", "JobSucceeded", "visible"),
 )
 
 

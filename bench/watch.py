@@ -1,4 +1,4 @@
-"""Watching jobs finish: the read model's SUCCEEDED count, and each job's first sight."""
+"""Watching jobs finish: each job's ``JobSucceeded`` as it reaches the log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 
 from pymongo import AsyncMongoClient
 
-from schemas import JobStatus
+from schemas import JobStatus, JobSucceeded, parse_event, topics
+from services.adapters.log import make_consumer, topic_partitions
 from services.adapters.readmodel import JOBS
 from services.embedded.stack import EmbeddedStack
 
@@ -16,27 +17,22 @@ from services.embedded.stack import EmbeddedStack
 
 
 class Watch:
-    """Sees submitted jobs turn SUCCEEDED in the read model through a change
-    stream: pushed by the database, so watching does not load what it measures
-    (polling did, and dominated the latency it reported). A sweep of the ids
-    still pending is the safety net; it runs only when the stream has been
-    quiet for ``sweep_s``, and asks for 100 ids at a time, because the
-    database matches an ``$in`` list against every candidate document
-    (quadratic in the list's length)."""
-
-    SUCCEEDED = [
-        {
-            "$match": {
-                "$or": [
-                    {"fullDocument.status": JobStatus.SUCCEEDED.value},
-                    {"updateDescription.updatedFields.status": JobStatus.SUCCEEDED.value},
-                ]
-            }
-        }
-    ]
+    """Sees submitted jobs succeed by reading ``jobs.events`` from its end, in
+    this process: pushed by the broker, so watching loads what it measures no
+    more than any consumer of the log does (polling the read model did, and
+    dominated the latency it reported). It was a change stream on the read
+    model until the one-node database ran without a replica set, which change
+    streams need; the read model also lags the log by design now
+    (docs/architecture.md, "Projector"), and ``GET /jobs:stream``, tried in
+    its place, made ingest the bottleneck of the latency scenario. A sweep of
+    the read model for the ids still pending is the safety net; it runs only
+    when nothing was heard for ``sweep_s``, and asks for 100 ids at a time,
+    because the database matches an ``$in`` list against every candidate
+    document (quadratic in the list's length)."""
 
     def __init__(self, stack: EmbeddedStack, sweep_s: float = 2.0) -> None:
         self.sweep_s = sweep_s
+        self.settings = stack.settings
         self.mongo = AsyncMongoClient(stack.settings.mongo_url)
         self.jobs = self.mongo[stack.settings.mongo_db][JOBS]
         self.submitted: dict[str, float] = {}
@@ -48,7 +44,11 @@ class Watch:
 
     async def open(self) -> None:
         """Start listening; call before submitting."""
-        self._stream = await self.jobs.watch(self.SUCCEEDED)
+        partitions = await topic_partitions(self.settings, topics.EVENTS)
+        self._stream = make_consumer(self.settings, None, fetch_max_wait_ms=100)
+        await self._stream.start()
+        self._stream.assign(partitions)
+        await self._stream.seek_to_end(*partitions)
 
     async def run(self, until_all: asyncio.Event, on_done=None) -> None:
         if self._stream is None:
@@ -63,9 +63,15 @@ class Watch:
             listener.cancel()
 
     async def _listen(self, on_done) -> None:
-        async for change in self._stream:
-            self._last_change = time.perf_counter()
-            self._done(change["documentKey"]["_id"], time.perf_counter(), on_done)
+        while True:
+            for records in (await self._stream.getmany(timeout_ms=1000)).values():
+                now = time.perf_counter()
+                self._last_change = now
+                for record in records:
+                    if b"jobledger.job.succeeded" in record.value and isinstance(
+                        event := parse_event(record.value), JobSucceeded
+                    ):
+                        self._done(event.job_id, now, on_done)
 
     async def _sweep(self, on_done) -> None:
         """The 100 oldest pending jobs: the likeliest to be done."""
@@ -88,5 +94,5 @@ class Watch:
 
     async def close(self) -> None:
         if self._stream is not None:
-            await self._stream.close()
+            await self._stream.stop()
         await self.mongo.close()

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -26,7 +27,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WriteConcernError, WTimeoutError
 
-from schemas import parse_event, topics
+from schemas import AnyEvent, parse_event, topics
 from schemas.schedules import parse_schedule_command
 from schemas.topics import DeadLetterStage
 from services.adapters import positions
@@ -126,9 +127,9 @@ class Projector(Service):
         if records or self.projection.held:  # (held jobs are written once held long enough, with or without records)
             started, started_ns = time.perf_counter(), time.time_ns()
             events = [r for r in records if r.topic == topics.EVENTS]
-            await _project(events, self.projection, self.dead_letters)
+            decoded = await _project(events, self.projection, self.dead_letters)
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
-            self._held_at.track(events, self.projection.held)
+            self._held_at.track(decoded, self.projection.held)
             self._ends.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
             APPLY_DURATION.observe(time.perf_counter() - started)
             PROJECTED.inc(len(events))
@@ -195,17 +196,18 @@ class HeldAt:
     def __init__(self) -> None:
         self._at: dict[str, tuple[TopicPartition, int]] = {}
 
-    def track(self, records, held: Mapping[str, object]) -> None:
-        """After a batch: note where each newly held job's first event is (in this
-        batch: only a job new in a batch is held); forget the jobs written since."""
+    def track(self, decoded: Iterable[tuple[Any, AnyEvent]], held: Mapping[str, object]) -> None:
+        """After a batch of ``(record, event)``: note where each newly held job's
+        first event is (in this batch: only a job new in a batch is held); forget
+        the jobs written since. By the event's job, not the record's key: a
+        pipeline's steps travel under the pipeline's key."""
         for job_id in [job_id for job_id in self._at if job_id not in held]:
             del self._at[job_id]
         if len(self._at) == len(held):
             return
-        for record in records:
-            job_id = record.key.decode() if record.key else ""
-            if job_id in held and job_id not in self._at:
-                self._at[job_id] = (TopicPartition(record.topic, record.partition), record.offset)
+        for record, event in decoded:
+            if event.job_id in held and event.job_id not in self._at:
+                self._at[event.job_id] = (TopicPartition(record.topic, record.partition), record.offset)
 
     def durable(self, ends: Committable) -> Committable:
         """Per partition, the offset before which every event is in the read models:
@@ -245,7 +247,8 @@ def consumer_options(settings: ProjectorSettings) -> dict:
     )
 
 
-async def _project(records, projection: JobProjection, dead_letters: DeadLetters) -> None:
+async def _project(records, projection: JobProjection, dead_letters: DeadLetters) -> list[tuple[Any, AnyEvent]]:
+    """Fold the records' events into the read models; the ``(record, event)`` pairs read."""
     dead, decoded = _decoded(records, parse_event, "a job event")
     source = {id(event): record for record, event in decoded}
     outcome = await _until_durable(projection, [event for _, event in decoded], key=lambda event: event.job_id)
@@ -259,6 +262,7 @@ async def _project(records, projection: JobProjection, dead_letters: DeadLetters
     for event, reason in outcome.rejected:
         dead.append((source[id(event)], f"read model refused the event: {reason}"))
     await dead_letters.send_all(dead)
+    return decoded
 
 
 async def _project_schedules(records, schedules: ScheduleProjection, dead_letters: DeadLetters) -> None:

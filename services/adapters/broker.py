@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 
 from schemas import topics
 from services.adapters.consumer_runtime import stop_consumer
@@ -48,13 +48,31 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
         ]
         if wanted:
             try:
-                await admin.create_topics(wanted)
+                await create_replicated(admin, wanted)
             except TopicAlreadyExistsError:
                 pass
         await _until_led(admin, list(names))
         return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+async def create_replicated(admin: AIOKafkaAdminClient, wanted: list[NewTopic], timeout_s: float = 30.0) -> None:
+    """Create ``wanted``. The broker answers each topic's outcome rather than
+    raising: while a cluster's nodes are still registering, it refuses a
+    replication factor above the nodes registered so far, so those topics are
+    asked for again until they are (a cluster started moments ago: the first
+    node answers before the third has joined)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        response = await admin.create_topics(wanted)
+        refused = {entry[0] for entry in response.topic_errors if entry[1] == InvalidReplicationFactorError.errno}
+        if not refused:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"the cluster refused replication factor {wanted[0].replication_factor} for {sorted(refused)}")
+        await asyncio.sleep(0.2)
+        wanted = [topic for topic in wanted if topic.name in refused]
 
 
 async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:

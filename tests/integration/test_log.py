@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import parse_command, topics
-from services.adapters.broker import drain, ensure_topics, group_lag
+from services.adapters.broker import create_replicated, drain, ensure_topics, group_lag
 from services.adapters.log import MAX_BATCH_BYTES, DeadLetters, append, log_entries, make_consumer, make_producer
 from services.adapters.rdproducer import RdProducer
 
@@ -114,3 +115,17 @@ async def test_a_record_as_large_as_the_log_takes_is_acknowledged_by_either_clie
     await append(log_producer, topic, b"job-large", largest, timeout_s=10)
 
     assert [len(record.value) for record in await entries(stack, topic)] == [topics.MAX_RECORD_BYTES] * 2
+
+
+async def test_a_replication_factor_the_cluster_cannot_meet_yet_is_asked_again_then_named(stack):
+    """A cluster still starting refuses a replication factor above its registered nodes (per topic, in the
+    answer, not as an error): creation asks again until it can, and says which topics it could not create."""
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        with pytest.raises(TimeoutError, match=f"replication factor 3 for \\['{name}'\\]"):
+            await create_replicated(admin, [NewTopic(name, num_partitions=1, replication_factor=3)], timeout_s=0.5)
+        assert name not in await admin.list_topics()
+    finally:
+        await admin.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import InvalidReplicationFactorError, KafkaError
 
 from schemas import topics
 from services.adapters.consumer_runtime import stop_consumer
@@ -47,10 +47,7 @@ async def ensure_topics(settings: ConnectionSettings, names: Iterable[str] = top
             if name not in existing
         ]
         if wanted:
-            try:
-                await create_replicated(admin, wanted)
-            except TopicAlreadyExistsError:
-                pass
+            await create_replicated(admin, wanted)  # (a topic created meanwhile is answered, not raised: fine)
         await _until_led(admin, list(names))
         return [topic.name for topic in wanted]
     finally:

@@ -128,13 +128,13 @@ class JobProjection:
         if not changed:
             return outcome
 
-        hold: set[str] = set()
+        hold: dict[str, float] = {}  # jobs to hold, and since when they are held
         room = HOLD_MAX_JOBS - len(self._held)
         for job_id in changed:
             if job_id in new and states[job_id].status not in TERMINAL:
-                since = self._held.get(job_id, (None, now))[1]
+                since = self._held[job_id][1] if job_id in self._held else now
                 if now - since < self._hold_new_s and (job_id in self._held or len(hold) < room):
-                    hold.add(job_id)
+                    hold[job_id] = since
         refused = await self._write(states, changed, new, hold)
         await self._forget_deleted([states[job_id] for job_id in changed if job_id not in refused])
         for job_id, applied in changed.items():
@@ -144,7 +144,7 @@ class JobProjection:
                 self._held.pop(job_id, None)
             elif job_id in hold:
                 outcome.applied += len(applied)
-                self._held[job_id] = (states[job_id], self._held.get(job_id, (None, now))[1])
+                self._held[job_id] = (states[job_id], hold[job_id])
             else:
                 outcome.applied += len(applied)
                 self._held.pop(job_id, None)
@@ -162,7 +162,7 @@ class JobProjection:
         return states
 
     async def _write(
-        self, states: dict[str, Job], changed: dict[str, list[AnyEvent]], new: set[str], hold: set[str]
+        self, states: dict[str, Job], changed: dict[str, list[AnyEvent]], new: set[str], hold: Mapping[str, float]
     ) -> dict[str, str]:
         """Write events, then the documents of the jobs not held; return job ids the database refused, with why."""
         event_ops, event_jobs = [], []

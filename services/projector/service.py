@@ -131,7 +131,8 @@ class Projector(Service):
             await _project_schedules([r for r in records if r.topic == topics.SCHEDULES], self.schedules, self.dead_letters)
             self._held_at.track(decoded, self.projection.held)
             self._ends.update({tp: batch[-1].offset + 1 for tp, batch in batches.items() if batch})
-            APPLY_DURATION.observe(time.perf_counter() - started)
+            if records:  # (a round that only wrote held jobs is not a batch)
+                APPLY_DURATION.observe(time.perf_counter() - started)
             PROJECTED.inc(len(events))
             if tracing.ENABLED:
                 for record in events:

@@ -81,9 +81,11 @@ async def wait_until(
         params = {"wait_s": round(min(5.0, left), 3), "after_version": job["version"]}
 
 
-async def cancel_unfinished(api: httpx.AsyncClient, headers: dict[str, str]) -> None:
+async def cancel_unfinished(api: httpx.AsyncClient, stack: EmbeddedStack, headers: dict[str, str]) -> None:
     """Cancel, without grace, every job of the tenant of ``headers`` that has
-    not ended (as far as the read model knows), and wait until each has."""
+    not ended, and wait until each has. Drained first: the projector holds a
+    new job's document back for a moment, and lists are read models."""
+    await drained(stack)
     unfinished = []
     for state in ("PENDING", "QUEUED", "RUNNING"):
         response = await api.get("/jobs", params={"state": state, "limit": 1000}, headers=headers)

@@ -77,8 +77,8 @@ def _json(value) -> bytes:
     return json.dumps(value, ensure_ascii=True).encode()
 
 
-async def test_after_the_fuzzing_a_fresh_job_still_succeeds(api):
-    await cancel_unfinished(api, FUZZ)  # nothing the fuzzing started holds a slot for later tests
+async def test_after_the_fuzzing_a_fresh_job_still_succeeds(api, stack):
+    await cancel_unfinished(api, stack, FUZZ)  # nothing the fuzzing started holds a slot for later tests
     response = await api.post("/jobs", json={"type": "noop"})
     assert response.status_code == 202
     assert (await wait_for_job(api, response.json()["id"], timeout_s=60))["state"] == "SUCCEEDED"

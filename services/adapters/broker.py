@@ -216,6 +216,38 @@ async def partition_lag(
         await asyncio.gather(admin.close(), stop_consumer(consumer), return_exceptions=True)
 
 
+async def caught_up(settings: ConnectionSettings, stages: Iterable[tuple[str, tuple[str, ...]]], timeout_s: float) -> bool:
+    """Wait until each group of ``stages`` in turn has committed as far as its
+    topics reached when its turn came; ``False`` if ``timeout_s`` ran out first.
+
+    With the decider's group, then the projector's, this is read-your-writes for
+    the read models: every command appended before the call has been decided,
+    and every event that decision emitted projected. Unlike :func:`drain` it
+    does not wait for quiet: what is appended meanwhile is not waited for, so a
+    steady load cannot hold it up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = make_consumer(settings)
+    try:
+        await asyncio.gather(admin.start(), consumer.start())
+        for group, names in stages:
+            ends: dict[TopicPartition, int] = {}
+            for topic in names:
+                ends.update(await consumer.end_offsets(await topic_partitions(settings, topic)))
+            while True:
+                committed = await admin.list_consumer_group_offsets(group)
+                behind = [tp for tp, end in ends.items() if end > 0 and (tp not in committed or committed[tp].offset < end)]
+                if not behind:
+                    break
+                if loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+        return True
+    finally:
+        await asyncio.gather(admin.close(), stop_consumer(consumer), return_exceptions=True)
+
+
 async def drain(settings: ConnectionSettings, timeout_s: float = 60.0, groups: dict[str, tuple[str, ...]] = GROUP_TOPICS) -> None:
     """Wait until every group has processed and committed all of its topics,
     twice in a row (what one group emits is the next one's input) — like a burst

@@ -42,6 +42,14 @@ class IngestSettings(ConnectionSettings):
         "several ingest replicas behind one address, another may have accepted it a moment ago; set, ingest also "
         "follows the submissions on jobs.commands (0: neither)",
     )
+    bulk_catch_up_s: float = Field(
+        10.0,
+        ge=0,
+        le=120,
+        description="how long POST /jobs:bulk (its dry run and first page) waits for the read models to hold every job "
+        "accepted before it (the decider's and the projector's groups past the log's end as it was); after that it acts "
+        "on what they hold, and logs so (0: no wait)",
+    )
     service_files: list[str] = Field(
         [],
         description="files registering services at start-up, each a POST /services body (JSON or YAML) with an optional "

@@ -9,7 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import parse_command, topics
-from services.adapters.broker import create_replicated, drain, ensure_topics, group_lag
+from services.adapters.broker import caught_up, create_replicated, drain, ensure_topics, group_lag
 from services.adapters.log import MAX_BATCH_BYTES, DeadLetters, append, log_entries, make_consumer, make_producer
 from services.adapters.rdproducer import RdProducer
 
@@ -81,6 +81,26 @@ async def test_drain_waits_for_a_group_that_is_behind_and_names_it(stack, topic,
     finally:
         await consumer.stop()
     await drain(stack.settings, timeout_s=30, groups={group: (topic,)})
+
+
+async def test_caught_up_answers_whether_a_group_committed_past_what_the_topic_held(stack, topic, log_producer):
+    group = f"it-group-{uuid.uuid4().hex[:8]}"
+    assert await caught_up(stack.settings, [(group, (topic,))], timeout_s=0), "an empty topic: nothing to wait for"
+    for n in range(3):
+        await append(log_producer, topic, f"key-{n}".encode(), b"x", timeout_s=10)
+
+    assert not await caught_up(stack.settings, [(group, (topic,))], timeout_s=0.3)
+    consumer = make_consumer(stack.settings, group)
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        read = 0
+        while read < 3:
+            read += sum(len(batch) for batch in (await consumer.getmany(timeout_ms=1000)).values())
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    assert await caught_up(stack.settings, [(group, (topic,))], timeout_s=30)
 
 
 async def test_librdkafka_puts_each_key_on_the_partition_aiokafka_does(stack, topic, log_producer):

@@ -11,13 +11,16 @@ import asyncio
 import uuid
 from datetime import datetime, timezone
 
+import structlog
 from fastapi import APIRouter, Depends, Request, Response
 
 from schemas import CancelJob, Command, RetryJob, encode_command, topics
 from schemas.api import BULK_STATES, BulkAction, BulkRefusal, BulkRequest, BulkResult
 from schemas.errors import ProblemCode
 from schemas.values import label_key_problem
+from services.adapters.broker import GROUP_TOPICS, caught_up
 from services.adapters.readmodel import JobFilter
+from services.common.settings import DECIDER_GROUP, PROJECTOR_GROUP
 from services.ingest.auth import admin
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
@@ -27,6 +30,7 @@ from services.ingest.routes.commands import refusal
 from services.ingest.routes.queries import decode_cursor, encode_cursor
 
 router = APIRouter(route_class=ContractRoute, tags=["operations"])
+log = structlog.get_logger(component="ingest")
 
 
 @router.post(
@@ -36,13 +40,16 @@ router = APIRouter(route_class=ContractRoute, tags=["operations"])
     summary="Cancel or retry every job of a filter (admin), a page at a time",
     description="`cancel` takes the filter's PENDING, QUEUED and RUNNING jobs, `retry` its FAILED and CANCELLED "
     "ones; `filter.state` narrows within those. Each request acts on up to `limit` jobs, newest first, and "
-    "answers `next_cursor` for the next; `dry_run` only counts (`matched`). A job that moved on since it matched is "
-    "listed in `refused` with the reason a single cancel or retry would give. `jobledger bulk` pages through it "
-    "with a progress bar.",
+    "answers `next_cursor` for the next; `dry_run` only counts (`matched`). A dry run and a first page first wait "
+    "(up to JOBLEDGER_BULK_CATCH_UP_S) until the read models hold every job accepted before the request. A job "
+    "that moved on since it matched is listed in `refused` with the reason a single cancel or retry would give. "
+    "`jobledger bulk` pages through it with a progress bar.",
 )
 async def bulk(request: Request, body: BulkRequest, state: IngestDep, tenant: str = Depends(admin)) -> Response:
     wanted = _filter(body, tenant)
     first = body.cursor is None
+    if first or body.dry_run:
+        await _read_models_caught_up(state)
     matched = await state.read_model.count(wanted) if first or body.dry_run else None
     if body.dry_run:
         return answer(BulkResult(action=body.action, dry_run=True, matched=matched, accepted=[], refused=[], next_cursor=None))
@@ -69,6 +76,28 @@ async def bulk(request: Request, body: BulkRequest, state: IngestDep, tenant: st
             next_cursor=encode_cursor(page[-1]) if more else None,
         )
     )
+
+
+async def _read_models_caught_up(state: Ingest) -> None:
+    """Wait until the read models hold every job accepted before this request
+    (the projector holds a new job back for a moment, JOBLEDGER_HOLD_NEW_MS): a
+    script that submits, then cancels by label, cancels them all. Up to
+    ``bulk_catch_up_s``; then it goes on with what they hold."""
+    timeout_s = state.settings.bulk_catch_up_s
+    if not timeout_s:
+        return
+    groups = state.settings.consumer_groups
+    stages = [
+        (groups.get(name, group), GROUP_TOPICS[group])
+        for name, group in (("decider", DECIDER_GROUP), ("projector", PROJECTOR_GROUP))
+    ]
+    try:
+        if await caught_up(state.settings, stages, timeout_s):
+            return
+        reason = f"not caught up after {timeout_s:g} s"
+    except Exception as error:  # the append that follows answers 503 if the broker is gone
+        reason = f"{type(error).__name__}: {error}"
+    log.warning("bulk action on read models that may lag the log", reason=reason)
 
 
 def _filter(body: BulkRequest, tenant: str) -> JobFilter:

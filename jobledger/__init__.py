@@ -15,8 +15,10 @@ carrying the problem document; a waited job that did not succeed raises
 from jobledger.client import AsyncClient, AsyncJob, JobUpdate
 from jobledger.errors import (
     ApiError,
+    ClientClosed,
     ClientError,
     Conflict,
+    ConnectionLost,
     Forbidden,
     Invalid,
     JobFailed,
@@ -32,8 +34,10 @@ __all__ = [
     "AsyncClient",
     "AsyncJob",
     "Client",
+    "ClientClosed",
     "ClientError",
     "Conflict",
+    "ConnectionLost",
     "Forbidden",
     "Invalid",
     "Job",

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from jobledger.errors import ApiError, JobFailed, WaitTimeout, answering, raise_for_problem
+from jobledger.errors import ApiError, ClientClosed, JobFailed, WaitTimeout, answering, raise_for_problem
 from schemas import TERMINAL, JobStatus
 from schemas.api import (
     DEV_API_KEY,
@@ -99,6 +99,8 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        if self._http.is_closed:
+            raise ClientClosed()
         with answering(self.base_url):
             response = await self._http.request(method, path, **kwargs)
         raise_for_problem(response)

@@ -87,6 +87,13 @@ def answering(base_url: str) -> Iterator[None]:
         raise unreachable(base_url, error) from error
 
 
+class ClientClosed(ClientError):
+    """A call on a client after its ``close()`` (or the end of its ``with`` block)."""
+
+    def __init__(self) -> None:
+        super().__init__("the client is closed: make a new one")
+
+
 class ConnectionLost(ClientError):
     """The connection failed (or timed out) after the request was sent: the API
     may or may not have taken it. Submit again with the same idempotency key

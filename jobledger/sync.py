@@ -15,7 +15,8 @@ go from the caller's own thread over a keep-alive connection that thread keeps
 event loop. The rest runs the :class:`~jobledger.client.AsyncClient` on an
 event loop of its own, in a daemon thread, so it works whether or not the
 caller has a loop running (a notebook has one; calling ``asyncio.run`` there
-fails). Callbacks run on that thread.
+fails). Callbacks run on that thread; the thread starts with the first call
+that needs it, so a script that only submits and waits never starts it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from jobledger.client import LONG_POLL_S, AsyncClient, AsyncJob, JobUpdate, Services, as_of_params, resolved, submission, waiting
-from jobledger.errors import raise_for_problem
+from jobledger.errors import ClientClosed, raise_for_problem
 from jobledger.wire import Answer, BlockingHttp
 from schemas.api import (
     BatchAccepted,
@@ -87,14 +88,35 @@ class Client:
     """Every method of :class:`~jobledger.client.AsyncClient`, blocking."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout_s: float = 30.0) -> None:
-        self._loop = _LoopThread()
-
-        async def make() -> AsyncClient:  # created on its loop: its connections belong there
-            return AsyncClient(base_url, api_key, timeout_s=timeout_s)
-
-        self._async = self._loop.run(make())
         self.base_url, headers = resolved(base_url, api_key)
         self._wire = BlockingHttp(self.base_url, headers, timeout_s, timeout_s + LONG_POLL_S)
+        self._given = (base_url, api_key, timeout_s)
+        self._started: tuple[_LoopThread, AsyncClient] | None = None
+        self._starting = threading.Lock()
+        self._closed = False
+
+    def _on_loop(self) -> tuple[_LoopThread, AsyncClient]:
+        """The loop thread and the AsyncClient on it, started by the first call that needs them."""
+        with self._starting:
+            if self._closed:
+                raise ClientClosed()
+            if self._started is None:
+                base_url, api_key, timeout_s = self._given
+                loop = _LoopThread()
+
+                async def make() -> AsyncClient:  # created on its loop: its connections belong there
+                    return AsyncClient(base_url, api_key, timeout_s=timeout_s)
+
+                self._started = (loop, loop.run(make()))
+            return self._started
+
+    @property
+    def _loop(self) -> _LoopThread:
+        return self._on_loop()[0]
+
+    @property
+    def _async(self) -> AsyncClient:
+        return self._on_loop()[1]
 
     def __enter__(self) -> Client:
         return self
@@ -103,11 +125,19 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close the connections and stop the loop thread; a later call raises :class:`ClientClosed`."""
+        with self._starting:
+            self._closed = True
+            started, self._started = self._started, None
         self._wire.close()
-        self._loop.run(self._async.aclose())
-        self._loop.stop()
+        if started is not None:
+            loop, client = started
+            loop.run(client.aclose())
+            loop.stop()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        if self._closed:
+            raise ClientClosed()
         answer = self._wire.request(method, path, **kwargs)
         raise_for_problem(answer)
         return answer
@@ -135,7 +165,7 @@ class Client:
 
     def job(self, job_id: str) -> Job:
         """A handle on a job submitted earlier."""
-        return Job(self, AsyncJob(self._async, job_id))
+        return Job(self, job_id)
 
     def get(self, job_id: str, *, as_of: datetime | None = None) -> JobView:
         return JobView.model_validate_json(self._request("GET", f"/jobs/{job_id}", params=as_of_params(as_of)).content)
@@ -256,10 +286,17 @@ class Client:
 class Job:
     """A submitted job, blocking: ``wait``, ``follow``, ``cancel``, and callbacks."""
 
-    def __init__(self, client: Client, handle: AsyncJob) -> None:
+    def __init__(self, client: Client, job: str | AsyncJob) -> None:
         self._client = client
-        self._handle = handle
-        self.id = handle.id
+        self._made = job if isinstance(job, AsyncJob) else None
+        self.id = job if isinstance(job, str) else job.id
+
+    @property
+    def _handle(self) -> AsyncJob:
+        """The AsyncJob behind the calls that run on the client's loop, made by the first of them."""
+        if self._made is None:
+            self._made = AsyncJob(self._client._async, self.id)
+        return self._made
 
     def __repr__(self) -> str:
         return f"Job({self.id!r})"
@@ -270,7 +307,7 @@ class Job:
     def wait(self, timeout: float | None = None) -> JobView:
         """The job once it SUCCEEDED; :class:`~jobledger.errors.JobFailed` if it ended
         otherwise, :class:`~jobledger.errors.WaitTimeout` if ``timeout`` passed first."""
-        return self._client.wait(self.id, timeout, after_version=self._handle.after_version)
+        return self._client.wait(self.id, timeout, after_version=self._made.after_version if self._made else 0)
 
     def follow(self, after_seq: int = 0) -> Iterator[JobUpdate]:
         return self._client.follow(self.id, after_seq)

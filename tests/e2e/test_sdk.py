@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from jobledger import AsyncClient, Client, Invalid, JobFailed, NotFound
+from jobledger import AsyncClient, Client, ClientClosed, Invalid, JobFailed, NotFound
 from schemas import JobStatus
 from tests.e2e.conftest import drained, jobledger
 
@@ -213,3 +213,28 @@ def test_the_blocking_calls_map_refusals_and_wait_past_a_retried_jobs_first_end(
     assert [error["field"] for error in invalid.value.errors] == ["payload.seconds"]
     assert failed_again.value.job.attempt == failed.value.job.attempt + 1
     assert seen.version == failed_again.value.job.version
+
+
+def test_a_client_starts_its_loop_thread_when_a_call_needs_it_and_refuses_calls_once_closed(stack):
+    def loop_threads() -> int:
+        return sum(thread.name == "jobledger-client" for thread in threading.enumerate())
+
+    before = loop_threads()
+    with Client(stack.api_url) as client:
+        job = client.submit("noop")
+        assert job.wait(timeout=60).state == JobStatus.SUCCEEDED
+        assert loop_threads() == before, "submit, wait and get need no event loop"
+        client.workers()
+        assert loop_threads() == before + 1
+    assert loop_threads() == before
+    for call in (lambda: client.submit("noop"), lambda: client.get(job.id), client.workers, lambda: job.cancel()):
+        with pytest.raises(ClientClosed):
+            call()
+
+    async def closed_async() -> None:
+        async with AsyncClient(stack.api_url) as other:
+            pass
+        with pytest.raises(ClientClosed):
+            await other.get(job.id)
+
+    asyncio.run(closed_async())

@@ -10,8 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.common.egress import ANY_HOST, pattern_problem
 
 DECIDER_GROUP = "jobledger-processor"
 """The decider's consumer group (on jobs.commands, jobs.slots and jobs.schedules)."""
@@ -101,6 +104,31 @@ class ConnectionSettings(BaseSettings):
         """Whether a job of ``tenant`` that ended at ``finished_at`` (``None``: it has not) is past its retention."""
         keep = self.retention_of(tenant)
         return keep is not None and finished_at is not None and finished_at < now - keep
+
+    service_hosts: Annotated[list[str], NoDecode] = Field(
+        [ANY_HOST],
+        description="hosts a registered service may be fetched from and called at (ingest and the runner): patterns "
+        "such as 'api.example.com,*.corp.internal,127.0.0.1:8080' (comma separated, or a JSON list); '*', the default, "
+        "allows every host — set it where tenants should not reach the servers' own network",
+    )
+
+    @field_validator("service_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return orjson.loads(value) if value.lstrip().startswith("[") else [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("service_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one host pattern is needed ('*' allows every host)")
+        for pattern in value:
+            problem = pattern_problem(pattern)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     metrics_host: str = Field("127.0.0.1", description="processor and projector: address their metrics endpoint binds")
     metrics_port: int | None = Field(

@@ -53,6 +53,7 @@ from schemas.services import (
 from services.adapters.artifacts import ArtifactMissing, ArtifactStore
 from services.adapters.secrets import Sealer
 from services.adapters.service_registry import ServiceRegistry
+from services.common.egress import ANY_HOST, HostPolicy
 from services.common.lifecycle import Service
 from services.common.settings import ConnectionSettings
 from services.processor.handlers import HandlerRegistry, JobContext, PermanentError, RetryLater
@@ -103,10 +104,16 @@ class ServiceCaller:
     """The handler of ``service`` jobs, with the registry it reads and the client it calls with."""
 
     def __init__(
-        self, registry: ServiceRegistry, http: httpx.AsyncClient, sealer: Sealer, artifacts: ArtifactStore | None = None
+        self,
+        registry: ServiceRegistry,
+        http: httpx.AsyncClient,
+        sealer: Sealer,
+        artifacts: ArtifactStore | None = None,
+        hosts: HostPolicy | None = None,
     ) -> None:
         self._registry = registry
         self._http = http
+        self._hosts = hosts or HostPolicy([ANY_HOST])
         self._sealer = sealer
         self._artifacts = artifacts
 
@@ -127,6 +134,11 @@ class ServiceCaller:
         return outcome(call, operation, response)
 
     async def _send(self, request: httpx.Request, call: ServiceCall, operation: Operation) -> httpx.Response:
+        """Every request of a call goes through here (the operation, each status poll, a 303's target), so
+        each is checked against ``JOBLEDGER_SERVICE_HOSTS``: a refused host fails the job, not retried."""
+        refused = self._hosts.refusal(str(request.url))
+        if refused is not None:
+            raise PermanentError(f"{call.service} {operation.key}: {refused}")
         try:
             return await self._http.send(request)
         except httpx.TimeoutException as error:
@@ -232,7 +244,9 @@ class ServiceCalls(Service):
         self.registry = ServiceRegistry(settings)
         self.http = httpx.AsyncClient(follow_redirects=False)
         if SERVICE.name not in handlers:  # (unless a handler module bound the type itself)
-            caller = ServiceCaller(self.registry, self.http, Sealer(settings.secret_key), artifacts)
+            caller = ServiceCaller(
+                self.registry, self.http, Sealer(settings.secret_key), artifacts, HostPolicy(settings.service_hosts)
+            )
             handlers.handler(SERVICE)(caller)
 
     async def on_start(self) -> None:

@@ -580,3 +580,38 @@ async def test_an_uploaded_file_arrives_byte_identical_as_a_multipart_field_or_a
     assert fields(refused["not an upload"]) == ["payload.files"]
     assert fields(refused["json operation"]) == ["payload.files"]
     assert fields(refused["file missing"]) == ["payload.body"] and "'file' is a required property" in refused["file missing"].text
+
+
+async def test_hosts_outside_jobledger_service_hosts_are_neither_fetched_nor_registered_nor_called(api, stack):
+    with shop() as (url, calls), serving(BILLING.encode()) as document_url:
+        elsewhere = await api.post(
+            "/services", json={"name": "shop-elsewhere", "document": SHOP, "base_url": "http://127.0.0.1:9"}
+        )
+        assert elsewhere.status_code in (200, 201), "registered while every host was allowed"
+        only = f"api.example.com,{url.removeprefix('http://')}"  # the shop's host and port, nothing else
+        try:
+            for service in ("ingest", "processor"):
+                await asyncio.to_thread(stack.restart, service, service_hosts=only)
+            await stack.wait_ready()
+            allowed = await api.post("/services", json={"name": "shop-allowed", "document": SHOP, "base_url": url})
+            metadata = await api.post(
+                "/services", json={"name": "metadata", "document": SHOP, "base_url": "http://169.254.169.254"}
+            )
+            fetched = await api.post("/services", json={"name": "billing-elsewhere", "url": document_url})
+            order = {"operation": "createOrder", "body": {"sku": "a-1", "quantity": 1}}
+            called = await api.post("/jobs", json={"type": "service", "payload": {"service": "shop-allowed", **order}})
+            refused = await api.post("/jobs", json={"type": "service", "payload": {"service": "shop-elsewhere", **order}})
+            done = await wait_for_job(api, called.json()["id"])
+            failed = await wait_for_job(api, refused.json()["id"])
+        finally:
+            for service in ("ingest", "processor"):
+                await asyncio.to_thread(stack.restart, service)
+            await stack.wait_ready()
+
+    assert allowed.status_code in (200, 201), allowed.text
+    assert (metadata.status_code, fields(metadata)) == (422, ["base_url"]), metadata.text
+    assert "169.254.169.254:80 is not among the hosts" in metadata.json()["detail"]
+    assert (fetched.status_code, fields(fetched)) == (422, ["url"]), fetched.text
+    assert done["state"] == "SUCCEEDED", done
+    assert failed["state"] == "FAILED" and failed["attempt"] == 1, "refused for good, not retried"
+    assert "JOBLEDGER_SERVICE_HOSTS" in json.dumps(failed["error"]), failed["error"]

@@ -25,6 +25,7 @@ from schemas.errors import JobledgerError, ProblemCode
 from schemas.services import ServiceDefinition, ServiceDeleted, ServiceRegistered, service_key
 from services.adapters.secrets import SecretsUnavailable
 from services.adapters.service_documents import UnusableDocument, definition_of, read_document
+from services.common.egress import HostPolicy
 from services.ingest.auth import reader, writer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import Ingest, IngestDep
@@ -69,6 +70,10 @@ async def registration(state: Ingest, tenant: str, body: ServiceRequest) -> Serv
         definition = definition_of(body.name, document, body.base_url, source)
     except UnusableDocument as unusable:
         raise invalid([field_error(where, message) for where, message in unusable.problems]) from None
+    refused = HostPolicy(state.settings.service_hosts).refusal(definition.base_url) if definition.base_url else None
+    if refused is not None:
+        given = "" if body.base_url else " (the document's servers)"
+        raise invalid([field_error(("base_url",), f"{definition.base_url}{given}: {refused}")])
     record = ServiceRegistered(
         record_id=str(uuid.uuid4()),
         tenant=tenant,
@@ -148,8 +153,17 @@ async def _document_bytes(state: Ingest, body: ServiceRequest) -> tuple[bytes, t
         raw = document.encode() if isinstance(document, str) else orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
         return raw, ("document",)
     limit = state.settings.max_body_bytes * 8
+    hosts = HostPolicy(state.settings.service_hosts)
+
+    async def allowed(request: httpx.Request) -> None:  # the URL and every redirect's target
+        refused = hosts.refusal(str(request.url))
+        if refused is not None:
+            raise invalid([field_error(("url",), f"{request.url}: {refused}")])
+
     try:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True) as client:
+        async with httpx.AsyncClient(
+            timeout=FETCH_TIMEOUT_S, follow_redirects=True, event_hooks={"request": [allowed]}
+        ) as client:
             async with client.stream("GET", body.url) as response:
                 if response.status_code != 200:
                     raise invalid([field_error(("url",), f"fetching it answered {response.status_code}, not 200")])

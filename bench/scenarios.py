@@ -17,7 +17,7 @@ from bench.history import noop_history
 from bench.raw import log_consumer
 from bench.watch import Watch
 from schemas import JobStatus, parse_event
-from services.adapters.broker import ensure_topics
+from services.adapters.broker import READ_MODEL_GROUPS, caught_up, ensure_topics
 from services.adapters.log import make_producer, topic_partitions
 from services.adapters.projections import JobProjection
 from services.adapters.readmodel import ensure_indexes
@@ -62,6 +62,7 @@ async def throughput(
         submit_s = time.perf_counter() - started
         done.set()
         await asyncio.wait_for(watcher, timeout=900)
+    await caught_up(stack.settings, READ_MODEL_GROUPS.items(), timeout_s=60)  # the read model holds every job heard
     per_runner = {
         group["_id"]: group["jobs"]
         async for group in await watch.jobs.aggregate(

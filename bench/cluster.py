@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import jobledger, measure, measure_processes
-from bench.costs import CLIENT, CostMeter
+from bench.costs import CLIENT, CostMeter, read_models_caught_up
 from bench.results import save
 from services.adapters.log import make_consumer, topic_partitions
 from services.embedded import kafka
@@ -78,7 +78,7 @@ def measured(stack: EmbeddedStack, method, jobs: int) -> dict:
     """Run ``method(meter)`` and add the log's growth per job to its result."""
     sessions = {name: process.pid for name, process in stack.processes.items() if name != "artifacts"}
     brokers = tuple(stack.processes[broker_name(node.node_id)].pid for node in stack.nodes)
-    meter = CostMeter(sessions, brokers, stack.settings.mongo_url)
+    meter = CostMeter(sessions, brokers, stack.settings.mongo_url, read_models_caught_up(stack.settings))
     offsets_before, bytes_before = asyncio.run(log_ends(stack)), log_bytes(stack)
     result = method(meter)
     offsets_after, bytes_after = asyncio.run(log_ends(stack)), log_bytes(stack)

@@ -14,14 +14,17 @@ Read before and after a run, divided by its jobs:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pymongo import MongoClient
+
+from services.adapters.broker import READ_MODEL_GROUPS, caught_up
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 CLIENT = "client"
@@ -100,6 +103,18 @@ def database_operations(mongo_url: str) -> dict[str, int]:
             return {}
 
 
+def read_models_caught_up(settings) -> Callable[[], None]:
+    """A ``settle`` for jobledger: until the decider and the projector have
+    committed past the log's end as it is (the projector holds a new job's
+    document back, and its batches trail the runs' last jobs)."""
+
+    def settle() -> None:
+        if not asyncio.run(caught_up(settings, READ_MODEL_GROUPS.items(), timeout_s=120)):
+            raise RuntimeError("the read models did not catch up with the log within 120 s")
+
+    return settle
+
+
 def _difference(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     return {name: after[name] - before.get(name, 0) for name in after}
 
@@ -110,12 +125,16 @@ class CostMeter:
 
     ``broker_pid`` and ``mongo_url`` are optional: a peer without them is
     measured by CPU alone. Several broker pids (a cluster's nodes): their
-    requests are summed."""
+    requests are summed. ``settle``, if given, is called by ``stop()`` before
+    it reads: it returns once the system has done what the run left it to do
+    later (jobledger's projector writing the read models), so that work is
+    counted too; what it costs this process is not."""
 
     sessions: Mapping[str, int]
     """process name → the pid that leads its session"""
     broker_pid: int | tuple[int, ...] | None = None
     mongo_url: str | None = None
+    settle: Callable[[], None] | None = None
     _before: dict = field(default_factory=dict)
     spent: dict = field(default_factory=dict)
 
@@ -144,7 +163,13 @@ class CostMeter:
         self._before["cpu_s"] = self._cpu()
 
     def stop(self) -> None:
+        settling_s = 0.0
+        if self.settle is not None:
+            own = own_cpu_s()
+            self.settle()
+            settling_s = own_cpu_s() - own
         after = {"cpu_s": self._cpu()}
+        after["cpu_s"][CLIENT] -= settling_s
         after.update(self._counts())
         self.spent = {kind: _difference(values, self._before.get(kind, {})) for kind, values in after.items()}
 

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.client import ClientSystem, jobledger, measure, measure_processes
-from bench.costs import CLIENT, CostMeter
+from bench.costs import CLIENT, CostMeter, read_models_caught_up
 from bench.results import save
 from services.embedded import kafka
 from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, stop_on_sigterm
@@ -73,7 +73,9 @@ def run_jobledger(args) -> dict:
 
         def meter() -> CostMeter:
             sessions = {name: process.pid for name, process in stack.processes.items() if name != "artifacts"}
-            return CostMeter(sessions, stack.processes["broker"].pid, stack.settings.mongo_url)
+            return CostMeter(
+                sessions, stack.processes["broker"].pid, stack.settings.mongo_url, read_models_caught_up(stack.settings)
+            )
 
         return _measured(
             "jobledger", jobledger(stack.api_url, DEV_API_KEY), (jobledger, (stack.api_url, DEV_API_KEY)), meter, args

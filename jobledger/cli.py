@@ -87,7 +87,7 @@ def bulk(
     filters = {name: value for name, value in filters.items() if value}
     with _client(url, api_key) as client:
         matched = client.bulk(action.value, dry_run=True, **filters).matched or 0
-        console.print(f"{matched} jobs match", highlight=False)
+        console.print(f"{matched:,} job matches" if matched == 1 else f"{matched:,} jobs match", highlight=False)
         if dry_run or not matched:
             return
         if not yes and not typer.confirm(f"{action.value} them?"):

@@ -22,6 +22,12 @@ class IngestSettings(ConnectionSettings):
         "object; a key may be given as sha256:<hex> (jobledger keys new); without scopes a key has all "
         "(jobs:read, jobs:write, admin)",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="a bearer token GET /metrics requires (Prometheus: authorization: {credentials: …}), in clear or "
+        "as sha256:<hex>; unset, the default, it takes none, like any exporter — set it where the API port is public: "
+        "the metrics name every tenant and job type",
+    )
     job_type_modules: list[str] = Field(
         ["schemas.builtin", "schemas.objects"],
         description="modules declaring the job types ingest accepts (schemas.jobtypes.job_type)",
@@ -55,6 +61,11 @@ class IngestSettings(ConnectionSettings):
         description="files registering services at start-up, each a POST /services body (JSON or YAML) with an optional "
         "tenant: JOBLEDGER_SERVICE_FILES='[\"billing.yaml\"]'",
     )
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _no_empty_token(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -92,6 +93,20 @@ def test_no_key_is_a_401_and_a_large_body_a_413(client):
 
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
     assert large.status_code == 413 and large.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("token", ["metrics-s3cret", "sha256:" + hashlib.sha256(b"metrics-s3cret").hexdigest()])
+def test_metrics_need_the_metrics_token_once_one_is_set_and_an_api_key_is_not_enough(token):
+    guarded = edge_only_app(IngestSettings(metrics_token=token))
+
+    refused = [guarded.get("/metrics", headers=headers) for headers in ({}, AUTH, {"Authorization": "Bearer wrong"})]
+    scraped = guarded.get("/metrics", headers={"Authorization": "Bearer metrics-s3cret"})
+
+    assert [response.status_code for response in refused] == [401, 401, 401]
+    assert refused[0].headers["content-type"] == "application/problem+json"
+    assert "JOBLEDGER_METRICS_TOKEN" in refused[0].json()["detail"]
+    assert scraped.status_code == 200 and "jobledger_http_requests" in scraped.text
+    assert edge_only_app(IngestSettings()).get("/metrics").status_code == 200, "unset: no token, like any exporter"
 
 
 def test_a_schedule_that_never_fires_is_refused(client):

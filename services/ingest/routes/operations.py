@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.errors import ProblemCode
+from services.ingest.auth import bearer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import IngestDep
 from services.ingest.problems import PROBLEM_RESPONSE, Problem
@@ -44,13 +48,35 @@ async def readyz(state: IngestDep) -> dict:
     summary="Prometheus metrics of this ingest process",
     tags=["operations"],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "the Prometheus text format"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "the Prometheus text format"},
+        401: PROBLEM_RESPONSE,
+    },
     description="HTTP requests by route and status, and every consumer group's lag per partition (measured at the "
-    "scrape, reused for a second). Takes no key, like any exporter: it names tenants and job types, so keep it off "
-    "the public network. The processor and the projector serve theirs on JOBLEDGER_METRICS_PORT; "
-    "docs/operations.md lists every metric.",
+    "scrape, reused for a second). It names every tenant and job type: with JOBLEDGER_METRICS_TOKEN set it needs "
+    "`Authorization: Bearer <that token>` (401 otherwise; an API key is not enough, the metrics span tenants); "
+    "unset, it takes none, like any exporter. The processor and the projector serve theirs on "
+    "JOBLEDGER_METRICS_PORT; docs/operations.md lists every metric.",
 )
-async def metrics(state: IngestDep) -> Response:
+async def metrics(state: IngestDep, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Response:
+    expected = state.settings.metrics_token
+    if expected is not None and not _token_matches(expected, credentials.credentials if credentials else None):
+        raise Problem(
+            401,
+            ProblemCode.UNAUTHORIZED,
+            "The metrics token is required",
+            "Send `Authorization: Bearer <JOBLEDGER_METRICS_TOKEN>`.",
+            headers={"WWW-Authenticate": 'Bearer realm="jobledger-metrics"'},
+        )
     if state.lag is not None:
         await state.lag.export()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _token_matches(expected: str, given: str | None) -> bool:
+    """Whether ``given`` is the token ``expected`` names (in clear, or as ``sha256:<hex>``), in constant time."""
+    if given is None:
+        return False
+    if expected.startswith("sha256:"):
+        return hmac.compare_digest(expected.removeprefix("sha256:").lower(), hashlib.sha256(given.encode()).hexdigest())
+    return hmac.compare_digest(expected.encode(), given.encode())

@@ -48,7 +48,7 @@ import httpx
 from rich.console import Console
 
 from bench.results import save
-from schemas import topics
+from schemas import TERMINAL, topics
 from services.adapters.consumer_runtime import open_consumer
 from services.adapters.log import topic_partitions
 from services.embedded.stack import ANY_PORT, EmbeddedStack, StackSettings, broker_name, stop_on_sigterm
@@ -200,7 +200,7 @@ async def cluster_chaos(stack: EmbeddedStack, load: Load, say) -> None:
     await asyncio.sleep(step)
 
 
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+ENDED = frozenset(status.value for status in TERMINAL)
 
 
 async def settle(stack: EmbeddedStack, job_ids: list[str], timeout_s: float) -> dict[str, str]:
@@ -219,7 +219,7 @@ async def settle(stack: EmbeddedStack, job_ids: list[str], timeout_s: float) -> 
                 left = max(0.0, deadline - time.monotonic())
                 response = await http.get(f"/jobs/{job_id}", params={"wait_s": min(60.0, left)})
                 states[job_id] = response.json()["state"] if response.status_code == 200 else f"HTTP {response.status_code}"
-            waiting = [job_id for job_id in waiting if states[job_id] not in TERMINAL]
+            waiting = [job_id for job_id in waiting if states[job_id] not in ENDED]
             if time.monotonic() >= deadline:
                 break
     return states
@@ -271,7 +271,7 @@ async def run(args) -> dict:
             await asyncio.sleep(2)  # the watcher reads the last events
             watching.cancel()
             log = await log_now(stack)
-            stuck = sorted(job_id for job_id, state in states.items() if state not in TERMINAL)
+            stuck = sorted(job_id for job_id, state in states.items() if state not in ENDED)
             lost = sorted(key for key in watcher.seen if key not in log)
             changed = sorted(key for key, value in watcher.seen.items() if key in log and log[key] != value)
             verify = jobledger(stack, "audit", "verify")

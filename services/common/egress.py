@@ -6,7 +6,8 @@ runner call, anything the servers can reach — a cloud's metadata address, the
 broker, another tenant's internal service — and read the answer back as a
 job's result. Each pattern is a host (``api.example.com``, ``*.corp.internal``,
 ``10.0.0.7``, ``[::1]``) with an optional port (``127.0.0.1:8080``); ``*``, the
-default, allows every host. The check is on the URL's host as written, before
+default, allows every host. A wildcard opens a pattern only (``*.example.com``:
+its subdomains): ``10.0.*`` would match ``10.0.attacker.example`` too. The check is on the URL's host as written, before
 any lookup: name the hosts, not networks."""
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ def pattern_problem(pattern: str) -> str | None:
         host, port = _split(pattern)
     except ValueError as error:
         return str(error)
-    if not host or any(char in host for char in "/@?#") or " " in pattern:
+    if not host or any(char in host for char in "/@?#[]") or " " in pattern:
         return f"{pattern!r} is not a host pattern (a host, *.domain or an address, with an optional :port)"
+    if "*" in host and host != ANY_HOST and not (host.startswith("*.") and "*" not in host[2:]):
+        # (10.0.* would match 10.0.attacker.example too: a wildcard stands for whole labels, at the start only)
+        return f"{pattern!r}: a wildcard may only open a pattern, as in *.example.com"
     return None
 
 

@@ -52,3 +52,5 @@ def test_pattern_problems_are_named():
     assert pattern_problem("api.example.com") is None
     assert "65535" in pattern_problem("example.com:99999")
     assert "not a host pattern" in pattern_problem("user@example.com")
+    assert "wildcard" in pattern_problem("10.0.*") and "wildcard" in pattern_problem("api.*.example.com")
+    assert pattern_problem("*.example.com") is None and pattern_problem("*:8080") is None

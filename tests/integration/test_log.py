@@ -61,6 +61,20 @@ async def test_a_record_no_parser_reads_goes_to_the_dead_letters_with_why_and_wh
     assert headers["jobledger-error"].startswith(b"not a job command")
 
 
+async def read_and_commit(stack, group: str, topic: str, records: int) -> None:
+    """Read ``records`` records of ``topic`` as a member of ``group``, and commit."""
+    consumer = make_consumer(stack.settings, group)
+    consumer.subscribe([topic])
+    await consumer.start()
+    try:
+        read = 0
+        while read < records:
+            read += sum(len(batch) for batch in (await consumer.getmany(timeout_ms=1000)).values())
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
 async def test_drain_waits_for_a_group_that_is_behind_and_names_it(stack, topic, log_producer):
     group = f"it-group-{uuid.uuid4().hex[:8]}"
     for n in range(5):
@@ -70,16 +84,7 @@ async def test_drain_waits_for_a_group_that_is_behind_and_names_it(stack, topic,
     with pytest.raises(TimeoutError, match=group):
         await drain(stack.settings, timeout_s=0.5, groups={group: (topic,)})
 
-    consumer = make_consumer(stack.settings, group)
-    consumer.subscribe([topic])
-    await consumer.start()
-    try:
-        read = 0
-        while read < 5:
-            read += sum(len(batch) for batch in (await consumer.getmany(timeout_ms=1000)).values())
-        await consumer.commit()
-    finally:
-        await consumer.stop()
+    await read_and_commit(stack, group, topic, 5)
     await drain(stack.settings, timeout_s=30, groups={group: (topic,)})
 
 
@@ -90,16 +95,7 @@ async def test_caught_up_answers_whether_a_group_committed_past_what_the_topic_h
         await append(log_producer, topic, f"key-{n}".encode(), b"x", timeout_s=10)
 
     assert not await caught_up(stack.settings, [(group, (topic,))], timeout_s=0.3)
-    consumer = make_consumer(stack.settings, group)
-    consumer.subscribe([topic])
-    await consumer.start()
-    try:
-        read = 0
-        while read < 3:
-            read += sum(len(batch) for batch in (await consumer.getmany(timeout_ms=1000)).values())
-        await consumer.commit()
-    finally:
-        await consumer.stop()
+    await read_and_commit(stack, group, topic, 3)
     assert await caught_up(stack.settings, [(group, (topic,))], timeout_s=30)
 
 

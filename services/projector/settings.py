@@ -19,11 +19,12 @@ class ProjectorSettings(ConnectionSettings):
         "(single-job reads fold the log's tail, so they do not wait for it)",
     )
     hold_new_ms: int = Field(
-        1000,
+        5000,
         ge=0,
         description="how long the projector holds back the document of a job that is new and has not ended, so "
-        "that a short job is written once (one insert instead of an insert and a replacement: about half the "
-        "database's CPU per job); lists and filters see such a job up to this much (plus one fetch) later. Its "
+        "that a job is written once (one insert instead of an insert and a replacement: about half the "
+        "database's CPU per job, more under a backlog, where jobs wait longer in the queue); lists, filters and "
+        "GET /status counts see such a job up to this much (plus one fetch) later, a bulk action waits for it. Its "
         "events are written at once; single-job reads fold the log's tail. 0: write every batch",
     )
     commit_interval_s: float = Field(

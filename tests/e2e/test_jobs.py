@@ -357,11 +357,13 @@ async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the
     from tests.e2e.conftest import jobledger
 
     job_id = await submit(api, "echo", {"lines": 2})
-    running = await submit(api, "sleep", {"seconds": 60})  # still running however long the drains below take
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    waiting = await api.post("/jobs", json={"type": "noop", "run_at": later})  # not ended however long the drains take
+    unfinished = waiting.json()["id"]
     await wait_for_job(api, job_id)
     await drained(stack)
-    refused = await api.delete(f"/jobs/{running}")
-    assert refused.status_code == 409, (refused.text, (await api.get(f"/jobs/{running}/events")).text)
+    refused = await api.delete(f"/jobs/{unfinished}")
+    assert refused.status_code == 409, (refused.text, (await api.get(f"/jobs/{unfinished}/events")).text)
 
     deleted = await api.delete(f"/jobs/{job_id}")
     records = await read_topic(
@@ -386,7 +388,7 @@ async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the
     verified = jobledger(stack, "audit", "verify", "--job", job_id)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert (await api.delete(f"/jobs/{job_id}")).status_code == 404
-    await api.post(f"/jobs/{running}/cancel", json={"grace_s": 0})
+    await api.post(f"/jobs/{unfinished}/cancel")
 
 
 async def test_a_waiting_job_is_changed_before_it_starts_and_not_after(api, stack):

@@ -388,6 +388,10 @@ class EmbeddedStack:
         env = {**self.service_env(), "JOBLEDGER_DECIDER_ENABLED": "false"}
         self._spawn(name, [sys.executable, "-m", "services.processor"], env=self._metered(env, free_port()))
 
+    def start_projector(self, name: str = "projector-extra") -> None:
+        """One more projector process: its group's partitions are shared anew."""
+        self._spawn(name, [sys.executable, "-m", "services.projector"], env=self._metered(self.service_env(), free_port()))
+
     @staticmethod
     def _metered(env: dict[str, str], port: int) -> dict[str, str]:
         """``env`` for a service serving its metrics at ``port``."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -79,6 +80,18 @@ async def wait_until(
         if left <= 0:
             raise AssertionError(f"job {job_id} still {job['state']} (version {job['version']}) after {timeout_s}s")
         params = {"wait_s": round(min(5.0, left), 3), "after_version": job["version"]}
+
+
+async def waiting_jobs(api: httpx.AsyncClient, labels: dict[str, str], count: int) -> list[str]:
+    """``count`` no-op jobs waiting an hour for their run_at, with ``labels``:
+    they never end (nor emit anything) while a test runs; the ids."""
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    ids = []
+    for _ in range(count):
+        response = await api.post("/jobs", json={"type": "noop", "run_at": later, "labels": labels})
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    return ids
 
 
 async def cancel_unfinished(api: httpx.AsyncClient, stack: EmbeddedStack, headers: dict[str, str]) -> None:

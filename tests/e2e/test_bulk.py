@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e.conftest import eventually, jobledger, wait_for_job
+from tests.e2e.conftest import eventually, jobledger, wait_for_job, waiting_jobs
 
 pytestmark = pytest.mark.e2e
 
 
-async def waiting_jobs(api, stack, label: str, count: int) -> list[str]:
-    """``count`` jobs PENDING for an hour, labelled ``bulk:<label>``, just accepted: a bulk
-    action waits until the read models hold them (the projector holds new jobs back for a moment)."""
-    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-    ids = []
-    for _ in range(count):
-        response = await api.post("/jobs", json={"type": "noop", "run_at": later, "labels": {"bulk": label}})
-        assert response.status_code == 202, response.text
-        ids.append(response.json()["id"])
-    return ids
+async def labelled(api, label: str, count: int) -> list[str]:
+    """``count`` never-ending jobs labelled ``bulk:<label>``, just accepted: a bulk action
+    waits until the read models hold them (the projector holds new jobs back for a moment)."""
+    return await waiting_jobs(api, {"bulk": label}, count)
 
 
 async def states(api, ids: list[str]) -> list[str]:
@@ -30,8 +23,8 @@ async def states(api, ids: list[str]) -> list[str]:
 
 async def test_a_filter_is_counted_then_cancelled_page_by_page_then_retried(api, stack):
     label = uuid.uuid4().hex
-    ids = await waiting_jobs(api, stack, label, 7)
-    other = await waiting_jobs(api, stack, uuid.uuid4().hex, 1)
+    ids = await labelled(api, label, 7)
+    other = await labelled(api, uuid.uuid4().hex, 1)
     body = {"action": "cancel", "filter": {"labels": {"bulk": label}}, "limit": 3}
 
     dry = (await api.post("/jobs:bulk", json={**body, "dry_run": True})).json()
@@ -68,7 +61,7 @@ async def test_a_state_the_action_does_not_take_is_a_422_naming_it(api):
 
 async def test_the_cli_counts_asks_and_shows_its_progress(api, stack):
     label = uuid.uuid4().hex
-    ids = await waiting_jobs(api, stack, label, 4)
+    ids = await labelled(api, label, 4)
 
     counted = jobledger(stack, "bulk", "cancel", "--label", f"bulk:{label}", "--dry-run")
     done = jobledger(stack, "bulk", "cancel", "--label", f"bulk:{label}", "--yes", "--reason", "cleanup")

@@ -14,7 +14,7 @@ import pytest
 
 from schemas import JobStatus, parse_command, parse_event, topics
 from services.adapters.readmodel import JOB_EVENTS
-from tests.e2e.conftest import drained, read_topic, wait_for_job
+from tests.e2e.conftest import drained, read_topic, wait_for_job, waiting_jobs
 
 pytestmark = pytest.mark.e2e
 
@@ -357,9 +357,7 @@ async def test_a_deleted_job_leaves_the_read_models_and_its_history_stays_in_the
     from tests.e2e.conftest import jobledger
 
     job_id = await submit(api, "echo", {"lines": 2})
-    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-    waiting = await api.post("/jobs", json={"type": "noop", "run_at": later})  # not ended however long the drains take
-    unfinished = waiting.json()["id"]
+    [unfinished] = await waiting_jobs(api, {}, 1)  # not ended however long the drains below take
     await wait_for_job(api, job_id)
     await drained(stack)
     refused = await api.delete(f"/jobs/{unfinished}")

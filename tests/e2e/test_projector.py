@@ -6,27 +6,15 @@ of every job held there, so no document is lost or left behind its events."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.adapters.readmodel import JOB_EVENTS
 from services.common.settings import PROJECTOR_GROUP
-from tests.e2e.conftest import drained, eventually, wait_for_job
+from tests.e2e.conftest import drained, eventually, wait_for_job, waiting_jobs
 
 pytestmark = pytest.mark.e2e
-
-
-async def waiting_jobs(api, label: str, count: int) -> list[str]:
-    """``count`` jobs waiting an hour for their run_at: held by the projector, never ended."""
-    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
-    ids = []
-    for _ in range(count):
-        response = await api.post("/jobs", json={"type": "noop", "run_at": later, "labels": {"hold": label}})
-        assert response.status_code == 202, response.text
-        ids.append(response.json()["id"])
-    return ids
 
 
 async def listed(api, label: str) -> dict[str, dict]:
@@ -36,15 +24,15 @@ async def listed(api, label: str) -> dict[str, dict]:
 
 async def test_jobs_held_while_a_projector_joins_and_leaves_are_all_written_once_with_every_event(api, stack, db):
     label = uuid.uuid4().hex
-    ids = await waiting_jobs(api, label, 16)
+    ids = await waiting_jobs(api, {"hold": label}, 16)
     stack.start_projector("projector-2")
     try:
         await eventually(lambda: _two_members(stack), timeout_s=60)  # both hold partitions now
-        ids += await waiting_jobs(api, label, 16)
+        ids += await waiting_jobs(api, {"hold": label}, 16)
         both = await eventually(lambda: _all_listed(api, label, ids), timeout_s=60)
     finally:
         stack.stop_service("projector-2")
-    ids += await waiting_jobs(api, label, 8)  # held while the partitions move back
+    ids += await waiting_jobs(api, {"hold": label}, 8)  # held while the partitions move back
     alone = await eventually(lambda: _all_listed(api, label, ids), timeout_s=60)
     for job_id in ids:
         assert (await api.post(f"/jobs/{job_id}/cancel")).status_code == 202

@@ -223,6 +223,30 @@ def _matching(wanted: JobFilter) -> dict[str, Any]:
     return query
 
 
+def matches(job: Job, wanted: JobFilter) -> bool:
+    """Whether :func:`_matching` (with the page cursor) finds ``job``'s document: the same
+    filter in Python, for the jobs ingest knows from the log's tail before the read models do."""
+    if job.tenant != wanted.tenant or job.deleted_at is not None:
+        return False
+    if (wanted.status is not None and job.status is not wanted.status) or (
+        wanted.statuses is not None and job.status not in wanted.statuses
+    ):
+        return False
+    if wanted.job_type is not None and job.job_type != wanted.job_type:
+        return False
+    if wanted.priority is not None and job.options.priority is not wanted.priority:
+        return False
+    if any(job.options.labels.get(key) != value for key, value in wanted.labels.items()):
+        return False
+    if (wanted.created_after is not None and job.created_at < wanted.created_after) or (
+        wanted.created_before is not None and job.created_at >= wanted.created_before
+    ):
+        return False
+    if wanted.id_prefix and not job.job_id.startswith(wanted.id_prefix):
+        return False
+    return wanted.after is None or (job.created_at, job.job_id) < wanted.after
+
+
 async def ensure_layout(db: AsyncDatabase) -> bool:
     """Read models in an older :data:`LAYOUT` are put aside (renamed
     ``<name>_layout<old>``, kept as a backup) and the new layout is rebuilt

@@ -47,6 +47,17 @@ class AcceptedJobs:
         while len(self._commands) > self._capacity:
             self._commands.popitem(last=False)
 
+    def recent(self, tenant: str, within_s: float, at_most: int) -> list[SubmitJob]:
+        """``tenant``'s submissions accepted within ``within_s``, the last accepted first, at most ``at_most``."""
+        found: list[SubmitJob] = []
+        since = time.monotonic() - within_s
+        for command, accepted_at in reversed(self._commands.values()):
+            if accepted_at < since or len(found) >= at_most:
+                break
+            if command.tenant == tenant:
+                found.append(command)
+        return found
+
     def get(self, job_id: str, tenant: str, within_s: float | None = None) -> Job | None:
         """The job as accepted (PENDING, version 0); with ``within_s``, only if accepted that recently."""
         found = self._commands.get(job_id)

@@ -4,8 +4,9 @@ appending a command to the log (answered only once the broker acknowledged it)."
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -13,6 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from schemas import Command, Job, encode_command, parse_event, topics
 from schemas.errors import ProblemCode
 from services.adapters.log import read_to_end, topic_partitions
+from services.adapters.readmodel import JobFilter, matches
 from services.common import tracing
 from services.ingest.accepted import FRESH_S
 from services.ingest.bootstrap import Ingest
@@ -40,6 +42,69 @@ async def find_job(state: Ingest, job_id: str, tenant: str, tail_first: bool = T
             state.watch.served(job_id, job.version)
     caught_up = state.watch.catch_up(job_id, job)
     return caught_up if caught_up is not None and caught_up.tenant == tenant else job
+
+
+LIST_FRESH_S = 10.0
+"""How far back a list looks at the jobs this ingest accepted: the projector holds
+the document of a new job that has not ended back for up to JOBLEDGER_HOLD_NEW_MS
+(5 s), so without them a list would leave out what its caller submitted a moment ago."""
+LIST_FRESH_MAX = 2_000
+"""At most this many of them are looked at for one list (the last accepted)."""
+ACCEPTED_DISORDER = timedelta(seconds=1)
+"""How far the order in which submissions were accepted (acknowledged) may stray from
+the order of their creation times (taken before the broker's acknowledgement)."""
+
+
+async def list_jobs(state: Ingest, wanted: JobFilter, limit: int) -> list[Job]:
+    """Up to ``limit`` jobs ``wanted`` matches, newest first: the read model's, with the
+    jobs this ingest accepted lately as the log's tail knows them now (:func:`with_fresh`)."""
+    asked = limit
+    while True:
+        listed = await state.read_model.jobs(wanted, asked)
+        jobs, dropped = with_fresh(state, wanted, listed, asked)
+        if not dropped or len(listed) < asked:
+            return jobs[:limit]
+        asked += dropped  # the read model's page lost some: ask for as many more
+
+
+def with_fresh(state: Ingest, wanted: JobFilter, listed: list[Job], enough: int) -> tuple[list[Job], int]:
+    """``listed`` (read-model jobs, newest first) with the jobs this ingest accepted
+    lately as the log's tail knows them now: a newer version replaces the read model's
+    (or drops it, if it no longer matches), and one the read model lacks joins where its
+    creation time puts it; and how many were dropped. Read-your-writes for lists within
+    one ingest, as for single-job reads. The accepted jobs are looked at from the last
+    accepted on, until ``enough`` of them match and the rest are older than all of those
+    (by more than :data:`ACCEPTED_DISORDER`): they would fall past the page."""
+    newest = {job.job_id: job for job in listed}
+    changed, dropped = False, 0
+    page: list[tuple[datetime, str]] = []  # the ``enough`` newest matching (created_at, id), a min-heap
+    for command in state.accepted.recent(wanted.tenant, LIST_FRESH_S, LIST_FRESH_MAX):
+        if len(page) >= enough and command.issued_at < page[0][0] - ACCEPTED_DISORDER:
+            break
+        job_id = command.job_id
+        job = state.watch.from_start(job_id) or state.watch.catch_up(job_id, state.accepted.get(job_id, wanted.tenant))
+        known = newest.get(job_id)
+        if job is None:
+            continue
+        job = as_stored(job)
+        if matches(job, wanted):
+            (heapq.heappush if len(page) < enough else heapq.heappushpop)(page, (job.created_at, job_id))
+            if known is None or known.version < job.version:
+                newest[job_id], changed = job, True
+            continue
+        if known is not None and known.version < job.version:
+            del newest[job_id]
+            changed, dropped = True, dropped + 1
+    if not changed:
+        return listed, 0
+    return sorted(newest.values(), key=lambda job: (job.created_at, job.job_id), reverse=True), dropped
+
+
+def as_stored(job: Job) -> Job:
+    """``job`` with its creation time as the database keeps it (milliseconds): pages
+    are cut by it, and a page's cursor must mean the same to both."""
+    created = job.created_at.replace(microsecond=job.created_at.microsecond // 1000 * 1000)
+    return job if created == job.created_at else job.model_copy(update={"created_at": created})
 
 
 async def job_events(

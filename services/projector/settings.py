@@ -23,9 +23,10 @@ class ProjectorSettings(ConnectionSettings):
         ge=0,
         description="how long the projector holds back the document of a job that is new and has not ended, so "
         "that a job is written once (one insert instead of an insert and a replacement: about half the "
-        "database's CPU per job, more under a backlog, where jobs wait longer in the queue); lists, filters and "
-        "GET /status counts see such a job up to this much (plus one fetch) later, a bulk action waits for it. Its "
-        "events are written at once; single-job reads fold the log's tail. 0: write every batch",
+        "database's CPU per job, more under a backlog, where jobs wait longer in the queue); GET /status counts, and "
+        "lists through an ingest that did not accept it, see such a job up to this much (plus one fetch) later, a "
+        "bulk action waits for it. Its events are written at once; single-job reads, and lists through the ingest "
+        "that accepted it, fold the log's tail. 0: write every batch",
     )
     commit_interval_s: float = Field(
         0.5,

@@ -86,6 +86,21 @@ async def test_a_job_can_be_read_right_after_it_was_accepted(api):
     assert response.json()["state"] in {s.value for s in JobStatus}
 
 
+async def test_jobs_are_listed_right_after_they_were_accepted_in_their_current_state(api):
+    label = uuid.uuid4().hex
+    waiting = await waiting_jobs(api, {"fresh": label}, 3)  # never ending: the projector holds their documents back
+
+    listed = (await api.get("/jobs", params={"label": f"fresh:{label}"})).json()["items"]
+    pending = (await api.get("/jobs", params={"label": f"fresh:{label}", "state": "PENDING", "limit": 2})).json()
+
+    assert [job["id"] for job in listed] == list(reversed(waiting)) and {job["state"] for job in listed} == {"PENDING"}
+    assert [job["id"] for job in pending["items"]] == list(reversed(waiting))[:2] and pending["next_cursor"]
+    rest = (await api.get("/jobs", params={"label": f"fresh:{label}", "cursor": pending["next_cursor"]})).json()
+    assert [job["id"] for job in rest["items"]] == [waiting[0]]
+    for job_id in waiting:
+        await api.post(f"/jobs/{job_id}/cancel")
+
+
 async def test_jobs_are_listed_newest_first(api, stack):
     batch = uuid.uuid4().hex
     ids = [(await api.post("/jobs", json={"type": "noop", "labels": {"batch": batch}})).json()["id"] for _ in range(3)]

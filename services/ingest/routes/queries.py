@@ -97,7 +97,15 @@ async def job_events(
     return {"items": await store.history(state, job_id, tenant, **bounds)}
 
 
-@router.get("/jobs", response_model=JobList, responses=PROBLEMS, summary="List jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=PROBLEMS,
+    summary="List jobs, newest first",
+    description="From the read models, with the jobs this ingest accepted in the last 10 s as the log has them now: "
+    "a job is listed as soon as its submit was answered, in its current state. Through another ingest replica, a new "
+    "job that has not ended may show up to JOBLEDGER_HOLD_NEW_MS later (the projector holds its document back).",
+)
 async def list_jobs(
     ingest: IngestDep,
     tenant: str = Depends(reader),
@@ -133,7 +141,7 @@ async def list_jobs(
         after=decode_cursor(cursor) if cursor is not None else None,
         id_prefix=id_prefix,
     )
-    jobs = await ingest.read_model.jobs(wanted, limit + 1)
+    jobs = await store.list_jobs(ingest, wanted, limit + 1)
     next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
     return JobList(items=[JobView.of(job) for job in jobs[:limit]], next_cursor=next_cursor)
 

@@ -26,6 +26,9 @@ LEASE_S = 3.0
 """Short, so a killed runner's attempt is declared lost within the test."""
 SESSION_TIMEOUT_S = 6.0
 """The groups' session, the broker's least: a killed member's partitions move within the test (the default is 10 s)."""
+HOLD_NEW_MS = 1000
+"""The projector's hold of a new job's document: shorter than the default 5 s, since every
+drain of a test waits for the held jobs (the full suite ran 30 s longer with 5 s)."""
 FUZZ_KEY = "jl-fuzz-key"
 """Key of a tenant of its own for the fuzzing tests, so what they submit lists nowhere else."""
 METRICS_KEY = "jl-metrics-key"
@@ -55,6 +58,7 @@ def stack_settings(data_dir, **overrides) -> StackSettings:
             "job_log_lines": str(LOG_LINES),
             "retention": f"retention={RETENTION}",
             "retention_sweep_s": "0.5",
+            "hold_new_ms": str(HOLD_NEW_MS),
         },
     )
     settings.update(overrides)

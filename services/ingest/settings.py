@@ -7,7 +7,7 @@ from pydantic_settings import NoDecode
 
 from schemas.api import DEFAULT_TENANT, DEV_API_KEY
 from services.common.settings import DECIDER_GROUP, LOGS_GROUP, PROJECTOR_GROUP, RUNNER_GROUP, ConnectionSettings, pairs
-from services.ingest.keys import KeyTable
+from services.ingest.keys import KeyTable, digest_of
 
 
 class IngestSettings(ConnectionSettings):
@@ -66,6 +66,13 @@ class IngestSettings(ConnectionSettings):
     @classmethod
     def _no_empty_token(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_token(cls, value: str | None) -> str | None:
+        if value is not None:
+            digest_of(value)  # a ValueError naming what is wrong with a sha256:<hex> one
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -107,6 +107,8 @@ def test_metrics_need_the_metrics_token_once_one_is_set_and_an_api_key_is_not_en
     assert "JOBLEDGER_METRICS_TOKEN" in refused[0].json()["detail"]
     assert scraped.status_code == 200 and "jobledger_http_requests" in scraped.text
     assert edge_only_app(IngestSettings()).get("/metrics").status_code == 200, "unset: no token, like any exporter"
+    with pytest.raises(ValueError, match="64 hex digits"):
+        IngestSettings(metrics_token="sha256:not-hex")
 
 
 def test_a_schedule_that_never_fires_is_refused(client):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import os
 
@@ -15,6 +14,7 @@ from schemas.errors import ProblemCode
 from services.ingest.auth import bearer
 from services.ingest.bodies import ContractRoute
 from services.ingest.bootstrap import IngestDep
+from services.ingest.keys import digest, digest_of
 from services.ingest.problems import PROBLEM_RESPONSE, Problem
 
 router = APIRouter(route_class=ContractRoute)
@@ -74,9 +74,5 @@ async def metrics(state: IngestDep, credentials: HTTPAuthorizationCredentials | 
 
 
 def _token_matches(expected: str, given: str | None) -> bool:
-    """Whether ``given`` is the token ``expected`` names (in clear, or as ``sha256:<hex>``), in constant time."""
-    if given is None:
-        return False
-    if expected.startswith("sha256:"):
-        return hmac.compare_digest(expected.removeprefix("sha256:").lower(), hashlib.sha256(given.encode()).hexdigest())
-    return hmac.compare_digest(expected.encode(), given.encode())
+    """Whether ``given`` is the token ``expected`` names (in clear, or as ``sha256:<hex>``, as API keys are), in constant time."""
+    return given is not None and hmac.compare_digest(digest_of(expected), digest(given.encode()))
